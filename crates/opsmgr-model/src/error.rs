@@ -1,0 +1,185 @@
+//! The crate's error type.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::HostName;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong reading, checking or balancing a management group.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// An input was refused; nothing was written.
+    #[error(transparent)]
+    Invalid(Box<InvalidInput>),
+    /// The balancing policy names a server the inventory does not have.
+    #[error("policy names server '{0}', which is not in the inventory")]
+    UnknownPolicyServer(HostName),
+    /// The policy asks to use the RMS for agents, but agents cannot reach it.
+    #[error("the root management server '{0}' is not reachable by agents; it cannot be included")]
+    RmsUnreachable(HostName),
+    /// Agents need a server of a pool that has no eligible server.
+    #[error(
+        "{agents} agent(s) need a {pool} server, but no {pool} server is eligible (reachable, capacity above 0, not excluded)"
+    )]
+    NoEligibleServer {
+        /// The pool (management servers or gateways).
+        pool: crate::Pool,
+        /// How many agents are left without a server.
+        agents: usize,
+    },
+}
+
+/// What is wrong with an input, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input}: {at}: {problem}")]
+pub struct InvalidInput {
+    /// The input's name: a file name, or `<input>` for in-memory data.
+    pub input: String,
+    /// Where in the input.
+    pub at: Location,
+    /// What is wrong there.
+    pub problem: Problem,
+}
+
+impl Error {
+    pub(crate) fn invalid(input: impl Into<String>, at: Location, problem: Problem) -> Self {
+        Error::Invalid(Box::new(InvalidInput {
+            input: input.into(),
+            at,
+            problem,
+        }))
+    }
+}
+
+/// A place in an input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// A place in a JSON document: its path (`agents[3].failover[0]`) and, where the parser
+    /// knows it, the line and column.
+    Json {
+        /// The JSON path, `.` for the document itself.
+        path: String,
+        /// One-based line and column, where known.
+        line_column: Option<(usize, usize)>,
+    },
+    /// A line of a CSV file, one-based, with the column's header where one is at fault.
+    Csv {
+        /// One-based line number.
+        line: u64,
+        /// The column at fault.
+        column: Option<&'static str>,
+    },
+}
+
+impl Location {
+    pub(crate) fn json(path: impl Into<String>) -> Self {
+        Location::Json {
+            path: path.into(),
+            line_column: None,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Json {
+                path,
+                line_column: Some((line, column)),
+            } => write!(f, "line {line}, column {column} ({path})"),
+            Location::Json {
+                path,
+                line_column: None,
+            } => f.write_str(path),
+            Location::Csv { line, column: None } => write!(f, "line {line}"),
+            Location::Csv {
+                line,
+                column: Some(column),
+            } => write!(f, "line {line}, column {column}"),
+        }
+    }
+}
+
+/// What is wrong with an input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// The file is not well-formed, a value has the wrong type, or a field is unknown.
+    #[error("{0}")]
+    Syntax(String),
+    /// A host name is not a valid DNS name.
+    #[error("invalid host name {name:?}: {reason}")]
+    InvalidHostName {
+        /// The name as written.
+        name: String,
+        /// Why it is refused.
+        reason: crate::HostNameError,
+    },
+    /// The management group's name is empty.
+    #[error("the management group name is empty")]
+    EmptyManagementGroup,
+    /// There are no servers.
+    #[error("the server list is empty")]
+    NoServers,
+    /// A server is listed twice (names compare case-insensitively).
+    #[error("server '{name}' is listed twice (first at {first})")]
+    DuplicateServer {
+        /// The name.
+        name: HostName,
+        /// Where it was first listed.
+        first: String,
+    },
+    /// More than one server has the RMS role.
+    #[error(
+        "a second root management server '{name}' (the first is '{first}'); a management group has one"
+    )]
+    MultipleRms {
+        /// The second one.
+        name: HostName,
+        /// The first one.
+        first: HostName,
+    },
+    /// An agent is listed twice.
+    #[error("agent '{name}' is listed twice (first at {first})")]
+    DuplicateAgent {
+        /// The name.
+        name: HostName,
+        /// Where it was first listed.
+        first: String,
+    },
+    /// An agent names a server that is not in the server list.
+    #[error("unknown server '{0}' (not in the server list)")]
+    UnknownServer(HostName),
+    /// An agent's primary server is also in its failover list.
+    #[error("the primary server '{0}' is also in the failover list")]
+    PrimaryInFailover(HostName),
+    /// A failover list names a server twice.
+    #[error("failover server '{0}' is listed twice")]
+    DuplicateFailover(HostName),
+    /// A servers file handed to the CSV reader also lists agents.
+    #[error("a servers file must not list agents; the agents come from the CSV export")]
+    AgentsInServersFile,
+    /// A CSV header is not the expected one.
+    #[error(
+        "expected the header 'Agent,PrimaryManagementServer,FailoverManagementServers', found '{0}'"
+    )]
+    CsvHeader(String),
+    /// A CSV row does not have the expected number of fields.
+    #[error("expected 3 fields, found {0}")]
+    CsvFieldCount(usize),
+}

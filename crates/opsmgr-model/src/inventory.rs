@@ -1,0 +1,619 @@
+//! The management group's inventory: servers, agents, and the files they are kept in.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::HostName;
+use crate::error::{Error, Location, Problem, Result};
+
+/// Agents a management server supports (Operations Manager 2007 R2 sizing).
+pub const MANAGEMENT_SERVER_CAPACITY: u32 = 3000;
+/// Agents a gateway server supports.
+pub const GATEWAY_CAPACITY: u32 = 2000;
+
+/// What a server does in the management group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerRole {
+    /// The root management server: owns the encryption key and talks to the databases.
+    Rms,
+    /// A management server agents report to.
+    Management,
+    /// A gateway server, for agents in untrusted networks.
+    Gateway,
+}
+
+impl fmt::Display for ServerRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServerRole::Rms => "rms",
+            ServerRole::Management => "management",
+            ServerRole::Gateway => "gateway",
+        })
+    }
+}
+
+/// A server of the management group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Its host name.
+    pub name: HostName,
+    /// What it does.
+    pub role: ServerRole,
+    /// Whether agents can reach it; the RMS often is not reachable.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub agent_reachable: bool,
+    /// How many agents it supports, when not the role's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Server {
+    /// A server with the role's defaults: reachable, default capacity.
+    pub fn new(name: HostName, role: ServerRole) -> Self {
+        Self {
+            name,
+            role,
+            agent_reachable: true,
+            capacity: None,
+        }
+    }
+
+    /// How many agents the server supports: the configured capacity, else the role's default
+    /// (3000 for a management server or a reachable RMS, 2000 for a gateway, 0 for an RMS
+    /// agents cannot reach).
+    pub fn capacity(&self) -> u32 {
+        self.capacity.unwrap_or(match self.role {
+            ServerRole::Management => MANAGEMENT_SERVER_CAPACITY,
+            ServerRole::Gateway => GATEWAY_CAPACITY,
+            ServerRole::Rms if self.agent_reachable => MANAGEMENT_SERVER_CAPACITY,
+            ServerRole::Rms => 0,
+        })
+    }
+}
+
+/// An agent and the servers it reports to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// Its host name.
+    pub name: HostName,
+    /// Its primary management server; absent for a newly installed agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<HostName>,
+    /// Its failover servers, in the order the agent tries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<HostName>,
+}
+
+/// A management group: its servers and agents. One file per environment.
+///
+/// Construct it freely; [`Inventory::validate`] (which every reader and the balancer call)
+/// checks the rules a management group obeys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    /// The management group's name.
+    pub management_group: String,
+    /// Its servers.
+    pub servers: Vec<Server>,
+    /// Its agents.
+    #[serde(default)]
+    pub agents: Vec<Agent>,
+}
+
+/// The CSV header of an agent export, in order.
+pub const CSV_COLUMNS: [&str; 3] = [
+    "Agent",
+    "PrimaryManagementServer",
+    "FailoverManagementServers",
+];
+
+const IN_MEMORY: &str = "<input>";
+
+impl Inventory {
+    /// Checks the rules of a management group, naming the first place that breaks one:
+    /// a non-empty group name and server list, no duplicate servers or agents (names compare
+    /// case-insensitively), at most one RMS, agents that only name known servers, and
+    /// failover lists without duplicates or the agent's own primary.
+    pub fn validate(&self) -> Result<()> {
+        self.validate_as(IN_MEMORY)
+    }
+
+    fn validate_as(&self, input: &str) -> Result<()> {
+        let invalid = |at: String, problem| Error::invalid(input, Location::json(at), problem);
+        if self.management_group.trim().is_empty() {
+            return Err(invalid(
+                "management_group".into(),
+                Problem::EmptyManagementGroup,
+            ));
+        }
+        if self.servers.is_empty() {
+            return Err(invalid("servers".into(), Problem::NoServers));
+        }
+        let mut servers: HashMap<&HostName, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(self.servers.len(), Default::default());
+        let mut rms: Option<&HostName> = None;
+        for (i, server) in self.servers.iter().enumerate() {
+            if let Some(first) = servers.insert(&server.name, i) {
+                return Err(invalid(
+                    format!("servers[{i}].name"),
+                    Problem::DuplicateServer {
+                        name: server.name.clone(),
+                        first: format!("servers[{first}]"),
+                    },
+                ));
+            }
+            if server.role == ServerRole::Rms {
+                if let Some(first) = rms {
+                    return Err(invalid(
+                        format!("servers[{i}].role"),
+                        Problem::MultipleRms {
+                            name: server.name.clone(),
+                            first: first.clone(),
+                        },
+                    ));
+                }
+                rms = Some(&server.name);
+            }
+        }
+        let mut agents: HashMap<&HostName, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(self.agents.len(), Default::default());
+        for (i, agent) in self.agents.iter().enumerate() {
+            if let Some(first) = agents.insert(&agent.name, i) {
+                return Err(invalid(
+                    format!("agents[{i}].name"),
+                    Problem::DuplicateAgent {
+                        name: agent.name.clone(),
+                        first: format!("agents[{first}]"),
+                    },
+                ));
+            }
+            if let Some(primary) = &agent.primary
+                && !servers.contains_key(primary)
+            {
+                return Err(invalid(
+                    format!("agents[{i}].primary"),
+                    Problem::UnknownServer(primary.clone()),
+                ));
+            }
+            for (j, failover) in agent.failover.iter().enumerate() {
+                let at = || format!("agents[{i}].failover[{j}]");
+                if !servers.contains_key(failover) {
+                    return Err(invalid(at(), Problem::UnknownServer(failover.clone())));
+                }
+                if agent.primary.as_ref() == Some(failover) {
+                    return Err(invalid(at(), Problem::PrimaryInFailover(failover.clone())));
+                }
+                if agent.failover[..j].contains(failover) {
+                    return Err(invalid(at(), Problem::DuplicateFailover(failover.clone())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The server with this name, if the inventory has it.
+    pub fn server(&self, name: &HostName) -> Option<&Server> {
+        self.servers.iter().find(|s| &s.name == name)
+    }
+
+    /// The root management server, if the inventory has one.
+    pub fn rms(&self) -> Option<&Server> {
+        self.servers.iter().find(|s| s.role == ServerRole::Rms)
+    }
+
+    /// Reads and validates an inventory from JSON text. `input` names it in errors.
+    pub fn from_json_str(text: &str, input: &str) -> Result<Self> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let inventory: Inventory =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| json_error(input, e))?;
+        de.end().map_err(|e| syntax_error(input, ".".into(), e))?;
+        inventory.validate_as(input)?;
+        Ok(inventory)
+    }
+
+    /// Reads and validates an inventory from a JSON reader. `input` names it in errors.
+    pub fn from_json_reader(mut reader: impl Read, input: &str) -> Result<Self> {
+        let text = read_text(&mut reader, input)?;
+        Self::from_json_str(&text, input)
+    }
+
+    /// Reads and validates an inventory file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = path.display().to_string();
+        let text = utf8(text, &name)?;
+        Self::from_json_str(&text, &name)
+    }
+
+    /// Builds an inventory from the servers of `servers` (an inventory without agents) and an
+    /// agent export in CSV with the header `Agent,PrimaryManagementServer,FailoverManagementServers`
+    /// (failovers separated by `;`). `input` names the CSV in errors.
+    pub fn from_csv(servers: Inventory, csv_text: &str, input: &str) -> Result<Self> {
+        if !servers.agents.is_empty() {
+            return Err(Error::invalid(
+                IN_MEMORY,
+                Location::json("agents"),
+                Problem::AgentsInServersFile,
+            ));
+        }
+        let text = csv_text.strip_prefix('\u{feff}').unwrap_or(csv_text);
+        let invalid = |line: u64, column, problem| {
+            Error::invalid(input, Location::Csv { line, column }, problem)
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let mut records = reader.records();
+        let header = match records.next() {
+            Some(r) => r.map_err(|e| csv_error(input, e))?,
+            None => return Err(invalid(1, None, Problem::CsvHeader(String::new()))),
+        };
+        let header_ok = header.len() == CSV_COLUMNS.len()
+            && header
+                .iter()
+                .zip(CSV_COLUMNS)
+                .all(|(h, want)| h.trim().eq_ignore_ascii_case(want));
+        if !header_ok {
+            let found = header.iter().collect::<Vec<_>>().join(",");
+            return Err(invalid(1, None, Problem::CsvHeader(found)));
+        }
+        let host = |value: &str, line: u64, column| {
+            HostName::new(value.trim()).map_err(|reason| {
+                invalid(
+                    line,
+                    Some(column),
+                    Problem::InvalidHostName {
+                        name: value.to_owned(),
+                        reason,
+                    },
+                )
+            })
+        };
+        let mut agents = Vec::new();
+        let mut lines = Vec::new();
+        for record in records {
+            let record = record.map_err(|e| csv_error(input, e))?;
+            let line = record.position().map_or(0, |p| p.line());
+            if record.iter().all(|f| f.trim().is_empty()) {
+                continue;
+            }
+            if record.len() != CSV_COLUMNS.len() {
+                return Err(invalid(line, None, Problem::CsvFieldCount(record.len())));
+            }
+            let name = host(&record[0], line, CSV_COLUMNS[0])?;
+            let primary = match record[1].trim() {
+                "" => None,
+                p => Some(host(p, line, CSV_COLUMNS[1])?),
+            };
+            let failover = record[2]
+                .split(';')
+                .filter(|f| !f.trim().is_empty())
+                .map(|f| host(f, line, CSV_COLUMNS[2]))
+                .collect::<Result<Vec<_>>>()?;
+            agents.push(Agent {
+                name,
+                primary,
+                failover,
+            });
+            lines.push(line);
+        }
+        let inventory = Inventory { agents, ..servers };
+        // Report rule violations at the CSV line of the agent, not a JSON path.
+        inventory.validate_as(input).map_err(|mut e| {
+            if let Error::Invalid(invalid) = &mut e
+                && let Location::Json { path, .. } = &invalid.at
+                && let Some(&line) = agent_index(path).and_then(|i| lines.get(i))
+            {
+                invalid.at = Location::Csv { line, column: None };
+            }
+            e
+        })?;
+        Ok(inventory)
+    }
+
+    /// Writes the inventory as pretty-printed JSON with a final newline.
+    pub fn to_json_writer(&self, mut writer: impl Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut writer, self)?;
+        writer.write_all(b"\n")
+    }
+
+    /// The inventory as pretty-printed JSON with a final newline.
+    pub fn to_json_string(&self) -> String {
+        let mut out = Vec::new();
+        // Writing to a Vec cannot fail, and every field serialises.
+        if self.to_json_writer(&mut out).is_err() {
+            unreachable!("serialising an inventory to memory failed");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Validates the inventory and writes it to `path` atomically: a temporary file in the
+    /// same folder, flushed to disk, then renamed over the old file, so a crash leaves either
+    /// the old or the new file, never a mix.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.validate_as(&path.display().to_string())?;
+        let io_err = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(io_err)?;
+        self.to_json_writer(io::BufWriter::new(&mut file))
+            .map_err(io_err)?;
+        file.commit().map_err(io_err)
+    }
+}
+
+fn agent_index(path: &str) -> Option<usize> {
+    let rest = path.strip_prefix("agents[")?;
+    rest[..rest.find(']')?].parse().ok()
+}
+
+fn read_text(reader: &mut impl Read, input: &str) -> Result<String> {
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).map_err(|source| Error::Io {
+        path: input.into(),
+        source,
+    })?;
+    utf8(bytes, input)
+}
+
+fn utf8(bytes: Vec<u8>, input: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
+        let column = 1 + offset
+            - bytes[..offset]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+        Error::invalid(
+            input,
+            Location::Json {
+                path: ".".into(),
+                line_column: Some((line, column)),
+            },
+            Problem::Syntax("the file is not valid UTF-8".into()),
+        )
+    })
+}
+
+fn json_error(input: &str, e: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    // The path is `?` where the error is not inside any value (end of input, say).
+    let path = match e.path().to_string() {
+        p if p == "?" => ".".to_owned(),
+        p => p,
+    };
+    syntax_error(input, path, e.into_inner())
+}
+
+fn syntax_error(input: &str, path: String, inner: serde_json::Error) -> Error {
+    let line_column = (inner.line() > 0).then(|| (inner.line(), inner.column()));
+    // serde_json appends " at line L column C" to its messages; the location says that.
+    let message = inner.to_string();
+    let message = match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    };
+    Error::invalid(
+        input,
+        Location::Json { path, line_column },
+        Problem::Syntax(message),
+    )
+}
+
+fn csv_error(input: &str, e: csv::Error) -> Error {
+    let line = e.position().map_or(0, |p| p.line());
+    Error::invalid(
+        input,
+        Location::Csv { line, column: None },
+        Problem::Syntax(e.to_string()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"{
+      "management_group": "PROD",
+      "servers": [
+        {"name": "RMS.prod.local", "role": "rms", "agent_reachable": false},
+        {"name": "MGT01.prod.local", "role": "management"},
+        {"name": "MGT02.prod.local", "role": "management", "capacity": 2000}
+      ],
+      "agents": [
+        {"name": "server01.company.local", "primary": "MGT01.prod.local", "failover": ["MGT02.prod.local"]},
+        {"name": "server02.company.local"}
+      ]
+    }"#;
+
+    fn refuse(text: &str) -> String {
+        Inventory::from_json_str(text, "inv.json")
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    fn with_agents(agents: &str) -> String {
+        SEED.replace(
+            r#"{"name": "server02.company.local"}"#,
+            &format!(r#"{{"name": "server02.company.local"}}, {agents}"#),
+        )
+    }
+
+    #[test]
+    fn reads_the_issue_example_and_round_trips() {
+        let inv = Inventory::from_json_str(SEED, "inv.json").unwrap();
+        assert_eq!(inv.management_group, "PROD");
+        assert_eq!(inv.servers[0].capacity(), 0, "unreachable RMS");
+        assert_eq!(inv.servers[1].capacity(), 3000);
+        assert_eq!(inv.servers[2].capacity(), 2000);
+        assert_eq!(inv.agents[1].primary, None);
+        assert_eq!(inv.rms().map(|s| s.name.as_str()), Some("RMS.prod.local"));
+        let again = Inventory::from_json_str(&inv.to_json_string(), "again").unwrap();
+        assert_eq!(again, inv);
+        // Defaults are not written out.
+        assert!(!inv.to_json_string().contains("agent_reachable\": true"));
+    }
+
+    #[test]
+    fn refusals_name_the_place_and_reason() {
+        assert_eq!(
+            refuse(&with_agents(
+                r#"{"name": "x.local", "primary": "MGT09.prod.local"}"#
+            )),
+            "inv.json: agents[2].primary: unknown server 'MGT09.prod.local' (not in the server list)"
+        );
+        assert_eq!(
+            refuse(&with_agents(r#"{"name": "SERVER01.company.local"}"#)),
+            "inv.json: agents[2].name: agent 'SERVER01.company.local' is listed twice (first at agents[0])"
+        );
+        assert_eq!(
+            refuse(&with_agents(
+                r#"{"name": "x.local", "primary": "MGT01.prod.local", "failover": ["mgt01.prod.local"]}"#
+            )),
+            "inv.json: agents[2].failover[0]: the primary server 'mgt01.prod.local' is also in the failover list"
+        );
+        assert_eq!(
+            refuse(&with_agents(
+                r#"{"name": "x.local", "failover": ["MGT02.prod.local", "MGT02.PROD.local"]}"#
+            )),
+            "inv.json: agents[2].failover[1]: failover server 'MGT02.PROD.local' is listed twice"
+        );
+        assert_eq!(
+            refuse(&with_agents(
+                r#"{"name": "x.local", "primry": "MGT01.prod.local"}"#
+            )),
+            "inv.json: line 10, column 72 (agents[2].primry): unknown field `primry`, expected one of `name`, `primary`, `failover`"
+        );
+        let e = refuse(&with_agents(r#"{"name": "bad_name.local"}"#));
+        assert!(
+            e.contains("(agents[2].name): invalid host name \"bad_name.local\": character '_' at position 3"),
+            "{e}"
+        );
+        let two_rms = SEED.replace(
+            r#""MGT02.prod.local", "role": "management""#,
+            r#""MGT02.prod.local", "role": "rms""#,
+        );
+        assert_eq!(
+            refuse(&two_rms),
+            "inv.json: servers[2].role: a second root management server 'MGT02.prod.local' (the first is 'RMS.prod.local'); a management group has one"
+        );
+        let dup_server = SEED.replace("MGT02.prod.local\", \"role", "mgt01.PROD.local\", \"role");
+        assert!(refuse(&dup_server).starts_with("inv.json: servers[2].name: server 'mgt01.PROD.local' is listed twice (first at servers[1])"));
+        assert_eq!(
+            refuse(r#"{"management_group": "PROD", "servers": []}"#),
+            "inv.json: servers: the server list is empty"
+        );
+        assert_eq!(
+            refuse(r#"{"management_group": " ", "servers": []}"#),
+            "inv.json: management_group: the management group name is empty"
+        );
+        assert_eq!(
+            refuse("{\"management_group\": \"PROD\","),
+            "inv.json: line 1, column 28 (.): EOF while parsing a value"
+        );
+        let e = refuse(&format!("{SEED} trailing"));
+        assert!(e.contains("trailing characters"), "{e}");
+    }
+
+    #[test]
+    fn non_utf8_is_refused_with_position() {
+        let mut bytes = b"{\n  \"management_group\": \"P".to_vec();
+        bytes.push(0xff);
+        let e = Inventory::from_json_reader(&bytes[..], "x.json").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.json: line 2, column 25 (.): the file is not valid UTF-8"
+        );
+    }
+
+    fn servers() -> Inventory {
+        let mut inv = Inventory::from_json_str(SEED, "inv.json").unwrap();
+        inv.agents.clear();
+        inv
+    }
+
+    #[test]
+    fn csv_export_is_read_with_servers_from_json() {
+        let csv = "\u{feff}Agent,PrimaryManagementServer,FailoverManagementServers\r\n\
+                   server01.company.local,MGT01.prod.local,MGT02.prod.local\r\n\
+                   \r\n\
+                   server02.company.local,,\r\n\
+                   server03.company.local,MGT02.prod.local,\"MGT01.prod.local; \"\r\n";
+        let inv = Inventory::from_csv(servers(), csv, "agents.csv").unwrap();
+        assert_eq!(inv.agents.len(), 3);
+        assert_eq!(inv.agents[1].primary, None);
+        assert_eq!(
+            inv.agents[2].failover,
+            vec![HostName::new("MGT01.prod.local").unwrap()]
+        );
+    }
+
+    #[test]
+    fn csv_refusals_name_the_line() {
+        let head = "Agent,PrimaryManagementServer,FailoverManagementServers\n";
+        let e = |body: &str| {
+            Inventory::from_csv(servers(), &format!("{head}{body}"), "a.csv")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            e("s1.local,MGT01.prod.local,\ns2.local,MGT07.prod.local,\n"),
+            "a.csv: line 3: unknown server 'MGT07.prod.local' (not in the server list)"
+        );
+        assert_eq!(
+            e("s1.local,MGT01.prod.local\n"),
+            "a.csv: line 2: expected 3 fields, found 2"
+        );
+        assert!(e("s 1,,\n").starts_with("a.csv: line 2, column Agent: invalid host name \"s 1\""));
+        let bad_header =
+            Inventory::from_csv(servers(), "Name,Primary,Failover\n", "a.csv").unwrap_err();
+        assert_eq!(
+            bad_header.to_string(),
+            "a.csv: line 1: expected the header 'Agent,PrimaryManagementServer,FailoverManagementServers', found 'Name,Primary,Failover'"
+        );
+        let inv = Inventory::from_json_str(SEED, "inv.json").unwrap();
+        assert!(matches!(
+            Inventory::from_csv(inv, head, "a.csv"),
+            Err(Error::Invalid(e)) if e.problem == Problem::AgentsInServersFile
+        ));
+    }
+
+    #[test]
+    fn save_is_atomic_and_refuses_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.json");
+        let inv = Inventory::from_json_str(SEED, "inv.json").unwrap();
+        inv.save(&path).unwrap();
+        assert_eq!(Inventory::load(&path).unwrap(), inv);
+        let mut bad = inv.clone();
+        bad.agents[0].primary = Some(HostName::new("nowhere.local").unwrap());
+        assert!(bad.save(&path).is_err());
+        assert_eq!(Inventory::load(&path).unwrap(), inv, "the good file stays");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
+    }
+}

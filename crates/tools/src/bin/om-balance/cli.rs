@@ -1,0 +1,115 @@
+//! Command-line arguments of om-balance.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use opsmgr_model::{HostName, Policy};
+
+/// Balances agents over the management servers of a management group.
+///
+/// Reads the inventory (JSON, or a CSV export of agents with a JSON servers file), computes a
+/// target for every agent that moves as few agents as possible and spreads each server's
+/// agents over the others as failovers, and prints, checks or applies the plan.
+#[derive(Debug, Parser)]
+#[command(
+    name = "om-balance",
+    version,
+    after_help = "Exit codes: 0 success (check: balanced), 1 check: not balanced, 2 bad usage or input (nothing written)."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Prints the plan: a table, JSON, or a PowerShell script for the running system.
+    Plan {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Exits 0 when the group is balanced within tolerance, 1 with a one-line reason when not.
+    Check {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Writes the balanced inventory (JSON) atomically.
+    Apply {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Where to write the new inventory; may be the input file itself.
+        #[arg(short = 'o', long = "output", value_name = "NEW.json")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Input {
+    /// The inventory: JSON, or with --servers a CSV export with the columns
+    /// Agent,PrimaryManagementServer,FailoverManagementServers. `-` reads stdin.
+    #[arg(value_name = "INVENTORY")]
+    pub(crate) inventory: PathBuf,
+    /// A JSON file with the management group and its servers, for a CSV inventory.
+    #[arg(long, value_name = "SERVERS.json")]
+    pub(crate) servers: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// Failover servers per agent [default: all other eligible servers].
+    #[arg(long, value_name = "K")]
+    failovers: Option<usize>,
+    /// Let the RMS carry agents (only when agents can reach it).
+    #[arg(long)]
+    include_rms: bool,
+    /// Percent of agents that may stand above their server's share before any primary moves.
+    #[arg(long, value_name = "PCT", default_value_t = 5.0, value_parser = percent)]
+    tolerance: f64,
+    /// Drain this server: its agents move and nobody fails over to it. Repeatable.
+    #[arg(long, value_name = "SERVER")]
+    exclude: Vec<HostName>,
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a percentage between 0 and 100"))
+    }
+}
+
+impl PolicyArgs {
+    pub(crate) fn policy(&self) -> Policy {
+        Policy {
+            include_rms: self.include_rms,
+            failovers: self.failovers,
+            tolerance: self.tolerance / 100.0,
+            exclude: self.exclude.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Load per server before and after, moves, and the effect of each single failure.
+    Table,
+    /// The complete target and the changes, for scripts.
+    Json,
+    /// A script for the Operations Manager 2007 R2 Command Shell (Set-ManagementServer).
+    Ps2007,
+    /// A script for Operations Manager 2012 and later (Set-SCOMParentManagementServer).
+    Ps2012,
+}

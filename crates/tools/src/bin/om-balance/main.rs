@@ -1,0 +1,246 @@
+//! `om-balance`: plans, checks and applies the balancing of agents over management servers.
+
+mod cli;
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use opsmgr_model::{Inventory, Plan, Policy, Shell, plan, write_powershell};
+use opsmgr_tools::exit;
+
+use cli::{Cli, Command, Format, Input};
+
+fn main() -> ExitCode {
+    opsmgr_tools::main("om-balance", run)
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Plan {
+            input,
+            policy,
+            format,
+        } => {
+            let inventory = load(&input)?;
+            let policy = policy.policy();
+            let plan = plan(&inventory, &policy)?;
+            warn(&plan);
+            match format {
+                Format::Table => out.write_all(table(&plan, &policy).as_bytes())?,
+                Format::Json => {
+                    serde_json::to_writer_pretty(&mut out, &plan)?;
+                    out.write_all(b"\n")?;
+                }
+                Format::Ps2007 => write_powershell(&plan, Shell::OpsMgr2007, &mut out)?,
+                Format::Ps2012 => write_powershell(&plan, Shell::Scom2012, &mut out)?,
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { input, policy } => {
+            let inventory = load(&input)?;
+            let policy = policy.policy();
+            let plan = plan(&inventory, &policy)?;
+            let (balanced, line) = verdict(&plan, &policy);
+            writeln!(out, "{line}")?;
+            Ok(ExitCode::from(if balanced { exit::OK } else { exit::NO }))
+        }
+        Command::Apply {
+            input,
+            policy,
+            output,
+        } => {
+            let inventory = load(&input)?;
+            let plan = plan(&inventory, &policy.policy())?;
+            warn(&plan);
+            plan.apply()
+                .save(&output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            writeln!(
+                out,
+                "wrote {}: {} agent(s) changed, {} of them moved to another primary",
+                output.display(),
+                plan.changed(),
+                plan.moved()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(input: &Input) -> Result<Inventory> {
+    let path = &input.inventory;
+    let name = path.display().to_string();
+    let read = |p: &Path| -> Result<String> {
+        if p == Path::new("-") {
+            let mut s = String::new();
+            io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the inventory from stdin")?;
+            Ok(s)
+        } else {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        }
+    };
+    match &input.servers {
+        Some(servers) => {
+            let servers = Inventory::load(servers)?;
+            Ok(Inventory::from_csv(servers, &read(path)?, &name)?)
+        }
+        None if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv")) =>
+        {
+            anyhow::bail!("{name}: a CSV export needs the servers: add --servers SERVERS.json")
+        }
+        None => Ok(Inventory::from_json_str(&read(path)?, &name)?),
+    }
+}
+
+#[allow(clippy::print_stderr, reason = "warnings go to stderr, loudly")]
+fn warn(plan: &Plan<'_>) {
+    for w in plan.warnings() {
+        eprintln!("om-balance: WARNING: {w}");
+    }
+}
+
+/// Whether the group is balanced within the policy, and the one line that says so or why not.
+fn verdict(plan: &Plan<'_>, policy: &Policy) -> (bool, String) {
+    let agents: usize = plan.pools().iter().map(|p| p.agents).sum();
+    if plan.changed() == 0 {
+        return (
+            true,
+            format!(
+                "balanced: {agents} agent(s), within {:.1}% tolerance, failover lists spread",
+                policy.tolerance * 100.0
+            ),
+        );
+    }
+    let mut reasons = Vec::new();
+    for pool in plan.pools() {
+        if pool.must_move > 0 {
+            reasons.push(format!(
+                "{} {} agent(s) without a usable primary",
+                pool.must_move, pool.pool
+            ));
+        }
+        if !pool.held_by_tolerance && pool.excess > 0 {
+            reasons.push(format!(
+                "{} of {} {} agent(s) ({:.1}%) above their server's share (tolerance {:.1}%)",
+                pool.excess,
+                pool.agents,
+                pool.pool,
+                pool.imbalance * 100.0,
+                policy.tolerance * 100.0
+            ));
+        }
+    }
+    let lists = plan.changes().filter(|c| !c.primary_changes()).count();
+    if lists > 0 {
+        reasons.push(format!("{lists} failover list(s) to correct"));
+    }
+    (false, format!("not balanced: {}", reasons.join("; ")))
+}
+
+fn table(plan: &Plan<'_>, policy: &Policy) -> String {
+    let inv = plan.inventory();
+    let mut s = String::new();
+    let failovers = policy
+        .failovers
+        .map_or("all other eligible servers".to_owned(), |k| k.to_string());
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        s,
+        "Management group {}: {} agent(s), {} server(s); tolerance {:.1}%, failovers: {failovers}, RMS {}",
+        inv.management_group,
+        inv.agents.len(),
+        inv.servers.len(),
+        policy.tolerance * 100.0,
+        if policy.include_rms {
+            "included"
+        } else {
+            "excluded"
+        },
+    );
+    let _ = writeln!(s);
+    let width = inv
+        .servers
+        .iter()
+        .map(|x| x.name.as_str().len())
+        .max()
+        .unwrap_or(0)
+        .max("IF THIS FAILS".len());
+    let _ = writeln!(
+        s,
+        "{:<width$}  {:<10}  {:>5}  {:>8}  {:>6}  {:>6}",
+        "SERVER", "ROLE", "REACH", "CAPACITY", "BEFORE", "AFTER"
+    );
+    for ((server, before), (_, after)) in plan.load_before().zip(plan.load_after()) {
+        let _ = writeln!(
+            s,
+            "{:<width$}  {:<10}  {:>5}  {:>8}  {:>6}  {:>6}",
+            server.name.as_str(),
+            server.role.to_string(),
+            if server.agent_reachable { "yes" } else { "no" },
+            server.capacity(),
+            before,
+            after
+        );
+    }
+    let _ = writeln!(s);
+    for pool in plan.pools() {
+        let action = if pool.held_by_tolerance {
+            "primaries left in place"
+        } else {
+            "rebalanced"
+        };
+        let _ = writeln!(
+            s,
+            "{} pool: {} agent(s) over {} eligible server(s); {} without a usable primary; {} above their server's share ({:.1}%): {action}",
+            pool.pool,
+            pool.agents,
+            pool.eligible.len(),
+            pool.must_move,
+            pool.excess,
+            pool.imbalance * 100.0,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Agents moved to another primary: {}; agents changed (primary or failover list): {}",
+        plan.moved(),
+        plan.changed()
+    );
+    let failures: Vec<_> = plan
+        .pools()
+        .iter()
+        .flat_map(|p| p.failures.iter())
+        .filter(|f| f.worst.is_some())
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "{:<width$}  {:<width$}  {:>6}  {:>8}",
+            "IF THIS FAILS", "WORST SURVIVOR", "AGENTS", "IDEAL"
+        );
+        for f in failures {
+            let worst = f.worst.map_or("-", |w| w.as_str());
+            let _ = writeln!(
+                s,
+                "{:<width$}  {:<width$}  {:>6}  {:>8.1}",
+                f.failed.as_str(),
+                worst,
+                f.worst_load,
+                f.ideal
+            );
+        }
+    }
+    s
+}

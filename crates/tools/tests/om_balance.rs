@@ -1,0 +1,195 @@
+//! om-balance driven as an operator would: real files in a temp folder, stdout, stderr and
+//! exit codes asserted.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/inventory.json")
+}
+
+fn om_balance(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_om-balance"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn plan_table_shows_before_after_and_failures() {
+    let out = om_balance(&["plan", example().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("MGT01.prod.local  management"),
+        ["MGT01.prod.local", "management", "yes", "3000", "36", "12"]
+    );
+    assert_eq!(
+        row("RMS.prod.local"),
+        ["RMS.prod.local", "rms", "no", "0", "0", "0"]
+    );
+    assert!(stdout.contains(
+        "Agents moved to another primary: 24; agents changed (primary or failover list): 36"
+    ));
+    let failure = row("MGT01.prod.local  MGT0");
+    assert_eq!(&failure[2..], ["18", "18.0"]);
+}
+
+#[test]
+fn json_apply_and_check_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = om_balance(&["plan", example().to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["assignments"].as_array().unwrap().len(), 36);
+    assert_eq!(v["changes"].as_array().unwrap().len(), 36);
+    assert_eq!(v["load_after"]["MGT02.prod.local"], 12);
+
+    let before = om_balance(&["check", example().to_str().unwrap()]);
+    assert_eq!(before.status.code(), Some(1));
+    assert_eq!(
+        text(&before.stdout),
+        "not balanced: 24 of 36 management agent(s) (66.7%) above their server's share (tolerance 5.0%); 12 failover list(s) to correct\n"
+    );
+
+    let new = dir.path().join("new.json");
+    let apply = om_balance(&[
+        "apply",
+        example().to_str().unwrap(),
+        "-o",
+        new.to_str().unwrap(),
+    ]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stderr));
+    let after = om_balance(&["check", new.to_str().unwrap()]);
+    assert_eq!(after.status.code(), Some(0), "{}", text(&after.stdout));
+    assert!(text(&after.stdout).starts_with("balanced: 36 agent(s)"));
+
+    // The applied inventory matches the plan's complete target.
+    let applied: serde_json::Value = serde_json::from_slice(&std::fs::read(&new).unwrap()).unwrap();
+    for (a, t) in applied["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(v["assignments"].as_array().unwrap())
+    {
+        assert_eq!(a["name"], t["agent"]);
+        assert_eq!(a["primary"], t["primary"]);
+        assert_eq!(a["failover"], t["failover"]);
+    }
+}
+
+#[test]
+fn csv_export_with_servers_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = dir.path().join("servers.json");
+    std::fs::write(
+        &servers,
+        r#"{"management_group": "PROD", "servers": [
+            {"name": "RMS.prod.local", "role": "rms", "agent_reachable": false},
+            {"name": "MGT01.prod.local", "role": "management"},
+            {"name": "MGT02.prod.local", "role": "management"}]}"#,
+    )
+    .unwrap();
+    let csv = dir.path().join("agents.csv");
+    std::fs::write(
+        &csv,
+        "Agent,PrimaryManagementServer,FailoverManagementServers\r\n\
+         a1.local,RMS.prod.local,MGT01.prod.local\r\n\
+         a2.local,MGT01.prod.local,\r\n",
+    )
+    .unwrap();
+    let out = om_balance(&[
+        "plan",
+        csv.to_str().unwrap(),
+        "--servers",
+        servers.to_str().unwrap(),
+        "--format",
+        "ps2007",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let script = text(&out.stdout);
+    let calls: Vec<&str> = script
+        .lines()
+        .filter(|l| l.starts_with("Set-ManagementServer"))
+        .collect();
+    assert!(
+        calls[0].contains("$agents['a1.local'] -PrimaryManagementServer $ms['MGT0"),
+        "urgent agent first: {script}"
+    );
+
+    let no_servers = om_balance(&["plan", csv.to_str().unwrap()]);
+    assert_eq!(no_servers.status.code(), Some(2));
+    assert!(
+        text(&no_servers.stderr)
+            .contains("a CSV export needs the servers: add --servers SERVERS.json")
+    );
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_place_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"management_group": "PROD", "servers": [{"name": "MGT01.prod.local", "role": "management"}],
+            "agents": [{"name": "a1.local", "primary": "MGT07.prod.local"}]}"#,
+    )
+    .unwrap();
+    let out_file = dir.path().join("out.json");
+    let out = om_balance(&[
+        "apply",
+        bad.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "om-balance: error: {}: agents[0].primary: unknown server 'MGT07.prod.local' (not in the server list)\n",
+            bad.display()
+        )
+    );
+    assert!(!out_file.exists());
+
+    let out = om_balance(&["plan", example().to_str().unwrap(), "--tolerance", "150"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("150 is not a percentage between 0 and 100"));
+    let out = om_balance(&["plan", example().to_str().unwrap(), "--exclude", "bad/name"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn over_capacity_is_a_loud_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.json");
+    let small = std::fs::read_to_string(example()).unwrap().replace(
+        r#""role": "management""#,
+        r#""role": "management", "capacity": 10"#,
+    );
+    std::fs::write(&inv, small).unwrap();
+    let out = om_balance(&["plan", inv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let warnings: Vec<String> = (1..=3)
+        .map(|i| format!("om-balance: WARNING: MGT0{i}.prod.local is over capacity: 12 agents, it supports 10\n"))
+        .collect();
+    assert_eq!(text(&out.stderr), warnings.concat());
+}
