@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 use crate::apportion::{Item, rebalance};
 use crate::error::{Error, Result};
 use crate::hostname::stable_hash;
+use crate::inventory::{NONE, Resolved};
 use crate::{Agent, HostName, Inventory, Server, ServerRole};
 
 /// A set of servers that balance agents among themselves.
@@ -175,9 +176,9 @@ pub struct Plan<'a> {
     index: HashMap<&'a HostName, usize, foldhash::fast::RandomState>,
     /// Whether each server (by inventory position) is eligible in its pool.
     eligible: Vec<bool>,
-    primary: Vec<u32>,
-    failover_start: Vec<usize>,
-    failover: Vec<u32>,
+    /// Each agent's current primary, or `NONE`.
+    old_primary: Vec<u32>,
+    targets: Targets,
     changed: Vec<u32>,
     load_before: Vec<u64>,
     load_after: Vec<u64>,
@@ -215,7 +216,7 @@ pub struct Plan<'a> {
 /// # Ok::<(), opsmgr_model::Error>(())
 /// ```
 pub fn plan<'a>(inventory: &'a Inventory, policy: &Policy) -> Result<Plan<'a>> {
-    inventory.validate()?;
+    let resolved = inventory.resolve("<input>")?;
     let servers = &inventory.servers;
     let mut index: HashMap<&HostName, usize, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(servers.len(), Default::default());
@@ -253,25 +254,26 @@ pub fn plan<'a>(inventory: &'a Inventory, policy: &Policy) -> Result<Plan<'a>> {
     by_name.sort_by(|&a, &b| servers[a].name.cmp(&servers[b].name));
 
     let agents = &inventory.agents;
-    let resolve = |name: &HostName| index[name] as u32;
-    let old_primary: Vec<Option<u32>> = agents
-        .iter()
-        .map(|a| a.primary.as_ref().map(resolve))
-        .collect();
     let mut load_before = vec![0u64; servers.len()];
-    for p in old_primary.iter().flatten() {
-        load_before[*p as usize] += 1;
+    for &p in resolved.primary.iter().filter(|&&p| p != NONE) {
+        load_before[p as usize] += 1;
     }
-    let hashes: Vec<u64> = agents.iter().map(|a| stable_hash(&a.name)).collect();
 
-    let mut primary = vec![u32::MAX; agents.len()];
-    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); agents.len()];
+    let mut out = Targets {
+        primary: vec![NONE; agents.len()],
+        span: vec![(0, 0); agents.len()],
+        failover: Vec::new(),
+    };
     let mut pools = Vec::new();
     for pool in [Pool::Management, Pool::Gateway] {
         let members: Vec<usize> = (0..agents.len())
             .filter(|&a| {
-                let agent_pool = old_primary[a]
-                    .map_or(Pool::Management, |p| pool_of_server(&servers[p as usize]));
+                let p = resolved.primary[a];
+                let agent_pool = if p == NONE {
+                    Pool::Management
+                } else {
+                    pool_of_server(&servers[p as usize])
+                };
                 agent_pool == pool
             })
             .collect();
@@ -292,35 +294,23 @@ pub fn plan<'a>(inventory: &'a Inventory, policy: &Policy) -> Result<Plan<'a>> {
         let ctx = PoolContext {
             servers,
             agents,
-            hashes: &hashes,
+            resolved: &resolved,
             salts: &salts,
             pool_servers: &pool_servers,
-            old_primary: &old_primary,
-            index: &index,
         };
-        let report = ctx.balance(pool, &members, policy, &mut primary, &mut lists);
-        pools.push(report);
+        pools.push(ctx.balance(pool, &members, policy, &mut out));
     }
 
     let mut load_after = vec![0u64; servers.len()];
-    for &p in &primary {
+    for &p in &out.primary {
         load_after[p as usize] += 1;
     }
-    let mut failover_start = Vec::with_capacity(agents.len() + 1);
-    let mut failover = Vec::with_capacity(lists.iter().map(Vec::len).sum());
-    let mut changed = Vec::new();
-    for (a, list) in lists.into_iter().enumerate() {
-        failover_start.push(failover.len());
-        let old = &agents[a].failover;
-        let same_list =
-            old.len() == list.len() && old.iter().zip(&list).all(|(o, &n)| index[o] == n as usize);
-        if old_primary[a] != Some(primary[a]) || !same_list {
-            changed.push(a as u32);
-        }
-        failover.extend(list);
-    }
-    failover_start.push(failover.len());
-
+    let changed = (0..agents.len())
+        .filter(|&a| {
+            resolved.primary[a] != out.primary[a] || resolved.failover_of(a) != out.failover_of(a)
+        })
+        .map(|a| a as u32)
+        .collect();
     let warnings = servers
         .iter()
         .enumerate()
@@ -336,9 +326,8 @@ pub fn plan<'a>(inventory: &'a Inventory, policy: &Policy) -> Result<Plan<'a>> {
         inventory,
         index,
         eligible,
-        primary,
-        failover_start,
-        failover,
+        old_primary: resolved.primary,
+        targets: out,
         changed,
         load_before,
         load_after,
@@ -351,16 +340,30 @@ pub fn plan<'a>(inventory: &'a Inventory, policy: &Policy) -> Result<Plan<'a>> {
     Ok(plan)
 }
 
+/// Every agent's target: primary and failover list, by server position.
+#[derive(Debug, Clone)]
+struct Targets {
+    primary: Vec<u32>,
+    /// Where each agent's failover list sits in `failover`: start and length.
+    span: Vec<(u32, u32)>,
+    failover: Vec<u32>,
+}
+
+impl Targets {
+    fn failover_of(&self, a: usize) -> &[u32] {
+        let (start, len) = self.span[a];
+        &self.failover[start as usize..(start + len) as usize]
+    }
+}
+
 /// What balancing one pool needs to see.
 struct PoolContext<'a, 'i> {
     servers: &'a [Server],
     agents: &'a [Agent],
-    hashes: &'i [u64],
+    resolved: &'i Resolved,
     salts: &'i [u64],
     /// The pool's eligible servers, by inventory position, ordered by name.
     pool_servers: &'i [usize],
-    old_primary: &'i [Option<u32>],
-    index: &'i HashMap<&'a HostName, usize, foldhash::fast::RandomState>,
 }
 
 impl<'a> PoolContext<'a, '_> {
@@ -369,15 +372,21 @@ impl<'a> PoolContext<'a, '_> {
         pool: Pool,
         members: &[usize],
         policy: &Policy,
-        primary: &mut [u32],
-        lists: &mut [Vec<u32>],
+        out: &mut Targets,
     ) -> PoolReport<'a> {
         let n = self.pool_servers.len();
         // Inventory position -> position among the pool's servers.
-        let mut local = vec![u32::MAX; self.servers.len()];
+        let mut local = vec![NONE; self.servers.len()];
         for (l, &s) in self.pool_servers.iter().enumerate() {
             local[s] = l as u32;
         }
+        let local_of = |server: u32| {
+            if server == NONE {
+                None
+            } else {
+                Some(local[server as usize]).filter(|&l| l != NONE)
+            }
+        };
         let weights: Vec<u64> = self
             .pool_servers
             .iter()
@@ -388,11 +397,9 @@ impl<'a> PoolContext<'a, '_> {
         let items: Vec<Item<'_>> = members
             .iter()
             .map(|&a| Item {
-                hash: self.hashes[a],
+                hash: self.resolved.hashes[a],
                 name: &self.agents[a].name,
-                current: self.old_primary[a]
-                    .map(|p| local[p as usize])
-                    .filter(|&l| l != u32::MAX),
+                current: local_of(self.resolved.primary[a]),
             })
             .collect();
         let must_move = items.iter().filter(|i| i.current.is_none()).count() as u64;
@@ -404,70 +411,87 @@ impl<'a> PoolContext<'a, '_> {
         for (pos, &c) in outcome.choice.iter().enumerate() {
             groups[c as usize].push(pos);
         }
-        let mut stamp = vec![u32::MAX; n];
+        out.failover.reserve(members.len() * k);
+        let mut stamp = vec![NONE; n];
         for (s, group) in groups.iter().enumerate() {
-            // Candidates for failover: every other server of the pool, by name.
+            for &pos in group {
+                out.primary[members[pos]] = self.pool_servers[s] as u32;
+            }
+            if k == 0 {
+                continue;
+            }
+            // Candidates for failover: every other server of the pool, by name; their
+            // positions skip `s`.
             let candidates: Vec<u32> = (0..n as u32).filter(|&c| c as usize != s).collect();
-            let old_lists: Vec<Vec<u32>> = group
+            let to_candidate = |l: u32| if l as usize > s { l - 1 } else { l };
+            let cand_items: Vec<Item<'_>> = group
                 .iter()
-                .map(|&pos| {
-                    self.agents[members[pos]]
-                        .failover
+                .map(|&pos| Item {
+                    // The first of its failovers that is still usable.
+                    current: self
+                        .resolved
+                        .failover_of(members[pos])
                         .iter()
-                        .map(|f| local[self.index[f]])
-                        .filter(|&l| l != u32::MAX && l as usize != s)
-                        .collect()
+                        .filter_map(|&f| local_of(f))
+                        .find(|&l| l as usize != s)
+                        .map(to_candidate),
+                    ..items[pos]
                 })
                 .collect();
-            let first = if k == 0 {
-                Vec::new()
-            } else {
-                let cand_items: Vec<Item<'_>> = group
-                    .iter()
-                    .zip(&old_lists)
-                    .map(|(&pos, old)| Item {
-                        current: old.first().map(|&l| if l as usize > s { l - 1 } else { l }),
-                        ..items[pos]
-                    })
-                    .collect();
-                let cand_weights: Vec<u64> =
-                    candidates.iter().map(|&c| weights[c as usize]).collect();
-                let cand_salts: Vec<u64> = candidates.iter().map(|&c| salts[c as usize]).collect();
-                rebalance(&cand_items, &cand_weights, &cand_salts, None)
-                    .choice
-                    .into_iter()
-                    .map(|c| candidates[c as usize])
-                    .collect()
-            };
+            let cand_weights: Vec<u64> = candidates.iter().map(|&c| weights[c as usize]).collect();
+            let cand_salts: Vec<u64> = candidates.iter().map(|&c| salts[c as usize]).collect();
+            let first = rebalance(&cand_items, &cand_weights, &cand_salts, None).choice;
+            // The same candidates by inventory position, twice over, so that any rotation
+            // of them is one slice.
+            let doubled: Vec<u32> = candidates
+                .iter()
+                .chain(&candidates)
+                .map(|&l| self.pool_servers[l as usize] as u32)
+                .collect();
             for (g, &pos) in group.iter().enumerate() {
                 let agent = members[pos];
-                primary[agent] = self.pool_servers[s] as u32;
-                if k == 0 {
-                    continue;
-                }
-                let mark = pos as u32;
-                stamp[s] = mark;
-                let mut list = Vec::with_capacity(k);
-                let mut push = |l: u32, list: &mut Vec<u32>| {
-                    if list.len() < k && stamp[l as usize] != mark {
-                        stamp[l as usize] = mark;
-                        list.push(l);
+                let first = first[g] as usize;
+                let start = out.failover.len();
+                out.failover.push(doubled[first]);
+                // Fill up from the other servers in a rotation that starts at a place of the
+                // agent's own, so second failovers spread too; usable old entries go first.
+                let rotate = (items[pos].hash % candidates.len() as u64) as usize;
+                let rotation = &doubled[rotate..rotate + candidates.len()];
+                let kept = self
+                    .resolved
+                    .failover_of(agent)
+                    .iter()
+                    .filter_map(|&f| local_of(f))
+                    .filter(|&l| l as usize != s && to_candidate(l) as usize != first);
+                let mut kept = kept.peekable();
+                if kept.peek().is_none() {
+                    // The common case, a new or reset agent: the rotation without `first`.
+                    let skip = (first + candidates.len() - rotate) % candidates.len();
+                    let take = k - 1;
+                    out.failover.extend(rotation[..skip].iter().take(take));
+                    let left = take.saturating_sub(skip);
+                    out.failover.extend(rotation[skip + 1..].iter().take(left));
+                } else {
+                    let mark = pos as u32;
+                    stamp[s] = mark;
+                    stamp[candidates[first] as usize] = mark;
+                    let mut push = |l: u32, list: &mut Vec<u32>| {
+                        if list.len() - start < k && stamp[l as usize] != mark {
+                            stamp[l as usize] = mark;
+                            list.push(self.pool_servers[l as usize] as u32);
+                        }
+                    };
+                    for l in kept {
+                        push(l, &mut out.failover);
                     }
-                };
-                push(first[g], &mut list);
-                for &l in &old_lists[g] {
-                    push(l, &mut list);
+                    for &c in &candidates[rotate..] {
+                        push(c, &mut out.failover);
+                    }
+                    for &c in &candidates[..rotate] {
+                        push(c, &mut out.failover);
+                    }
                 }
-                // Fill up from the other servers in a rotation that starts at a place of
-                // the agent's own, so second failovers spread too.
-                let start = (items[pos].hash % candidates.len() as u64) as usize;
-                for &l in candidates[start..].iter().chain(&candidates[..start]) {
-                    push(l, &mut list);
-                }
-                lists[agent] = list
-                    .into_iter()
-                    .map(|l| self.pool_servers[l as usize] as u32)
-                    .collect();
+                out.span[agent] = (start as u32, (out.failover.len() - start) as u32);
             }
         }
         let agents = members.len();
@@ -499,7 +523,8 @@ impl<'a> Plan<'a> {
     }
 
     fn failover_of(&self, agent: usize) -> Vec<&'a HostName> {
-        self.failover[self.failover_start[agent]..self.failover_start[agent + 1]]
+        self.targets
+            .failover_of(agent)
             .iter()
             .map(|&s| self.name(s))
             .collect()
@@ -508,14 +533,14 @@ impl<'a> Plan<'a> {
     fn assignment(&self, agent: usize) -> Assignment<'a> {
         Assignment {
             agent: &self.inventory.agents[agent].name,
-            primary: self.name(self.primary[agent]),
+            primary: self.name(self.targets.primary[agent]),
             failover: self.failover_of(agent),
         }
     }
 
     /// The target of every agent, in the inventory's order.
     pub fn assignments(&self) -> impl ExactSizeIterator<Item = Assignment<'a>> + '_ {
-        (0..self.primary.len()).map(|a| self.assignment(a))
+        (0..self.targets.primary.len()).map(|a| self.assignment(a))
     }
 
     /// The agents whose primary or failover list changes: first those whose current primary
@@ -525,7 +550,7 @@ impl<'a> Plan<'a> {
             let a = a as usize;
             Change {
                 agent: &self.inventory.agents[a],
-                primary: self.name(self.primary[a]),
+                primary: self.name(self.targets.primary[a]),
                 failover: self.failover_of(a),
             }
         };
@@ -538,13 +563,7 @@ impl<'a> Plan<'a> {
     pub fn moved(&self) -> usize {
         self.changed
             .iter()
-            .filter(|&&a| {
-                let a = a as usize;
-                self.inventory.agents[a]
-                    .primary
-                    .as_ref()
-                    .is_none_or(|p| self.index[p] != self.primary[a] as usize)
-            })
+            .filter(|&&a| self.old_primary[a as usize] != self.targets.primary[a as usize])
             .count()
     }
 
@@ -608,10 +627,9 @@ impl<'a> Plan<'a> {
         let pool_agents: u64 = pool_servers.iter().map(|&s| self.load_after[s]).sum();
         let mut first_failover =
             vec![vec![0u64; self.inventory.servers.len()]; self.inventory.servers.len()];
-        for a in 0..self.primary.len() {
-            let (start, end) = (self.failover_start[a], self.failover_start[a + 1]);
-            if start < end {
-                first_failover[self.primary[a] as usize][self.failover[start] as usize] += 1;
+        for (a, &primary) in self.targets.primary.iter().enumerate() {
+            if let Some(&first) = self.targets.failover_of(a).first() {
+                first_failover[primary as usize][first as usize] += 1;
             }
         }
         pool_servers

@@ -8,7 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::HostName;
+use crate::apportion::sort_by_hash;
 use crate::error::{Error, Location, Problem, Result};
+use crate::hostname::stable_hash;
 
 /// Agents a management server supports (Operations Manager 2007 R2 sizing).
 pub const MANAGEMENT_SERVER_CAPACITY: u32 = 3000;
@@ -124,6 +126,64 @@ pub const CSV_COLUMNS: [&str; 3] = [
 
 const IN_MEMORY: &str = "<input>";
 
+/// "No server" in [`Resolved::primary`].
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// An inventory's names resolved to positions, made while validating it.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    /// Each agent's stable name hash.
+    pub(crate) hashes: Vec<u64>,
+    /// Each agent's primary server, or [`NONE`].
+    pub(crate) primary: Vec<u32>,
+    /// Where each agent's failovers start in `failover`; one more entry than agents.
+    pub(crate) failover_start: Vec<u32>,
+    /// All failover lists, one after the other.
+    pub(crate) failover: Vec<u32>,
+}
+
+impl Resolved {
+    /// The failover servers of agent `a`.
+    pub(crate) fn failover_of(&self, a: usize) -> &[u32] {
+        &self.failover[self.failover_start[a] as usize..self.failover_start[a + 1] as usize]
+    }
+}
+
+/// The first repeated name, as (first position, repeat position) with the smallest repeat
+/// position. Names are compared where their stable hashes are equal: sorting a million
+/// hashes is several times faster than a million random inserts into a hash set.
+fn first_duplicate<'n>(
+    hashes: &[u64],
+    name: impl Fn(usize) -> &'n HostName,
+) -> Option<(usize, usize)> {
+    let mut sorted: Vec<(u64, u32)> = hashes
+        .iter()
+        .enumerate()
+        .map(|(i, &h)| (h, i as u32))
+        .collect();
+    sort_by_hash(&mut sorted, |a, b| a.1.cmp(&b.1));
+    let mut found: Option<(usize, usize)> = None;
+    for run in sorted
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|run| run.len() > 1)
+    {
+        // Positions are ascending within a run; equal hashes of distinct names are rare.
+        for (k, &(_, later)) in run.iter().enumerate().skip(1) {
+            let later = later as usize;
+            if let Some(&(_, first)) = run[..k]
+                .iter()
+                .find(|&&(_, j)| name(j as usize) == name(later))
+            {
+                if found.is_none_or(|(_, r)| later < r) {
+                    found = Some((first as usize, later));
+                }
+                break;
+            }
+        }
+    }
+    found
+}
+
 impl Inventory {
     /// Checks the rules of a management group, naming the first place that breaks one:
     /// a non-empty group name and server list, no duplicate servers or agents (names compare
@@ -134,6 +194,11 @@ impl Inventory {
     }
 
     fn validate_as(&self, input: &str) -> Result<()> {
+        self.resolve(input).map(drop)
+    }
+
+    /// Validates, and resolves every name to a position: what the balancer works on.
+    pub(crate) fn resolve(&self, input: &str) -> Result<Resolved> {
         let invalid = |at: String, problem| Error::invalid(input, Location::json(at), problem);
         if self.management_group.trim().is_empty() {
             return Err(invalid(
@@ -144,11 +209,11 @@ impl Inventory {
         if self.servers.is_empty() {
             return Err(invalid("servers".into(), Problem::NoServers));
         }
-        let mut servers: HashMap<&HostName, usize, foldhash::fast::RandomState> =
+        let mut servers: HashMap<&HostName, u32, foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(self.servers.len(), Default::default());
         let mut rms: Option<&HostName> = None;
         for (i, server) in self.servers.iter().enumerate() {
-            if let Some(first) = servers.insert(&server.name, i) {
+            if let Some(first) = servers.insert(&server.name, i as u32) {
                 return Err(invalid(
                     format!("servers[{i}].name"),
                     Problem::DuplicateServer {
@@ -170,40 +235,63 @@ impl Inventory {
                 rms = Some(&server.name);
             }
         }
-        let mut agents: HashMap<&HostName, usize, foldhash::fast::RandomState> =
-            HashMap::with_capacity_and_hasher(self.agents.len(), Default::default());
-        for (i, agent) in self.agents.iter().enumerate() {
-            if let Some(first) = agents.insert(&agent.name, i) {
-                return Err(invalid(
-                    format!("agents[{i}].name"),
-                    Problem::DuplicateAgent {
-                        name: agent.name.clone(),
-                        first: format!("agents[{first}]"),
-                    },
-                ));
-            }
-            if let Some(primary) = &agent.primary
-                && !servers.contains_key(primary)
+        // Agents repeat their servers' names, so one remembered look-up saves most of them.
+        let mut last: Option<(&HostName, u32)> = None;
+        let mut lookup = |name: &HostName| -> Option<u32> {
+            if let Some((n, i)) = last
+                && n == name
             {
-                return Err(invalid(
-                    format!("agents[{i}].primary"),
-                    Problem::UnknownServer(primary.clone()),
-                ));
+                return Some(i);
             }
+            let i = *servers.get(name)?;
+            last = Some((&self.servers[i as usize].name, i));
+            Some(i)
+        };
+        let mut resolved = Resolved {
+            hashes: Vec::with_capacity(self.agents.len()),
+            primary: Vec::with_capacity(self.agents.len()),
+            failover_start: Vec::with_capacity(self.agents.len() + 1),
+            failover: Vec::new(),
+        };
+        for (i, agent) in self.agents.iter().enumerate() {
+            let hash = stable_hash(&agent.name);
+            resolved.hashes.push(hash);
+            let primary = match &agent.primary {
+                None => NONE,
+                Some(p) => lookup(p).ok_or_else(|| {
+                    invalid(
+                        format!("agents[{i}].primary"),
+                        Problem::UnknownServer(p.clone()),
+                    )
+                })?,
+            };
+            resolved.primary.push(primary);
+            let start = resolved.failover.len();
+            resolved.failover_start.push(start as u32);
             for (j, failover) in agent.failover.iter().enumerate() {
                 let at = || format!("agents[{i}].failover[{j}]");
-                if !servers.contains_key(failover) {
-                    return Err(invalid(at(), Problem::UnknownServer(failover.clone())));
-                }
-                if agent.primary.as_ref() == Some(failover) {
+                let f = lookup(failover)
+                    .ok_or_else(|| invalid(at(), Problem::UnknownServer(failover.clone())))?;
+                if f == primary {
                     return Err(invalid(at(), Problem::PrimaryInFailover(failover.clone())));
                 }
-                if agent.failover[..j].contains(failover) {
+                if resolved.failover[start..].contains(&f) {
                     return Err(invalid(at(), Problem::DuplicateFailover(failover.clone())));
                 }
+                resolved.failover.push(f);
             }
         }
-        Ok(())
+        resolved.failover_start.push(resolved.failover.len() as u32);
+        if let Some((first, i)) = first_duplicate(&resolved.hashes, |i| &self.agents[i].name) {
+            return Err(invalid(
+                format!("agents[{i}].name"),
+                Problem::DuplicateAgent {
+                    name: self.agents[i].name.clone(),
+                    first: format!("agents[{first}]"),
+                },
+            ));
+        }
+        Ok(resolved)
     }
 
     /// The server with this name, if the inventory has it.
