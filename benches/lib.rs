@@ -35,3 +35,25 @@ pub fn bulk_install(agents: usize, servers: usize) -> Inventory {
             .collect(),
     }
 }
+
+/// The SCOM-shaped `rsreportserver.config` fixture grown to at least `size` bytes by more
+/// rendering extensions (CRLF and tabs, like the real file), with its two `ServerName`
+/// values naming `RMS.prod.local`.
+pub fn big_reporting_config(size: usize) -> Vec<u8> {
+    let base = include_str!("../crates/configfix/tests/data/rsreportserver.config");
+    let anchor = "\t\t</Render>\r\n";
+    let Some(at) = base.find(anchor) else {
+        panic!("the fixture has a </Render> element");
+    };
+    let mut out = String::with_capacity(size + base.len());
+    out.push_str(&base[..at]);
+    let mut i = 0;
+    while out.len() + base.len() - at < size {
+        out.push_str(&format!(
+            "\t\t\t<Extension Name=\"PAD{i}\" Type=\"Contoso.Rendering.Pad{i}Renderer,Contoso.Rendering\" Visible=\"false\">\r\n\t\t\t\t<Configuration>\r\n\t\t\t\t\t<DeviceInfo><OutputFormat>PNG</OutputFormat><Note>a &amp; b</Note></DeviceInfo>\r\n\t\t\t\t</Configuration>\r\n\t\t\t</Extension>\r\n"
+        ));
+        i += 1;
+    }
+    out.push_str(&base[at..]);
+    out.into_bytes()
+}

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use opsmgr_configfix::{Document, EditOptions, Target};
 use opsmgr_model::{HostName, Inventory, Policy, ServerRole, plan};
 
 /// Arbitrary bytes to the inventory reader; when they parse, the balancer runs and its
@@ -105,4 +106,66 @@ pub fn inventory(data: &[u8]) {
     );
     let settled = plan(&after, &policy).expect("the result plans");
     assert_eq!(settled.changed(), 0, "planning the result again changes it");
+}
+
+/// The targets the config fuzzer aims at: the two real ones and some general shapes.
+const CONFIG_TARGETS: [&str; 5] = [
+    "configuration/appSettings/add[@key='MOMServer']/@value",
+    "Configuration/Extensions/Security/Extension/Configuration/ServerName",
+    "//a/@k",
+    "//b",
+    "*//*[@x]/@x",
+];
+
+/// Arbitrary bytes to the locate-and-splice path: the first byte picks a target and a value,
+/// the rest is the file. It must never panic; when an edit succeeds, the result parses, every
+/// match reads back as the new value, and every byte outside the spans is unchanged.
+pub fn configfix(data: &[u8]) {
+    let Some((&pick, file)) = data.split_first() else {
+        return;
+    };
+    let target: Target = CONFIG_TARGETS[usize::from(pick) % CONFIG_TARGETS.len()]
+        .parse()
+        .expect("the fuzz targets parse");
+    let value = if pick & 0x80 == 0 {
+        "MGT01.prod.local"
+    } else {
+        "a&b<c>\"d'e\tf"
+    };
+    let Ok(doc) = Document::parse(file.to_vec()) else {
+        return;
+    };
+    // Refusals (malformed, no match, markup in a value, ...) are fine; panics are not.
+    let Ok(edit) = doc.edit(
+        std::slice::from_ref(&target),
+        value,
+        &EditOptions::default(),
+    ) else {
+        return;
+    };
+    let Some(out) = &edit.output else {
+        assert!(edit.matches.iter().all(|m| m.old == value));
+        return;
+    };
+    let (mut b, mut a) = (0, 0);
+    for (old, new) in edit.spans.iter().zip(&edit.new_spans) {
+        assert_eq!(
+            file[b..old.start],
+            out[a..new.start],
+            "bytes between values changed"
+        );
+        (b, a) = (old.end, new.end);
+    }
+    assert_eq!(file[b..], out[a..], "bytes after the last value changed");
+    let again = Document::parse(out.clone()).expect("the result decodes");
+    let found = again.find(&target).expect("the result parses");
+    assert_eq!(found.len(), edit.matches.len());
+    for f in found {
+        if target.is_attribute() {
+            assert_eq!(f.value, value);
+        } else {
+            // Element text is read back without surrounding white space.
+            assert_eq!(f.value, value.trim_matches([' ', '\t', '\r', '\n']));
+        }
+    }
 }

@@ -20,3 +20,8 @@ fn replay(target: &str, run: fn(&[u8])) {
 fn inventory_seeds() {
     replay("inventory", opsmgr_fuzz::inventory);
 }
+
+#[test]
+fn configfix_seeds() {
+    replay("configfix", opsmgr_fuzz::configfix);
+}

@@ -1,0 +1,149 @@
+//! `om-configfix`: rewrites the RMS name in rsreportserver.config and Web.config, losslessly.
+
+mod cli;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Result;
+use clap::Parser;
+use opsmgr_configfix::{
+    Document, Edit, EditOptions, Expect, FileEdit, Target, WriteOptions, edit_file, reporting,
+    webconsole,
+};
+use serde::Serialize;
+
+use cli::{Cli, Command, Common};
+
+fn main() -> ExitCode {
+    opsmgr_tools::main("om-configfix", run)
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let (path, common, what, value) = match &cli.command {
+        Command::Reporting {
+            path, rms, common, ..
+        } => (path, common, "ServerName", rms.as_str()),
+        Command::Webconsole { path, rms, common } => (path, common, "MOMServer", rms.as_str()),
+        Command::Set {
+            path,
+            value,
+            common,
+            ..
+        } => (path, common, "value", value.as_str()),
+    };
+    let from = common.from.as_deref();
+    let edit = |doc: &Document| -> opsmgr_configfix::Result<Edit> {
+        match &cli.command {
+            Command::Reporting { rms, expect, .. } => reporting(doc, rms, from, *expect),
+            Command::Webconsole { rms, .. } => webconsole(doc, rms, from),
+            Command::Set {
+                target,
+                value,
+                expect,
+                ..
+            } => {
+                let target: Target = target.parse()?;
+                let options = EditOptions {
+                    expect: expect.map_or(Expect::All, Expect::Exactly),
+                    from: from.map(str::to_owned),
+                    ..EditOptions::default()
+                };
+                doc.edit(&[target], value, &options)
+            }
+        }
+    };
+    let options = WriteOptions {
+        backup: !common.no_backup,
+        dry_run: common.dry_run,
+    };
+    let done = edit_file(path, edit, options, SystemTime::now())?;
+    report(&done, common, what, value)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    file: String,
+    written: bool,
+    dry_run: bool,
+    backup: Option<String>,
+    changed: usize,
+    matches: Vec<MatchReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct MatchReport<'a> {
+    line: usize,
+    column: usize,
+    old: &'a str,
+    new: &'a str,
+    changed: bool,
+}
+
+fn report(done: &FileEdit, common: &Common, what: &str, value: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    let file = done.path.display().to_string();
+    if common.dry_run
+        && !common.json
+        && let Some(new) = &done.edit.output
+    {
+        let old = done.document.text();
+        let new = Document::parse(new.clone())?;
+        let diff = similar::TextDiff::from_lines(old, new.text());
+        write!(
+            out,
+            "{}",
+            diff.unified_diff()
+                .context_radius(3)
+                .header(&file, &format!("{file} (new)"))
+        )?;
+    }
+    if common.json {
+        let report = Report {
+            file,
+            written: done.written,
+            dry_run: common.dry_run,
+            backup: done.backup.as_ref().map(|p| p.display().to_string()),
+            changed: done.edit.changed(),
+            matches: done
+                .edit
+                .matches
+                .iter()
+                .map(|m| MatchReport {
+                    line: m.line,
+                    column: m.column,
+                    old: &m.old,
+                    new: value,
+                    changed: m.changed,
+                })
+                .collect(),
+        };
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let total = done.edit.matches.len();
+    let changed = done.edit.changed();
+    let line = if changed == 0 {
+        format!("{file}: all {total} {what} value(s) already '{value}'; not rewritten")
+    } else if done.written {
+        let backup = done.backup.as_ref().map_or("no backup".to_owned(), |b| {
+            format!("original kept as {}", b.display())
+        });
+        format!("{file}: changed {changed} of {total} {what} value(s) to '{value}'; {backup}")
+    } else {
+        format!("{file}: would change {changed} of {total} {what} value(s) to '{value}' (dry run)")
+    };
+    if common.dry_run {
+        #[allow(clippy::print_stderr, reason = "stdout holds the diff")]
+        {
+            eprintln!("{line}");
+        }
+    } else {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
