@@ -1,6 +1,7 @@
 //! Locating values in a document and splicing new ones into its original bytes.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::ops::Range;
 
 use quick_xml::Reader;
@@ -9,12 +10,23 @@ use quick_xml::events::{BytesStart, Event};
 use crate::encoding::{Encoding, decode};
 use crate::error::{Error, Result};
 use crate::escape::{escape_attribute, escape_text, unescape};
-use crate::target::{Target, path_matches};
+use crate::target::{Predicate, Target, path_matches};
 
-/// A config file held as its original bytes and their decoded text.
+/// The positions of the set bits of a target set.
+fn bits(mut set: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (set != 0).then(|| {
+            let t = set.trailing_zeros() as usize;
+            set &= set - 1;
+            t
+        })
+    })
+}
+
+/// A config file: its decoded text and its encoding, from which its bytes come back
+/// exactly (decoding is lossless for every encoding we accept).
 #[derive(Debug, Clone)]
 pub struct Document {
-    bytes: Vec<u8>,
     encoding: Encoding,
     text: String,
 }
@@ -121,12 +133,8 @@ impl Edit {
 impl Document {
     /// Decodes a file (UTF-8 with or without BOM, UTF-16 LE or BE with BOM).
     pub fn parse(bytes: Vec<u8>) -> Result<Self> {
-        let (encoding, text) = decode(&bytes)?;
-        Ok(Self {
-            bytes,
-            encoding,
-            text,
-        })
+        let (encoding, text) = decode(bytes)?;
+        Ok(Self { encoding, text })
     }
 
     /// The file's encoding.
@@ -140,8 +148,11 @@ impl Document {
     }
 
     /// The original bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    pub fn bytes(&self) -> Cow<'_, [u8]> {
+        match self.encoding {
+            Encoding::Utf8 => Cow::Borrowed(self.text.as_bytes()),
+            _ => Cow::Owned(self.encoding.encode(&self.text)),
+        }
     }
 
     /// Every place `target` matches, in document order. The whole document is checked to be
@@ -152,6 +163,12 @@ impl Document {
 
     /// The matches of each target, in one pass over the document.
     pub fn find_all(&self, targets: &[Target]) -> Result<Vec<Vec<Found>>> {
+        if targets.is_empty() || targets.len() > 64 {
+            return Err(Error::Target {
+                target: format!("{} targets", targets.len()),
+                reason: "give 1 to 64 targets".into(),
+            });
+        }
         Scanner::new(&self.text, targets).run()
     }
 
@@ -259,11 +276,7 @@ impl Document {
             })
             .collect();
         let output = match self.encoding {
-            // The text is the file after its BOM: splice without re-encoding.
-            Encoding::Utf8 | Encoding::Utf8Bom => {
-                let bom = self.encoding.bom_len();
-                [&self.bytes[..bom], text.as_bytes()].concat()
-            }
+            Encoding::Utf8 => text.into_bytes(),
             _ => self.encoding.encode(&text),
         };
         Ok(Edit {
@@ -292,10 +305,16 @@ fn check_xml_chars(value: &str) -> Result<()> {
 struct Scanner<'t> {
     text: &'t str,
     targets: &'t [Target],
-    /// Per open element, per target: which steps it satisfies on its own.
-    masks: Vec<Vec<u64>>,
-    /// Lines: byte offsets where each line starts, for positions.
-    line_starts: Vec<usize>,
+    /// Per open element, per target (`targets.len()` entries an element): which steps it
+    /// satisfies on its own.
+    masks: Vec<u64>,
+    /// Whether any step has a predicate, so that attributes must be looked at.
+    predicates: bool,
+    /// The attributes of the element being entered, as ranges of the text (reused).
+    attrs: Vec<(Range<usize>, Range<usize>)>,
+    /// The last position computed (offset, line, offset of the line's start): positions are
+    /// asked for in document order, so counting lines goes on from there.
+    last_position: Cell<(usize, usize, usize)>,
 }
 
 /// An element whose text is a target's value, waiting for its end tag.
@@ -310,20 +329,30 @@ struct OpenText {
 
 impl<'t> Scanner<'t> {
     fn new(text: &'t str, targets: &'t [Target]) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
         Self {
             text,
             targets,
             masks: Vec::new(),
-            line_starts,
+            predicates: targets
+                .iter()
+                .any(|t| t.steps.iter().any(|s| !s.predicates.is_empty())),
+            attrs: Vec::new(),
+            last_position: Cell::new((0, 1, 0)),
         }
     }
 
+    /// One-based line and column (in characters) of a byte offset.
     fn position(&self, offset: usize) -> (usize, usize) {
-        let line = self.line_starts.partition_point(|&s| s <= offset);
-        let start = self.line_starts[line - 1];
+        let (mut from, mut line, mut start) = self.last_position.get();
+        if offset < from {
+            (from, line, start) = (0, 1, 0);
+        }
+        let skipped = &self.text.as_bytes()[from..offset];
+        line += skipped.iter().filter(|&&b| b == b'\n').count();
+        if let Some(last) = skipped.iter().rposition(|&b| b == b'\n') {
+            start = from + last + 1;
+        }
+        self.last_position.set((offset, line, start));
         let column = self.text[start..offset].chars().count() + 1;
         (line, column)
     }
@@ -335,6 +364,11 @@ impl<'t> Scanner<'t> {
             column,
             message: message.into(),
         }
+    }
+
+    fn range_of(&self, slice: &str) -> Range<usize> {
+        let at = self.offset_of(slice);
+        at..at + slice.len()
     }
 
     fn offset_of(&self, slice: &str) -> usize {
@@ -371,7 +405,7 @@ impl<'t> Scanner<'t> {
                     }
                     let matched = self.enter(&start, before)?;
                     names.push(self.name_of(&start));
-                    for t in matched {
+                    for t in bits(matched) {
                         match &self.targets[t].attribute {
                             Some(attr) => {
                                 found[t].push(self.attribute(&start, attr, before)?);
@@ -395,8 +429,8 @@ impl<'t> Scanner<'t> {
                         roots += 1;
                     }
                     let matched = self.enter(&start, before)?;
-                    self.masks.pop();
-                    for t in matched {
+                    self.leave();
+                    for t in bits(matched) {
                         let found_here = match &self.targets[t].attribute {
                             Some(attr) => self.attribute(&start, attr, before)?,
                             None => {
@@ -424,7 +458,7 @@ impl<'t> Scanner<'t> {
                         open.pop();
                     }
                     names.pop();
-                    self.masks.pop();
+                    self.leave();
                 }
                 Event::Text(t) => {
                     if names.is_empty() && !t.bytes().all(|b| b.is_ascii_whitespace()) {
@@ -462,45 +496,65 @@ impl<'t> Scanner<'t> {
         &self.text[at..at + raw.len()]
     }
 
-    /// Pushes the element's step masks; returns the targets that match at it. Every
-    /// attribute is checked for well-formedness.
-    fn enter(&mut self, start: &BytesStart<'t>, at: usize) -> Result<Vec<usize>> {
-        let mut attrs: Vec<(&str, Cow<'_, str>)> = Vec::new();
+    /// Pushes the element's step masks; returns the set of targets that match at it (bit
+    /// per target). Every attribute is checked for well-formedness.
+    fn enter(&mut self, start: &BytesStart<'t>, at: usize) -> Result<u64> {
+        self.attrs.clear();
         for attr in start.attributes() {
             let attr = attr.map_err(|e| self.malformed(at, e.to_string()))?;
-            attrs.push((attr.key.into_inner(), attr.value));
+            if self.predicates {
+                let Cow::Borrowed(value) = attr.value else {
+                    return Err(self.malformed(at, "attribute value is not in the input"));
+                };
+                let key = self.range_of(attr.key.into_inner());
+                let value = self.range_of(value);
+                self.attrs.push((key, value));
+            }
         }
         let name = start.name().into_inner();
-        let mut masks = Vec::with_capacity(self.targets.len());
-        for target in self.targets {
+        let depth = self.masks.len() / self.targets.len().max(1);
+        let mut matched = 0u64;
+        for (t, target) in self.targets.iter().enumerate() {
             let mut mask = 0u64;
             for (i, step) in target.steps.iter().enumerate() {
-                let name_ok = step.name.as_ref().is_none_or(|n| n == name);
-                let preds_ok = name_ok
-                    && step.predicates.iter().all(|p| {
-                        attrs
-                            .iter()
-                            .find(|(k, _)| *k == p.attribute)
-                            .is_some_and(|(_, v)| {
-                                p.value
-                                    .as_ref()
-                                    .is_none_or(|want| unescape(v).is_ok_and(|got| got == *want))
-                            })
-                    });
-                if preds_ok {
+                if step.name.as_ref().is_none_or(|n| n == name)
+                    && step.predicates.iter().all(|p| self.predicate(p))
+                {
                     mask |= 1 << i;
                 }
             }
-            masks.push(mask);
+            self.masks.push(mask);
+            let stride = self.targets.len();
+            let column = |d: usize| self.masks[d * stride + t];
+            if path_matches(&target.steps, depth + 1, column) {
+                matched |= 1 << t;
+            }
         }
-        self.masks.push(masks);
-        let matched = (0..self.targets.len())
-            .filter(|&t| {
-                let column: Vec<u64> = self.masks.iter().map(|m| m[t]).collect();
-                path_matches(&self.targets[t].steps, &column)
-            })
-            .collect();
         Ok(matched)
+    }
+
+    fn leave(&mut self) {
+        let len = self.masks.len() - self.targets.len();
+        self.masks.truncate(len);
+    }
+
+    /// Whether the element being entered satisfies a predicate.
+    fn predicate(&self, p: &Predicate) -> bool {
+        let Some((_, value)) = self
+            .attrs
+            .iter()
+            .find(|(k, _)| self.text[k.clone()] == p.attribute)
+        else {
+            return false;
+        };
+        let raw = &self.text[value.clone()];
+        p.value.as_ref().is_none_or(|want| {
+            if raw.contains('&') {
+                unescape(raw).is_ok_and(|got| got == *want)
+            } else {
+                raw == want
+            }
+        })
     }
 
     fn attribute(&self, start: &BytesStart<'t>, name: &str, at: usize) -> Result<Found> {

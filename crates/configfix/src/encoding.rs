@@ -71,9 +71,10 @@ impl Encoding {
 
 /// Detects the encoding by its byte-order mark and decodes. UTF-8 is assumed without one;
 /// UTF-16 without one, or any invalid sequence, is refused with its position.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Encoding, String)> {
-    if let Some(rest) = bytes.strip_prefix(UTF8_BOM) {
-        return Ok((Encoding::Utf8Bom, utf8(rest)?));
+pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Encoding, String)> {
+    if bytes.starts_with(UTF8_BOM) {
+        bytes.drain(..UTF8_BOM.len());
+        return Ok((Encoding::Utf8Bom, utf8(bytes)?));
     }
     if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
         return Ok((Encoding::Utf16Le, utf16(rest, u16::from_le_bytes)?));
@@ -89,8 +90,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Encoding, String)> {
     Ok((Encoding::Utf8, utf8(bytes)?))
 }
 
-fn utf8(bytes: &[u8]) -> Result<String> {
-    String::from_utf8(bytes.to_vec()).map_err(|e| {
+/// Takes the bytes as text without copying them.
+fn utf8(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         Error::Encoding(format!(
             "invalid UTF-8 at byte {at} (the file is neither UTF-8 nor UTF-16 with a byte-order mark)"
@@ -134,7 +136,7 @@ mod tests {
             Encoding::Utf16Be,
         ] {
             let bytes = enc.encode(text);
-            let (found, decoded) = decode(&bytes).unwrap();
+            let (found, decoded) = decode(bytes.clone()).unwrap();
             assert_eq!((found, decoded.as_str()), (enc, text));
             assert_eq!(enc.encode(&decoded), bytes);
             let i = text.find('x').unwrap();
@@ -154,17 +156,14 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(
-            matches!(decode(b"<\0a\0"), Err(Error::Encoding(m)) if m.contains("without a byte-order mark"))
-        );
-        assert!(
-            matches!(decode(b"<a>\xff</a>"), Err(Error::Encoding(m)) if m.contains("invalid UTF-8 at byte 3"))
-        );
-        assert!(
-            matches!(decode(b"\xFF\xFE<\0a"), Err(Error::Encoding(m)) if m.contains("odd number"))
-        );
-        assert!(
-            matches!(decode(b"\xFF\xFE\x00\xD8a\0"), Err(Error::Encoding(m)) if m.contains("unpaired"))
-        );
+        let refuse = |bytes: &[u8]| match decode(bytes.to_vec()) {
+            Err(Error::Encoding(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(refuse(b"<\0a\0").contains("without a byte-order mark"));
+        assert!(refuse(b"<a>\xff</a>").contains("invalid UTF-8 at byte 3"));
+        assert!(refuse(b"\xEF\xBB\xBF<a>\xff</a>").contains("invalid UTF-8 at byte 3"));
+        assert!(refuse(b"\xFF\xFE<\0a").contains("odd number"));
+        assert!(refuse(b"\xFF\xFE\x00\xD8a\0").contains("unpaired"));
     }
 }

@@ -78,7 +78,7 @@ pub fn edit_file(
         let backup = backup_name(path, now);
         write_atomic(
             &backup,
-            file_edit.document.bytes(),
+            &file_edit.document.bytes(),
             Some(permissions.clone()),
         )?;
         file_edit.backup = Some(backup);

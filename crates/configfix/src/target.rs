@@ -190,23 +190,23 @@ impl FromStr for Target {
     }
 }
 
-/// Whether a stack of elements matches the steps: `masks[d]` has bit `i` set when the
-/// element at depth `d` (0 = root) satisfies step `i` on its own (name and predicates).
-pub(crate) fn path_matches(steps: &[Step], masks: &[u64]) -> bool {
-    fn fits(steps: &[Step], masks: &[u64], step: usize, depth: usize) -> bool {
-        if masks[depth] & (1 << step) == 0 {
+/// Whether a stack of `depth` elements matches the steps: `mask(d)` has bit `i` set when
+/// the element at depth `d` (0 = root) satisfies step `i` on its own (name and predicates).
+pub(crate) fn path_matches(steps: &[Step], depth: usize, mask: impl Fn(usize) -> u64) -> bool {
+    fn fits(steps: &[Step], mask: &dyn Fn(usize) -> u64, step: usize, depth: usize) -> bool {
+        if mask(depth) & (1 << step) == 0 {
             return false;
         }
         if step == 0 {
             return steps[0].descendant || depth == 0;
         }
         if steps[step].descendant {
-            (0..depth).rev().any(|d| fits(steps, masks, step - 1, d))
+            (0..depth).rev().any(|d| fits(steps, mask, step - 1, d))
         } else {
-            depth > 0 && fits(steps, masks, step - 1, depth - 1)
+            depth > 0 && fits(steps, mask, step - 1, depth - 1)
         }
     }
-    !masks.is_empty() && !steps.is_empty() && fits(steps, masks, steps.len() - 1, masks.len() - 1)
+    depth > 0 && !steps.is_empty() && fits(steps, &mask, steps.len() - 1, depth - 1)
 }
 
 #[cfg(test)]
@@ -254,19 +254,20 @@ mod tests {
         assert_eq!(reason("a b"), "unexpected ' b'");
     }
 
+    fn matches(t: &Target, masks: &[u64]) -> bool {
+        path_matches(&t.steps, masks.len(), |d| masks[d])
+    }
+
     #[test]
     fn matching_with_descendants() {
         let t = parse("a//c");
         // a > b > c: bits for step 0 (a) and step 1 (c).
-        assert!(path_matches(&t.steps, &[0b01, 0b00, 0b10]));
-        assert!(path_matches(&t.steps, &[0b01, 0b10]));
-        assert!(
-            !path_matches(&t.steps, &[0b00, 0b01, 0b10]),
-            "a must be the root"
-        );
+        assert!(matches(&t, &[0b01, 0b00, 0b10]));
+        assert!(matches(&t, &[0b01, 0b10]));
+        assert!(!matches(&t, &[0b00, 0b01, 0b10]), "a must be the root");
         let t = parse("a/c");
-        assert!(!path_matches(&t.steps, &[0b01, 0b00, 0b10]));
+        assert!(!matches(&t, &[0b01, 0b00, 0b10]));
         let t = parse("//c");
-        assert!(path_matches(&t.steps, &[0, 0, 0b1]));
+        assert!(matches(&t, &[0, 0, 0b1]));
     }
 }
