@@ -343,6 +343,11 @@ impl<'t> Scanner<'t> {
 
     /// One-based line and column (in characters) of a byte offset.
     fn position(&self, offset: usize) -> (usize, usize) {
+        // The parser's error offsets may fall inside a character: count from its start.
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let (mut from, mut line, mut start) = self.last_position.get();
         if offset < from {
             (from, line, start) = (0, 1, 0);
@@ -358,7 +363,7 @@ impl<'t> Scanner<'t> {
     }
 
     fn malformed(&self, offset: usize, message: impl Into<String>) -> Error {
-        let (line, column) = self.position(offset.min(self.text.len()));
+        let (line, column) = self.position(offset);
         Error::Malformed {
             line,
             column,
@@ -377,6 +382,11 @@ impl<'t> Scanner<'t> {
 
     fn run(mut self) -> Result<Vec<Vec<Found>>> {
         let mut found = vec![Vec::new(); self.targets.len()];
+        // The byte-order mark was taken off when decoding; quick-xml would skip another one
+        // silently and count its positions from after it.
+        if self.text.starts_with('\u{feff}') {
+            return Err(self.malformed(0, "a second byte-order mark"));
+        }
         let mut reader = Reader::from_str(self.text);
         reader.config_mut().trim_text(false);
         let mut open: Vec<OpenText> = Vec::new();

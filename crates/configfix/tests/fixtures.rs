@@ -247,3 +247,14 @@ fn malformed_xml_is_refused_with_its_position() {
         "{e}"
     );
 }
+
+#[test]
+fn a_second_byte_order_mark_is_refused_not_skipped() {
+    // UTF-8 BOM twice: the second is text before the root element.
+    let doc = Document::parse(b"\xEF\xBB\xBF\xEF\xBB\xBF<b>x</b>".to_vec()).unwrap();
+    let e = doc.find(&"//b".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "line 1, column 1: malformed XML: a second byte-order mark"
+    );
+}
