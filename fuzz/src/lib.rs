@@ -169,3 +169,22 @@ pub fn configfix(data: &[u8]) {
         }
     }
 }
+
+/// Arbitrary bytes to the backup reader, the key store reader and the sealed-secret reader:
+/// never a panic. Key derivation runs only when the file asks for at most 1 MiB and 2 passes:
+/// the readers' own bounds (4 GiB at most) are checked by `inspect_backup` first, and the
+/// fuzzer must not spend its memory proving that Argon2 allocates what it is told.
+pub fn backup(data: &[u8]) {
+    use opsmgr_securestorage::{KeyStore, inspect_backup, open_backup};
+    if let Ok(info) = inspect_backup(data) {
+        assert!(info.kdf.memory_kib <= opsmgr_securestorage::limits::MAX_MEMORY_KIB);
+        if info.kdf.memory_kib <= 1024 && info.kdf.passes <= 2 {
+            let _ = open_backup(data, "fuzzing password");
+        }
+    }
+    if let Ok(store) = KeyStore::from_bytes(data) {
+        // A store that parses writes back to the same bytes.
+        assert_eq!(store.to_bytes().as_slice(), data);
+    }
+    let _ = KeyStore::sealed_key_id(data);
+}

@@ -25,3 +25,8 @@ fn inventory_seeds() {
 fn configfix_seeds() {
     replay("configfix", opsmgr_fuzz::configfix);
 }
+
+#[test]
+fn backup_seeds() {
+    replay("backup", opsmgr_fuzz::backup);
+}

@@ -1,4 +1,42 @@
-//! The root management server's key store and a password-sealed, versioned backup format (argon2id + AES-256-GCM).
+//! The root management server's key store and a password-sealed, versioned backup format.
 //!
-//! This crate is laid out by the workspace foundation; its contents arrive with the issue
-//! that builds it (see the README).
+//! - [`KeyStore`] holds a management group's encryption keys: the current one seals new
+//!   secrets (the Run As account credentials) with AES-256-GCM, the key id bound into every
+//!   sealed blob; older keys stay to open what they sealed. Keys are zeroized when dropped and
+//!   never printed. [`KeyStore::load`] and [`KeyStore::save`] keep it in a machine folder,
+//!   written atomically and owner-only.
+//! - [`seal_backup`] and [`open_backup`] write and read the backup file: Argon2id with fixed
+//!   parameters (64 MiB, 3 passes, 4 lanes) derives the key from the password, AES-256-GCM
+//!   seals the key store, and the whole header is authenticated. The format is specified in
+//!   `FORMAT.md`; every version ever written stays readable.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use opsmgr_securestorage::{open_backup, seal_backup_with, KdfParams, KeyStore, OsRandom};
+//!
+//! let store = KeyStore::generate(SystemTime::now(), &mut OsRandom)?;
+//! // (Cheap parameters for the example; operators get KdfParams::DEFAULT.)
+//! let cheap = KdfParams { memory_kib: 1024, passes: 1, lanes: 1 };
+//! let backup = seal_backup_with(&store, "correct horse battery", cheap, &mut OsRandom)?;
+//! let (restored, info) = open_backup(&backup, "correct horse battery")?;
+//! assert!(restored.same_as(&store));
+//! assert_eq!(info.version, 1);
+//! assert!(matches!(
+//!     open_backup(&backup, "wrong horse battery"),
+//!     Err(opsmgr_securestorage::Error::WrongPasswordOrTampered)
+//! ));
+//! # Ok::<(), opsmgr_securestorage::Error>(())
+//! ```
+
+mod backup;
+mod error;
+mod keystore;
+mod random;
+
+pub use backup::{
+    BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, check_password,
+    inspect_backup, limits, open_backup, seal_backup, seal_backup_with,
+};
+pub use error::{Error, Result};
+pub use keystore::{KEY_LEN, KEYSTORE_FILE, Key, KeyId, KeyStore, keystore_path, write_private};
+pub use random::{OsRandom, RandomSource};

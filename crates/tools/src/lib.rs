@@ -4,8 +4,12 @@
 //! that is printed as `<tool>: error: <message with its causes>` and exits with
 //! [`exit::INPUT`]. A closed stdout (`om-balance plan … | head`) is not an error.
 
-use std::io;
+use std::io::{self, BufRead, IsTerminal};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use zeroize::Zeroizing;
 
 /// The exit codes every tool documents.
 pub mod exit {
@@ -19,6 +23,15 @@ pub mod exit {
 
 /// Runs a tool's body and turns its outcome into an exit code, printing errors to stderr.
 pub fn main(tool: &str, run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
+    main_with_codes(tool, run, |_| exit::INPUT)
+}
+
+/// As [`main`], with `code` choosing the exit code of each error.
+pub fn main_with_codes(
+    tool: &str,
+    run: impl FnOnce() -> anyhow::Result<ExitCode>,
+    code: impl Fn(&anyhow::Error) -> u8,
+) -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -30,8 +43,118 @@ pub fn main(tool: &str, run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitC
             {
                 eprintln!("{tool}: error: {e:#}");
             }
-            ExitCode::from(exit::INPUT)
+            ExitCode::from(code(&e))
         }
+    }
+}
+
+/// The environment variable that names the machine folder when `--machine` is not given.
+pub const MACHINE_ENV: &str = "OPSMGR_MACHINE";
+
+/// The machine folder: `--machine DIR`, else `$OPSMGR_MACHINE`, else the per-user default
+/// `$XDG_DATA_HOME/opsmgr/machine` (`~/.local/share/opsmgr/machine`).
+pub fn machine_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = arg {
+        return Ok(dir);
+    }
+    if let Some(dir) = std::env::var_os(MACHINE_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .context("no --machine, no $OPSMGR_MACHINE and no home folder to default to")?;
+    Ok(data.join("opsmgr/machine"))
+}
+
+/// Where a password comes from. Never the command line: argv is visible to every user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// Asked on the terminal, without echo.
+    Prompt,
+    /// The first line of a file.
+    File(PathBuf),
+    /// The first line of standard input.
+    Stdin,
+    /// An environment variable.
+    Env(String),
+}
+
+/// Reads a password. With `confirm`, a prompt asks twice and refuses a mismatch; the other
+/// sources are taken as given (a script confirms by construction).
+pub fn read_password(
+    source: &PasswordSource,
+    prompt: &str,
+    confirm: bool,
+) -> anyhow::Result<Zeroizing<String>> {
+    let first_line = |s: &str| {
+        let end = s.find(['\r', '\n']).unwrap_or(s.len());
+        Zeroizing::new(s[..end].to_owned())
+    };
+    match source {
+        PasswordSource::File(path) => {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the password from {}", path.display()))?,
+            );
+            Ok(first_line(&text))
+        }
+        PasswordSource::Stdin => {
+            let mut line = Zeroizing::new(String::new());
+            io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            Ok(first_line(&line))
+        }
+        PasswordSource::Env(var) => {
+            let value =
+                std::env::var(var).with_context(|| format!("reading the password from ${var}"))?;
+            Ok(Zeroizing::new(value))
+        }
+        PasswordSource::Prompt => {
+            if !io::stdin().is_terminal() {
+                bail!(
+                    "no terminal to ask for the password: use --password-file, --password-stdin or --password-env"
+                );
+            }
+            let password =
+                Zeroizing::new(rpassword::prompt_password(prompt).context("reading the password")?);
+            if confirm {
+                let again = Zeroizing::new(
+                    rpassword::prompt_password("Confirm the password: ")
+                        .context("reading the password")?,
+                );
+                if *again != *password {
+                    bail!("the two passwords do not match; nothing was written");
+                }
+            }
+            Ok(password)
+        }
+    }
+}
+
+/// Why a password is weak, if it is: short, or one kind of character.
+pub fn password_weakness(password: &str) -> Option<String> {
+    let kinds = [
+        password.chars().any(char::is_lowercase),
+        password.chars().any(char::is_uppercase),
+        password.chars().any(char::is_numeric),
+        password.chars().any(|c| !c.is_alphanumeric()),
+    ]
+    .iter()
+    .filter(|&&x| x)
+    .count();
+    let length = password.chars().count();
+    if length < 12 {
+        Some(format!(
+            "it has only {length} characters; 12 or more are advised"
+        ))
+    } else if kinds < 2 && length < 20 {
+        Some("it uses one kind of character; mix kinds or use a longer passphrase".into())
+    } else {
+        None
     }
 }
 
@@ -46,6 +169,33 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_passwords_are_named() {
+        assert!(
+            password_weakness("Password1")
+                .unwrap()
+                .contains("only 9 characters")
+        );
+        assert!(
+            password_weakness("aaaaaaaaaaaaaa")
+                .unwrap()
+                .contains("one kind")
+        );
+        assert_eq!(password_weakness("correct horse battery staple"), None);
+        assert_eq!(password_weakness("Tr0ub4dor&3xyz"), None);
+    }
+
+    #[test]
+    fn passwords_from_files_take_the_first_line() {
+        let dir = std::env::temp_dir().join(format!("opsmgr-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "secret one\r\nsecond line\n").unwrap();
+        let pw = read_password(&PasswordSource::File(f), "", true).unwrap();
+        assert_eq!(pw.as_str(), "secret one");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn broken_pipe_anywhere_in_the_chain_is_recognised() {

@@ -1,0 +1,300 @@
+//! The password-sealed backup of a key store (format described in FORMAT.md).
+
+use std::fmt;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use argon2::{Algorithm, Argon2, Params, Version};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::keystore::KeyStore;
+use crate::random::RandomSource;
+
+/// The first eight bytes of every backup.
+pub const MAGIC: &[u8; 8] = b"OMKEYBAK";
+/// The format version this release writes. Every earlier version stays readable.
+pub const CURRENT_VERSION: u16 = 1;
+/// The shortest password accepted for a new backup (the seed's rule).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+const KDF_ARGON2ID: u8 = 1;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const FIXED_HEADER: usize = 8 + 2 + 1 + 4 + 4 + 4 + 1;
+
+/// The bounds a backup's parameters must lie in before any key is derived: a crafted file
+/// cannot make a restore allocate more than 4 GiB or run for hours.
+pub mod limits {
+    /// Most memory, in KiB (4 GiB).
+    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+    /// Most passes.
+    pub const MAX_PASSES: u32 = 16;
+    /// Most lanes.
+    pub const MAX_LANES: u32 = 16;
+    /// Shortest salt, in bytes.
+    pub const MIN_SALT: usize = 16;
+    /// Longest salt, in bytes.
+    pub const MAX_SALT: usize = 64;
+    /// Largest sealed key store, in bytes (16 MiB; a store of 65,535 keys is 3.8 MiB).
+    pub const MAX_CIPHERTEXT: usize = 16 * 1024 * 1024;
+}
+
+/// Argon2id parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub passes: u32,
+    /// Lanes.
+    pub lanes: u32,
+}
+
+impl KdfParams {
+    /// What every new backup uses, on every machine, never calibrated: RFC 9106's second
+    /// recommended option, 64 MiB, 3 passes, 4 lanes.
+    pub const DEFAULT: KdfParams = KdfParams {
+        memory_kib: 64 * 1024,
+        passes: 3,
+        lanes: 4,
+    };
+
+    fn check(&self) -> Result<()> {
+        let out = |parameter, value: u32, range| Error::OutOfPolicy {
+            parameter,
+            value: u64::from(value),
+            range,
+        };
+        if self.lanes == 0 || self.lanes > limits::MAX_LANES {
+            return Err(out("lane count", self.lanes, "1 to 16"));
+        }
+        if self.passes == 0 || self.passes > limits::MAX_PASSES {
+            return Err(out("pass count", self.passes, "1 to 16"));
+        }
+        if self.memory_kib < 8 * self.lanes || self.memory_kib > limits::MAX_MEMORY_KIB {
+            return Err(out(
+                "memory (KiB)",
+                self.memory_kib,
+                "8 KiB per lane to 4 GiB",
+            ));
+        }
+        Ok(())
+    }
+
+    fn derive(&self, password: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        // `check` ran first, so Argon2 refusing these is a combination it does not cover.
+        let refused = |_| Error::OutOfPolicy {
+            parameter: "Argon2 parameters",
+            value: u64::from(self.memory_kib),
+            range: "what Argon2 accepts",
+        };
+        let params =
+            Params::new(self.memory_kib, self.passes, self.lanes, Some(32)).map_err(refused)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_into(password.as_bytes(), salt, key.as_mut_slice())
+            .map_err(refused)?;
+        Ok(key)
+    }
+}
+
+impl fmt::Display for KdfParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "argon2id, {} MiB, {} passes, {} lanes",
+            self.memory_kib / 1024,
+            self.passes,
+            self.lanes
+        )
+    }
+}
+
+/// What a backup's header says, readable without the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    /// Its format version.
+    pub version: u16,
+    /// Its key-derivation parameters.
+    pub kdf: KdfParams,
+    /// Its salt length.
+    pub salt_len: usize,
+}
+
+/// Refuses a password shorter than [`MIN_PASSWORD_CHARS`].
+pub fn check_password(password: &str) -> Result<()> {
+    let length = password.chars().count();
+    if length < MIN_PASSWORD_CHARS {
+        return Err(Error::PasswordTooShort {
+            length,
+            minimum: MIN_PASSWORD_CHARS,
+        });
+    }
+    Ok(())
+}
+
+/// Seals `store` with `password` in the current format, with [`KdfParams::DEFAULT`].
+pub fn seal_backup(
+    store: &KeyStore,
+    password: &str,
+    rng: &mut dyn RandomSource,
+) -> Result<Vec<u8>> {
+    seal_backup_with(store, password, KdfParams::DEFAULT, rng)
+}
+
+/// Seals `store` with explicit parameters (tests use cheap ones; operators get the default).
+pub fn seal_backup_with(
+    store: &KeyStore,
+    password: &str,
+    kdf: KdfParams,
+    rng: &mut dyn RandomSource,
+) -> Result<Vec<u8>> {
+    check_password(password)?;
+    kdf.check()?;
+    let mut salt = [0u8; 32];
+    rng.fill(&mut salt)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce)?;
+    let plaintext = store.to_bytes();
+    let mut out =
+        Vec::with_capacity(FIXED_HEADER + salt.len() + NONCE_LEN + 4 + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&CURRENT_VERSION.to_be_bytes());
+    out.push(KDF_ARGON2ID);
+    out.extend_from_slice(&kdf.memory_kib.to_be_bytes());
+    out.extend_from_slice(&kdf.passes.to_be_bytes());
+    out.extend_from_slice(&kdf.lanes.to_be_bytes());
+    out.push(salt.len() as u8);
+    out.extend_from_slice(&salt);
+    out.extend_from_slice(&nonce);
+    let length = plaintext.len() + TAG_LEN;
+    out.extend_from_slice(&(length as u32).to_be_bytes());
+    let key = kdf.derive(password, &salt)?;
+    let ciphertext = cipher(&key)
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext.as_slice(),
+                aad: &out,
+            },
+        )
+        .map_err(|_| Error::corrupt("backup", "encryption failed"))?;
+    out.extend_from_slice(&ciphertext);
+    Ok(out)
+}
+
+fn cipher(key: &[u8; 32]) -> Aes256Gcm {
+    match Aes256Gcm::new_from_slice(key) {
+        Ok(c) => c,
+        Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
+    }
+}
+
+/// A parsed header, borrowing the file.
+struct Parsed<'b> {
+    info: BackupInfo,
+    salt: &'b [u8],
+    nonce: [u8; NONCE_LEN],
+    header: &'b [u8],
+    ciphertext: &'b [u8],
+}
+
+fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
+    let corrupt = |reason: &str| Error::corrupt("backup", reason);
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(corrupt(
+            "it does not start with the backup magic 'OMKEYBAK'",
+        ));
+    }
+    if bytes.len() < FIXED_HEADER {
+        return Err(corrupt("truncated in the header"));
+    }
+    let be32 =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+    if version == 0 {
+        return Err(corrupt("format version 0 does not exist"));
+    }
+    if version > CURRENT_VERSION {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    // Version 1 is the only one so far; later versions branch here and keep this path.
+    if bytes[10] != KDF_ARGON2ID {
+        return Err(Error::OutOfPolicy {
+            parameter: "key-derivation function",
+            value: u64::from(bytes[10]),
+            range: "1 (Argon2id)",
+        });
+    }
+    let kdf = KdfParams {
+        memory_kib: be32(11),
+        passes: be32(15),
+        lanes: be32(19),
+    };
+    kdf.check()?;
+    let salt_len = usize::from(bytes[23]);
+    if !(limits::MIN_SALT..=limits::MAX_SALT).contains(&salt_len) {
+        return Err(Error::OutOfPolicy {
+            parameter: "salt length",
+            value: salt_len as u64,
+            range: "16 to 64 bytes",
+        });
+    }
+    let header_len = FIXED_HEADER + salt_len + NONCE_LEN + 4;
+    if bytes.len() < header_len {
+        return Err(corrupt("truncated in the header"));
+    }
+    let length = be32(header_len - 4) as usize;
+    if !(TAG_LEN..=limits::MAX_CIPHERTEXT).contains(&length) {
+        return Err(corrupt("the sealed length is impossible"));
+    }
+    match (bytes.len() - header_len).cmp(&length) {
+        std::cmp::Ordering::Less => {
+            return Err(corrupt("truncated: the sealed key store is cut short"));
+        }
+        std::cmp::Ordering::Greater => return Err(corrupt("bytes follow the end of the backup")),
+        std::cmp::Ordering::Equal => {}
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&bytes[FIXED_HEADER + salt_len..FIXED_HEADER + salt_len + NONCE_LEN]);
+    Ok(Parsed {
+        info: BackupInfo {
+            version,
+            kdf,
+            salt_len,
+        },
+        salt: &bytes[FIXED_HEADER..FIXED_HEADER + salt_len],
+        nonce,
+        header: &bytes[..header_len],
+        ciphertext: &bytes[header_len..],
+    })
+}
+
+/// Reads a backup's header without the password: version and parameters, checked against
+/// the limits.
+pub fn inspect_backup(bytes: &[u8]) -> Result<BackupInfo> {
+    parse(bytes).map(|p| p.info)
+}
+
+/// Opens a backup of any version this release knows. Errors tell apart a file that is not a
+/// backup or is damaged ([`Error::Corrupt`]), a wrong password or tampering
+/// ([`Error::WrongPasswordOrTampered`]), and parameters out of policy ([`Error::OutOfPolicy`]),
+/// all decided before anything is allocated for the key derivation but the last.
+pub fn open_backup(bytes: &[u8], password: &str) -> Result<(KeyStore, BackupInfo)> {
+    let parsed = parse(bytes)?;
+    let key = parsed.info.kdf.derive(password, parsed.salt)?;
+    let plaintext = Zeroizing::new(
+        cipher(&key)
+            .decrypt(
+                &Nonce::from(parsed.nonce),
+                Payload {
+                    msg: parsed.ciphertext,
+                    aad: parsed.header,
+                },
+            )
+            .map_err(|_| Error::WrongPasswordOrTampered)?,
+    );
+    let store = KeyStore::from_bytes(&plaintext)?;
+    Ok((store, parsed.info))
+}

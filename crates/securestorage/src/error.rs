@@ -1,0 +1,115 @@
+//! The crate's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong with key stores, sealed secrets and backups. The three
+/// backup failures an operator must tell apart are distinct variants: [`Error::Corrupt`],
+/// [`Error::WrongPasswordOrTampered`] and [`Error::OutOfPolicy`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// Any other error, about a particular file.
+    #[error("{}: {error}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: Box<Error>,
+    },
+    /// The data is not a backup (or key store, or sealed secret), or it is corrupt or
+    /// truncated.
+    #[error("not a valid {what}, or corrupt or truncated: {reason}")]
+    Corrupt {
+        /// What it should have been.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The password is wrong, or the file was changed: authenticated encryption cannot tell
+    /// the two apart.
+    #[error("wrong password, or the backup was tampered with (the two cannot be told apart)")]
+    WrongPasswordOrTampered,
+    /// A sealed secret does not open with its key: it was changed, or the key store holds a
+    /// different key under its id.
+    #[error(
+        "the sealed secret does not open with key {key_id}: it was changed, or the key is not the one it was sealed with"
+    )]
+    SecretTampered {
+        /// The key id the secret names.
+        key_id: String,
+    },
+    /// The backup's key-derivation parameters are outside what this release accepts.
+    #[error(
+        "the backup's {parameter} is {value}, outside the accepted range {range}; refusing before deriving a key"
+    )]
+    OutOfPolicy {
+        /// Which parameter.
+        parameter: &'static str,
+        /// Its value in the file.
+        value: u64,
+        /// What is accepted.
+        range: &'static str,
+    },
+    /// The backup was written by a newer release, in a format version this one does not know.
+    #[error("backup format version {0} is newer than this release reads (1); use a newer release")]
+    UnsupportedVersion(u16),
+    /// A password is shorter than the minimum.
+    #[error("the password has {length} characters; at least {minimum} are required")]
+    PasswordTooShort {
+        /// Its length in characters.
+        length: usize,
+        /// The minimum.
+        minimum: usize,
+    },
+    /// A sealed secret names a key the store does not hold.
+    #[error(
+        "the key store has no key {0}; the secret was sealed with a key this machine never had (or lost)"
+    )]
+    UnknownKey(String),
+    /// The machine has no key store.
+    #[error("no key store at {}", .0.display())]
+    NoKeyStore(PathBuf),
+    /// The machine already has a key store.
+    #[error("a key store already exists at {}", .0.display())]
+    KeyStoreExists(PathBuf),
+    /// The operating system's random generator failed.
+    #[error("the operating system's random generator failed: {0}")]
+    Random(String),
+}
+
+impl Error {
+    pub(crate) fn in_file(self, path: impl Into<PathBuf>) -> Self {
+        Error::InFile {
+            path: path.into(),
+            error: Box::new(self),
+        }
+    }
+
+    /// The error without the file it is about.
+    pub fn inner(&self) -> &Error {
+        match self {
+            Error::InFile { error, .. } => error.inner(),
+            other => other,
+        }
+    }
+
+    pub(crate) fn corrupt(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            what,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The management group's key store and the secrets sealed with it.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::random::RandomSource;
+
+/// The length of a key in bytes (AES-256).
+pub const KEY_LEN: usize = 32;
+const ID_LEN: usize = 16;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+const STORE_MAGIC: &[u8; 4] = b"OMKS";
+const STORE_VERSION: u8 = 1;
+const KEY_RECORD: usize = ID_LEN + 8 + 1 + KEY_LEN;
+const DIGEST_LEN: usize = 32;
+const CURRENT: u8 = 1;
+
+const SEAL_MAGIC: &[u8; 4] = b"OMSS";
+const SEAL_VERSION: u8 = 1;
+const SEAL_HEADER: usize = 4 + 1 + ID_LEN;
+
+/// The file name of a machine's key store, below its machine folder.
+pub const KEYSTORE_FILE: &str = "SecureStorage/keystore.bin";
+
+/// Where the key store of the machine whose folder is `machine` lives.
+pub fn keystore_path(machine: &Path) -> PathBuf {
+    machine.join(KEYSTORE_FILE)
+}
+
+/// A key's identity: 16 random bytes, shown as 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; ID_LEN]);
+
+impl KeyId {
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; ID_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::corrupt("key id", format!("'{s}' is not 32 hex digits"));
+        if s.len() != 2 * ID_LEN || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut id = [0u8; ID_LEN];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(KeyId(id))
+    }
+}
+
+/// One key of the store. Its secret is zeroized when dropped and never printed.
+#[derive(Clone)]
+pub struct Key {
+    id: KeyId,
+    created: u64,
+    secret: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl Key {
+    /// Its id.
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+
+    /// When it was created, in seconds since the Unix epoch.
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        // A 32-byte key is the one length AES-256 takes.
+        match Aes256Gcm::new_from_slice(self.secret.as_slice()) {
+            Ok(c) => c,
+            Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
+        }
+    }
+
+    /// Whether both hold the same secret under the same id (compared without early exit).
+    fn same_as(&self, other: &Key) -> bool {
+        let diff = self
+            .secret
+            .iter()
+            .zip(other.secret.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        self.id == other.id && diff == 0
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("created", &self.created)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A management group's encryption keys: the current one, which seals new secrets, and the
+/// older ones, kept to open what they sealed.
+///
+/// ```
+/// use std::time::SystemTime;
+/// use opsmgr_securestorage::{KeyStore, OsRandom};
+/// let store = KeyStore::generate(SystemTime::now(), &mut OsRandom)?;
+/// let sealed = store.seal(b"RunAs password", &mut OsRandom)?;
+/// assert_eq!(store.open(&sealed)?.as_slice(), b"RunAs password");
+/// # Ok::<(), opsmgr_securestorage::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct KeyStore {
+    keys: Vec<Key>,
+    current: usize,
+}
+
+fn unix_seconds(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn new_key(now: SystemTime, rng: &mut dyn RandomSource) -> Result<Key> {
+    let mut id = [0u8; ID_LEN];
+    rng.fill(&mut id)?;
+    let mut secret = Zeroizing::new([0u8; KEY_LEN]);
+    rng.fill(secret.as_mut_slice())?;
+    Ok(Key {
+        id: KeyId(id),
+        created: unix_seconds(now),
+        secret,
+    })
+}
+
+impl KeyStore {
+    /// A new store with one fresh key (what setup does on the first RMS).
+    pub fn generate(now: SystemTime, rng: &mut dyn RandomSource) -> Result<Self> {
+        Ok(Self {
+            keys: vec![new_key(now, rng)?],
+            current: 0,
+        })
+    }
+
+    /// Adds a fresh key and makes it current; the old keys stay to open what they sealed.
+    pub fn rotate(&mut self, now: SystemTime, rng: &mut dyn RandomSource) -> Result<KeyId> {
+        let key = new_key(now, rng)?;
+        let id = key.id;
+        if self.contains(id) {
+            // 128 random bits repeating means the generator is broken.
+            return Err(Error::Random(format!("it produced key id {id} twice")));
+        }
+        self.keys.push(key);
+        self.current = self.keys.len() - 1;
+        Ok(id)
+    }
+
+    /// The key that seals new secrets.
+    pub fn current(&self) -> &Key {
+        &self.keys[self.current]
+    }
+
+    /// Every key, oldest first.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// Whether the store holds a key with this id.
+    pub fn contains(&self, id: KeyId) -> bool {
+        self.keys.iter().any(|k| k.id == id)
+    }
+
+    /// Whether both stores hold the same keys (ids and secrets) and the same current key.
+    pub fn same_as(&self, other: &KeyStore) -> bool {
+        self.keys.len() == other.keys.len()
+            && self.current().id == other.current().id
+            && self
+                .keys
+                .iter()
+                .all(|k| other.keys.iter().any(|o| k.same_as(o)))
+    }
+
+    /// Seals a secret with the current key: AES-256-GCM with a fresh random nonce, the key id
+    /// bound in as associated data.
+    pub fn seal(&self, plaintext: &[u8], rng: &mut dyn RandomSource) -> Result<Vec<u8>> {
+        let key = self.current();
+        let mut out = Vec::with_capacity(SEAL_HEADER + NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(SEAL_MAGIC);
+        out.push(SEAL_VERSION);
+        out.extend_from_slice(&key.id.0);
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill(&mut nonce)?;
+        let ciphertext = key
+            .cipher()
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &out[..SEAL_HEADER],
+                },
+            )
+            .map_err(|_| Error::corrupt("secret", "encryption failed"))?;
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    /// The key id a sealed secret names, without opening it.
+    pub fn sealed_key_id(sealed: &[u8]) -> Result<KeyId> {
+        if sealed.len() < SEAL_HEADER + NONCE_LEN + TAG_LEN || &sealed[..4] != SEAL_MAGIC {
+            return Err(Error::corrupt("sealed secret", "too short or wrong magic"));
+        }
+        if sealed[4] != SEAL_VERSION {
+            return Err(Error::corrupt(
+                "sealed secret",
+                format!("unknown version {}", sealed[4]),
+            ));
+        }
+        let mut id = [0u8; ID_LEN];
+        id.copy_from_slice(&sealed[5..SEAL_HEADER]);
+        Ok(KeyId(id))
+    }
+
+    /// Opens a secret sealed with any key of this store.
+    pub fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let id = Self::sealed_key_id(sealed)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| Error::UnknownKey(id.to_string()))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&sealed[SEAL_HEADER..SEAL_HEADER + NONCE_LEN]);
+        key.cipher()
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &sealed[SEAL_HEADER + NONCE_LEN..],
+                    aad: &sealed[..SEAL_HEADER],
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| Error::SecretTampered {
+                key_id: id.to_string(),
+            })
+    }
+
+    /// The store's binary form (see FORMAT.md): magic, version, keys, SHA-256 of the rest.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            7 + self.keys.len() * KEY_RECORD + DIGEST_LEN,
+        ));
+        out.extend_from_slice(STORE_MAGIC);
+        out.push(STORE_VERSION);
+        // The count is bounded by `from_bytes` and by `rotate` being called by people.
+        out.extend_from_slice(&(self.keys.len() as u16).to_be_bytes());
+        for (i, key) in self.keys.iter().enumerate() {
+            out.extend_from_slice(&key.id.0);
+            out.extend_from_slice(&key.created.to_be_bytes());
+            out.push(if i == self.current { CURRENT } else { 0 });
+            out.extend_from_slice(key.secret.as_slice());
+        }
+        let digest = Sha256::digest(out.as_slice());
+        out.extend_from_slice(&digest);
+        out
+    }
+
+    /// Reads the binary form, checking its digest and structure.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |reason: &str| Error::corrupt("key store", reason);
+        if bytes.len() < 7 + DIGEST_LEN || &bytes[..4] != STORE_MAGIC {
+            return Err(bad("too short or wrong magic"));
+        }
+        if bytes[4] != STORE_VERSION {
+            return Err(bad(&format!("unknown key store version {}", bytes[4])));
+        }
+        let (body, digest) = bytes.split_at(bytes.len() - DIGEST_LEN);
+        if Sha256::digest(body).as_slice() != digest {
+            return Err(bad("checksum mismatch"));
+        }
+        let count = usize::from(u16::from_be_bytes([body[5], body[6]]));
+        if count == 0 || body.len() != 7 + count * KEY_RECORD {
+            return Err(bad("key count does not match the length"));
+        }
+        let mut keys = Vec::with_capacity(count);
+        let mut current = None;
+        for (i, record) in body[7..].chunks_exact(KEY_RECORD).enumerate() {
+            let mut id = [0u8; ID_LEN];
+            id.copy_from_slice(&record[..ID_LEN]);
+            let mut created = [0u8; 8];
+            created.copy_from_slice(&record[ID_LEN..ID_LEN + 8]);
+            let flags = record[ID_LEN + 8];
+            let mut secret = Zeroizing::new([0u8; KEY_LEN]);
+            secret.copy_from_slice(&record[ID_LEN + 9..]);
+            if flags & !CURRENT != 0 {
+                return Err(bad("unknown key flags"));
+            }
+            if flags & CURRENT != 0 {
+                if current.is_some() {
+                    return Err(bad("two current keys"));
+                }
+                current = Some(i);
+            }
+            if keys.iter().any(|k: &Key| k.id.0 == id) {
+                return Err(bad("a key id appears twice"));
+            }
+            keys.push(Key {
+                id: KeyId(id),
+                created: u64::from_be_bytes(created),
+                secret,
+            });
+        }
+        let current = current.ok_or_else(|| bad("no current key"))?;
+        Ok(Self { keys, current })
+    }
+
+    /// Reads a machine's key store.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = Zeroizing::new(fs::read(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Error::NoKeyStore(path.to_owned())
+            } else {
+                Error::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })?);
+        Self::from_bytes(&bytes).map_err(|e| e.in_file(path))
+    }
+
+    /// Writes the store to `path` atomically, readable by its owner only (0600), creating its
+    /// folder (0700) when missing. Replaces an existing store.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_private(path, &self.to_bytes())
+    }
+
+    /// Writes the store to `path` as [`KeyStore::save`], refusing when one exists there.
+    pub fn save_new(&self, path: &Path) -> Result<()> {
+        if path.exists() {
+            return Err(Error::KeyStoreExists(path.to_owned()));
+        }
+        self.save(path)
+    }
+}
+
+/// Writes `bytes` to `path` atomically and owner-only: a temporary file in the same folder
+/// (created 0600), flushed, renamed over `path`, the folder flushed.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(io)?;
+    }
+    let mut options = atomic_write_file::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        // Created owner-only from the first byte, whatever an old file's mode was.
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        atomic_write_file::unix::OpenOptionsExt::preserve_mode(&mut options, false);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.commit().map_err(io)
+}

@@ -1,0 +1,258 @@
+//! Backups: round trips, the golden files of every version, and every refusal (wrong
+//! password, a flipped bit anywhere, truncation at every length, parameters out of policy,
+//! unknown versions, short passwords).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use opsmgr_securestorage::{
+    CURRENT_VERSION, Error, KdfParams, KeyStore, OsRandom, RandomSource, inspect_backup,
+    open_backup, seal_backup, seal_backup_with,
+};
+
+/// Cheap parameters, so that the tests that open a backup a thousand times stay fast.
+const CHEAP: KdfParams = KdfParams {
+    memory_kib: 64,
+    passes: 1,
+    lanes: 1,
+};
+
+fn store() -> KeyStore {
+    let mut s = KeyStore::generate(
+        UNIX_EPOCH + Duration::from_secs(1_258_000_000),
+        &mut OsRandom,
+    )
+    .unwrap();
+    s.rotate(
+        UNIX_EPOCH + Duration::from_secs(1_795_363_447),
+        &mut OsRandom,
+    )
+    .unwrap();
+    s
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn json_field<'a>(json: &'a str, name: &str) -> &'a str {
+    let at = json.find(&format!("\"{name}\": \"")).unwrap() + name.len() + 5;
+    &json[at..at + json[at..].find('"').unwrap()]
+}
+
+#[test]
+fn default_parameters_round_trip() {
+    let s = store();
+    let backup = seal_backup(&s, "a long enough passphrase", &mut OsRandom).unwrap();
+    let info = inspect_backup(&backup).unwrap();
+    assert_eq!(info.kdf, KdfParams::DEFAULT);
+    assert_eq!(info.version, CURRENT_VERSION);
+    let (restored, _) = open_backup(&backup, "a long enough passphrase").unwrap();
+    assert!(restored.same_as(&s));
+    assert_eq!(restored.current().id(), s.current().id());
+    assert!(matches!(
+        open_backup(&backup, "a long enough passphrasE"),
+        Err(Error::WrongPasswordOrTampered)
+    ));
+}
+
+/// Every format version ever written restores, forever.
+#[test]
+fn golden_files_of_every_version_restore() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut versions = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "omkb") {
+            continue;
+        }
+        versions += 1;
+        let json = std::fs::read_to_string(path.with_extension("json")).unwrap();
+        let (store, info) = open_backup(
+            &std::fs::read(&path).unwrap(),
+            json_field(&json, "password"),
+        )
+        .unwrap();
+        assert_eq!(
+            store.current().id().to_string(),
+            json_field(&json, "current"),
+            "{}",
+            path.display()
+        );
+        assert_eq!(store.keys().len(), 2);
+        // The secrets are right: a secret sealed with the golden store still opens.
+        let opened = store.open(&hex(json_field(&json, "sealed"))).unwrap();
+        assert_eq!(
+            String::from_utf8(opened.to_vec()).unwrap(),
+            json_field(&json, "plaintext").replace("\\\\", "\\")
+        );
+        assert!(json.contains(&format!("\"version\": {}", info.version)));
+    }
+    assert_eq!(
+        versions,
+        usize::from(CURRENT_VERSION),
+        "a golden file for each version"
+    );
+}
+
+#[test]
+fn every_flipped_bit_is_refused() {
+    let s = store();
+    let backup = seal_backup_with(&s, "flip every bit please", CHEAP, &mut OsRandom).unwrap();
+    for i in 0..backup.len() * 8 {
+        let mut bad = backup.clone();
+        bad[i / 8] ^= 1 << (i % 8);
+        match open_backup(&bad, "flip every bit please") {
+            Err(
+                Error::WrongPasswordOrTampered
+                | Error::Corrupt { .. }
+                | Error::OutOfPolicy { .. }
+                | Error::UnsupportedVersion(_),
+            ) => {}
+            Ok(_) => panic!("bit {i} flipped and the backup still opened"),
+            Err(e) => panic!("bit {i}: unexpected {e}"),
+        }
+    }
+}
+
+#[test]
+fn truncation_at_every_length_is_refused_as_corrupt() {
+    let backup = seal_backup_with(&store(), "truncate me at will", CHEAP, &mut OsRandom).unwrap();
+    for len in 0..backup.len() {
+        match open_backup(&backup[..len], "truncate me at will") {
+            Err(Error::Corrupt { what: "backup", .. }) => {}
+            other => panic!("length {len}: {other:?}"),
+        }
+    }
+    let mut longer = backup.clone();
+    longer.push(0);
+    assert!(
+        matches!(open_backup(&longer, "truncate me at will"), Err(Error::Corrupt { reason, .. }) if reason.contains("bytes follow"))
+    );
+}
+
+/// Rewrites a header field of a cheap backup.
+fn with_field(backup: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut b = backup.to_vec();
+    b[at..at + bytes.len()].copy_from_slice(bytes);
+    b
+}
+
+#[test]
+fn out_of_policy_parameters_are_refused_before_deriving() {
+    let backup = seal_backup_with(&store(), "policy check please", CHEAP, &mut OsRandom).unwrap();
+    let refuse = |b: &[u8]| match open_backup(b, "policy check please") {
+        Err(Error::OutOfPolicy {
+            parameter, value, ..
+        }) => (parameter, value),
+        other => panic!("{other:?}"),
+    };
+    // 8 GiB of memory would exhaust the machine: refused instantly.
+    assert_eq!(
+        refuse(&with_field(&backup, 11, &(8u32 << 20).to_be_bytes())),
+        ("memory (KiB)", 8 << 20)
+    );
+    assert_eq!(
+        refuse(&with_field(&backup, 11, &u32::MAX.to_be_bytes())),
+        ("memory (KiB)", u64::from(u32::MAX))
+    );
+    assert_eq!(
+        refuse(&with_field(&backup, 15, &1000u32.to_be_bytes())),
+        ("pass count", 1000)
+    );
+    assert_eq!(
+        refuse(&with_field(&backup, 15, &0u32.to_be_bytes())),
+        ("pass count", 0)
+    );
+    assert_eq!(
+        refuse(&with_field(&backup, 19, &64u32.to_be_bytes())),
+        ("lane count", 64)
+    );
+    assert_eq!(
+        refuse(&with_field(&backup, 10, &[2])),
+        ("key-derivation function", 2)
+    );
+    assert_eq!(refuse(&with_field(&backup, 23, &[4])), ("salt length", 4));
+    let e = open_backup(&with_field(&backup, 15, &1000u32.to_be_bytes()), "x").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the backup's pass count is 1000, outside the accepted range 1 to 16; refusing before deriving a key"
+    );
+}
+
+#[test]
+fn versions_and_magic() {
+    let backup = seal_backup_with(&store(), "versions and magic", CHEAP, &mut OsRandom).unwrap();
+    assert!(matches!(
+        open_backup(
+            &with_field(&backup, 8, &2u16.to_be_bytes()),
+            "versions and magic"
+        ),
+        Err(Error::UnsupportedVersion(2))
+    ));
+    assert!(matches!(
+        open_backup(&with_field(&backup, 8, &0u16.to_be_bytes()), "x"),
+        Err(Error::Corrupt { .. })
+    ));
+    let e = open_backup(b"PK\x03\x04 a zip file", "x").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "not a valid backup, or corrupt or truncated: it does not start with the backup magic 'OMKEYBAK'"
+    );
+}
+
+#[test]
+fn short_passwords_are_refused_for_new_backups() {
+    let e = seal_backup_with(&store(), "seven!!", CHEAP, &mut OsRandom).unwrap_err();
+    assert!(matches!(
+        e,
+        Error::PasswordTooShort {
+            length: 7,
+            minimum: 8
+        }
+    ));
+    // Eight characters, not eight bytes.
+    assert!(seal_backup_with(&store(), "ééééééé", CHEAP, &mut OsRandom).is_err());
+    assert!(seal_backup_with(&store(), "éééééééé", CHEAP, &mut OsRandom).is_ok());
+}
+
+#[test]
+fn parameters_cannot_be_written_out_of_policy_either() {
+    let huge = KdfParams {
+        memory_kib: u32::MAX,
+        passes: 1,
+        lanes: 1,
+    };
+    assert!(matches!(
+        seal_backup_with(&store(), "long enough", huge, &mut OsRandom),
+        Err(Error::OutOfPolicy { .. })
+    ));
+}
+
+/// A random source that fails, as a broken one would.
+struct Broken;
+impl RandomSource for Broken {
+    fn fill(&mut self, _: &mut [u8]) -> opsmgr_securestorage::Result<()> {
+        Err(Error::Random("unavailable".into()))
+    }
+}
+
+#[test]
+fn a_failing_random_source_is_an_error_not_a_weak_backup() {
+    assert!(matches!(
+        seal_backup_with(&store(), "long enough", CHEAP, &mut Broken),
+        Err(Error::Random(_))
+    ));
+    assert!(matches!(
+        KeyStore::generate(UNIX_EPOCH, &mut Broken),
+        Err(Error::Random(_))
+    ));
+}

@@ -1,0 +1,143 @@
+//! The key store: sealing and opening secrets, rotation, its file, and its refusals.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, UNIX_EPOCH};
+
+use opsmgr_securestorage::{Error, KeyStore, OsRandom, keystore_path};
+use proptest::prelude::*;
+
+fn now() -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_795_363_447)
+}
+
+#[test]
+fn rotation_keeps_old_keys_for_opening() {
+    let mut store = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    let old = store.seal(b"old secret", &mut OsRandom).unwrap();
+    let first = store.current().id();
+    let second = store.rotate(now(), &mut OsRandom).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(store.current().id(), second);
+    let new = store.seal(b"new secret", &mut OsRandom).unwrap();
+    assert_eq!(KeyStore::sealed_key_id(&old).unwrap(), first);
+    assert_eq!(KeyStore::sealed_key_id(&new).unwrap(), second);
+    assert_eq!(store.open(&old).unwrap().as_slice(), b"old secret");
+    assert_eq!(store.open(&new).unwrap().as_slice(), b"new secret");
+
+    // Another store cannot open them, and says which key is missing.
+    let other = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    match other.open(&new) {
+        Err(Error::UnknownKey(id)) => assert_eq!(id, second.to_string()),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn a_changed_secret_or_a_moved_key_id_is_refused() {
+    let store = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    let sealed = store.seal(b"RunAs password", &mut OsRandom).unwrap();
+    for i in 0..sealed.len() * 8 {
+        let mut bad = sealed.clone();
+        bad[i / 8] ^= 1 << (i % 8);
+        assert!(store.open(&bad).is_err(), "bit {i}");
+    }
+    assert!(matches!(
+        store.open(&sealed[..20]),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn the_file_is_private_atomic_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = keystore_path(dir.path());
+    let store = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    store.save_new(&path).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    assert!(KeyStore::load(&path).unwrap().same_as(&store));
+    assert!(matches!(
+        store.save_new(&path),
+        Err(Error::KeyStoreExists(_))
+    ));
+
+    // A world-readable file is replaced by a private one.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    store.save(&path).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+        1,
+        "no temp files"
+    );
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = KeyStore::load(&path).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: not a valid key store, or corrupt or truncated: checksum mismatch",
+            path.display()
+        )
+    );
+    assert!(matches!(
+        KeyStore::load(&dir.path().join("none")),
+        Err(Error::NoKeyStore(_))
+    ));
+}
+
+#[test]
+fn secrets_never_print() {
+    let store = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    let debug = format!("{store:?}");
+    assert!(debug.contains("<redacted>"));
+    let secret_hex: String = store.to_bytes()[7 + 16 + 8 + 1..7 + 16 + 8 + 1 + 32]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(!debug.to_lowercase().contains(&secret_hex));
+    assert!(!debug.contains(&format!("{:?}", &store.to_bytes()[7 + 25..7 + 57])));
+}
+
+proptest! {
+    #[test]
+    fn seal_open_round_trip(secret in prop::collection::vec(any::<u8>(), 0..512), rotations in 0usize..4) {
+        let mut store = KeyStore::generate(now(), &mut OsRandom).unwrap();
+        let mut sealed = vec![store.seal(&secret, &mut OsRandom).unwrap()];
+        for _ in 0..rotations {
+            store.rotate(now(), &mut OsRandom).unwrap();
+            sealed.push(store.seal(&secret, &mut OsRandom).unwrap());
+        }
+        let reloaded = KeyStore::from_bytes(&store.to_bytes()).unwrap();
+        prop_assert!(reloaded.same_as(&store));
+        for s in &sealed {
+            let opened = reloaded.open(s).unwrap();
+            prop_assert_eq!(opened.as_slice(), secret.as_slice());
+        }
+    }
+
+    #[test]
+    fn key_store_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let _ = KeyStore::from_bytes(&bytes);
+    }
+}

@@ -1,0 +1,381 @@
+//! `om-securestoragebackup`: creates, backs up, restores and verifies the management
+//! group's encryption key (SecureStorageBackup).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use opsmgr_securestorage::{
+    CURRENT_VERSION, Error, KdfParams, KeyStore, OsRandom, check_password, keystore_path,
+    open_backup, seal_backup, write_private,
+};
+use opsmgr_tools::{PasswordSource, exit, machine_dir, password_weakness, read_password};
+use serde::Serialize;
+
+/// Exit codes beyond the shared ones.
+mod code {
+    /// The password is wrong or the file was tampered with.
+    pub(crate) const WRONG_PASSWORD: u8 = 3;
+    /// The file is not a backup, or is corrupt or truncated.
+    pub(crate) const CORRUPT: u8 = 4;
+    /// The backup's parameters are out of policy, or its version is unknown.
+    pub(crate) const POLICY: u8 = 5;
+}
+
+/// Backs up and restores the management group's encryption key (SecureStorageBackup).
+///
+/// Verbs are case-insensitive, as on Windows: `Backup FILE`, `Restore FILE`. Passwords are
+/// asked twice without echo, or read from --password-file, --password-stdin or
+/// --password-env; never from the command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "om-securestoragebackup",
+    version,
+    after_help = "Exit codes: 0 success, 1 verify: the backup does not hold the machine's current key, \
+2 bad usage or refused (nothing written), 3 wrong password or tampered file, \
+4 not a backup or corrupt or truncated, 5 parameters out of policy or a newer format version."
+)]
+struct Cli {
+    /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
+    #[arg(long, global = true, value_name = "DIR")]
+    machine: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates the group's key store on a machine that has none (setup on the first RMS).
+    Createkey,
+    /// Seals the machine's key store into FILE with a password.
+    Backup {
+        /// The backup file.
+        file: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Restores the key store from FILE onto the machine.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Replace a different key store (the old one is saved beside it first).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Checks the password and the file without restoring; with --machine (or
+    /// $OPSMGR_MACHINE), also that it holds the key that machine uses now.
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+        /// Report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Changes the backup's password.
+    Rekey {
+        /// The backup file.
+        file: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Read the new password from the first line of this file.
+        #[arg(long, value_name = "FILE", conflicts_with = "new_password_env")]
+        new_password_file: Option<PathBuf>,
+        /// Read the new password from this environment variable.
+        #[arg(long, value_name = "VAR")]
+        new_password_env: Option<String>,
+    },
+    /// Rewrites an older backup in the current format version and parameters.
+    Upgrade {
+        /// The backup file.
+        file: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct PasswordArgs {
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"])]
+    password_file: Option<PathBuf>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password_env")]
+    password_stdin: bool,
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+}
+
+impl PasswordArgs {
+    fn source(&self) -> PasswordSource {
+        match (&self.password_file, self.password_stdin, &self.password_env) {
+            (Some(f), _, _) => PasswordSource::File(f.clone()),
+            (_, true, _) => PasswordSource::Stdin,
+            (_, _, Some(v)) => PasswordSource::Env(v.clone()),
+            _ => PasswordSource::Prompt,
+        }
+    }
+}
+
+const VERBS: [&str; 6] = [
+    "createkey",
+    "backup",
+    "restore",
+    "verify",
+    "rekey",
+    "upgrade",
+];
+
+/// The Windows tool's verbs are case-insensitive (`Backup`, `RESTORE`): lower-case the first
+/// argument that is one.
+fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut done = false;
+    args.enumerate()
+        .map(|(i, a)| {
+            if i > 0 && !done && VERBS.iter().any(|v| v.eq_ignore_ascii_case(&a)) {
+                done = true;
+                a.to_ascii_lowercase()
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    opsmgr_tools::main_with_codes("om-securestoragebackup", run, |e| {
+        match e.downcast_ref::<Error>().map(Error::inner) {
+            Some(Error::WrongPasswordOrTampered) => code::WRONG_PASSWORD,
+            Some(Error::Corrupt { .. }) => code::CORRUPT,
+            Some(Error::OutOfPolicy { .. } | Error::UnsupportedVersion(_)) => code::POLICY,
+            _ => exit::INPUT,
+        }
+    })
+}
+
+#[allow(clippy::print_stderr, reason = "warnings go to stderr")]
+fn warn(message: &str) {
+    eprintln!("om-securestoragebackup: warning: {message}");
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let explicit_machine =
+        cli.machine.is_some() || std::env::var_os(opsmgr_tools::MACHINE_ENV).is_some();
+    let machine = machine_dir(cli.machine)?;
+    let store_path = keystore_path(&machine);
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Createkey => {
+            let store = KeyStore::generate(SystemTime::now(), &mut OsRandom)?;
+            store.save_new(&store_path)?;
+            writeln!(
+                out,
+                "Created the management group key {} in {}",
+                store.current().id(),
+                store_path.display()
+            )?;
+        }
+        Command::Backup {
+            file,
+            force,
+            password,
+        } => {
+            let store = KeyStore::load(&store_path)?;
+            if file.exists() && !force {
+                bail!("{} exists; use --force to replace it", file.display());
+            }
+            let password = read_password(&password.source(), "Password for the backup: ", true)?;
+            check_password(&password)?;
+            if let Some(why) = password_weakness(&password) {
+                warn(&format!("this password is weak: {why}"));
+            }
+            let bytes = seal_backup(&store, &password, &mut OsRandom)?;
+            write_private(&file, &bytes)?;
+            writeln!(
+                out,
+                "Backed up {} key(s), current {}, to {}",
+                store.keys().len(),
+                store.current().id(),
+                file.display()
+            )?;
+        }
+        Command::Restore {
+            file,
+            force,
+            password,
+        } => {
+            let (store, _) = open(&file, &password)?;
+            restore(&store, &store_path, force, &mut out)?;
+        }
+        Command::Verify {
+            file,
+            json,
+            password,
+        } => {
+            let (store, info) = open(&file, &password)?;
+            let machine_key =
+                if explicit_machine {
+                    Some(KeyStore::load(&store_path).with_context(|| {
+                        format!("reading the key store of {}", machine.display())
+                    })?)
+                } else {
+                    None
+                };
+            let holds = machine_key
+                .as_ref()
+                .map(|m| store.contains(m.current().id()));
+            let report = VerifyReport {
+                file: file.display().to_string(),
+                version: info.version,
+                kdf: info.kdf.to_string(),
+                keys: store.keys().iter().map(|k| k.id().to_string()).collect(),
+                current: store.current().id().to_string(),
+                machine_current: machine_key.as_ref().map(|m| m.current().id().to_string()),
+                holds_machine_key: holds,
+            };
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}: backup format version {}, {}; password correct, contents intact; {} key(s), current {}",
+                    report.file,
+                    report.version,
+                    report.kdf,
+                    report.keys.len(),
+                    report.current
+                )?;
+                match (&report.machine_current, holds) {
+                    (Some(id), Some(true)) => writeln!(
+                        out,
+                        "It holds the key this machine uses now ({id}): a restore will work."
+                    )?,
+                    (Some(id), _) => writeln!(
+                        out,
+                        "It does NOT hold the key this machine uses now ({id})."
+                    )?,
+                    _ => {}
+                }
+            }
+            if holds == Some(false) {
+                return Ok(ExitCode::from(exit::NO));
+            }
+        }
+        Command::Rekey {
+            file,
+            password,
+            new_password_file,
+            new_password_env,
+        } => {
+            let (store, _) = open(&file, &password)?;
+            let source = match (new_password_file, new_password_env) {
+                (Some(f), _) => PasswordSource::File(f),
+                (_, Some(v)) => PasswordSource::Env(v),
+                _ => PasswordSource::Prompt,
+            };
+            let new = read_password(&source, "New password for the backup: ", true)?;
+            check_password(&new)?;
+            if let Some(why) = password_weakness(&new) {
+                warn(&format!("this password is weak: {why}"));
+            }
+            write_private(&file, &seal_backup(&store, &new, &mut OsRandom)?)?;
+            writeln!(out, "Changed the password of {}", file.display())?;
+        }
+        Command::Upgrade { file, password } => {
+            let password = read_password(&password.source(), "Password for the backup: ", false)?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let (store, info) = open_backup(&bytes, &password)
+                .map_err(|e| anyhow::Error::new(e).context(file.display().to_string()))?;
+            if info.version == CURRENT_VERSION && info.kdf == KdfParams::DEFAULT {
+                writeln!(
+                    out,
+                    "{} is already format version {CURRENT_VERSION} with the current parameters; unchanged",
+                    file.display()
+                )?;
+            } else {
+                write_private(&file, &seal_backup(&store, &password, &mut OsRandom)?)?;
+                writeln!(
+                    out,
+                    "Rewrote {} from format version {} to {CURRENT_VERSION}",
+                    file.display(),
+                    info.version
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct VerifyReport {
+    file: String,
+    version: u16,
+    kdf: String,
+    keys: Vec<String>,
+    current: String,
+    machine_current: Option<String>,
+    holds_machine_key: Option<bool>,
+}
+
+fn open(
+    file: &Path,
+    password: &PasswordArgs,
+) -> Result<(KeyStore, opsmgr_securestorage::BackupInfo)> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let password = read_password(&password.source(), "Password for the backup: ", false)?;
+    open_backup(&bytes, &password)
+        .map_err(|e| anyhow::Error::new(e).context(file.display().to_string()))
+}
+
+fn restore(store: &KeyStore, path: &Path, force: bool, out: &mut impl Write) -> Result<()> {
+    match KeyStore::load(path) {
+        Ok(existing) if existing.same_as(store) => {
+            writeln!(
+                out,
+                "The machine already holds these keys (current {}); nothing changed",
+                store.current().id()
+            )?;
+            return Ok(());
+        }
+        Ok(existing) if !force => bail!(
+            "{} holds a different key store (current key {}; the backup's is {}); use --force to replace it (the old store is saved beside it)",
+            path.display(),
+            existing.current().id(),
+            store.current().id()
+        ),
+        Ok(existing) => {
+            let mut saved = path.as_os_str().to_owned();
+            let stamp = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            saved.push(format!(".replaced-{stamp}"));
+            let saved = PathBuf::from(saved);
+            existing.save(&saved)?;
+            writeln!(out, "Saved the replaced key store as {}", saved.display())?;
+        }
+        Err(e) if matches!(e.inner(), Error::NoKeyStore(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    store.save(path)?;
+    writeln!(
+        out,
+        "Restored {} key(s), current {}, to {}",
+        store.keys().len(),
+        store.current().id(),
+        path.display()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! om-securestoragebackup driven as an operator would: real machine folders, password files
+//! and stdin, exit codes and messages asserted.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn run(machine: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_om-securestoragebackup"))
+        .arg("--machine")
+        .arg(machine)
+        .args(args)
+        .env_remove("OPSMGR_MACHINE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn current_key(out: &Output) -> String {
+    let s = text(&out.stdout);
+    let at = s.find("key ").unwrap() + 4;
+    s[at..at + 32].to_owned()
+}
+
+#[test]
+fn the_seed_story_backup_then_restore_on_another_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rms, mgt01) = (dir.path().join("RMS"), dir.path().join("MGT01"));
+    let backup = dir.path().join("key.bin");
+    let b = backup.to_str().unwrap();
+    let pw = dir.path().join("pw.txt");
+    std::fs::write(&pw, "Operations Manager 2007 R2!\n").unwrap();
+    let p = pw.to_str().unwrap();
+
+    // Verbs as the Windows tool spells them.
+    let created = run(&rms, &["CreateKey"], None);
+    assert_eq!(created.status.code(), Some(0), "{}", text(&created.stderr));
+    let key = current_key(&created);
+    assert_eq!(
+        run(&rms, &["createkey"], None).status.code(),
+        Some(2),
+        "refuses a second key store"
+    );
+
+    let out = run(&rms, &["Backup", b, "--password-file", p], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("Backed up 1 key(s), current {key}, to ")));
+    assert_eq!(
+        std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        run(&rms, &["BACKUP", b, "--password-file", p], None)
+            .status
+            .code(),
+        Some(2),
+        "no overwrite without --force"
+    );
+
+    // The RMS is lost; MGT01 gets the key from the backup.
+    std::fs::remove_dir_all(&rms).unwrap();
+    let out = run(
+        &mgt01,
+        &["Restore", b, "--password-stdin"],
+        Some("Operations Manager 2007 R2!\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("Restored 1 key(s), current {key}")));
+    let again = run(&mgt01, &["restore", b, "--password-file", p], None);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(text(&again.stdout).contains(&format!(
+        "already holds these keys (current {key}); nothing changed"
+    )));
+
+    let verify = run(&mgt01, &["Verify", b, "--password-file", p, "--json"], None);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["holds_machine_key"], true);
+    assert_eq!(v["current"], key.as_str());
+    assert_eq!(v["version"], 1);
+}
+
+#[test]
+fn refusals_and_their_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("A"), dir.path().join("B"));
+    let file = dir.path().join("a.bak");
+    let f = file.to_str().unwrap();
+    assert_eq!(run(&a, &["createkey"], None).status.code(), Some(0));
+    assert_eq!(run(&b, &["createkey"], None).status.code(), Some(0));
+
+    let short = run(&a, &["backup", f, "--password-stdin"], Some("seven!!\n"));
+    assert_eq!(short.status.code(), Some(2));
+    assert!(text(&short.stderr).contains("the password has 7 characters; at least 8 are required"));
+    assert!(!file.exists(), "nothing written");
+
+    let weak = run(&a, &["backup", f, "--password-stdin"], Some("eightchr\n"));
+    assert_eq!(weak.status.code(), Some(0));
+    assert!(text(&weak.stderr).contains("warning: this password is weak"));
+
+    let wrong = run(&b, &["verify", f, "--password-stdin"], Some("eightchR\n"));
+    assert_eq!(wrong.status.code(), Some(3));
+    assert_eq!(
+        text(&wrong.stderr),
+        format!(
+            "om-securestoragebackup: error: {f}: wrong password, or the backup was tampered with (the two cannot be told apart)\n"
+        )
+    );
+
+    // B holds another key: verify says so (exit 1), restore refuses without --force.
+    let verify = run(&b, &["verify", f, "--password-stdin"], Some("eightchr\n"));
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(text(&verify.stdout).contains("does NOT hold the key this machine uses now"));
+    let refused = run(&b, &["restore", f, "--password-stdin"], Some("eightchr\n"));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("holds a different key store"));
+    let forced = run(
+        &b,
+        &["restore", f, "--force", "--password-stdin"],
+        Some("eightchr\n"),
+    );
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
+    let saved: Vec<_> = std::fs::read_dir(b.join("SecureStorage"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("keystore.bin.replaced-"))
+        .collect();
+    assert_eq!(saved.len(), 1, "the old key store is kept beside");
+
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.truncate(bytes.len() - 1);
+    let cut = dir.path().join("cut.bak");
+    std::fs::write(&cut, &bytes).unwrap();
+    let corrupt = run(
+        &a,
+        &["verify", cut.to_str().unwrap(), "--password-stdin"],
+        Some("eightchr\n"),
+    );
+    assert_eq!(corrupt.status.code(), Some(4));
+
+    let no_tty = run(&a, &["verify", f], None);
+    assert_eq!(no_tty.status.code(), Some(2));
+    assert!(text(&no_tty.stderr).contains("no terminal to ask for the password"));
+}
+
+#[test]
+fn rekey_and_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("M");
+    let file = dir.path().join("k.bak");
+    let f = file.to_str().unwrap();
+    let new_pw = dir.path().join("new.txt");
+    std::fs::write(&new_pw, "a brand new passphrase\n").unwrap();
+    assert_eq!(run(&m, &["createkey"], None).status.code(), Some(0));
+    assert_eq!(
+        run(
+            &m,
+            &["backup", f, "--password-stdin"],
+            Some("the old passphrase\n")
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    let rekey = run(
+        &m,
+        &[
+            "Rekey",
+            f,
+            "--password-stdin",
+            "--new-password-file",
+            new_pw.to_str().unwrap(),
+        ],
+        Some("the old passphrase\n"),
+    );
+    assert_eq!(rekey.status.code(), Some(0), "{}", text(&rekey.stderr));
+    assert_eq!(
+        run(
+            &m,
+            &["verify", f, "--password-stdin"],
+            Some("the old passphrase\n")
+        )
+        .status
+        .code(),
+        Some(3)
+    );
+    assert_eq!(
+        run(
+            &m,
+            &["verify", f, "--password-stdin"],
+            Some("a brand new passphrase\n")
+        )
+        .status
+        .code(),
+        Some(0)
+    );
+    let upgrade = run(
+        &m,
+        &["Upgrade", f, "--password-stdin"],
+        Some("a brand new passphrase\n"),
+    );
+    assert_eq!(upgrade.status.code(), Some(0));
+    assert!(
+        text(&upgrade.stdout)
+            .contains("already format version 1 with the current parameters; unchanged")
+    );
+}
