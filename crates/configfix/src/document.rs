@@ -402,11 +402,13 @@ impl<'t> Scanner<'t> {
                 }
             };
             let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+            let empty = matches!(event, Event::Empty(_));
             match event {
                 Event::Start(_) | Event::Empty(_) if names.is_empty() && roots > 0 => {
                     return Err(self.malformed(before, "a second root element"));
                 }
-                Event::Start(start) => {
+                Event::Start(start) | Event::Empty(start) => {
+                    // Markup inside an element whose text is a value: refused at its end.
                     for o in &mut open {
                         o.only_text = false;
                     }
@@ -414,11 +416,25 @@ impl<'t> Scanner<'t> {
                         roots += 1;
                     }
                     let matched = self.enter(&start, before)?;
-                    names.push(self.name_of(&start));
+                    if empty {
+                        self.leave();
+                    } else {
+                        names.push(self.name_of(&start));
+                    }
                     for t in bits(matched) {
                         match &self.targets[t].attribute {
-                            Some(attr) => {
-                                found[t].push(self.attribute(&start, attr, before)?);
+                            Some(attr) => found[t].push(self.attribute(&start, attr, before)?),
+                            None if empty => {
+                                let (line, column) = self.position(after - 2);
+                                found[t].push(Found {
+                                    value: String::new(),
+                                    line,
+                                    column,
+                                    span: after - 2..after,
+                                    slot: Slot::Empty {
+                                        name: self.name_of(&start).to_owned(),
+                                    },
+                                });
                             }
                             None => open.push(OpenText {
                                 target: t,
@@ -429,34 +445,6 @@ impl<'t> Scanner<'t> {
                                 only_text: true,
                             }),
                         }
-                    }
-                }
-                Event::Empty(start) => {
-                    for o in &mut open {
-                        o.only_text = false;
-                    }
-                    if names.is_empty() {
-                        roots += 1;
-                    }
-                    let matched = self.enter(&start, before)?;
-                    self.leave();
-                    for t in bits(matched) {
-                        let found_here = match &self.targets[t].attribute {
-                            Some(attr) => self.attribute(&start, attr, before)?,
-                            None => {
-                                let (line, column) = self.position(after - 2);
-                                Found {
-                                    value: String::new(),
-                                    line,
-                                    column,
-                                    span: after - 2..after,
-                                    slot: Slot::Empty {
-                                        name: self.name_of(&start).to_owned(),
-                                    },
-                                }
-                            }
-                        };
-                        found[t].push(found_here);
                     }
                 }
                 Event::End(_) => {

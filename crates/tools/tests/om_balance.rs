@@ -7,21 +7,16 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+use common::text;
+
+fn om_balance(args: &[&str]) -> std::process::Output {
+    common::run(env!("CARGO_BIN_EXE_om-balance"), args)
+}
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/inventory.json")
-}
-
-fn om_balance(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_om-balance"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -6,7 +6,13 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+use common::text;
+
+fn run(args: &[&str]) -> std::process::Output {
+    common::run(env!("CARGO_BIN_EXE_om-configfix"), args)
+}
 
 fn fixture(dir: &Path, name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -15,17 +21,6 @@ fn fixture(dir: &Path, name: &str) -> PathBuf {
     let dst = dir.join(name);
     std::fs::copy(src, &dst).unwrap();
     dst
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_om-configfix"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -195,11 +195,7 @@ fn run() -> Result<ExitCode> {
             if file.exists() && !force {
                 bail!("{} exists; use --force to replace it", file.display());
             }
-            let password = read_password(&password.source(), "Password for the backup: ", true)?;
-            check_password(&password)?;
-            if let Some(why) = password_weakness(&password) {
-                warn(&format!("this password is weak: {why}"));
-            }
+            let password = new_password(&password.source(), "Password for the backup: ")?;
             let bytes = seal_backup(&store, &password, &mut OsRandom)?;
             write_private(&file, &bytes)?;
             writeln!(
@@ -285,11 +281,7 @@ fn run() -> Result<ExitCode> {
                 (_, Some(v)) => PasswordSource::Env(v),
                 _ => PasswordSource::Prompt,
             };
-            let new = read_password(&source, "New password for the backup: ", true)?;
-            check_password(&new)?;
-            if let Some(why) = password_weakness(&new) {
-                warn(&format!("this password is weak: {why}"));
-            }
+            let new = new_password(&source, "New password for the backup: ")?;
             write_private(&file, &seal_backup(&store, &new, &mut OsRandom)?)?;
             writeln!(out, "Changed the password of {}", file.display())?;
         }
@@ -317,6 +309,16 @@ fn run() -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A password for a new backup: asked twice, at least 8 characters, a weak one warned about.
+fn new_password(source: &PasswordSource, prompt: &str) -> Result<zeroize::Zeroizing<String>> {
+    let password = read_password(source, prompt, true)?;
+    check_password(&password)?;
+    if let Some(why) = password_weakness(&password) {
+        warn(&format!("this password is weak: {why}"));
+    }
+    Ok(password)
 }
 
 #[derive(Serialize)]
