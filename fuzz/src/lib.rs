@@ -188,3 +188,21 @@ pub fn backup(data: &[u8]) {
     }
     let _ = KeyStore::sealed_key_id(data);
 }
+
+/// Arbitrary bytes to the certreq.inf reader: never a panic; a policy that parses names a CN,
+/// at least one DNS name and at least one EKU.
+pub fn certreq_inf(data: &[u8]) {
+    use opsmgr_ca::{PolicyOptions, parse_policy};
+    for allow_legacy_rsa1024 in [false, true] {
+        if let Ok(p) = parse_policy(
+            data,
+            "fuzz.inf",
+            PolicyOptions {
+                allow_legacy_rsa1024,
+            },
+        ) {
+            assert!(p.subject.common_name().is_some());
+            assert!(!p.dns_names.is_empty() && !p.ekus.is_empty());
+        }
+    }
+}

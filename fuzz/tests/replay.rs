@@ -30,3 +30,8 @@ fn configfix_seeds() {
 fn backup_seeds() {
     replay("backup", opsmgr_fuzz::backup);
 }
+
+#[test]
+fn certreq_inf_seeds() {
+    replay("certreq_inf", opsmgr_fuzz::certreq_inf);
+}

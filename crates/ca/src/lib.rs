@@ -1,4 +1,27 @@
-//! Pure-Rust certificate pipeline for agents in untrusted networks: certreq.inf request policies, keys and PKCS#10 requests, a standalone CA with its request database, the drop-folder batch processor and the agent-side stores.
+//! Pure-Rust certificate pipeline for agents in untrusted networks: certreq.inf request
+//! policies, keys and PKCS#10 requests, a standalone CA with its request database, the
+//! drop-folder batch processor and the agent-side stores.
 //!
-//! This crate is laid out by the workspace foundation; its contents arrive with the issue
-//! that builds it (see the README).
+//! So far: [`parse_policy`] reads a certreq.inf into a checked [`RequestPolicy`], refusing
+//! anything it cannot honour with the file, line and key.
+//!
+//! ```
+//! use opsmgr_ca::{parse_policy, KeyType, PolicyOptions};
+//! let inf = b"[NewRequest]\r\nSubject = \"CN=server01.company.local\"\r\nKeyLength = 2048\r\n";
+//! let policy = parse_policy(inf, "certreq.inf", PolicyOptions::default())?;
+//! assert_eq!(policy.key, KeyType::Rsa(2048));
+//! assert_eq!(policy.dns_names, ["server01.company.local"]);
+//! assert_eq!(policy.ekus, ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]);
+//! # Ok::<(), opsmgr_ca::Error>(())
+//! ```
+
+mod dn;
+mod error;
+mod inf;
+
+pub use dn::{Attribute, DistinguishedName};
+pub use error::{Error, Result};
+pub use inf::{
+    EKU_CLIENT_AUTH, EKU_SERVER_AUTH, Hash, KeyType, MAX_INF_BYTES, PolicyOptions, RequestPolicy,
+    parse_policy,
+};

@@ -1,0 +1,579 @@
+//! The certreq.inf request policy: the INI-like file certreq reads, and what it asks for.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::dn::{DistinguishedName, parse_dn};
+use crate::error::{Error, Result};
+
+/// Agent channel EKUs: server authentication.
+pub const EKU_SERVER_AUTH: &str = "1.3.6.1.5.5.7.3.1";
+/// Agent channel EKUs: client authentication.
+pub const EKU_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
+/// The subject alternative name extension.
+const SAN_OID: &str = "2.5.29.17";
+
+/// The largest policy file read (certreq.inf files are a few hundred bytes).
+pub const MAX_INF_BYTES: usize = 64 * 1024;
+
+/// KeyUsage bits, as certreq names them.
+const KEY_USAGE_NAMES: [(&str, u8); 7] = [
+    ("CERT_DIGITAL_SIGNATURE_KEY_USAGE", 0x80),
+    ("CERT_NON_REPUDIATION_KEY_USAGE", 0x40),
+    ("CERT_KEY_ENCIPHERMENT_KEY_USAGE", 0x20),
+    ("CERT_DATA_ENCIPHERMENT_KEY_USAGE", 0x10),
+    ("CERT_KEY_AGREEMENT_KEY_USAGE", 0x08),
+    ("CERT_KEY_CERT_SIGN_KEY_USAGE", 0x04),
+    ("CERT_CRL_SIGN_KEY_USAGE", 0x02),
+];
+
+/// The key a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyType {
+    /// RSA with this modulus size.
+    Rsa(u32),
+    /// ECDSA on P-256.
+    EcdsaP256,
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyType::Rsa(bits) => write!(f, "RSA-{bits}"),
+            KeyType::EcdsaP256 => f.write_str("ECDSA P-256"),
+        }
+    }
+}
+
+/// The digest a request is signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Hash {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+/// What a certreq.inf asks for, after every line was understood and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestPolicy {
+    /// The subject, in the order written.
+    pub subject: DistinguishedName,
+    /// The key to generate.
+    pub key: KeyType,
+    /// The request's signature digest.
+    pub hash: Hash,
+    /// KeyUsage bits (0x80 digitalSignature ... 0x02 cRLSign); `None` when not given.
+    pub key_usage: Option<u8>,
+    /// Extended key usages (dotted OIDs), in order; the agent channel's two when not given.
+    pub ekus: Vec<String>,
+    /// DNS subject alternative names; the subject's CN when not given.
+    pub dns_names: Vec<String>,
+    /// Whether the private key may be exported.
+    pub exportable: bool,
+    /// Whether the key goes into the machine's store (else the user's).
+    pub machine_key_set: bool,
+    /// The friendly name to store with the certificate.
+    pub friendly_name: Option<String>,
+}
+
+/// Options a caller may give the policy reader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyOptions {
+    /// Accept `KeyLength = 1024` for RSA (the seed's file), which is broken for this use.
+    pub allow_legacy_rsa1024: bool,
+}
+
+/// One `Key = Value` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    key: String,
+    value: String,
+    line: usize,
+}
+
+/// One `[Section]` with its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Section {
+    name: String,
+    entries: Vec<Entry>,
+}
+
+/// Decodes a policy file as certreq does: UTF-16 with a byte-order mark (Notepad's
+/// "Unicode"), UTF-8 with or without one.
+fn decode(bytes: &[u8], file: &str) -> Result<String> {
+    let fail = |message: String| Error::Inf {
+        file: file.into(),
+        line: 0,
+        key: None,
+        message,
+    };
+    if bytes.len() > MAX_INF_BYTES {
+        return Err(fail(format!(
+            "the file is larger than {MAX_INF_BYTES} bytes"
+        )));
+    }
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        if !rest.len().is_multiple_of(2) {
+            return Err(fail("UTF-16 file with an odd number of bytes".into()));
+        }
+        char::decode_utf16(rest.chunks_exact(2).map(|c| unit([c[0], c[1]])))
+            .collect::<std::result::Result<String, _>>()
+            .map_err(|e| fail(format!("invalid UTF-16: {e}")))
+    };
+    if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        return utf16(rest, u16::from_le_bytes);
+    }
+    if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        return utf16(rest, u16::from_be_bytes);
+    }
+    let rest = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    String::from_utf8(rest.to_vec()).map_err(|e| {
+        fail(format!(
+            "not UTF-8 or UTF-16 with a byte-order mark (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// Splits `text` at the first `;` outside double quotes.
+fn strip_comment(text: &str) -> &str {
+    let mut quoted = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => return &text[..i],
+            _ => {}
+        }
+    }
+    text
+}
+
+/// A value as written: surrounding white space trimmed, one pair of double quotes removed,
+/// `""` inside quotes read as one quote.
+fn unquote(raw: &str) -> std::result::Result<String, String> {
+    let raw = raw.trim();
+    let Some(inner) = raw.strip_prefix('"') else {
+        return Ok(raw.to_owned());
+    };
+    let Some(inner) = inner.strip_suffix('"') else {
+        return Err(format!("unterminated quoted value {raw}"));
+    };
+    Ok(inner.replace("\"\"", "\""))
+}
+
+fn parse_sections(text: &str, file: &str) -> Result<Vec<Section>> {
+    let fail = |line: usize, key: Option<&str>, message: String| Error::Inf {
+        file: file.into(),
+        line,
+        key: key.map(str::to_owned),
+        message,
+    };
+    let mut sections: Vec<Section> = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let content = strip_comment(raw).trim();
+        if content.is_empty() {
+            continue;
+        }
+        if let Some(rest) = content.strip_prefix('[') {
+            let name = rest
+                .strip_suffix(']')
+                .ok_or_else(|| fail(line, None, format!("section header '{content}' lacks ']'")))?
+                .trim();
+            if name.is_empty() {
+                return Err(fail(line, None, "empty section name".into()));
+            }
+            sections.push(Section {
+                name: name.to_owned(),
+                entries: Vec::new(),
+            });
+            continue;
+        }
+        let section = sections
+            .last_mut()
+            .ok_or_else(|| fail(line, None, format!("'{content}' is outside any [Section]")))?;
+        let (key, value) = content.split_once('=').ok_or_else(|| {
+            fail(
+                line,
+                None,
+                format!("expected 'Key = Value', found '{content}'"),
+            )
+        })?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(fail(line, None, "a line starts with '='".into()));
+        }
+        let value = unquote(value).map_err(|m| fail(line, Some(key), m))?;
+        if key.eq_ignore_ascii_case("_continue_") {
+            let last = section.entries.last_mut().ok_or_else(|| {
+                fail(
+                    line,
+                    Some(key),
+                    "_continue_ with nothing to continue".into(),
+                )
+            })?;
+            last.value.push_str(&value);
+            continue;
+        }
+        section.entries.push(Entry {
+            key: key.to_owned(),
+            value,
+            line,
+        });
+    }
+    Ok(sections)
+}
+
+/// Replaces `%name%` with the `[Strings]` value of `name` (case-insensitive); `%%` is `%`.
+fn substitute(
+    value: &str,
+    strings: &HashMap<String, String>,
+) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find('%') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after
+            .find('%')
+            .ok_or_else(|| format!("unmatched '%' in '{value}'"))?;
+        let name = &after[..end];
+        if name.is_empty() {
+            out.push('%');
+        } else {
+            let v = strings
+                .get(&name.to_ascii_lowercase())
+                .ok_or_else(|| format!("%{name}% is not defined in [Strings]"))?;
+            out.push_str(v);
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn parse_bool(value: &str) -> std::result::Result<bool, String> {
+    match value.to_ascii_uppercase().as_str() {
+        "TRUE" | "1" | "YES" => Ok(true),
+        "FALSE" | "0" | "NO" => Ok(false),
+        _ => Err(format!("'{value}' is not TRUE or FALSE")),
+    }
+}
+
+fn parse_number(value: &str) -> std::result::Result<u32, String> {
+    let v = value.trim();
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => v.parse(),
+    };
+    parsed.map_err(|_| format!("'{value}' is not a number (decimal or 0x hex)"))
+}
+
+fn parse_key_usage(value: &str) -> std::result::Result<u8, String> {
+    let mut bits = 0u32;
+    for part in value.split('|').map(str::trim) {
+        bits |= match KEY_USAGE_NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(part))
+        {
+            Some(&(_, b)) => u32::from(b),
+            None => parse_number(part)
+                .map_err(|_| format!("'{part}' is neither a number nor a CERT_*_KEY_USAGE name"))?,
+        };
+    }
+    u8::try_from(bits)
+        .map_err(|_| format!("{bits:#x} has bits beyond the ones certreq sets (0xfe)"))
+}
+
+/// Parses the text of a subject alternative name extension in certreq's syntax:
+/// `{text}dns=host.company.local&dns=alias.company.local`.
+fn parse_san(value: &str) -> std::result::Result<Vec<String>, String> {
+    let text = value.trim().strip_prefix("{text}").ok_or_else(|| {
+        format!("a subject alternative name must start with {{text}}, found '{value}'")
+    })?;
+    let mut names = Vec::new();
+    for part in text.split('&').map(str::trim).filter(|p| !p.is_empty()) {
+        let (kind, name) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{part}' is not kind=value"))?;
+        if !kind.trim().eq_ignore_ascii_case("dns") {
+            return Err(format!(
+                "only dns= names can be honoured in a subject alternative name, found '{}'",
+                kind.trim()
+            ));
+        }
+        names.push(name.trim().to_owned());
+    }
+    if names.is_empty() {
+        return Err("the subject alternative name lists no dns= name".into());
+    }
+    Ok(names)
+}
+
+/// The key type a legacy CryptoAPI provider implies, if it implies one.
+fn provider_key(name: &str) -> std::result::Result<Option<&'static str>, String> {
+    let lower = name.to_ascii_lowercase();
+    match lower.as_str() {
+        "microsoft rsa schannel cryptographic provider"
+        | "microsoft enhanced rsa and aes cryptographic provider"
+        | "microsoft enhanced cryptographic provider v1.0"
+        | "microsoft base cryptographic provider v1.0"
+        | "microsoft strong cryptographic provider" => Ok(Some("RSA")),
+        "microsoft software key storage provider" | "microsoft platform crypto provider" => {
+            Ok(None)
+        }
+        _ => Err(format!("provider '{name}' is not one we can stand in for")),
+    }
+}
+
+/// Reads a certreq.inf. `file` names it in errors (every error names the file, the line and
+/// the key).
+pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<RequestPolicy> {
+    let text = decode(bytes, file)?;
+    let sections = parse_sections(&text, file)?;
+    let fail = |line: usize, key: &str, message: String| Error::Inf {
+        file: file.into(),
+        line,
+        key: Some(key.to_owned()),
+        message,
+    };
+    let find = |name: &'static str| {
+        sections
+            .iter()
+            .filter(move |s| s.name.eq_ignore_ascii_case(name))
+    };
+    let strings: HashMap<String, String> = find("Strings")
+        .flat_map(|s| &s.entries)
+        .map(|e| (e.key.to_ascii_lowercase(), e.value.clone()))
+        .collect();
+    let value = |e: &Entry| substitute(&e.value, &strings).map_err(|m| fail(e.line, &e.key, m));
+
+    for section in &sections {
+        let known = [
+            "Version",
+            "NewRequest",
+            "EnhancedKeyUsageExtension",
+            "Extensions",
+            "Strings",
+        ];
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(&section.name)) {
+            let line = section.entries.first().map_or(0, |e| e.line);
+            return Err(fail(
+                line,
+                &section.name,
+                format!("section [{}] cannot be honoured", section.name),
+            ));
+        }
+    }
+    for e in find("Version").flat_map(|s| &s.entries) {
+        let v = value(e)?;
+        if !e.key.eq_ignore_ascii_case("Signature") {
+            return Err(fail(
+                e.line,
+                &e.key,
+                "the [Version] section holds only Signature".into(),
+            ));
+        }
+        if !v.eq_ignore_ascii_case("$Windows NT$") && !v.eq_ignore_ascii_case("$Chicago$") {
+            return Err(fail(
+                e.line,
+                &e.key,
+                format!("unknown signature '{v}' (expected \"$Windows NT$\")"),
+            ));
+        }
+    }
+
+    let mut subject = None;
+    let mut key_length: Option<(u32, usize)> = None;
+    let mut key_algorithm: Option<(String, usize)> = None;
+    let mut provider_algorithm: Option<&'static str> = None;
+    let mut hash = Hash::Sha256;
+    let mut key_usage = None;
+    let mut exportable = false;
+    let mut machine_key_set = false;
+    let mut friendly_name = None;
+    let mut seen: Vec<String> = Vec::new();
+    for e in find("NewRequest").flat_map(|s| &s.entries) {
+        let v = value(e)?;
+        let key = e.key.to_ascii_lowercase();
+        if seen.contains(&key) {
+            return Err(fail(e.line, &e.key, "given twice".into()));
+        }
+        seen.push(key.clone());
+        let bad = |m: String| fail(e.line, &e.key, m);
+        match key.as_str() {
+            "subject" => subject = Some(parse_dn(&v).map_err(bad)?),
+            "keylength" => key_length = Some((parse_number(&v).map_err(bad)?, e.line)),
+            "keyalgorithm" => key_algorithm = Some((v.to_ascii_uppercase(), e.line)),
+            "keyusage" => key_usage = Some(parse_key_usage(&v).map_err(bad)?),
+            "exportable" => exportable = parse_bool(&v).map_err(bad)?,
+            "machinekeyset" => machine_key_set = parse_bool(&v).map_err(bad)?,
+            "friendlyname" => friendly_name = Some(v),
+            "keyspec" => match parse_number(&v).map_err(bad)? {
+                1 | 2 => {}
+                n => {
+                    return Err(bad(format!(
+                        "KeySpec {n} is not 1 (AT_KEYEXCHANGE) or 2 (AT_SIGNATURE)"
+                    )));
+                }
+            },
+            "providername" => provider_algorithm = provider_key(&v).map_err(bad)?,
+            "providertype" => match parse_number(&v).map_err(bad)? {
+                1 | 12 | 24 => provider_algorithm = provider_algorithm.or(Some("RSA")),
+                n => {
+                    return Err(bad(format!(
+                        "ProviderType {n} is not an RSA provider type we can stand in for (1, 12, 24)"
+                    )));
+                }
+            },
+            "requesttype" => {
+                if !v.eq_ignore_ascii_case("PKCS10") {
+                    return Err(bad(format!(
+                        "RequestType {v} cannot be honoured; only PKCS10"
+                    )));
+                }
+            }
+            "usexistingkeyset" | "useexistingkeyset" => {
+                if parse_bool(&v).map_err(bad)? {
+                    return Err(bad("UseExistingKeySet = TRUE cannot be honoured: a new key is always generated".into()));
+                }
+            }
+            "hashalgorithm" => {
+                hash = match v.to_ascii_uppercase().as_str() {
+                    "SHA256" => Hash::Sha256,
+                    "SHA384" => Hash::Sha384,
+                    "SHA512" => Hash::Sha512,
+                    "SHA1" | "MD5" => {
+                        return Err(bad(format!("{v} is broken for signatures; use SHA256")));
+                    }
+                    _ => return Err(bad(format!("unknown hash algorithm '{v}'"))),
+                }
+            }
+            _ => return Err(bad(format!("unknown key {} in [NewRequest]", e.key))),
+        }
+    }
+    let subject =
+        subject.ok_or_else(|| fail(0, "Subject", "[NewRequest] has no Subject".into()))?;
+    let cn = subject
+        .common_name()
+        .ok_or_else(|| fail(0, "Subject", "the subject has no CN".into()))?
+        .to_owned();
+
+    let algorithm = match (&key_algorithm, provider_algorithm) {
+        (Some((a, line)), Some(p)) if a != p => {
+            return Err(fail(
+                *line,
+                "KeyAlgorithm",
+                format!("{a} does not match the provider, which implies {p}"),
+            ));
+        }
+        (Some((a, _)), _) => a.clone(),
+        (None, Some(p)) => p.to_owned(),
+        (None, None) => "RSA".to_owned(),
+    };
+    let key = match algorithm.as_str() {
+        "RSA" => {
+            let (bits, line) = key_length.unwrap_or((2048, 0));
+            match bits {
+                2048 | 3072 | 4096 => KeyType::Rsa(bits),
+                1024 if options.allow_legacy_rsa1024 => KeyType::Rsa(1024),
+                1024 => {
+                    return Err(fail(line, "KeyLength", "1024-bit RSA is broken for this purpose today (factorable with public effort); use 2048 or more, or pass --allow-legacy-rsa1024 to accept it anyway".into()));
+                }
+                n => {
+                    return Err(fail(
+                        line,
+                        "KeyLength",
+                        format!("RSA keys of {n} bits are not supported; use 2048, 3072 or 4096"),
+                    ));
+                }
+            }
+        }
+        "ECDSA_P256" | "ECDSA" | "ECC" => {
+            if let Some((bits, line)) = key_length.filter(|(b, _)| *b != 256) {
+                return Err(fail(
+                    line,
+                    "KeyLength",
+                    format!("ECDSA_P256 keys are 256 bits, not {bits}"),
+                ));
+            }
+            KeyType::EcdsaP256
+        }
+        other => {
+            let line = key_algorithm.as_ref().map_or(0, |(_, l)| *l);
+            return Err(fail(
+                line,
+                "KeyAlgorithm",
+                format!("unknown key algorithm '{other}' (RSA or ECDSA_P256)"),
+            ));
+        }
+    };
+
+    let mut ekus = Vec::new();
+    for e in find("EnhancedKeyUsageExtension").flat_map(|s| &s.entries) {
+        if !e.key.eq_ignore_ascii_case("OID") {
+            return Err(fail(
+                e.line,
+                &e.key,
+                "[EnhancedKeyUsageExtension] holds only OID= lines".into(),
+            ));
+        }
+        let oid = value(e)?;
+        check_oid(&oid).map_err(|m| fail(e.line, &e.key, m))?;
+        if !ekus.contains(&oid) {
+            ekus.push(oid);
+        }
+    }
+    if ekus.is_empty() {
+        ekus = vec![EKU_SERVER_AUTH.to_owned(), EKU_CLIENT_AUTH.to_owned()];
+    }
+
+    let mut dns_names = Vec::new();
+    for e in find("Extensions").flat_map(|s| &s.entries) {
+        if e.key != SAN_OID {
+            return Err(fail(
+                e.line,
+                &e.key,
+                format!(
+                    "extension {} cannot be honoured; only {SAN_OID} (subject alternative name)",
+                    e.key
+                ),
+            ));
+        }
+        dns_names.extend(parse_san(&value(e)?).map_err(|m| fail(e.line, &e.key, m))?);
+    }
+    if dns_names.is_empty() {
+        dns_names.push(cn);
+    }
+
+    Ok(RequestPolicy {
+        subject,
+        key,
+        hash,
+        key_usage,
+        ekus,
+        dns_names,
+        exportable,
+        machine_key_set,
+        friendly_name,
+    })
+}
+
+fn check_oid(oid: &str) -> std::result::Result<(), String> {
+    let arcs: Vec<&str> = oid.split('.').collect();
+    let ok = arcs.len() >= 2
+        && arcs
+            .iter()
+            .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+        && matches!(arcs[0], "0" | "1" | "2");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("'{oid}' is not a dotted object identifier"))
+    }
+}

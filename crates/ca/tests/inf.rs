@@ -1,0 +1,269 @@
+//! certreq.inf policies: the seed's file, the SCOM documentation's file, what Notepad saves,
+//! and a refusal, with file, line and key, for everything that cannot be honoured.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::path::Path;
+
+use opsmgr_ca::{Attribute, Hash, KeyType, PolicyOptions, RequestPolicy, parse_policy};
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn parse(text: &str) -> RequestPolicy {
+    parse_policy(text.as_bytes(), "certreq.inf", PolicyOptions::default()).unwrap()
+}
+
+fn refuse(text: &str) -> String {
+    parse_policy(text.as_bytes(), "certreq.inf", PolicyOptions::default())
+        .unwrap_err()
+        .to_string()
+}
+
+const CHANNEL_EKUS: [&str; 2] = ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"];
+
+#[test]
+fn the_seeds_file_needs_the_legacy_override() {
+    let seed = data("seed.inf");
+    let e = parse_policy(&seed, "seed.inf", PolicyOptions::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "seed.inf:6: KeyLength: 1024-bit RSA is broken for this purpose today (factorable with public effort); use 2048 or more, or pass --allow-legacy-rsa1024 to accept it anyway"
+    );
+    let p = parse_policy(
+        &seed,
+        "seed.inf",
+        PolicyOptions {
+            allow_legacy_rsa1024: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(p.key, KeyType::Rsa(1024));
+    assert_eq!(p.key_usage, Some(0xa0));
+    assert_eq!(
+        p.ekus, CHANNEL_EKUS,
+        "no EKU section: the agent channel's two"
+    );
+    assert_eq!(
+        p.dns_names,
+        ["server01.company.local"],
+        "the CN as DNS name"
+    );
+    assert!(p.exportable && p.machine_key_set);
+    assert_eq!(p.subject.common_name(), Some("server01.company.local"));
+}
+
+#[test]
+fn the_scom_documentations_file_in_every_encoding_notepad_writes() {
+    let utf8 = data("scom-docs.inf");
+    let text = String::from_utf8(utf8.clone()).unwrap();
+    let utf16le: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let utf16be: Vec<u8> = [0xFE, 0xFF]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+        .collect();
+    let bom = [b"\xEF\xBB\xBF".as_slice(), &utf8].concat();
+    let lf = text.replace("\r\n", "\n").into_bytes();
+    let expected = parse_policy(&utf8, "scom.inf", PolicyOptions::default()).unwrap();
+    assert_eq!(expected.key, KeyType::Rsa(2048));
+    assert_eq!(expected.key_usage, Some(0xf0));
+    assert_eq!(expected.hash, Hash::Sha256);
+    assert_eq!(expected.ekus, CHANNEL_EKUS);
+    assert_eq!(expected.dns_names, ["server.contoso.com"]);
+    for bytes in [utf16le, utf16be, bom, lf] {
+        assert_eq!(
+            parse_policy(&bytes, "scom.inf", PolicyOptions::default()).unwrap(),
+            expected
+        );
+    }
+}
+
+#[test]
+fn subject_alternative_names_with_continue_lines() {
+    let p = parse(
+        "[NewRequest]\nSubject = \"CN=host.company.local\"\nKeyAlgorithm = ECDSA_P256\n\
+         [Extensions]\n2.5.29.17 = \"{text}\"\n_continue_ = \"dns=host.company.local&\"\n_continue_ = \"dns=alias.company.local\"\n",
+    );
+    assert_eq!(p.key, KeyType::EcdsaP256);
+    assert_eq!(p.dns_names, ["host.company.local", "alias.company.local"]);
+}
+
+#[test]
+fn strings_names_quotes_and_case() {
+    let p = parse(
+        "; a certreq.inf\n[strings]\nHOST = \"web01.company.local\"\n\
+         [newrequest]\nsubject = \"CN=%host%, OU=\"\"Ops, Monitoring\"\", O=Contoso\\, Inc., C=NL\" ; trailing comment\n\
+         KEYUSAGE = \"CERT_DIGITAL_SIGNATURE_KEY_USAGE | CERT_KEY_ENCIPHERMENT_KEY_USAGE\"\n\
+         friendlyname = \"SCOM agent; channel\"\nexportable = false\n",
+    );
+    assert_eq!(p.subject.common_name(), Some("web01.company.local"));
+    assert_eq!(
+        p.subject.parts,
+        [
+            (Attribute::CommonName, "web01.company.local".to_owned()),
+            (Attribute::OrganizationalUnit, "Ops, Monitoring".to_owned()),
+            (Attribute::Organization, "Contoso, Inc.".to_owned()),
+            (Attribute::Country, "NL".to_owned()),
+        ]
+    );
+    assert_eq!(
+        p.subject.to_string(),
+        "CN=web01.company.local, OU=Ops\\, Monitoring, O=Contoso\\, Inc., C=NL"
+    );
+    assert_eq!(p.key_usage, Some(0xa0));
+    assert_eq!(p.friendly_name.as_deref(), Some("SCOM agent; channel"));
+    assert!(!p.exportable && !p.machine_key_set);
+}
+
+#[test]
+fn every_refusal_names_file_line_and_key() {
+    let head = "[NewRequest]\nSubject = \"CN=h.local\"\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "KeyAlgorithm = DSA\n",
+            "certreq.inf:3: KeyAlgorithm: unknown key algorithm 'DSA' (RSA or ECDSA_P256)",
+        ),
+        (
+            "KeyLength = 1536\n",
+            "certreq.inf:3: KeyLength: RSA keys of 1536 bits are not supported; use 2048, 3072 or 4096",
+        ),
+        (
+            "KeyAlgorithm = ECDSA_P256\nKeyLength = 384\n",
+            "certreq.inf:4: KeyLength: ECDSA_P256 keys are 256 bits, not 384",
+        ),
+        (
+            "RequestType = CMC\n",
+            "certreq.inf:3: RequestType: RequestType CMC cannot be honoured; only PKCS10",
+        ),
+        (
+            "UseExistingKeySet = TRUE\n",
+            "certreq.inf:3: UseExistingKeySet: UseExistingKeySet = TRUE cannot be honoured: a new key is always generated",
+        ),
+        (
+            "HashAlgorithm = SHA1\n",
+            "certreq.inf:3: HashAlgorithm: SHA1 is broken for signatures; use SHA256",
+        ),
+        (
+            "ProviderName = \"Contoso HSM\"\n",
+            "certreq.inf:3: ProviderName: provider 'Contoso HSM' is not one we can stand in for",
+        ),
+        (
+            "ProviderType = 13\n",
+            "certreq.inf:3: ProviderType: ProviderType 13 is not an RSA provider type we can stand in for (1, 12, 24)",
+        ),
+        (
+            "ProviderName = \"Microsoft RSA SChannel Cryptographic Provider\"\nKeyAlgorithm = ECDSA_P256\n",
+            "certreq.inf:4: KeyAlgorithm: ECDSA_P256 does not match the provider, which implies RSA",
+        ),
+        (
+            "KeyUsage = FULL_CONTROL\n",
+            "certreq.inf:3: KeyUsage: 'FULL_CONTROL' is neither a number nor a CERT_*_KEY_USAGE name",
+        ),
+        (
+            "Exportable = maybe\n",
+            "certreq.inf:3: Exportable: 'maybe' is not TRUE or FALSE",
+        ),
+        (
+            "Colour = blue\n",
+            "certreq.inf:3: Colour: unknown key Colour in [NewRequest]",
+        ),
+        (
+            "KeyLength = 2048\nkeylength = 4096\n",
+            "certreq.inf:4: keylength: given twice",
+        ),
+        (
+            "FriendlyName = %missing%\n",
+            "certreq.inf:3: FriendlyName: %missing% is not defined in [Strings]",
+        ),
+        (
+            "[Extensions]\n2.5.29.17 = \"{text}ip=10.0.0.1\"\n",
+            "certreq.inf:4: 2.5.29.17: only dns= names can be honoured in a subject alternative name, found 'ip'",
+        ),
+        (
+            "[Extensions]\n1.2.3.4 = \"x\"\n",
+            "certreq.inf:4: 1.2.3.4: extension 1.2.3.4 cannot be honoured; only 2.5.29.17 (subject alternative name)",
+        ),
+        (
+            "[EnhancedKeyUsageExtension]\nOID = client\n",
+            "certreq.inf:4: OID: 'client' is not a dotted object identifier",
+        ),
+        (
+            "[RequestAttributes]\nCertificateTemplate = Web\n",
+            "certreq.inf:4: RequestAttributes: section [RequestAttributes] cannot be honoured",
+        ),
+        (
+            "FriendlyName = \"unterminated\n",
+            "certreq.inf:3: FriendlyName: unterminated quoted value \"unterminated",
+        ),
+        (
+            "just some words\n",
+            "certreq.inf:3: expected 'Key = Value', found 'just some words'",
+        ),
+    ];
+    for (tail, expected) in cases {
+        assert_eq!(refuse(&format!("{head}{tail}")), *expected, "{tail}");
+    }
+    assert_eq!(
+        refuse("Subject = \"CN=x\"\n"),
+        "certreq.inf:1: 'Subject = \"CN=x\"' is outside any [Section]"
+    );
+    assert_eq!(
+        refuse("[NewRequest]\nKeyLength = 2048\n"),
+        "certreq.inf: Subject: [NewRequest] has no Subject"
+    );
+    assert_eq!(
+        refuse("[NewRequest]\nSubject = \"O=Org\"\n"),
+        "certreq.inf: Subject: the subject has no CN"
+    );
+    assert_eq!(
+        refuse("[NewRequest]\nSubject = \"CN=a, C=Netherlands\"\n"),
+        "certreq.inf:2: Subject: C=Netherlands is not a two-letter country code"
+    );
+    assert_eq!(
+        refuse("[NewRequest]\nSubject = \"CN=a+OU=b\"\n"),
+        "certreq.inf:2: Subject: multi-valued names (with '+') are not supported in the subject"
+    );
+    assert_eq!(
+        refuse("[NewRequest]\nSubject = \"XX=a\"\n"),
+        "certreq.inf:2: Subject: unknown attribute type 'XX' in the subject"
+    );
+    assert_eq!(
+        refuse("[Version]\nSignature = \"$Linux$\"\n[NewRequest]\nSubject = \"CN=a\"\n"),
+        "certreq.inf:2: Signature: unknown signature '$Linux$' (expected \"$Windows NT$\")"
+    );
+    let big = vec![b' '; 70_000];
+    assert_eq!(
+        parse_policy(&big, "big.inf", PolicyOptions::default())
+            .unwrap_err()
+            .to_string(),
+        "big.inf: the file is larger than 65536 bytes"
+    );
+    assert!(
+        parse_policy(b"\xff\xfe\x00", "odd.inf", PolicyOptions::default())
+            .unwrap_err()
+            .to_string()
+            .contains("odd number")
+    );
+    assert!(
+        parse_policy(
+            b"[NewRequest]\nSubject = \"CN=\xe9\"\n",
+            "latin1.inf",
+            PolicyOptions::default()
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("not UTF-8")
+    );
+}
