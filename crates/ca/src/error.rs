@@ -19,6 +19,12 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A key could not be generated, encoded or read.
+    #[error("key: {0}")]
+    Key(String),
+    /// A certificate request could not be built, read or verified.
+    #[error("certificate request: {0}")]
+    Request(String),
 }
 
 fn line_part(line: usize) -> String {

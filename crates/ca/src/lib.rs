@@ -3,7 +3,10 @@
 //! drop-folder batch processor and the agent-side stores.
 //!
 //! So far: [`parse_policy`] reads a certreq.inf into a checked [`RequestPolicy`], refusing
-//! anything it cannot honour with the file, line and key.
+//! anything it cannot honour with the file, line and key; [`PrivateKey::generate`] and
+//! [`build_request`] make the key and the signed PKCS#10 request; [`request_to_pem`] writes
+//! it as certreq does; [`parse_request`] and [`verify_request`] read and check requests from
+//! any source (ours, certreq's, OpenSSL's).
 //!
 //! ```
 //! use opsmgr_ca::{parse_policy, KeyType, PolicyOptions};
@@ -18,6 +21,8 @@
 mod dn;
 mod error;
 mod inf;
+mod keys;
+mod request;
 
 pub use dn::{Attribute, DistinguishedName};
 pub use error::{Error, Result};
@@ -25,3 +30,9 @@ pub use inf::{
     EKU_CLIENT_AUTH, EKU_SERVER_AUTH, Hash, KeyType, MAX_INF_BYTES, PolicyOptions, RequestPolicy,
     parse_policy,
 };
+pub use keys::PrivateKey;
+pub use request::{
+    MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, build_request, parse_request,
+    request_to_pem, to_x509_name, verify_request,
+};
+pub use x509_cert::request::CertReq;

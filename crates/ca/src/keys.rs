@@ -1,0 +1,91 @@
+//! Private keys: generation, PKCS#8, the signers that use them.
+
+use getrandom::SysRng;
+use getrandom::rand_core::UnwrapErr;
+use pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::inf::KeyType;
+
+/// A private key of a type the pipeline supports. Both kinds wipe their secret when dropped.
+#[derive(Clone)]
+pub enum PrivateKey {
+    /// RSA.
+    Rsa(Box<rsa::RsaPrivateKey>),
+    /// ECDSA on P-256.
+    P256(p256::SecretKey),
+}
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PrivateKey({}, <redacted>)", self.key_type())
+    }
+}
+
+/// The operating system's generator as the `rand_core` generator RustCrypto takes.
+pub(crate) fn os_rng() -> UnwrapErr<SysRng> {
+    UnwrapErr(SysRng)
+}
+
+impl PrivateKey {
+    /// Generates a fresh key from the operating system's generator.
+    pub fn generate(kind: KeyType) -> Result<Self> {
+        let mut rng = os_rng();
+        match kind {
+            KeyType::Rsa(bits) => {
+                let key = rsa::RsaPrivateKey::new(&mut rng, bits as usize)
+                    .map_err(|e| Error::Key(format!("generating RSA-{bits}: {e}")))?;
+                Ok(PrivateKey::Rsa(Box::new(key)))
+            }
+            KeyType::EcdsaP256 => {
+                use p256::elliptic_curve::Generate;
+                Ok(PrivateKey::P256(p256::SecretKey::generate_from_rng(
+                    &mut rng,
+                )))
+            }
+        }
+    }
+
+    /// What kind of key this is.
+    pub fn key_type(&self) -> KeyType {
+        match self {
+            PrivateKey::Rsa(k) => {
+                use rsa::traits::PublicKeyParts;
+                KeyType::Rsa(k.n().bits())
+            }
+            PrivateKey::P256(_) => KeyType::EcdsaP256,
+        }
+    }
+
+    /// The key as unencrypted PKCS#8 DER, wiped from memory when dropped.
+    pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let doc = match self {
+            PrivateKey::Rsa(k) => k.to_pkcs8_der(),
+            PrivateKey::P256(k) => k.to_pkcs8_der(),
+        }
+        .map_err(|e| Error::Key(format!("encoding the key: {e}")))?;
+        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
+    /// Reads unencrypted PKCS#8 DER (RSA or P-256).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
+        if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {
+            return Ok(PrivateKey::P256(k));
+        }
+        rsa::RsaPrivateKey::from_pkcs8_der(der)
+            .map(|k| PrivateKey::Rsa(Box::new(k)))
+            .map_err(|e| Error::Key(format!("not an RSA or P-256 PKCS#8 key: {e}")))
+    }
+
+    /// The public key as SubjectPublicKeyInfo DER.
+    pub fn public_key_der(&self) -> Result<Vec<u8>> {
+        use spki::EncodePublicKey;
+        match self {
+            PrivateKey::Rsa(k) => k.to_public_key().to_public_key_der(),
+            PrivateKey::P256(k) => k.public_key().to_public_key_der(),
+        }
+        .map(|d| d.as_bytes().to_vec())
+        .map_err(|e| Error::Key(format!("encoding the public key: {e}")))
+    }
+}
