@@ -206,3 +206,10 @@ pub fn certreq_inf(data: &[u8]) {
         }
     }
 }
+
+/// Arbitrary bytes to the request reader and signature check: never a panic, bounded input.
+pub fn request(data: &[u8]) {
+    if let Ok(request) = opsmgr_ca::parse_request(data) {
+        let _ = opsmgr_ca::verify_request(&request);
+    }
+}

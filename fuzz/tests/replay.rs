@@ -35,3 +35,8 @@ fn backup_seeds() {
 fn certreq_inf_seeds() {
     replay("certreq_inf", opsmgr_fuzz::certreq_inf);
 }
+
+#[test]
+fn request_seeds() {
+    replay("request", opsmgr_fuzz::request);
+}
