@@ -19,6 +19,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A key could not be generated, encoded or read.
     #[error("key: {0}")]
     Key(String),

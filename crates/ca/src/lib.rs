@@ -23,6 +23,7 @@ mod error;
 mod inf;
 mod keys;
 mod request;
+mod store;
 
 pub use dn::{Attribute, DistinguishedName};
 pub use error::{Error, Result};
@@ -35,4 +36,5 @@ pub use request::{
     MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, build_request, parse_request,
     request_to_pem, to_x509_name, verify_request,
 };
+pub use store::{MACHINE_STORES, Pending, PendingInfo, StoreLock, Stores, USER_STORES, key_id};
 pub use x509_cert::request::CertReq;
