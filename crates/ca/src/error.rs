@@ -28,6 +28,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A certificate could not be read, or is refused.
+    #[error("certificate: {0}")]
+    Certificate(String),
     /// A key could not be generated, encoded or read.
     #[error("key: {0}")]
     Key(String),

@@ -18,6 +18,7 @@
 //! # Ok::<(), opsmgr_ca::Error>(())
 //! ```
 
+mod cert;
 mod dn;
 mod error;
 mod inf;
@@ -25,6 +26,7 @@ mod keys;
 mod request;
 mod store;
 
+pub use cert::{CertInfo, MAX_CERT_BYTES};
 pub use dn::{Attribute, DistinguishedName};
 pub use error::{Error, Result};
 pub use inf::{
@@ -36,5 +38,7 @@ pub use request::{
     MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, build_request, parse_request,
     request_to_pem, to_x509_name, verify_request,
 };
-pub use store::{MACHINE_STORES, Pending, PendingInfo, StoreLock, Stores, USER_STORES, key_id};
+pub use store::{
+    Accepted, MACHINE_STORES, Pending, PendingInfo, StoreLock, Stores, USER_STORES, key_id,
+};
 pub use x509_cert::request::CertReq;

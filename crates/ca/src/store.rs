@@ -4,11 +4,13 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::cert::CertInfo;
 use crate::error::{Error, Result};
 use crate::keys::PrivateKey;
 
@@ -148,6 +150,79 @@ impl Stores {
                 Ok(Pending { id, info, key })
             })
             .collect()
+    }
+}
+
+/// What accepting a certificate did.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The certificate.
+    pub cert: CertInfo,
+    /// True when it was already in `My` with its key: nothing changed.
+    pub already: bool,
+}
+
+impl Stores {
+    /// Joins a certificate with its pending key in `My` and removes the pending entry
+    /// (certreq -accept). Refused: a certificate outside its validity at `now`, or one whose
+    /// public key matches no pending key. Accepting the same certificate again is harmless.
+    /// The caller holds the lock.
+    pub fn accept(
+        &self,
+        _lock: &StoreLock,
+        cert_bytes: &[u8],
+        now: SystemTime,
+    ) -> Result<Accepted> {
+        let cert = CertInfo::parse(cert_bytes)?;
+        if !cert.valid_at(now) {
+            return Err(Error::Certificate(format!(
+                "{} is not valid now (valid from {} to {}, Unix seconds)",
+                cert.subject, cert.not_before, cert.not_after
+            )));
+        }
+        let id = key_id(&cert.public_key);
+        let pending = self.root.join("Request");
+        let (key_path, meta_path) = (
+            pending.join(format!("{id}.key")),
+            pending.join(format!("{id}.json")),
+        );
+        let my = self.root.join("My");
+        let thumb = &cert.thumbprint;
+        let my_cert = my.join(format!("{thumb}.cer"));
+        if my_cert.exists() && my.join(format!("{thumb}.key")).exists() {
+            // Already accepted; finish a run that stopped before removing the pending entry.
+            remove_if_there(&key_path)?;
+            remove_if_there(&meta_path)?;
+            return Ok(Accepted {
+                cert,
+                already: true,
+            });
+        }
+        if !key_path.exists() {
+            return Err(Error::Certificate(format!(
+                "no pending key on this machine matches the public key of {} (it was not requested here, or was accepted into another store)",
+                cert.subject
+            )));
+        }
+        let key = fs::read(&key_path).map_err(io_err(&key_path))?;
+        let meta = fs::read(&meta_path).map_err(io_err(&meta_path))?;
+        // Key and description first, the certificate last: a certificate in My always has its key.
+        write_private(&my.join(format!("{thumb}.key")), &key)?;
+        write_private(&my.join(format!("{thumb}.json")), &meta)?;
+        write_private(&my_cert, &cert.der)?;
+        remove_if_there(&key_path)?;
+        remove_if_there(&meta_path)?;
+        Ok(Accepted {
+            cert,
+            already: false,
+        })
+    }
+}
+
+fn remove_if_there(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
     }
 }
 

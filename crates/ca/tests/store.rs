@@ -65,3 +65,81 @@ fn the_lock_is_exclusive_until_dropped() {
     drop(held);
     assert!(other.try_lock().is_ok());
 }
+
+#[test]
+fn accept_refuses_a_certificate_outside_its_validity_and_keeps_the_key() {
+    use std::process::Command;
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let stores = Stores::open(&dir.path().join("m"), true).unwrap();
+    let policy = opsmgr_ca::parse_policy(
+        b"[NewRequest]\nSubject = \"CN=a.local\"\nKeyAlgorithm = ECDSA_P256\n",
+        "a.inf",
+        Default::default(),
+    )
+    .unwrap();
+    let key = PrivateKey::generate(KeyType::EcdsaP256).unwrap();
+    let req = opsmgr_ca::request_to_pem(&opsmgr_ca::build_request(&policy, &key).unwrap()).unwrap();
+    std::fs::write(d("a.req"), req).unwrap();
+    let info = PendingInfo {
+        subject: "CN=a.local".into(),
+        exportable: true,
+        friendly_name: None,
+        created: 0,
+    };
+    let lock = stores.lock().unwrap();
+    stores.add_pending(&lock, &key, &info).unwrap();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=CA",
+            "-days",
+            "10",
+            "-keyout",
+            &d("ca.key"),
+            "-out",
+            &d("ca.pem"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &d("a.req"),
+            "-CA",
+            &d("ca.pem"),
+            "-CAkey",
+            &d("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            &d("a.cer"),
+        ],
+    ] {
+        assert!(
+            Command::new("openssl")
+                .args(&args)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+    }
+    let cert = std::fs::read(d("a.cer")).unwrap();
+    let later = SystemTime::now() + Duration::from_secs(10 * 86_400);
+    let e = stores.accept(&lock, &cert, later).unwrap_err();
+    assert!(e.to_string().contains("is not valid now"), "{e}");
+    assert_eq!(stores.pending().unwrap().len(), 1, "the pending key stays");
+    let done = stores.accept(&lock, &cert, SystemTime::now()).unwrap();
+    assert!(!done.already);
+    assert!(stores.pending().unwrap().is_empty());
+    assert_eq!(done.cert.public_key, key.public_key_der().unwrap());
+}

@@ -121,3 +121,138 @@ fn user_key_set_and_json() {
     );
     assert!(!machine.join("Certificates").exists());
 }
+
+/// An OpenSSL CA signs our request; -accept installs it with its key; again is harmless; a
+/// certificate for a key this machine never had is refused.
+#[test]
+fn accept_a_certificate_signed_by_an_openssl_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let machine = d("agent01");
+    std::fs::write(d("certreq.inf"), "[NewRequest]\r\nSubject = \"CN=agent01.company.local\"\r\nKeyLength = 2048\r\nKeyUsage = 0xa0\r\nMachineKeySet = TRUE\r\n").unwrap();
+    let made = certreq(&[
+        "-new",
+        "-q",
+        "-f",
+        &d("certreq.inf"),
+        &d("agent01.company.local.req"),
+        "--machine",
+        &machine,
+    ]);
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+
+    let ossl = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    };
+    ossl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=JAMA00",
+        "-days",
+        "3650",
+        "-keyout",
+        &d("ca.key"),
+        "-out",
+        &d("ca.pem"),
+    ]);
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        &d("agent01.company.local.req"),
+        "-CA",
+        &d("ca.pem"),
+        "-CAkey",
+        &d("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-copy_extensions",
+        "copy",
+        "-out",
+        &d("agent01.company.local.cer"),
+    ]);
+
+    let out = certreq(&[
+        "-accept",
+        "-q",
+        &d("agent01.company.local.cer"),
+        "--machine",
+        &machine,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("Installed Certificate:\n  Serial Number: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  Subject: CN=agent01.company.local\n"),
+        "{stdout}"
+    );
+    let m = Path::new(&machine).join("Certificates");
+    assert!(
+        entries(&m.join("Request")).is_empty(),
+        "the pending entry is gone"
+    );
+    let mine = entries(&m.join("My"));
+    assert_eq!(mine.len(), 3, "{mine:?}");
+    assert!(mine.iter().any(|f| f.ends_with(".key")) && mine.iter().any(|f| f.ends_with(".cer")));
+
+    let again = certreq(&[
+        "-accept",
+        &d("agent01.company.local.cer"),
+        "--machine",
+        &machine,
+        "--json",
+    ]);
+    assert_eq!(again.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v["already_installed"], true);
+
+    // A certificate for a key never requested here.
+    ossl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=other.company.local",
+        "-keyout",
+        &d("other.key"),
+        "-out",
+        &d("other.req"),
+    ]);
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        &d("other.req"),
+        "-CA",
+        &d("ca.pem"),
+        "-CAkey",
+        &d("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-out",
+        &d("other.cer"),
+    ]);
+    let refused = certreq(&["-accept", &d("other.cer"), "--machine", &machine]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains(
+            "no pending key on this machine matches the public key of CN=other.company.local"
+        ),
+        "{}",
+        text(&refused.stderr)
+    );
+}

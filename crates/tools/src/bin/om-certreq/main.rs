@@ -9,28 +9,33 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
 use opsmgr_ca::{
-    PendingInfo, PolicyOptions, PrivateKey, Stores, build_request, parse_policy, request_to_pem,
+    PendingInfo, PolicyOptions, PrivateKey, Stores, USER_STORES, build_request, parse_policy,
+    request_to_pem,
 };
-use opsmgr_tools::machine_dir;
+use opsmgr_tools::{format_utc, machine_dir};
 use serde::Serialize;
 
 /// certreq for agents in untrusted networks.
 ///
 /// `om-certreq -new [-q] [-f] POLICY.inf REQUEST.req` generates the key the policy asks for,
 /// keeps it pending in the machine's store (or the user's, with MachineKeySet = FALSE) and
-/// writes the request as certreq does. Windows-style switches (`-new`, `-q`, `-f`) and
-/// double-dash ones (`--new`, `--quiet`, `--force`) are both accepted.
+/// writes the request as certreq does. `om-certreq -accept [-q] CERT.cer` joins the issued
+/// certificate with its pending key in the `My` store. Windows-style switches (`-new`,
+/// `-accept`, `-q`, `-f`) and double-dash ones are both accepted.
 #[derive(Debug, Parser)]
 #[command(
     name = "om-certreq",
     version,
-    group(ArgGroup::new("verb").required(true).args(["new"])),
+    group(ArgGroup::new("verb").required(true).args(["new", "accept"])),
     after_help = "Exit codes: 0 success, 2 bad usage or input (nothing written)."
 )]
 struct Cli {
-    /// Make a new key and request from POLICY.inf into REQUEST.req.
+    /// Make a new key and request: FILES are POLICY.inf REQUEST.req.
     #[arg(long)]
     new: bool,
+    /// Install an issued certificate with its pending key: FILES is CERT.cer.
+    #[arg(long)]
+    accept: bool,
     /// Quiet: never ask (certreq's -q); this tool never asks anyway.
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
@@ -46,18 +51,16 @@ struct Cli {
     /// Report as JSON.
     #[arg(long)]
     json: bool,
-    /// The certreq.inf policy.
-    #[arg(value_name = "POLICY.inf")]
-    policy: PathBuf,
-    /// The request file to write.
-    #[arg(value_name = "REQUEST.req")]
-    request: PathBuf,
+    /// POLICY.inf REQUEST.req for -new; CERT.cer for -accept.
+    #[arg(value_name = "FILES", required = true)]
+    files: Vec<PathBuf>,
 }
 
 /// certreq's single-dash words become clap's double-dash flags.
 fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
     args.map(|a| match a.to_ascii_lowercase().as_str() {
         "-new" => "--new".to_owned(),
+        "-accept" => "--accept".to_owned(),
         _ => a,
     })
     .collect()
@@ -78,16 +81,22 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse_from(normalize_args(std::env::args()));
-    let name = cli.policy.display().to_string();
-    let bytes = std::fs::read(&cli.policy).with_context(|| format!("reading {name}"))?;
+    if cli.accept {
+        return accept(&cli);
+    }
+    let [policy_path, request_path] = cli.files.as_slice() else {
+        bail!("-new takes POLICY.inf and REQUEST.req");
+    };
+    let name = policy_path.display().to_string();
+    let bytes = std::fs::read(policy_path).with_context(|| format!("reading {name}"))?;
     let options = PolicyOptions {
         allow_legacy_rsa1024: cli.allow_legacy_rsa1024,
     };
     let policy = parse_policy(&bytes, &name, options)?;
-    if cli.request.exists() && !cli.force {
-        bail!("{} exists; -f overwrites it", cli.request.display());
+    if request_path.exists() && !cli.force {
+        bail!("{} exists; -f overwrites it", request_path.display());
     }
-    let stores = Stores::open(&machine_dir(cli.machine)?, policy.machine_key_set)?;
+    let stores = Stores::open(&machine_dir(cli.machine.clone())?, policy.machine_key_set)?;
     let key = PrivateKey::generate(policy.key)?;
     let request = build_request(&policy, &key)?;
     let pem = request_to_pem(&request)?;
@@ -104,11 +113,11 @@ fn run() -> Result<ExitCode> {
         let lock = stores.lock()?;
         stores.add_pending(&lock, &key, &info)?
     };
-    write_atomic(&cli.request, pem.as_bytes())?;
+    write_atomic(request_path, pem.as_bytes())?;
     let mut out = io::stdout().lock();
     if cli.json {
         let report = Report {
-            request: cli.request.display().to_string(),
+            request: request_path.display().to_string(),
             pending_id: id,
             subject: info.subject,
             key: policy.key.to_string(),
@@ -118,6 +127,75 @@ fn run() -> Result<ExitCode> {
         writeln!(out)?;
     } else {
         writeln!(out, "CertReq: Request Created")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct AcceptReport {
+    serial: String,
+    subject: String,
+    not_before: String,
+    not_after: String,
+    thumbprint: String,
+    already_installed: bool,
+}
+
+/// certreq -accept: the machine's store first, then the user's.
+fn accept(cli: &Cli) -> Result<ExitCode> {
+    let [cert_path] = cli.files.as_slice() else {
+        bail!("-accept takes one CERT.cer");
+    };
+    let bytes =
+        std::fs::read(cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+    let machine = machine_dir(cli.machine.clone())?;
+    let now = SystemTime::now();
+    let mut first_error = None;
+    let mut accepted = None;
+    for machine_key_set in [true, false] {
+        if !machine_key_set && !machine.join(USER_STORES).exists() {
+            continue;
+        }
+        let stores = Stores::open(&machine, machine_key_set)?;
+        let lock = stores.lock()?;
+        match stores.accept(&lock, &bytes, now) {
+            Ok(a) => {
+                accepted = Some(a);
+                break;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let Some(done) = accepted else {
+        let e =
+            first_error.map_or_else(|| anyhow::anyhow!("nothing to accept"), anyhow::Error::new);
+        return Err(e.context(cert_path.display().to_string()));
+    };
+    let c = &done.cert;
+    let report = AcceptReport {
+        serial: c.serial_hex(),
+        subject: c.subject.clone(),
+        not_before: format_utc(c.not_before),
+        not_after: format_utc(c.not_after),
+        thumbprint: c.thumbprint.clone(),
+        already_installed: done.already,
+    };
+    let mut out = io::stdout().lock();
+    if cli.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "Installed Certificate:")?;
+        writeln!(out, "  Serial Number: {}", report.serial)?;
+        writeln!(out, "  Subject: {}", report.subject)?;
+        writeln!(out, "  NotBefore: {}", report.not_before)?;
+        writeln!(out, "  NotAfter: {}", report.not_after)?;
+        writeln!(out, "  Thumbprint: {}", report.thumbprint)?;
+        if done.already {
+            writeln!(out, "(already installed; nothing changed)")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

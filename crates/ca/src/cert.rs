@@ -1,0 +1,105 @@
+//! Certificates as the stores and tools see them.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use der::{Decode, Encode};
+use sha1::{Digest, Sha1};
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage};
+
+use crate::error::{Error, Result};
+
+/// The largest certificate file read.
+pub const MAX_CERT_BYTES: usize = 64 * 1024;
+
+/// A parsed certificate with the facts the tools print and check.
+#[derive(Debug, Clone)]
+pub struct CertInfo {
+    /// The certificate's DER.
+    pub der: Vec<u8>,
+    /// SHA-1 of the DER, upper-case hex: Windows' thumbprint.
+    pub thumbprint: String,
+    /// The serial number's bytes, big-endian as encoded.
+    pub serial: Vec<u8>,
+    /// Subject, RFC 4514.
+    pub subject: String,
+    /// Issuer, RFC 4514.
+    pub issuer: String,
+    /// Start of validity, seconds since the Unix epoch.
+    pub not_before: u64,
+    /// End of validity, seconds since the Unix epoch.
+    pub not_after: u64,
+    /// Extended key usages (dotted OIDs).
+    pub ekus: Vec<String>,
+    /// Whether basicConstraints says CA.
+    pub is_ca: bool,
+    /// The public key (SubjectPublicKeyInfo DER).
+    pub public_key: Vec<u8>,
+}
+
+fn seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl CertInfo {
+    /// Reads a certificate file: PEM (`CERTIFICATE`) or DER, bounded in size.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let bad = |m: String| Error::Certificate(m);
+        if bytes.len() > MAX_CERT_BYTES {
+            return Err(bad(format!("larger than {MAX_CERT_BYTES} bytes")));
+        }
+        let trimmed = bytes.trim_ascii_start();
+        let der = if trimmed.starts_with(b"-----BEGIN") {
+            let (label, der) =
+                der::pem::decode_vec(trimmed).map_err(|e| bad(format!("PEM: {e}")))?;
+            if label != "CERTIFICATE" {
+                return Err(bad(format!("PEM label '{label}' is not CERTIFICATE")));
+            }
+            der
+        } else {
+            trimmed.to_vec()
+        };
+        let cert = Certificate::from_der(&der)
+            .map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+        let tbs = cert.tbs_certificate();
+        let ekus = tbs
+            .get_extension::<ExtendedKeyUsage>()
+            .map_err(|e| bad(format!("extended key usage: {e}")))?
+            .map(|(_, e)| e.0.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let is_ca = tbs
+            .get_extension::<BasicConstraints>()
+            .map_err(|e| bad(format!("basic constraints: {e}")))?
+            .is_some_and(|(_, b)| b.ca);
+        let public_key = tbs
+            .subject_public_key_info()
+            .to_der()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            thumbprint: Sha1::digest(&der)
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect(),
+            serial: tbs.serial_number().as_bytes().to_vec(),
+            subject: tbs.subject().to_string(),
+            issuer: tbs.issuer().to_string(),
+            not_before: seconds(tbs.validity().not_before.to_system_time()),
+            not_after: seconds(tbs.validity().not_after.to_system_time()),
+            ekus,
+            is_ca,
+            public_key,
+            der,
+        })
+    }
+
+    /// The serial number as upper-case hex.
+    pub fn serial_hex(&self) -> String {
+        self.serial.iter().map(|b| format!("{b:02X}")).collect()
+    }
+
+    /// Whether `now` lies in the validity window.
+    pub fn valid_at(&self, now: SystemTime) -> bool {
+        let now = seconds(now);
+        self.not_before <= now && now <= self.not_after
+    }
+}
