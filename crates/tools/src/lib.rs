@@ -135,26 +135,14 @@ pub fn read_password(
     }
 }
 
-/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (days to civil date: Howard
-/// Hinnant's algorithm).
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (X.509's last second,
+/// 9999-12-31 23:59:59, at the most).
 pub fn format_utc(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    const LAST_X509_SECOND: u64 = 253_402_300_799;
+    let secs = secs.min(LAST_X509_SECOND);
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let rfc3339 = humantime::format_rfc3339_seconds(time).to_string();
+    format!("{} UTC", rfc3339.trim_end_matches('Z').replace('T', " "))
 }
 
 /// Why a password is weak, if it is: short, or one kind of character.
@@ -197,6 +185,7 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(format_utc(1_795_363_447), "2026-11-22 16:04:07 UTC");
+        assert_eq!(format_utc(u64::MAX), "9999-12-31 23:59:59 UTC");
     }
 
     #[test]
