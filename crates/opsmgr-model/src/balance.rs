@@ -157,15 +157,6 @@ impl Change<'_> {
     pub fn primary_changes(&self) -> bool {
         self.agent.primary.as_ref() != Some(self.primary)
     }
-
-    /// Whether the agent's current primary is a server agents should not use now (none,
-    /// unreachable, drained or removed): such changes are the most urgent.
-    fn urgent(&self, plan: &Plan<'_>) -> bool {
-        match &self.agent.primary {
-            None => true,
-            Some(p) => plan.server_index(p).is_none_or(|i| !plan.eligible[i]),
-        }
-    }
 }
 
 /// A balancing plan: the complete target for every agent, the changes that reach it, and the
@@ -554,9 +545,15 @@ impl<'a> Plan<'a> {
                 failover: self.failover_of(a),
             }
         };
-        let urgent = self.changed.iter().map(change).filter(|c| c.urgent(self));
-        let rest = self.changed.iter().map(change).filter(|c| !c.urgent(self));
-        urgent.chain(rest)
+        // Urgent: the current primary is none, or a server agents should not use now
+        // (unreachable, drained or removed). Decided from positions, before building a change.
+        let urgent = |&&a: &&u32| {
+            let p = self.old_primary[a as usize];
+            p == NONE || !self.eligible[p as usize]
+        };
+        let first = self.changed.iter().filter(urgent);
+        let rest = self.changed.iter().filter(move |a| !urgent(a));
+        first.chain(rest).map(change)
     }
 
     /// How many agents change their primary server.
