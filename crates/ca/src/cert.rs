@@ -5,7 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use der::{Decode, Encode};
 use sha1::{Digest, Sha1};
 use x509_cert::Certificate;
-use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, SubjectAltName};
 
 use crate::error::{Error, Result};
 
@@ -25,6 +26,10 @@ pub struct CertInfo {
     pub subject: String,
     /// Issuer, RFC 4514.
     pub issuer: String,
+    /// The subject's first common name, as the agent reads it.
+    pub common_name: Option<String>,
+    /// The DNS names of the subject alternative name extension, in order.
+    pub dns_names: Vec<String>,
     /// Start of validity, seconds since the Unix epoch.
     pub not_before: u64,
     /// End of validity, seconds since the Unix epoch.
@@ -71,6 +76,24 @@ impl CertInfo {
             .get_extension::<BasicConstraints>()
             .map_err(|e| bad(format!("basic constraints: {e}")))?
             .is_some_and(|(_, b)| b.ca);
+        let common_name = tbs
+            .subject()
+            .common_name()
+            .map_err(|e| bad(format!("subject common name: {e}")))?
+            .map(String::from);
+        let dns_names = tbs
+            .get_extension::<SubjectAltName>()
+            .map_err(|e| bad(format!("subject alternative name: {e}")))?
+            .map(|(_, san)| {
+                san.0
+                    .iter()
+                    .filter_map(|n| match n {
+                        GeneralName::DnsName(d) => Some(d.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let public_key = tbs
             .subject_public_key_info()
             .to_der()
@@ -83,6 +106,8 @@ impl CertInfo {
             serial: tbs.serial_number().as_bytes().to_vec(),
             subject: tbs.subject().to_string(),
             issuer: tbs.issuer().to_string(),
+            common_name,
+            dns_names,
             not_before: seconds(tbs.validity().not_before.to_system_time()),
             not_after: seconds(tbs.validity().not_after.to_system_time()),
             ekus,
@@ -95,6 +120,22 @@ impl CertInfo {
     /// The serial number as upper-case hex.
     pub fn serial_hex(&self) -> String {
         self.serial.iter().map(|b| format!("{b:02X}")).collect()
+    }
+
+    /// Whether the certificate names `host` (case-insensitively, a trailing dot ignored) in its
+    /// subject's common name or one of its DNS subject alternative names.
+    pub fn names_host(&self, host: &str) -> bool {
+        let norm = |s: &str| s.trim_end_matches('.').to_ascii_lowercase();
+        let host = norm(host);
+        self.common_name
+            .iter()
+            .chain(&self.dns_names)
+            .any(|n| norm(n) == host)
+    }
+
+    /// Whether the extended key usage extension lists `oid` (dotted).
+    pub fn has_eku(&self, oid: &str) -> bool {
+        self.ekus.iter().any(|e| e == oid)
     }
 
     /// Whether `now` lies in the validity window.

@@ -37,6 +37,70 @@ pub enum Error {
     /// A certificate request could not be built, read or verified.
     #[error("certificate request: {0}")]
     Request(String),
+    /// A store name that is not one of ours.
+    #[error("no store named '{0}': the stores are My, Root and Request")]
+    NoSuchStore(String),
+    /// No entry of the store has that id.
+    #[error("the {store} store has no entry '{id}' (give a thumbprint, serial number or key id)")]
+    NoSuchEntry {
+        /// The store.
+        store: crate::StoreName,
+        /// The id given.
+        id: String,
+    },
+    /// Several entries match an id.
+    #[error("'{id}' names {count} entries of the {store} store; give the thumbprint")]
+    Ambiguous {
+        /// The store.
+        store: crate::StoreName,
+        /// The id given.
+        id: String,
+        /// How many matched.
+        count: usize,
+    },
+    /// A certificate meant for `Root` that is not a CA certificate.
+    #[error(
+        "{0} is not a CA certificate (its basicConstraints does not say CA), so it cannot be a trusted root; force adds it anyway"
+    )]
+    NotCa(String),
+    /// The agent's settings file cannot be read or written.
+    #[error("agent settings: {0}")]
+    Settings(String),
+    /// No certificate in `My` can be the agent's channel certificate.
+    #[error("{}", no_channel(.host, .candidates))]
+    NoChannelCertificate {
+        /// The host name asked for.
+        host: String,
+        /// Every certificate looked at, with its refusals.
+        candidates: Vec<crate::Candidate>,
+    },
+    /// A key whose request said `Exportable = FALSE`.
+    #[error(
+        "the private key of {subject} ({id}) was made with Exportable = FALSE and is never exported"
+    )]
+    NotExportable {
+        /// The certificate's or request's subject.
+        subject: String,
+        /// The entry's id.
+        id: String,
+    },
+}
+
+fn no_channel(host: &str, candidates: &[crate::Candidate]) -> String {
+    let mut text = format!("no certificate in My can be the channel certificate of {host}");
+    if candidates.is_empty() {
+        text.push_str(": the My store is empty (accept the issued certificate first)");
+    }
+    for c in candidates {
+        let reasons: Vec<String> = c.refusals.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(
+            "\n  {} ({}): {}",
+            c.cert.thumbprint,
+            c.cert.subject,
+            reasons.join("; ")
+        ));
+    }
+    text
 }
 
 fn line_part(line: usize) -> String {

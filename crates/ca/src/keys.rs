@@ -68,6 +68,14 @@ impl PrivateKey {
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 
+    /// The key as unencrypted PKCS#8 PEM (`PRIVATE KEY`), wiped from memory when dropped.
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>> {
+        let der = self.to_pkcs8_der()?;
+        der::pem::encode_string("PRIVATE KEY", der::pem::LineEnding::LF, &der)
+            .map(Zeroizing::new)
+            .map_err(|e| Error::Key(format!("encoding the key: {e}")))
+    }
+
     /// Reads unencrypted PKCS#8 DER (RSA or P-256).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
         if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {

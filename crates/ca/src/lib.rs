@@ -8,6 +8,11 @@
 //! it as certreq does; [`parse_request`] and [`verify_request`] read and check requests from
 //! any source (ours, certreq's, OpenSSL's).
 //!
+//! On the agent: [`Stores`] keeps a machine's pending keys, its `My` certificates with their
+//! keys and its trusted `Root` certificates as files (private keys 0600, atomic writes, a lock
+//! file); [`select_channel_certificate`] makes MOMCertImport's choice, the chain checked by
+//! rustls-webpki, and [`AgentSettings`] records it as the agent's registry values.
+//!
 //! ```
 //! use opsmgr_ca::{parse_policy, KeyType, PolicyOptions};
 //! let inf = b"[NewRequest]\r\nSubject = \"CN=server01.company.local\"\r\nKeyLength = 2048\r\n";
@@ -19,6 +24,7 @@
 //! ```
 
 mod cert;
+mod channel;
 mod dn;
 mod error;
 mod inf;
@@ -27,6 +33,10 @@ mod request;
 mod store;
 
 pub use cert::{CertInfo, MAX_CERT_BYTES};
+pub use channel::{
+    AGENT_SETTINGS, AgentSettings, Candidate, Refusal, Selection, channel_serial_number,
+    select_channel_certificate,
+};
 pub use dn::{Attribute, DistinguishedName};
 pub use error::{Error, Result};
 pub use inf::{
@@ -39,6 +49,7 @@ pub use request::{
     request_to_pem, to_x509_name, verify_request,
 };
 pub use store::{
-    Accepted, MACHINE_STORES, Pending, PendingInfo, StoreLock, Stores, USER_STORES, key_id,
+    Accepted, Added, Entry, MACHINE_STORES, Pending, PendingInfo, StoreLock, StoreName, Stores,
+    USER_STORES, key_id,
 };
 pub use x509_cert::request::CertReq;

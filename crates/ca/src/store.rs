@@ -1,9 +1,14 @@
 //! A machine's certificate stores, as files: pending requests' private keys (Windows' REQUEST
-//! store) so far; `My`, `Root` and the agent's settings come with accept and MOMCertImport.
+//! store), the personal store `My` (certificates with their keys) and the trusted roots `Root`.
+//!
+//! Layout below the stores' folder: `Request/<key id>.{key,json}`, `My/<thumbprint>.{cer,key,json}`,
+//! `Root/<thumbprint>.cer`. Keys are PKCS#8 DER, 0600; every file is written atomically, and
+//! in an order that never lets a certificate in `My` exist without its key.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -153,6 +158,93 @@ impl Stores {
     }
 }
 
+/// The stores of a machine, by certutil's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StoreName {
+    /// Pending requests' keys.
+    Request,
+    /// Personal certificates with their keys.
+    My,
+    /// Trusted root certificates.
+    Root,
+}
+
+impl StoreName {
+    /// Every store, in the order listings show them.
+    pub const ALL: [StoreName; 3] = [StoreName::My, StoreName::Root, StoreName::Request];
+
+    fn dir(self) -> &'static str {
+        match self {
+            StoreName::Request => "Request",
+            StoreName::My => "My",
+            StoreName::Root => "Root",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.dir())
+    }
+}
+
+impl FromStr for StoreName {
+    type Err = Error;
+    /// certutil's names, case-insensitively: `My`, `Root`, `Request` (`CA` is not kept).
+    fn from_str(s: &str) -> Result<Self> {
+        StoreName::ALL
+            .into_iter()
+            .find(|n| n.dir().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::NoSuchStore(s.to_owned()))
+    }
+}
+
+/// One entry of a store, as `certutil -store` lists it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The store it is in.
+    pub store: StoreName,
+    /// Its id: the thumbprint in `My` and `Root`, the key id in `Request`.
+    pub id: String,
+    /// The certificate's subject, or the subject a pending request asked for.
+    pub subject: String,
+    /// The certificate (none for a pending request).
+    pub cert: Option<CertInfo>,
+    /// Whether the private key is in the store beside it.
+    pub has_key: bool,
+    /// Whether that key may be exported (none without a key).
+    pub exportable: Option<bool>,
+    /// The friendly name the request gave.
+    pub friendly_name: Option<String>,
+}
+
+impl Entry {
+    /// Whether `id` names this entry: its id, or its certificate's thumbprint or serial number
+    /// (hex, case and spaces ignored, as Windows shows them).
+    pub fn matches(&self, id: &str) -> bool {
+        let id: String = id
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        !id.is_empty()
+            && (self.id.eq_ignore_ascii_case(&id)
+                || self
+                    .cert
+                    .as_ref()
+                    .is_some_and(|c| c.thumbprint == id || c.serial_hex() == id))
+    }
+}
+
+/// What adding a certificate to a store did.
+#[derive(Debug, Clone)]
+pub struct Added {
+    /// The certificate.
+    pub cert: CertInfo,
+    /// True when it was there already: nothing changed.
+    pub already: bool,
+}
+
 /// What accepting a certificate did.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -216,6 +308,166 @@ impl Stores {
             cert,
             already: false,
         })
+    }
+}
+
+impl Stores {
+    /// Every entry of `store`, sorted by subject, then start of validity, then id.
+    pub fn list(&self, store: StoreName) -> Result<Vec<Entry>> {
+        let mut entries = match store {
+            StoreName::Request => self
+                .pending()?
+                .into_iter()
+                .map(|p| Entry {
+                    store,
+                    id: p.id,
+                    subject: p.info.subject,
+                    cert: None,
+                    has_key: true,
+                    exportable: Some(p.info.exportable),
+                    friendly_name: p.info.friendly_name,
+                })
+                .collect(),
+            StoreName::My | StoreName::Root => {
+                let dir = self.root.join(store.dir());
+                let mut entries = Vec::new();
+                for item in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                    let path = item.map_err(io_err(&dir))?.path();
+                    if path.extension().is_none_or(|e| e != "cer") {
+                        continue;
+                    }
+                    let bytes = fs::read(&path).map_err(io_err(&path))?;
+                    let cert = CertInfo::parse(&bytes)
+                        .map_err(|e| Error::Certificate(format!("{}: {e}", path.display())))?;
+                    let info = self.my_info(store, &cert.thumbprint)?;
+                    let has_key = store == StoreName::My
+                        && dir.join(format!("{}.key", cert.thumbprint)).exists();
+                    entries.push(Entry {
+                        store,
+                        id: cert.thumbprint.clone(),
+                        subject: cert.subject.clone(),
+                        has_key,
+                        exportable: info.as_ref().map(|i| i.exportable).filter(|_| has_key),
+                        friendly_name: info.and_then(|i| i.friendly_name),
+                        cert: Some(cert),
+                    });
+                }
+                entries
+            }
+        };
+        entries.sort_by(|a, b| {
+            let start = |e: &Entry| e.cert.as_ref().map_or(0, |c| c.not_before);
+            (&a.subject, start(a), &a.id).cmp(&(&b.subject, start(b), &b.id))
+        });
+        Ok(entries)
+    }
+
+    fn my_info(&self, store: StoreName, thumbprint: &str) -> Result<Option<PendingInfo>> {
+        let path = self
+            .root
+            .join(store.dir())
+            .join(format!("{thumbprint}.json"));
+        if store != StoreName::My || !path.exists() {
+            return Ok(None);
+        }
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Key(format!("{}: {e}", path.display())))
+    }
+
+    /// The one entry of `store` that `id` names (see [`Entry::matches`]).
+    pub fn find(&self, store: StoreName, id: &str) -> Result<Entry> {
+        let mut found: Vec<Entry> = self
+            .list(store)?
+            .into_iter()
+            .filter(|e| e.matches(id))
+            .collect();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(Error::NoSuchEntry {
+                store,
+                id: id.to_owned(),
+            }),
+            n => Err(Error::Ambiguous {
+                store,
+                id: id.to_owned(),
+                count: n,
+            }),
+        }
+    }
+
+    /// Adds a certificate to `Root` (certutil -addstore root). A certificate that is not a CA
+    /// certificate (basicConstraints CA) is refused unless `force`. Adding it again is harmless.
+    /// The caller holds the lock.
+    pub fn add_root(&self, _lock: &StoreLock, cert_bytes: &[u8], force: bool) -> Result<Added> {
+        let cert = CertInfo::parse(cert_bytes)?;
+        if !cert.is_ca && !force {
+            return Err(Error::NotCa(cert.subject));
+        }
+        let path = self
+            .root
+            .join(StoreName::Root.dir())
+            .join(format!("{}.cer", cert.thumbprint));
+        let already = path.exists();
+        if !already {
+            write_private(&path, &cert.der)?;
+        }
+        Ok(Added { cert, already })
+    }
+
+    /// Removes the entry `id` names from `store` (certutil -delstore) and returns it. The
+    /// certificate goes first, its key last, so a crash never leaves a certificate without its
+    /// key. The caller holds the lock.
+    pub fn delete(&self, _lock: &StoreLock, store: StoreName, id: &str) -> Result<Entry> {
+        let entry = self.find(store, id)?;
+        let dir = self.root.join(store.dir());
+        let order: &[&str] = match store {
+            StoreName::Request => &["json", "key"],
+            StoreName::My => &["cer", "json", "key"],
+            StoreName::Root => &["cer"],
+        };
+        for ext in order {
+            remove_if_there(&dir.join(format!("{}.{ext}", entry.id)))?;
+        }
+        Ok(entry)
+    }
+
+    /// The private key of the `My` or `Request` entry `id` names, as PKCS#8 PEM. A key whose
+    /// request said `Exportable = FALSE` is never given out.
+    pub fn export_key(&self, store: StoreName, id: &str) -> Result<Zeroizing<String>> {
+        let entry = self.find(store, id)?;
+        if !entry.has_key {
+            return Err(Error::Key(format!(
+                "{store} entry {} ({}) has no private key here",
+                entry.id, entry.subject
+            )));
+        }
+        if entry.exportable != Some(true) {
+            return Err(Error::NotExportable {
+                subject: entry.subject,
+                id: entry.id,
+            });
+        }
+        let path = self
+            .root
+            .join(store.dir())
+            .join(format!("{}.key", entry.id));
+        let der = Zeroizing::new(fs::read(&path).map_err(io_err(&path))?);
+        PrivateKey::from_pkcs8_der(&der)?.to_pkcs8_pem()
+    }
+
+    /// The private key kept beside the certificate with this thumbprint in `My`, if any.
+    pub fn my_key(&self, thumbprint: &str) -> Result<Option<PrivateKey>> {
+        let path = self
+            .root
+            .join(StoreName::My.dir())
+            .join(format!("{thumbprint}.key"));
+        match fs::read(&path) {
+            Ok(der) => PrivateKey::from_pkcs8_der(&Zeroizing::new(der)).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 }
 

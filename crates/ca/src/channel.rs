@@ -1,0 +1,335 @@
+//! The agent's channel certificate: MOMCertImport's selection from `My` and the settings it
+//! records, as the agent keeps them in the registry.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use serde::{Deserialize, Serialize};
+use webpki::{ALL_VERIFICATION_ALGS, EndEntityCert, KeyUsage};
+
+use crate::cert::CertInfo;
+use crate::error::{Error, Result};
+use crate::inf::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
+use crate::store::{StoreName, Stores, write_private};
+
+/// Where the agent's settings live below a machine folder.
+pub const AGENT_SETTINGS: &str = "Agent/settings.json";
+
+/// The agent's settings that MOMCertImport writes (`HKLM\SOFTWARE\Microsoft\Microsoft
+/// Operations Manager\3.0\Machine Settings` on Windows), under the registry's value names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// The channel certificate's serial number, its bytes in reverse order, as upper-case hex
+    /// (the registry's REG_BINARY value).
+    #[serde(
+        rename = "ChannelCertificateSerialNumber",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub channel_certificate_serial_number: Option<String>,
+    /// The channel certificate's SHA-1 thumbprint, upper-case hex.
+    #[serde(
+        rename = "ChannelCertificateHash",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub channel_certificate_hash: Option<String>,
+}
+
+impl AgentSettings {
+    /// The settings file of the machine whose folder is `machine`.
+    pub fn path(machine: &Path) -> PathBuf {
+        machine.join(AGENT_SETTINGS)
+    }
+
+    /// Reads the machine's settings; a machine without the file has none.
+    pub fn load(machine: &Path) -> Result<Self> {
+        let path = Self::path(machine);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Settings(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// Writes the machine's settings atomically.
+    pub fn save(&self, machine: &Path) -> Result<()> {
+        let path = Self::path(machine);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let mut json =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::Settings(e.to_string()))?;
+        json.push(b'\n');
+        write_private(&path, &json)
+    }
+
+    /// Records `cert` as the channel certificate.
+    pub fn set_channel_certificate(&mut self, cert: &CertInfo) {
+        self.channel_certificate_serial_number = Some(hex(&channel_serial_number(&cert.serial)));
+        self.channel_certificate_hash = Some(cert.thumbprint.clone());
+    }
+
+    /// Forgets the channel certificate (MOMCertImport /Remove). True when one was set.
+    pub fn clear_channel_certificate(&mut self) -> bool {
+        let had = self.channel_certificate_serial_number.is_some()
+            || self.channel_certificate_hash.is_some();
+        self.channel_certificate_serial_number = None;
+        self.channel_certificate_hash = None;
+        had
+    }
+}
+
+/// The serial number as MOMCertImport records it: the certificate's serial number bytes (as
+/// encoded, a leading zero octet included) in reverse order. The whole array is reversed,
+/// whatever its length.
+pub fn channel_serial_number(serial: &[u8]) -> Vec<u8> {
+    serial.iter().rev().copied().collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Why a certificate in `My` cannot be the agent's channel certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Refusal {
+    /// Neither its common name nor a DNS alternative name is the host's.
+    OtherName {
+        /// The names it carries.
+        names: Vec<String>,
+    },
+    /// Its private key is not in the store.
+    NoPrivateKey,
+    /// The key beside it is not the key of the certificate.
+    WrongPrivateKey,
+    /// Its validity has not started.
+    NotYetValid {
+        /// Start of validity, seconds since the Unix epoch.
+        not_before: u64,
+    },
+    /// Its validity has ended.
+    Expired {
+        /// End of validity, seconds since the Unix epoch.
+        not_after: u64,
+    },
+    /// It lacks an extended key usage the channel needs.
+    MissingEku {
+        /// The purpose missing.
+        purpose: &'static str,
+        /// Its OID.
+        oid: &'static str,
+    },
+    /// Its chain does not end at a certificate in `Root`, or does not verify.
+    Untrusted {
+        /// What the path validator said.
+        detail: String,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::OtherName { names } if names.is_empty() => {
+                f.write_str("it names no host (no common name, no DNS alternative name)")
+            }
+            Refusal::OtherName { names } => write!(f, "it is for {}", names.join(", ")),
+            Refusal::NoPrivateKey => f.write_str("its private key is not on this machine"),
+            Refusal::WrongPrivateKey => {
+                f.write_str("the key stored beside it does not match its public key")
+            }
+            Refusal::NotYetValid { not_before } => {
+                write!(f, "it is not valid yet (from Unix time {not_before})")
+            }
+            Refusal::Expired { not_after } => {
+                write!(f, "it expired (at Unix time {not_after})")
+            }
+            Refusal::MissingEku { purpose, oid } => {
+                write!(f, "it lacks the {purpose} extended key usage ({oid})")
+            }
+            Refusal::Untrusted { detail } => {
+                write!(f, "it does not chain to a trusted root in Root: {detail}")
+            }
+        }
+    }
+}
+
+/// A certificate in `My` and the reasons it cannot serve (none for the chosen one).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The certificate.
+    pub cert: CertInfo,
+    /// Every condition it fails, in the order they are checked.
+    pub refusals: Vec<Refusal>,
+}
+
+/// MOMCertImport's answer: the certificate chosen and every certificate looked at.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The chosen certificate: the newest one that passes every check.
+    pub chosen: CertInfo,
+    /// Every certificate in `My`, with its refusals.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Chooses the channel certificate for `host` from the machine's `My` store, as MOMCertImport
+/// does: a certificate naming `host` (common name or DNS alternative name), with its private
+/// key, valid at `now`, carrying both server and client authentication, whose chain ends at a
+/// certificate in `Root` (checked by rustls-webpki for both purposes). Several qualify: the
+/// one whose validity started last (then the one that ends last). None: an error listing each
+/// certificate and every condition it fails.
+pub fn select_channel_certificate(
+    stores: &Stores,
+    host: &str,
+    now: SystemTime,
+) -> Result<Selection> {
+    let roots: Vec<CertificateDer<'static>> = stores
+        .list(StoreName::Root)?
+        .into_iter()
+        .filter_map(|e| e.cert.map(|c| CertificateDer::from(c.der)))
+        .collect();
+    // A root webpki cannot read is no anchor; every certificate that chains to it is refused
+    // as untrusted, which names the problem.
+    let anchors: Vec<TrustAnchor<'_>> = roots
+        .iter()
+        .filter_map(|der| webpki::anchor_from_trusted_cert(der).ok())
+        .collect();
+    let mut candidates = Vec::new();
+    for entry in stores.list(StoreName::My)? {
+        let Some(cert) = entry.cert else { continue };
+        let refusals = check(stores, &cert, host, now, &anchors)?;
+        candidates.push(Candidate { cert, refusals });
+    }
+    let chosen = candidates
+        .iter()
+        .filter(|c| c.refusals.is_empty())
+        .max_by_key(|c| {
+            (
+                c.cert.not_before,
+                c.cert.not_after,
+                c.cert.thumbprint.clone(),
+            )
+        })
+        .map(|c| c.cert.clone());
+    match chosen {
+        Some(chosen) => Ok(Selection { chosen, candidates }),
+        None => Err(Error::NoChannelCertificate {
+            host: host.to_owned(),
+            candidates,
+        }),
+    }
+}
+
+fn check(
+    stores: &Stores,
+    cert: &CertInfo,
+    host: &str,
+    now: SystemTime,
+    anchors: &[TrustAnchor<'_>],
+) -> Result<Vec<Refusal>> {
+    let mut refusals = Vec::new();
+    if !cert.names_host(host) {
+        refusals.push(Refusal::OtherName {
+            names: cert
+                .common_name
+                .iter()
+                .chain(&cert.dns_names)
+                .cloned()
+                .collect(),
+        });
+    }
+    match stores.my_key(&cert.thumbprint)? {
+        None => refusals.push(Refusal::NoPrivateKey),
+        Some(key) if key.public_key_der()? != cert.public_key => {
+            refusals.push(Refusal::WrongPrivateKey);
+        }
+        Some(_) => {}
+    }
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if secs < cert.not_before {
+        refusals.push(Refusal::NotYetValid {
+            not_before: cert.not_before,
+        });
+    } else if secs > cert.not_after {
+        refusals.push(Refusal::Expired {
+            not_after: cert.not_after,
+        });
+    }
+    for (purpose, oid) in [
+        ("server authentication", EKU_SERVER_AUTH),
+        ("client authentication", EKU_CLIENT_AUTH),
+    ] {
+        if !cert.has_eku(oid) {
+            refusals.push(Refusal::MissingEku { purpose, oid });
+        }
+    }
+    if let Some(detail) = chain_problem(cert, now, anchors) {
+        refusals.push(Refusal::Untrusted { detail });
+    }
+    Ok(refusals)
+}
+
+/// What rustls-webpki finds wrong with the path from `cert` to the anchors, for both of the
+/// channel's purposes; validity and EKU problems are reported by their own checks, so only
+/// path problems are named here.
+fn chain_problem(cert: &CertInfo, now: SystemTime, anchors: &[TrustAnchor<'_>]) -> Option<String> {
+    if anchors.is_empty() {
+        return Some("the Root store is empty".into());
+    }
+    let der = CertificateDer::from(cert.der.as_slice());
+    let ee = match EndEntityCert::try_from(&der) {
+        Ok(ee) => ee,
+        Err(e) => {
+            return Some(format!(
+                "the certificate cannot be read for validation ({e})"
+            ));
+        }
+    };
+    // Validate at a time inside the certificate's validity: expiry is its own refusal.
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .clamp(cert.not_before, cert.not_after);
+    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+    for usage in [KeyUsage::server_auth(), KeyUsage::client_auth()] {
+        match ee.verify_for_usage(ALL_VERIFICATION_ALGS, anchors, &[], time, usage, None, None) {
+            Ok(_) => {}
+            Err(webpki::Error::RequiredEkuNotFoundContext(_)) => {}
+            Err(webpki::Error::UnknownIssuer) => {
+                return Some(format!(
+                    "no certificate in Root issued it (its issuer is {})",
+                    cert.issuer
+                ));
+            }
+            Err(e) => return Some(describe(&e)),
+        }
+    }
+    None
+}
+
+fn describe(e: &webpki::Error) -> String {
+    use webpki::Error as E;
+    match e {
+        E::InvalidSignatureForPublicKey => {
+            "its signature does not verify with the root's key".into()
+        }
+        E::CertExpired { .. } | E::CertNotValidYet { .. } => {
+            "the root is outside its validity".into()
+        }
+        E::CaUsedAsEndEntity => "it is itself a CA certificate, not an end entity".into(),
+        E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            "it is signed with an algorithm the validator does not accept".into()
+        }
+        other => format!("{other:?}"),
+    }
+}

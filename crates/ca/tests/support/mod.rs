@@ -1,0 +1,3 @@
+//! What the certificate tests share.
+
+pub(crate) mod openssl;
