@@ -6,7 +6,6 @@
 //! in an order that never lets a certificate in `My` exist without its key.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -88,11 +87,7 @@ impl Stores {
         });
         for sub in ["Request", "My", "Root"] {
             let dir = root.join(sub);
-            let mut builder = fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder.create(&dir).map_err(io_err(&dir))?;
+            opsmgr_fsutil::create_private_dir(&dir).map_err(io_err(&dir))?;
         }
         Ok(Self { root })
     }
@@ -480,13 +475,5 @@ fn remove_if_there(path: &Path) -> Result<()> {
 
 /// Writes `bytes` to `path` atomically and owner-only (0600 from the first byte).
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut options = atomic_write_file::OpenOptions::new();
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        atomic_write_file::unix::OpenOptionsExt::preserve_mode(&mut options, false);
-    }
-    let mut file = options.open(path).map_err(io_err(path))?;
-    file.write_all(bytes).map_err(io_err(path))?;
-    file.commit().map_err(io_err(path))
+    opsmgr_fsutil::write_private(path, bytes).map_err(io_err(path))
 }

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -372,25 +371,8 @@ impl KeyStore {
 /// Writes `bytes` to `path` atomically and owner-only: a temporary file in the same folder
 /// (created 0600), flushed, renamed over `path`, the folder flushed.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
+    opsmgr_fsutil::write_private(path, bytes).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).map_err(io)?;
-    }
-    let mut options = atomic_write_file::OpenOptions::new();
-    #[cfg(unix)]
-    {
-        // Created owner-only from the first byte, whatever an old file's mode was.
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        atomic_write_file::unix::OpenOptionsExt::preserve_mode(&mut options, false);
-    }
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.commit().map_err(io)
+    })
 }

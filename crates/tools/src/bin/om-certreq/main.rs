@@ -2,7 +2,7 @@
 //! certreq.inf policy, keeping the key pending in the machine's store.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -113,7 +113,8 @@ fn run() -> Result<ExitCode> {
         let lock = stores.lock()?;
         stores.add_pending(&lock, &key, &info)?
     };
-    write_atomic(request_path, pem.as_bytes())?;
+    opsmgr_fsutil::write_atomic(request_path, pem.as_bytes())
+        .with_context(|| format!("writing {}", request_path.display()))?;
     let mut out = io::stdout().lock();
     if cli.json {
         let report = Report {
@@ -198,12 +199,4 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = atomic_write_file::AtomicWriteFile::open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.commit())
-        .with_context(|| format!("writing {}", path.display()))
 }

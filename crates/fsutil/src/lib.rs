@@ -1,0 +1,82 @@
+//! Crash-safe file writes shared by the opsmgr crates.
+//!
+//! Every write goes to a temporary file in the destination's folder, is flushed to disk, and
+//! is renamed over the destination, the folder flushed after: a reader sees the old bytes or
+//! the new ones, never half of them, whenever the process or the machine stops.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Creates `dir` and its missing parents, owner-only (0700) on Unix.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes `bytes` to `path` atomically and owner-only (0600 from the first byte, whatever an
+/// old file's mode was), creating a missing folder owner-only. For keys and key stores.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir)?;
+    }
+    let mut options = atomic_write_file::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        atomic_write_file::unix::OpenOptionsExt::preserve_mode(&mut options, false);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
+/// Writes `bytes` to `path` atomically; a replaced file keeps its permissions, a new one gets
+/// the default mode. For files that are not secret (requests, certificates, reports).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_owner_only_even_over_an_open_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("keys/a.key");
+        write_private(&key, b"one").unwrap();
+        assert_eq!((mode(&key), mode(key.parent().unwrap())), (0o600, 0o700));
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&key, b"two").unwrap();
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(fs::read(&key).unwrap(), b"two");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_writes_keep_a_replaced_files_mode_and_leave_no_temporary_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.req");
+        write_atomic(&f, b"one").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&f, b"two").unwrap();
+        assert_eq!((mode(&f), fs::read(&f).unwrap()), (0o640, b"two".to_vec()));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

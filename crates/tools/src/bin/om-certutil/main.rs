@@ -1,0 +1,262 @@
+//! `om-certutil`: certutil's store commands on a machine folder: `-addstore root`, `-store`,
+//! `-delstore`, and `-exportkey`, which never gives out a key made with Exportable = FALSE.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{ArgGroup, Parser};
+use opsmgr_ca::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH, Entry, StoreName, Stores};
+use opsmgr_tools::{format_utc, machine_dir};
+use serde::Serialize;
+
+/// certutil's store commands for agents in untrusted networks.
+///
+/// `om-certutil -addstore [-f] root CA.cer` trusts a CA certificate (-f: even one that is not
+/// a CA certificate). `om-certutil -store [My|Root|Request] [ID]` lists a store (default My).
+/// `om-certutil -delstore STORE ID` removes an entry. `om-certutil -exportkey STORE ID OUT.key`
+/// writes an entry's private key as PKCS#8 PEM (0600), refusing keys made with
+/// Exportable = FALSE. ID is a thumbprint (spaces and case ignored), a serial number, or a
+/// pending request's key id. `-user` works on the user's stores (MachineKeySet = FALSE).
+/// Windows-style switches (`-store`, `-user`, `-f`) and double-dash ones are both accepted.
+#[derive(Debug, Parser)]
+#[command(
+    name = "om-certutil",
+    version,
+    group(ArgGroup::new("verb").required(true).args(["addstore", "store", "delstore", "exportkey"])),
+    after_help = "Exit codes: 0 success, 2 bad usage, bad input or refused (nothing changed)."
+)]
+struct Cli {
+    /// Add a certificate to a store: ARGS are `root CA.cer`.
+    #[arg(long)]
+    addstore: bool,
+    /// List a store: ARGS are `[My|Root|Request] [ID]`.
+    #[arg(long)]
+    store: bool,
+    /// Remove an entry: ARGS are `STORE ID`.
+    #[arg(long)]
+    delstore: bool,
+    /// Write an exportable private key: ARGS are `STORE ID OUT.key`.
+    #[arg(long)]
+    exportkey: bool,
+    /// Force: add a certificate that is not a CA certificate to Root; overwrite OUT.key.
+    #[arg(short = 'f', long = "force")]
+    force: bool,
+    /// Use the user's stores (MachineKeySet = FALSE) instead of the machine's.
+    #[arg(long)]
+    user: bool,
+    /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
+    #[arg(long, value_name = "DIR")]
+    machine: Option<PathBuf>,
+    /// Report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The verb's arguments.
+    #[arg(value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+/// certutil's single-dash words become clap's double-dash flags.
+fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|a| match a.to_ascii_lowercase().as_str() {
+        "-addstore" => "--addstore".to_owned(),
+        "-store" => "--store".to_owned(),
+        "-delstore" => "--delstore".to_owned(),
+        "-exportkey" => "--exportkey".to_owned(),
+        "-user" => "--user".to_owned(),
+        _ => a,
+    })
+    .collect()
+}
+
+/// An entry as `--json` reports it.
+#[derive(Serialize)]
+struct EntryReport {
+    store: StoreName,
+    id: String,
+    subject: String,
+    issuer: Option<String>,
+    serial: Option<String>,
+    thumbprint: Option<String>,
+    not_before: Option<String>,
+    not_after: Option<String>,
+    ekus: Vec<String>,
+    is_ca: bool,
+    has_key: bool,
+    exportable: Option<bool>,
+    friendly_name: Option<String>,
+}
+
+impl From<&Entry> for EntryReport {
+    fn from(e: &Entry) -> Self {
+        let c = e.cert.as_ref();
+        Self {
+            store: e.store,
+            id: e.id.clone(),
+            subject: e.subject.clone(),
+            issuer: c.map(|c| c.issuer.clone()),
+            serial: c.map(opsmgr_ca::CertInfo::serial_hex),
+            thumbprint: c.map(|c| c.thumbprint.clone()),
+            not_before: c.map(|c| format_utc(c.not_before)),
+            not_after: c.map(|c| format_utc(c.not_after)),
+            ekus: c.map(|c| c.ekus.clone()).unwrap_or_default(),
+            is_ca: c.is_some_and(|c| c.is_ca),
+            has_key: e.has_key,
+            exportable: e.exportable,
+            friendly_name: e.friendly_name.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    opsmgr_tools::main("om-certutil", run)
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let stores = Stores::open(&machine_dir(cli.machine.clone())?, !cli.user)?;
+    let args: Vec<&str> = cli.args.iter().map(String::as_str).collect();
+    if cli.addstore {
+        add_store(&cli, &stores, &args)
+    } else if cli.store {
+        list(&cli, &stores, &args)
+    } else if cli.delstore {
+        let [store, id] = args.as_slice() else {
+            bail!("-delstore takes STORE and ID");
+        };
+        let store: StoreName = store.parse()?;
+        let lock = stores.lock()?;
+        let gone = stores.delete(&lock, store, id)?;
+        report(&cli, &[gone], "-delstore")
+    } else {
+        export_key(&cli, &stores, &args)
+    }
+}
+
+fn add_store(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
+    let [store, file] = args else {
+        bail!("-addstore takes STORE and CERT.cer (for example: -addstore root JAMA00.cer)");
+    };
+    if store.parse::<StoreName>()? != StoreName::Root {
+        bail!(
+            "-addstore adds trusted roots to Root; certificates with keys enter My through om-certreq -accept"
+        );
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
+    let lock = stores.lock()?;
+    let added = stores
+        .add_root(&lock, &bytes, cli.force)
+        .with_context(|| file.to_string())?;
+    let entry = stores.find(StoreName::Root, &added.cert.thumbprint)?;
+    let mut out = io::stdout().lock();
+    if cli.json {
+        serde_json::to_writer_pretty(&mut out, &EntryReport::from(&entry))?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "Root \"Trusted Root Certification Authorities\"")?;
+        writeln!(
+            out,
+            "Signature matches Public Key\nCertificate \"{}\" {}.",
+            added.cert.subject,
+            if added.already {
+                "already in store"
+            } else {
+                "added to store"
+            }
+        )?;
+        writeln!(out, "CertUtil: -addstore command completed successfully.")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
+    let (store, id) = match args {
+        [] => (StoreName::My, None),
+        [store] => (store.parse()?, None),
+        [store, id] => (store.parse()?, Some(*id)),
+        _ => bail!("-store takes at most STORE and ID"),
+    };
+    let entries = match id {
+        Some(id) => vec![stores.find(store, id)?],
+        None => stores.list(store)?,
+    };
+    report(cli, &entries, "-store")
+}
+
+fn export_key(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
+    let [store, id, out_file] = args else {
+        bail!("-exportkey takes STORE, ID and OUT.key");
+    };
+    let store: StoreName = store.parse()?;
+    let out_path = PathBuf::from(out_file);
+    if out_path.exists() && !cli.force {
+        bail!("{out_file} exists; -f overwrites it");
+    }
+    let pem = stores.export_key(store, id)?;
+    opsmgr_fsutil::write_private(&out_path, pem.as_bytes())
+        .with_context(|| format!("writing {out_file}"))?;
+    let entry = stores.find(store, id)?;
+    report(cli, &[entry], "-exportkey")
+}
+
+fn report(cli: &Cli, entries: &[Entry], verb: &str) -> Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    if cli.json {
+        let list: Vec<EntryReport> = entries.iter().map(EntryReport::from).collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (n, e) in entries.iter().enumerate() {
+        write_entry(&mut out, n, e)?;
+    }
+    writeln!(out, "CertUtil: {verb} command completed successfully.")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eku_name(oid: &str) -> String {
+    match oid {
+        EKU_SERVER_AUTH => format!("Server Authentication ({oid})"),
+        EKU_CLIENT_AUTH => format!("Client Authentication ({oid})"),
+        _ => oid.to_owned(),
+    }
+}
+
+fn write_entry(out: &mut impl Write, n: usize, e: &Entry) -> io::Result<()> {
+    let Some(c) = &e.cert else {
+        writeln!(out, "================ Request {n} ================")?;
+        writeln!(out, "Subject: {}", e.subject)?;
+        writeln!(out, "Key Id: {}", e.id)?;
+        return write_key(out, e);
+    };
+    writeln!(out, "================ Certificate {n} ================")?;
+    writeln!(out, "Serial Number: {}", c.serial_hex())?;
+    writeln!(out, "Issuer: {}", c.issuer)?;
+    writeln!(out, " NotBefore: {}", format_utc(c.not_before))?;
+    writeln!(out, " NotAfter: {}", format_utc(c.not_after))?;
+    writeln!(out, "Subject: {}", c.subject)?;
+    if c.is_ca {
+        writeln!(out, "CA certificate")?;
+    }
+    if !c.ekus.is_empty() {
+        let names: Vec<String> = c.ekus.iter().map(|o| eku_name(o)).collect();
+        writeln!(out, "Enhanced Key Usage: {}", names.join(", "))?;
+    }
+    writeln!(out, "Cert Hash(sha1): {}", c.thumbprint)?;
+    if let Some(name) = &e.friendly_name {
+        writeln!(out, "  Friendly Name: {name}")?;
+    }
+    if e.store == StoreName::My {
+        write_key(out, e)?;
+    }
+    Ok(())
+}
+
+fn write_key(out: &mut impl Write, e: &Entry) -> io::Result<()> {
+    match (e.has_key, e.exportable) {
+        (false, _) => writeln!(out, "No key"),
+        (true, Some(true)) => writeln!(out, "  Private key is exportable"),
+        (true, _) => writeln!(out, "  Private key is NOT exportable"),
+    }
+}
