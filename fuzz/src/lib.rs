@@ -213,3 +213,16 @@ pub fn request(data: &[u8]) {
         let _ = opsmgr_ca::verify_request(&request);
     }
 }
+
+/// Arbitrary bytes as a certificate file (what `-accept` and `-addstore` read): a clean error
+/// or a certificate whose DER reads back to the same facts.
+pub fn certificate(data: &[u8]) {
+    let Ok(cert) = opsmgr_ca::CertInfo::parse(data) else {
+        return;
+    };
+    assert_eq!(cert.thumbprint.len(), 40);
+    let again = opsmgr_ca::CertInfo::parse(&cert.der).expect("its own DER parses");
+    assert_eq!(again.thumbprint, cert.thumbprint);
+    assert_eq!(again.dns_names, cert.dns_names);
+    let _ = cert.names_host("agent01.company.local");
+}

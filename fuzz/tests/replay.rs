@@ -40,3 +40,8 @@ fn certreq_inf_seeds() {
 fn request_seeds() {
     replay("request", opsmgr_fuzz::request);
 }
+
+#[test]
+fn certificate_seeds() {
+    replay("certificate", opsmgr_fuzz::certificate);
+}
