@@ -63,6 +63,24 @@ pub enum Error {
         "{0} is not a CA certificate (its basicConstraints does not say CA), so it cannot be a trusted root; force adds it anyway"
     )]
     NotCa(String),
+    /// The CA's database refused or failed.
+    #[error("database: {0}")]
+    Database(String),
+    /// No request has that id.
+    #[error("no request has id {0}")]
+    NoSuchRequest(i64),
+    /// An operation for pending requests on one that is not pending.
+    #[error("request {0} is not pending")]
+    NotPending(i64),
+    /// A serial number the database already holds.
+    #[error("serial number {0} is already in use")]
+    SerialInUse(String),
+    /// No issued certificate has that serial number.
+    #[error("no certificate with serial number {0} was issued by this CA")]
+    NoSuchSerial(String),
+    /// The CA folder, its configuration or its key cannot be used.
+    #[error("CA: {0}")]
+    Authority(String),
     /// The agent's settings file cannot be read or written.
     #[error("agent settings: {0}")]
     Settings(String),

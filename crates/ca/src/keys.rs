@@ -76,6 +76,43 @@ impl PrivateKey {
             .map_err(|e| Error::Key(format!("encoding the key: {e}")))
     }
 
+    /// The key as password-encrypted PKCS#8 PEM (`ENCRYPTED PRIVATE KEY`: PBES2, scrypt and
+    /// AES-256-CBC), which `openssl pkey -passin` reads.
+    pub fn to_encrypted_pkcs8_pem(&self, password: &str) -> Result<Zeroizing<String>> {
+        let der = self.to_pkcs8_der()?;
+        let info = pkcs8::PrivateKeyInfoRef::try_from(der.as_slice())
+            .map_err(|e| Error::Key(format!("encoding the key: {e}")))?;
+        let doc = info
+            .encrypt(password.as_bytes())
+            .map_err(|e| Error::Key(format!("encrypting the key: {e}")))?;
+        doc.to_pem("ENCRYPTED PRIVATE KEY", der::pem::LineEnding::LF)
+            .map_err(|e| Error::Key(format!("encoding the key: {e}")))
+    }
+
+    /// Reads a PKCS#8 PEM key, plain or encrypted; an encrypted one needs `password`.
+    pub fn from_pkcs8_pem(pem: &str, password: Option<&str>) -> Result<Self> {
+        let (label, der) = der::pem::decode_vec(pem.as_bytes())
+            .map_err(|e| Error::Key(format!("not a PEM key: {e}")))?;
+        let der = Zeroizing::new(der);
+        match label {
+            "PRIVATE KEY" => Self::from_pkcs8_der(&der),
+            "ENCRYPTED PRIVATE KEY" => {
+                let password = password.ok_or_else(|| {
+                    Error::Key("the key is encrypted: a password is needed".into())
+                })?;
+                let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
+                    .map_err(|e| Error::Key(format!("not an encrypted PKCS#8 key: {e}")))?;
+                let plain = info
+                    .decrypt(password.as_bytes())
+                    .map_err(|_| Error::Key("the password does not open the key".into()))?;
+                Self::from_pkcs8_der(plain.as_bytes())
+            }
+            other => Err(Error::Key(format!(
+                "PEM label '{other}' is not PRIVATE KEY or ENCRYPTED PRIVATE KEY"
+            ))),
+        }
+    }
+
     /// Reads unencrypted PKCS#8 DER (RSA or P-256).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
         if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {

@@ -23,8 +23,10 @@
 //! # Ok::<(), opsmgr_ca::Error>(())
 //! ```
 
+mod authority;
 mod cert;
 mod channel;
+mod db;
 mod dn;
 mod error;
 mod inf;
@@ -32,11 +34,16 @@ mod keys;
 mod request;
 mod store;
 
+pub use authority::{
+    Approved, Authority, CA_CERT, CA_CONFIG, CA_DB, CA_KEY, CaConfig, InitOptions, Issuer,
+    LeafNotAfter, Signed, Submitted, parse_reason, parse_request_id,
+};
 pub use cert::{CertInfo, MAX_CERT_BYTES};
 pub use channel::{
     AGENT_SETTINGS, AgentSettings, Candidate, Refusal, Selection, channel_serial_number,
     select_channel_certificate,
 };
+pub use db::{Batch, Database, Disposition, Filter, Issue, NewRequest, Record, SCHEMA_VERSION};
 pub use dn::{Attribute, DistinguishedName};
 pub use error::{Error, Result};
 pub use inf::{

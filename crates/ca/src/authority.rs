@@ -1,0 +1,870 @@
+//! The standalone CA of the seed: a self-signed root whose only job is agent certificates, its
+//! folder, its issuing policy and its CRL.
+//!
+//! The folder holds `ca.key` (PKCS#8 PEM, 0600, optionally password-encrypted), `ca.cer` (the
+//! root, PEM), `config.json` (the policy) and `ca.db` (the request database).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use const_oid::db::rfc5280::{ID_CE_EXT_KEY_USAGE, ID_CE_KEY_USAGE, ID_CE_SUBJECT_ALT_NAME};
+use const_oid::db::rfc5912::{ID_EXTENSION_REQ, ID_KP_CLIENT_AUTH, ID_KP_SERVER_AUTH};
+use der::asn1::{Ia5String, OctetString};
+use der::referenced::OwnedToRef;
+use der::{Decode, Encode};
+use opsmgr_model::HostName;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::Certificate;
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder, CrlBuilder};
+use x509_cert::certificate::TbsCertificate;
+use x509_cert::crl::RevokedCert;
+use x509_cert::ext::pkix::crl::{CrlNumber, CrlReason};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+    SubjectAltName, SubjectKeyIdentifier,
+};
+use x509_cert::ext::{Extension, ToExtension};
+use x509_cert::name::Name;
+use x509_cert::request::CertReq;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+
+use crate::cert::CertInfo;
+use crate::db::{Database, Disposition, Issue, NewRequest, Record};
+use crate::error::{Error, Result};
+use crate::inf::KeyType;
+use crate::keys::{PrivateKey, os_rng};
+use crate::request::{parse_request, verify_request};
+use crate::store::write_private;
+
+/// The CA's key file in its folder.
+pub const CA_KEY: &str = "ca.key";
+/// The CA's certificate file in its folder.
+pub const CA_CERT: &str = "ca.cer";
+/// The CA's policy file in its folder.
+pub const CA_CONFIG: &str = "config.json";
+/// The CA's database file in its folder.
+pub const CA_DB: &str = "ca.db";
+
+/// What happens when an issued certificate would outlive the root (Vault's
+/// `leaf_not_after_behavior`; `permit` is deliberately missing: a certificate that outlives
+/// its issuer fails validation the day the root expires).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeafNotAfter {
+    /// End the certificate with the root (what the seed relies on).
+    #[default]
+    Truncate,
+    /// Deny the request.
+    Err,
+}
+
+/// The CA's issuing policy (`config.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// The CA's name (the root's common name).
+    pub name: String,
+    /// Validity of issued certificates, in days.
+    pub validity_days: u32,
+    /// When an issued certificate would outlive the root.
+    #[serde(default)]
+    pub leaf_not_after: LeafNotAfter,
+    /// Issue on submission instead of leaving requests pending.
+    #[serde(default)]
+    pub auto_issue: bool,
+    /// Accept RSA keys of 1024 bits (broken for this purpose; the seed's file uses them).
+    #[serde(default)]
+    pub allow_legacy_rsa1024: bool,
+    /// DNS names a request may add beside its common name: names ending in one of these
+    /// suffixes (for example `.company.local`). Empty: only the common name.
+    #[serde(default)]
+    pub allowed_dns_suffixes: Vec<String>,
+    /// How long a CRL is valid, in days.
+    #[serde(default = "default_crl_days")]
+    pub crl_validity_days: u32,
+}
+
+fn default_crl_days() -> u32 {
+    7
+}
+
+/// How to create a CA.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// The root's common name.
+    pub name: String,
+    /// The root's key.
+    pub key: KeyType,
+    /// The root's validity in years.
+    pub validity_years: u32,
+    /// Validity of issued certificates, in days.
+    pub issued_validity_days: u32,
+    /// Encrypt the CA's key with this password.
+    pub password: Option<zeroize::Zeroizing<String>>,
+}
+
+impl Default for InitOptions {
+    /// A careful operator's choice today: a P-256 root for 10 years, agent certificates for
+    /// one year (a standalone CA's default), the key unencrypted only when no password is given.
+    fn default() -> Self {
+        Self {
+            name: "JAMA00".into(),
+            key: KeyType::EcdsaP256,
+            validity_years: 10,
+            issued_validity_days: 365,
+            password: None,
+        }
+    }
+}
+
+/// The signer of the CA's key. RSA signs with blinding (`build_with_rng`).
+#[derive(Debug)]
+enum CaSigner {
+    P256(p256::ecdsa::SigningKey),
+    Rsa(Box<rsa::pkcs1v15::SigningKey<Sha256>>),
+}
+
+impl CaSigner {
+    fn new(key: &PrivateKey) -> Self {
+        match key {
+            PrivateKey::P256(k) => CaSigner::P256(p256::ecdsa::SigningKey::from(k)),
+            PrivateKey::Rsa(k) => {
+                CaSigner::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new((**k).clone())))
+            }
+        }
+    }
+
+    fn sign<B: Builder>(&self, builder: B) -> Result<B::Output> {
+        match self {
+            CaSigner::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
+            CaSigner::Rsa(k) => {
+                builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&**k, &mut os_rng())
+            }
+        }
+        .map_err(|e| Error::Authority(format!("signing: {e}")))
+    }
+}
+
+/// Issuer and subject, no implicit extensions: every extension is added explicitly.
+struct Profile {
+    issuer: Name,
+    subject: Name,
+}
+
+impl BuilderProfile for Profile {
+    fn get_issuer(&self, _subject: &Name) -> Name {
+        self.issuer.clone()
+    }
+    fn get_subject(&self) -> Name {
+        self.subject.clone()
+    }
+    fn build_extensions(
+        &self,
+        _spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        Ok(Vec::new())
+    }
+}
+
+/// A request the policy approved: exactly what goes into its certificate.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    /// The common name (a validated DNS name).
+    pub common_name: String,
+    /// The DNS names, the common name first.
+    pub dns_names: Vec<String>,
+    /// The public key.
+    pub public_key: SubjectPublicKeyInfoOwned,
+    /// Whether it is an RSA key (key encipherment allowed).
+    pub rsa: bool,
+    /// When the certificate would start and end.
+    pub not_before: u64,
+    /// End of validity, clamped to the root's.
+    pub not_after: u64,
+    /// What the certificate leaves out of the request, and the validity clamp, in words.
+    pub notes: Vec<String>,
+}
+
+/// A certificate just signed, not yet recorded.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The serial number's bytes.
+    pub serial: Vec<u8>,
+    /// The certificate's DER.
+    pub der: Vec<u8>,
+    /// End of validity.
+    pub not_after: u64,
+}
+
+/// The signing half of a CA: its key, root and policy. Shared by threads when signing a batch.
+#[derive(Debug)]
+pub struct Issuer {
+    config: CaConfig,
+    signer: CaSigner,
+    root: Certificate,
+    root_info: CertInfo,
+    root_ski: Vec<u8>,
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn time_at(s: u64) -> Result<Time> {
+    Time::try_from(UNIX_EPOCH + Duration::from_secs(s))
+        .map_err(|e| Error::Authority(format!("time {s}: {e}")))
+}
+
+fn ext_err(what: &str) -> impl Fn(der::Error) -> Error + '_ {
+    move |e| Error::Authority(format!("{what}: {e}"))
+}
+
+/// 16 random octets, positive, the first one non-zero: always 16 octets in DER, 126 bits of
+/// randomness, never derived from the key.
+fn random_serial() -> Result<Vec<u8>> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Authority(format!("random serial: {e}")))?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Ok(bytes.to_vec())
+}
+
+fn years(n: u32) -> u64 {
+    // The Gregorian year's mean length, so 100 years land on the same calendar day or next.
+    u64::from(n) * 31_556_952
+}
+
+impl Issuer {
+    /// The policy.
+    pub fn config(&self) -> &CaConfig {
+        &self.config
+    }
+
+    /// The root certificate.
+    pub fn root(&self) -> &CertInfo {
+        &self.root_info
+    }
+
+    /// Reviews an untrusted request under the policy at `now`: its approved content, or the
+    /// reason it is denied.
+    pub fn review(
+        &self,
+        request: &CertReq,
+        now: SystemTime,
+    ) -> std::result::Result<Approved, String> {
+        verify_request(request).map_err(|e| e.to_string())?;
+        let info = &request.info;
+        let mut notes = Vec::new();
+        // The subject: its common name only.
+        let mut common_name = None;
+        for atv in info.subject.iter() {
+            if atv.oid == const_oid::db::rfc4519::CN && common_name.is_none() {
+                let cn = x509_cert::ext::pkix::name::DirectoryString::try_from(&atv.value)
+                    .map_err(|e| format!("the subject's common name cannot be read: {e}"))?;
+                common_name = Some(String::from(cn));
+            } else {
+                notes.push(format!("subject attribute {} ignored", atv.oid));
+            }
+        }
+        let cn = common_name.ok_or("the request's subject has no common name (CN)")?;
+        let host = HostName::new(cn.as_str())
+            .map_err(|e| format!("the common name '{cn}' is not a DNS host name: {e}"))?;
+        let common_name = host.as_str().to_owned();
+
+        // The key.
+        let spki = info.public_key.clone();
+        let key_oid = spki.algorithm.oid;
+        let rsa = if key_oid == const_oid::db::rfc5912::RSA_ENCRYPTION {
+            let key = rsa::RsaPublicKey::try_from(spki.owned_to_ref())
+                .map_err(|e| format!("the RSA key cannot be read: {e}"))?;
+            let bits = rsa::traits::PublicKeyParts::n(&key).bits();
+            let floor = if self.config.allow_legacy_rsa1024 {
+                1024
+            } else {
+                2048
+            };
+            if bits < floor {
+                return Err(format!(
+                    "an RSA key of {bits} bits is below the policy's {floor}: 1024-bit RSA is broken for authentication today (the CA's allow_legacy_rsa1024 accepts it)"
+                ));
+            }
+            if bits > 8192 {
+                return Err(format!("an RSA key of {bits} bits is larger than 8192"));
+            }
+            true
+        } else if key_oid == const_oid::db::rfc5912::ID_EC_PUBLIC_KEY {
+            p256::PublicKey::try_from(spki.owned_to_ref())
+                .map_err(|_| "only ECDSA keys on P-256 are accepted".to_owned())?;
+            false
+        } else {
+            return Err(format!(
+                "key algorithm {key_oid} is not accepted: RSA (2048 bits or more) or ECDSA P-256"
+            ));
+        };
+
+        // Requested extensions: DNS names the policy allows; everything else the CA decides.
+        let mut dns_names = vec![common_name.clone()];
+        for attr in info.attributes.iter() {
+            if attr.oid != ID_EXTENSION_REQ {
+                notes.push(format!("request attribute {} ignored", attr.oid));
+                continue;
+            }
+            for value in attr.values.iter() {
+                let exts: Vec<Extension> = value
+                    .decode_as()
+                    .map_err(|e| format!("the requested extensions cannot be read: {e}"))?;
+                for ext in exts {
+                    if ext.extn_id == ID_CE_SUBJECT_ALT_NAME {
+                        let san =
+                            SubjectAltName::from_der(ext.extn_value.as_bytes()).map_err(|e| {
+                                format!("the requested alternative names cannot be read: {e}")
+                            })?;
+                        for name in san.0 {
+                            self.consider_name(&name, &mut dns_names, &mut notes);
+                        }
+                    } else if ext.extn_id != ID_CE_KEY_USAGE && ext.extn_id != ID_CE_EXT_KEY_USAGE {
+                        notes.push(format!("requested extension {} ignored", ext.extn_id));
+                    }
+                }
+            }
+        }
+
+        // Validity, never beyond the root's.
+        let now = secs(now);
+        let root_end = self.root_info.not_after;
+        let mut not_after = now.saturating_add(u64::from(self.config.validity_days) * 86_400);
+        if not_after > root_end {
+            match self.config.leaf_not_after {
+                LeafNotAfter::Truncate => {
+                    notes.push(format!(
+                        "validity truncated to the root's end ({} days asked)",
+                        self.config.validity_days
+                    ));
+                    not_after = root_end;
+                }
+                LeafNotAfter::Err => {
+                    return Err(format!(
+                        "a certificate of {} days would outlive the root, which ends at Unix time {root_end} (leaf_not_after = err)",
+                        self.config.validity_days
+                    ));
+                }
+            }
+        }
+        if not_after <= now {
+            return Err("the root has expired: nothing can be issued".into());
+        }
+        Ok(Approved {
+            common_name,
+            dns_names,
+            public_key: spki,
+            rsa,
+            not_before: now,
+            not_after,
+            notes,
+        })
+    }
+
+    fn consider_name(&self, name: &GeneralName, dns: &mut Vec<String>, notes: &mut Vec<String>) {
+        let GeneralName::DnsName(d) = name else {
+            notes.push("a non-DNS alternative name ignored".into());
+            return;
+        };
+        let d = d.to_string();
+        let Ok(host) = HostName::new(d.as_str()) else {
+            notes.push(format!(
+                "alternative name '{d}' ignored: not a DNS host name"
+            ));
+            return;
+        };
+        let lower = host.to_lowercase();
+        if dns.iter().any(|n| n.eq_ignore_ascii_case(&lower)) {
+            return;
+        }
+        let allowed = self
+            .config
+            .allowed_dns_suffixes
+            .iter()
+            .any(|s| lower.ends_with(&s.to_ascii_lowercase()));
+        if allowed {
+            dns.push(host.as_str().to_owned());
+        } else {
+            notes.push(format!(
+                "alternative name '{d}' ignored: not the common name and not allowed by policy"
+            ));
+        }
+    }
+
+    /// Signs the certificate for an approved request with a fresh random serial number.
+    pub fn sign(&self, a: &Approved) -> Result<Signed> {
+        let serial = random_serial()?;
+        let subject =
+            Name::from_str(&format!("CN={}", a.common_name)).map_err(ext_err("subject"))?;
+        let validity = Validity::new(time_at(a.not_before)?, time_at(a.not_after)?);
+        let mut builder = CertificateBuilder::new(
+            Profile {
+                issuer: self.root.tbs_certificate().subject().clone(),
+                subject,
+            },
+            SerialNumber::new(&serial).map_err(ext_err("serial"))?,
+            validity,
+            a.public_key.clone(),
+        )
+        .map_err(|e| Error::Authority(format!("certificate: {e}")))?;
+        let usage = if a.rsa {
+            KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment
+        } else {
+            KeyUsages::DigitalSignature.into()
+        };
+        let names = a
+            .dns_names
+            .iter()
+            .map(|n| Ia5String::new(n).map(GeneralName::DnsName))
+            .collect::<der::Result<Vec<_>>>()
+            .map_err(ext_err("DNS name"))?;
+        let ski = SubjectKeyIdentifier::try_from(a.public_key.owned_to_ref())
+            .map_err(ext_err("subject key identifier"))?;
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(self.root_ski.clone()).map_err(ext_err("AKI"))?),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        };
+        builder
+            .add_extension(&BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            })
+            .map_err(ext_err("basic constraints"))?;
+        builder
+            .add_extension(&KeyUsage(usage))
+            .map_err(ext_err("key usage"))?;
+        builder
+            .add_extension(&ExtendedKeyUsage(vec![
+                ID_KP_SERVER_AUTH,
+                ID_KP_CLIENT_AUTH,
+            ]))
+            .map_err(ext_err("extended key usage"))?;
+        builder
+            .add_extension(&SubjectAltName(names))
+            .map_err(ext_err("subject alternative name"))?;
+        builder.add_extension(&ski).map_err(ext_err("SKI"))?;
+        builder.add_extension(&aki).map_err(ext_err("AKI"))?;
+        let cert = self.signer.sign(builder)?;
+        Ok(Signed {
+            serial,
+            der: cert.to_der().map_err(ext_err("certificate"))?,
+            not_after: a.not_after,
+        })
+    }
+}
+
+/// A CA: its [`Issuer`] and its [`Database`].
+#[derive(Debug)]
+pub struct Authority {
+    dir: PathBuf,
+    issuer: Issuer,
+    db: Database,
+}
+
+/// What submitting a request did.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The request's record after submission.
+    pub record: Record,
+    /// True when the same request was submitted before: nothing changed.
+    pub existing: bool,
+}
+
+/// RFC 5280's revocation reasons, by certutil's names (case-insensitive) or number.
+pub fn parse_reason(text: &str) -> Result<u8> {
+    const NAMES: [(&str, u8); 9] = [
+        ("unspecified", 0),
+        ("keycompromise", 1),
+        ("cacompromise", 2),
+        ("affiliationchanged", 3),
+        ("superseded", 4),
+        ("cessationofoperation", 5),
+        ("certificatehold", 6),
+        ("privilegewithdrawn", 9),
+        ("aacompromise", 10),
+    ];
+    let lower = text.to_ascii_lowercase().replace(['_', '-'], "");
+    if let Some((_, code)) = NAMES.iter().find(|(n, _)| *n == lower) {
+        return Ok(*code);
+    }
+    match text.parse::<u8>() {
+        Ok(code) if NAMES.iter().any(|(_, c)| *c == code) => Ok(code),
+        _ => Err(Error::Authority(format!(
+            "unknown revocation reason '{text}': Unspecified, KeyCompromise, CACompromise, AffiliationChanged, Superseded, CessationOfOperation, CertificateHold, PrivilegeWithdrawn, AACompromise (or 0-6, 9, 10)"
+        ))),
+    }
+}
+
+fn reason_of(code: u8) -> Option<CrlReason> {
+    Some(match code {
+        1 => CrlReason::KeyCompromise,
+        2 => CrlReason::CaCompromise,
+        3 => CrlReason::AffiliationChanged,
+        4 => CrlReason::Superseded,
+        5 => CrlReason::CessationOfOperation,
+        6 => CrlReason::CertificateHold,
+        9 => CrlReason::PrivilegeWithdrawn,
+        10 => CrlReason::AaCompromise,
+        _ => return None,
+    })
+}
+
+impl Authority {
+    /// Creates a CA in `dir` (which must not hold one): a self-signed root (basicConstraints
+    /// CA, keyUsage keyCertSign + cRLSign, subject key identifier), its key, its policy and its
+    /// empty database.
+    pub fn init(dir: &Path, options: &InitOptions, now: SystemTime) -> Result<Self> {
+        HostName::new(options.name.as_str()).map_err(|e| {
+            Error::Authority(format!(
+                "the CA name '{}' must be a simple name: {e}",
+                options.name
+            ))
+        })?;
+        if dir.join(CA_KEY).exists() || dir.join(CA_CERT).exists() {
+            return Err(Error::Authority(format!(
+                "{} already holds a CA; nothing was changed",
+                dir.display()
+            )));
+        }
+        if options.validity_years == 0 || options.issued_validity_days == 0 {
+            return Err(Error::Authority(
+                "validity must be at least one year and one day".into(),
+            ));
+        }
+        let key = PrivateKey::generate(options.key)?;
+        let signer = CaSigner::new(&key);
+        let spki = SubjectPublicKeyInfoOwned::from_der(&key.public_key_der()?)
+            .map_err(ext_err("public key"))?;
+        let name = Name::from_str(&format!("CN={}", options.name)).map_err(ext_err("name"))?;
+        let start = secs(now);
+        let end = start.saturating_add(years(options.validity_years));
+        let mut builder = CertificateBuilder::new(
+            Profile {
+                issuer: name.clone(),
+                subject: name,
+            },
+            SerialNumber::new(&random_serial()?).map_err(ext_err("serial"))?,
+            Validity::new(time_at(start)?, time_at(end)?),
+            spki.clone(),
+        )
+        .map_err(|e| Error::Authority(format!("root: {e}")))?;
+        let ski = SubjectKeyIdentifier::try_from(spki.owned_to_ref()).map_err(ext_err("SKI"))?;
+        builder
+            .add_extension(&BasicConstraints {
+                ca: true,
+                path_len_constraint: Some(0),
+            })
+            .map_err(ext_err("basic constraints"))?;
+        builder
+            .add_extension(&KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))
+            .map_err(ext_err("key usage"))?;
+        builder.add_extension(&ski).map_err(ext_err("SKI"))?;
+        let root = signer.sign(builder)?;
+        let root_der = root.to_der().map_err(ext_err("root"))?;
+
+        fs_create(dir)?;
+        let config = CaConfig {
+            name: options.name.clone(),
+            validity_days: options.issued_validity_days,
+            leaf_not_after: LeafNotAfter::Truncate,
+            auto_issue: false,
+            allow_legacy_rsa1024: false,
+            allowed_dns_suffixes: Vec::new(),
+            crl_validity_days: default_crl_days(),
+        };
+        let key_pem = match &options.password {
+            Some(p) => key.to_encrypted_pkcs8_pem(p)?,
+            None => key.to_pkcs8_pem()?,
+        };
+        // Database and policy first, the key and the root last: a folder with a root always
+        // has everything else.
+        drop(Database::open(&dir.join(CA_DB))?);
+        write_private(&dir.join(CA_CONFIG), &config_json(&config)?)?;
+        write_private(&dir.join(CA_KEY), key_pem.as_bytes())?;
+        let pem = der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::CRLF, &root_der)
+            .map_err(|e| Error::Authority(format!("root: {e}")))?;
+        opsmgr_fsutil::write_atomic(&dir.join(CA_CERT), pem.as_bytes()).map_err(|source| {
+            Error::Io {
+                path: dir.join(CA_CERT),
+                source,
+            }
+        })?;
+        Self::open(dir, options.password.as_deref().map(String::as_str))
+    }
+
+    /// Opens the CA in `dir`; an encrypted key needs `password`.
+    pub fn open(dir: &Path, password: Option<&str>) -> Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| Error::Io { path, source })
+        };
+        let config_bytes = read(CA_CONFIG)?;
+        let config: CaConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| Error::Authority(format!("{}: {e}", dir.join(CA_CONFIG).display())))?;
+        let key_pem = zeroize::Zeroizing::new(read(CA_KEY)?);
+        let key_text = std::str::from_utf8(&key_pem)
+            .map_err(|_| Error::Key(format!("{}: not PEM", dir.join(CA_KEY).display())))?;
+        let key = PrivateKey::from_pkcs8_pem(key_text, password)
+            .map_err(|e| Error::Key(format!("{}: {e}", dir.join(CA_KEY).display())))?;
+        let root_info = CertInfo::parse(&read(CA_CERT)?)?;
+        if key.public_key_der()? != root_info.public_key {
+            return Err(Error::Authority(format!(
+                "{} is not the certificate of {}",
+                dir.join(CA_CERT).display(),
+                dir.join(CA_KEY).display()
+            )));
+        }
+        let root = Certificate::from_der(&root_info.der).map_err(ext_err("root"))?;
+        let root_ski = SubjectKeyIdentifier::try_from(
+            root.tbs_certificate()
+                .subject_public_key_info()
+                .owned_to_ref(),
+        )
+        .map_err(ext_err("root key identifier"))?
+        .0
+        .as_bytes()
+        .to_vec();
+        let db = Database::open(&dir.join(CA_DB))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            issuer: Issuer {
+                config,
+                signer: CaSigner::new(&key),
+                root,
+                root_info,
+                root_ski,
+            },
+            db,
+        })
+    }
+
+    /// The CA's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The signing half, shareable between threads.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The database, for transactions.
+    pub fn db_mut(&mut self) -> &mut Database {
+        &mut self.db
+    }
+
+    /// Saves a changed policy.
+    pub fn set_config(&mut self, config: CaConfig) -> Result<()> {
+        write_private(&self.dir.join(CA_CONFIG), &config_json(&config)?)?;
+        self.issuer.config = config;
+        Ok(())
+    }
+
+    /// Receives a request (certreq -submit): recorded as pending (or denied with the reason);
+    /// issued at once when the policy auto-issues. The same request again finds its first
+    /// record and changes nothing.
+    pub fn submit(&mut self, bytes: &[u8], requester: &str, now: SystemTime) -> Result<Submitted> {
+        let request = parse_request(bytes)?;
+        let der = request
+            .to_der()
+            .map_err(|e| Error::Request(e.to_string()))?;
+        let digest = Sha256::digest(&der);
+        if let Some(record) = self.db.by_digest(&digest)? {
+            return Ok(Submitted {
+                record,
+                existing: true,
+            });
+        }
+        let review = self.issuer.review(&request, now);
+        let subject = request.info.subject.to_string();
+        let (disposition, message, common_name) = match &review {
+            Ok(a) => (
+                Disposition::Pending,
+                pending_message(a),
+                Some(a.common_name.clone()),
+            ),
+            Err(reason) => (Disposition::Denied, reason.clone(), None),
+        };
+        let id = self.db.transaction(|b| {
+            b.insert(&NewRequest {
+                received: secs(now),
+                requester,
+                der: &der,
+                sha256: &digest,
+                subject: &subject,
+                common_name: common_name.as_deref(),
+                disposition,
+                message: &message,
+            })
+            .map(|(id, _)| id)
+        })?;
+        if let (Ok(approved), true) = (&review, self.issuer.config.auto_issue) {
+            self.issue_approved(id, approved)?;
+        }
+        let record = self.db.get(id)?.ok_or(Error::NoSuchRequest(id))?;
+        Ok(Submitted {
+            record,
+            existing: false,
+        })
+    }
+
+    fn issue_approved(&mut self, id: i64, approved: &Approved) -> Result<Record> {
+        // A serial collision (2^-126) would be refused by the database; try a fresh one.
+        let mut attempts = 0;
+        loop {
+            let signed = self.issuer.sign(approved)?;
+            let message = issued_message(approved);
+            let result = self.db.transaction(|b| {
+                b.issue(&Issue {
+                    id,
+                    serial: &signed.serial,
+                    certificate: &signed.der,
+                    not_after: signed.not_after,
+                    message: &message,
+                })
+            });
+            match result {
+                Err(Error::SerialInUse(_)) if attempts < 3 => attempts += 1,
+                Err(e) => return Err(e),
+                Ok(()) => return self.db.get(id)?.ok_or(Error::NoSuchRequest(id)),
+            }
+        }
+    }
+
+    /// Issues pending request `id` (certutil -resubmit), reviewing it again under today's
+    /// policy: a request the policy now refuses is denied with the reason instead.
+    pub fn resubmit(&mut self, id: i64, now: SystemTime) -> Result<Record> {
+        let record = self.db.get(id)?.ok_or(Error::NoSuchRequest(id))?;
+        if record.disposition != Disposition::Pending {
+            return Err(Error::NotPending(id));
+        }
+        let der = self.db.request_der(id)?.ok_or(Error::NoSuchRequest(id))?;
+        let request = parse_request(&der)?;
+        match self.issuer.review(&request, now) {
+            Ok(approved) => self.issue_approved(id, &approved),
+            Err(reason) => {
+                self.db.transaction(|b| b.deny(id, &reason))?;
+                self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+            }
+        }
+    }
+
+    /// Denies pending request `id` (certutil -deny).
+    pub fn deny(&mut self, id: i64, reason: &str) -> Result<Record> {
+        self.db.transaction(|b| b.deny(id, reason))?;
+        self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+    }
+
+    /// Revokes the certificate with serial number `serial` (hex) for RFC 5280 reason `reason`
+    /// (certutil -revoke). Revoking again keeps the first time and reason.
+    pub fn revoke(&mut self, serial: &str, reason: u8, now: SystemTime) -> Result<Record> {
+        let bytes = crate::db::unhex(serial)
+            .ok_or_else(|| Error::Authority(format!("serial number '{serial}' is not hex")))?;
+        let id = self
+            .db
+            .transaction(|b| b.revoke(&bytes, secs(now), reason))?;
+        self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+    }
+
+    /// The record of request `id`.
+    pub fn record(&self, id: i64) -> Result<Record> {
+        self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+    }
+
+    /// A CRL signed by the root listing every revoked serial with its time and reason, valid
+    /// for the policy's `crl_validity_days`. Its number grows with each CRL made.
+    pub fn crl(&mut self, now: SystemTime) -> Result<Vec<u8>> {
+        let number = self.db.next_crl_number(secs(now))?;
+        let revoked = self
+            .db
+            .revoked()?
+            .into_iter()
+            .map(|(serial, at, reason)| {
+                let extensions = match reason_of(reason) {
+                    Some(r) => Some(vec![
+                        r.to_extension(self.issuer.root.tbs_certificate().subject(), &[])
+                            .map_err(ext_err("reason"))?,
+                    ]),
+                    None => None,
+                };
+                Ok(RevokedCert {
+                    serial_number: SerialNumber::<x509_cert::certificate::Rfc5280>::new(&serial)
+                        .map_err(ext_err("serial"))?,
+                    revocation_date: time_at(at)?,
+                    crl_entry_extensions: extensions,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let number = CrlNumber::from(
+            der::asn1::Uint::new(&number.to_be_bytes()).map_err(ext_err("CRL number"))?,
+        );
+        let next = secs(now) + u64::from(self.issuer.config.crl_validity_days) * 86_400;
+        let builder =
+            CrlBuilder::new_with_this_update(&self.issuer.root, number, time_at(secs(now))?)
+                .map_err(ext_err("CRL"))?
+                .with_next_update(Some(time_at(next)?))
+                .with_certificates(revoked.into_iter());
+        let crl = self.issuer.signer.sign(builder)?;
+        crl.to_der().map_err(ext_err("CRL"))
+    }
+}
+
+fn pending_message(a: &Approved) -> String {
+    let mut m = "Taken Under Submission".to_owned();
+    append_notes(&mut m, a);
+    m
+}
+
+fn issued_message(a: &Approved) -> String {
+    let mut m = "Issued".to_owned();
+    append_notes(&mut m, a);
+    m
+}
+
+fn append_notes(m: &mut String, a: &Approved) {
+    if !a.notes.is_empty() {
+        m.push_str(". ");
+        m.push_str(&a.notes.join("; "));
+    }
+}
+
+fn config_json(config: &CaConfig) -> Result<Vec<u8>> {
+    let mut json =
+        serde_json::to_vec_pretty(config).map_err(|e| Error::Authority(e.to_string()))?;
+    json.push(b'\n');
+    Ok(json)
+}
+
+fn fs_create(dir: &Path) -> Result<()> {
+    opsmgr_fsutil::create_private_dir(dir).map_err(|source| Error::Io {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// The request id certreq accepts: decimal, or hex with `0x`.
+pub fn parse_request_id(text: &str) -> Result<i64> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => i64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    };
+    parsed.filter(|id| *id > 0).ok_or_else(|| {
+        Error::Authority(format!("'{text}' is not a request id (a positive number)"))
+    })
+}

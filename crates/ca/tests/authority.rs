@@ -1,0 +1,503 @@
+//! The CA against OpenSSL as the independent judge: roots and leaves of every key type verify
+//! with `openssl verify -x509_strict`, the validity clamp and the extensions are what
+//! `openssl x509 -text` shows, the CRL verifies, the encrypted key opens with `openssl pkey`;
+//! and the request database's rules: ids, duplicates, denials, revocation.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use opsmgr_ca::{
+    Authority, CertInfo, Disposition, Error, Filter, InitOptions, KeyType, LeafNotAfter,
+    PrivateKey, build_request, parse_policy, request_to_pem,
+};
+
+mod support;
+use support::openssl::openssl;
+
+fn our_request(cn: &str, key: KeyType, extra: &str) -> Vec<u8> {
+    let key_line = match key {
+        KeyType::EcdsaP256 => "KeyAlgorithm = ECDSA_P256".to_owned(),
+        KeyType::Rsa(bits) => format!("KeyLength = {bits}"),
+        other => panic!("{other}"),
+    };
+    let inf = format!("[NewRequest]\nSubject = \"CN={cn}, O=Contoso, C=NL\"\n{key_line}\n{extra}");
+    let policy = parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
+    let key = PrivateKey::generate(policy.key).unwrap();
+    request_to_pem(&build_request(&policy, &key).unwrap())
+        .unwrap()
+        .into_bytes()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn pem(der: &[u8]) -> Vec<u8> {
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der)
+        .unwrap()
+        .into_bytes()
+}
+
+fn text(dir: &Path, cert: &str) -> String {
+    String::from_utf8(openssl(dir, &["x509", "-in", cert, "-noout", "-text"])).unwrap()
+}
+
+#[test]
+fn every_root_and_leaf_key_type_verifies_with_openssl_x509_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    for root_key in [KeyType::EcdsaP256, KeyType::Rsa(2048)] {
+        let ca_dir = dir.path().join(format!("ca-{root_key}").replace(' ', ""));
+        let mut ca = Authority::init(
+            &ca_dir,
+            &InitOptions {
+                key: root_key,
+                ..InitOptions::default()
+            },
+            now,
+        )
+        .unwrap();
+        let root_text = text(dir.path(), ca_dir.join("ca.cer").to_str().unwrap());
+        assert!(root_text.contains("CA:TRUE"), "{root_text}");
+        assert!(
+            root_text.contains("Certificate Sign, CRL Sign"),
+            "{root_text}"
+        );
+        assert!(
+            root_text.contains("X509v3 Subject Key Identifier"),
+            "{root_text}"
+        );
+        for leaf_key in [KeyType::EcdsaP256, KeyType::Rsa(2048), KeyType::Rsa(3072)] {
+            let cn = "agent01.company.local";
+            let submitted = ca
+                .submit(
+                    &our_request(cn, leaf_key, ""),
+                    "agent01.company.local.req",
+                    now,
+                )
+                .unwrap();
+            assert_eq!(submitted.record.disposition, Disposition::Pending);
+            let issued = ca.resubmit(submitted.record.id, now).unwrap();
+            assert_eq!(issued.disposition, Disposition::Issued);
+            let der = issued.certificate.clone().unwrap();
+            let leaf = write(dir.path(), "leaf.pem", &pem(&der));
+            openssl(
+                dir.path(),
+                &[
+                    "verify",
+                    "-x509_strict",
+                    "-CAfile",
+                    ca_dir.join("ca.cer").to_str().unwrap(),
+                    &leaf,
+                ],
+            );
+            let t = text(dir.path(), &leaf);
+            assert!(
+                t.contains("Subject: CN = agent01.company.local\n"),
+                "only the CN is kept: {t}"
+            );
+            assert!(t.contains("DNS:agent01.company.local"), "{t}");
+            assert!(
+                t.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+                "{t}"
+            );
+            assert!(t.contains("X509v3 Authority Key Identifier"), "{t}");
+            let usage = if leaf_key == KeyType::EcdsaP256 {
+                "Digital Signature\n"
+            } else {
+                "Digital Signature, Key Encipherment\n"
+            };
+            assert!(t.contains(usage), "{t}");
+            let info = CertInfo::parse(&der).unwrap();
+            assert_eq!(info.serial.len(), 16, "16 random octets");
+            assert_eq!(issued.serial.as_deref(), Some(info.serial_hex().as_str()));
+            assert_eq!(info.issuer, "CN=JAMA00");
+            assert!(
+                issued.message.contains("subject attribute"),
+                "{}",
+                issued.message
+            );
+        }
+    }
+}
+
+#[test]
+fn issued_validity_is_clamped_to_the_root_or_denied_by_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    // The seed: root and certificates for 100 years; the certificate ends with the root.
+    let mut ca = Authority::init(
+        &dir.path().join("ca"),
+        &InitOptions {
+            validity_years: 100,
+            issued_validity_days: 36_525,
+            ..InitOptions::default()
+        },
+        now,
+    )
+    .unwrap();
+    let root = ca.issuer().root().clone();
+    assert!(root.not_after > 4_102_444_800, "past 2100: GeneralizedTime");
+    let id = ca
+        .submit(
+            &our_request("a.company.local", KeyType::EcdsaP256, ""),
+            "a.company.local.req",
+            now,
+        )
+        .unwrap()
+        .record
+        .id;
+    let r = ca.resubmit(id, now + Duration::from_secs(86_400)).unwrap();
+    let leaf = CertInfo::parse(r.certificate.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        leaf.not_after, root.not_after,
+        "truncated to the root's end"
+    );
+    assert!(
+        r.message.contains("validity truncated to the root's end"),
+        "{}",
+        r.message
+    );
+    let leaf_file = write(dir.path(), "a.pem", &pem(r.certificate.as_ref().unwrap()));
+    let t = text(dir.path(), &leaf_file);
+    let root_t = text(dir.path(), dir.path().join("ca/ca.cer").to_str().unwrap());
+    let not_after = |t: &str| {
+        t.lines()
+            .find(|l| l.contains("Not After"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(not_after(&t), not_after(&root_t));
+
+    let mut config = ca.issuer().config().clone();
+    config.leaf_not_after = LeafNotAfter::Err;
+    ca.set_config(config).unwrap();
+    let r = ca
+        .submit(
+            &our_request("b.company.local", KeyType::EcdsaP256, ""),
+            "b.company.local.req",
+            now,
+        )
+        .unwrap()
+        .record;
+    assert_eq!(r.disposition, Disposition::Denied);
+    assert!(
+        r.message.contains("would outlive the root"),
+        "{}",
+        r.message
+    );
+    assert!(r.certificate.is_none());
+}
+
+#[test]
+fn openssl_requests_small_keys_and_foreign_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let now = SystemTime::now();
+    let mut ca = Authority::init(&d.join("ca"), &InitOptions::default(), now).unwrap();
+    let mut config = ca.issuer().config().clone();
+    config.allowed_dns_suffixes = vec![".company.local".into()];
+    config.auto_issue = true;
+    ca.set_config(config).unwrap();
+
+    // OpenSSL's request with names of its own: the allowed one kept, the foreign one ignored.
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=web01.company.local",
+            "-addext",
+            "subjectAltName=DNS:web01.company.local,DNS:alias.company.local,DNS:www.evil.example",
+            "-keyout",
+            "w.key",
+            "-out",
+            "w.req",
+        ],
+    );
+    let r = ca
+        .submit(&std::fs::read(d.join("w.req")).unwrap(), "w.req", now)
+        .unwrap()
+        .record;
+    assert_eq!(
+        r.disposition,
+        Disposition::Issued,
+        "auto-issue: {}",
+        r.message
+    );
+    let info = CertInfo::parse(r.certificate.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        info.dns_names,
+        ["web01.company.local", "alias.company.local"]
+    );
+    assert!(
+        r.message
+            .contains("alternative name 'www.evil.example' ignored"),
+        "{}",
+        r.message
+    );
+
+    // RSA-1024 is denied with the reason and the override's name.
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=old.company.local",
+            "-keyout",
+            "o.key",
+            "-out",
+            "o.req",
+        ],
+    );
+    let r = ca
+        .submit(&std::fs::read(d.join("o.req")).unwrap(), "o.req", now)
+        .unwrap()
+        .record;
+    assert_eq!(r.disposition, Disposition::Denied);
+    assert!(
+        r.message.contains("1024 bits is below the policy's 2048"),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("allow_legacy_rsa1024"), "{}", r.message);
+
+    // A common name that is not a host name never becomes a certificate.
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=..\\/..\\/x",
+            "-keyout",
+            "x.key",
+            "-out",
+            "x.req",
+        ],
+    );
+    let r = ca
+        .submit(&std::fs::read(d.join("x.req")).unwrap(), "x.req", now)
+        .unwrap()
+        .record;
+    assert_eq!(r.disposition, Disposition::Denied);
+    assert!(
+        r.message.contains("is not a DNS host name"),
+        "{}",
+        r.message
+    );
+
+    // Same request again: the first id, nothing new.
+    let again = ca
+        .submit(&std::fs::read(d.join("w.req")).unwrap(), "w.req", now)
+        .unwrap();
+    assert!(again.existing);
+    assert_eq!(again.record.id, 1);
+    assert_eq!(ca.db().list(&Filter::default()).unwrap().len(), 3);
+    // A tampered request (its CN changed after signing) is recorded as denied.
+    let (_, mut der) = der::pem::decode_vec(&std::fs::read(d.join("w.req")).unwrap()).unwrap();
+    let at = der.windows(5).position(|w| w == b"web01").unwrap();
+    der[at] = b'v';
+    let r = ca.submit(&der, "bad.req", now).unwrap().record;
+    assert_eq!(r.disposition, Disposition::Denied);
+    assert!(
+        r.message.contains("signature does not verify"),
+        "{}",
+        r.message
+    );
+    // Bytes that are no request at all are refused before the database.
+    assert!(matches!(
+        ca.submit(b"not a request", "junk.req", now),
+        Err(Error::Request(_))
+    ));
+    assert_eq!(ca.db().list(&Filter::default()).unwrap().len(), 4);
+}
+
+#[test]
+fn ids_denials_revocation_and_a_crl_openssl_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let now = SystemTime::now();
+    let mut ca = Authority::init(&d.join("ca"), &InitOptions::default(), now).unwrap();
+    let ids: Vec<i64> = (0..3)
+        .map(|i| {
+            let cn = format!("a{i}.company.local");
+            ca.submit(
+                &our_request(&cn, KeyType::EcdsaP256, ""),
+                &format!("{cn}.req"),
+                now,
+            )
+            .unwrap()
+            .record
+            .id
+        })
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    let denied = ca.deny(2, "not one of ours").unwrap();
+    assert_eq!(
+        (denied.disposition, denied.message.as_str()),
+        (Disposition::Denied, "not one of ours")
+    );
+    assert!(matches!(ca.resubmit(2, now), Err(Error::NotPending(2))));
+    let one = ca.resubmit(1, now).unwrap();
+    let three = ca.resubmit(3, now).unwrap();
+    assert!(matches!(ca.resubmit(1, now), Err(Error::NotPending(1))));
+    let revoked = ca.revoke(one.serial.as_deref().unwrap(), 1, now).unwrap();
+    assert_eq!(revoked.disposition, Disposition::Revoked);
+    // Again: harmless, the first reason stays.
+    assert_eq!(
+        ca.revoke(one.serial.as_deref().unwrap(), 4, now)
+            .unwrap()
+            .revocation_reason,
+        Some(1)
+    );
+    assert!(matches!(
+        ca.revoke("00AB", 0, now),
+        Err(Error::NoSuchSerial(_))
+    ));
+
+    let crl = ca.crl(now).unwrap();
+    let crl_pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &crl).unwrap();
+    let crl_file = write(d, "ca.crl", crl_pem.as_bytes());
+    let out = String::from_utf8(openssl(
+        d,
+        &[
+            "crl",
+            "-in",
+            &crl_file,
+            "-CAfile",
+            d.join("ca/ca.cer").to_str().unwrap(),
+            "-noout",
+            "-text",
+        ],
+    ))
+    .unwrap();
+    assert!(
+        out.contains(&format!(
+            "Serial Number: {}",
+            one.serial.as_deref().unwrap()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(three.serial.as_deref().unwrap()), "{out}");
+    assert!(out.contains("Key Compromise"), "{out}");
+    let verify = std::process::Command::new("openssl")
+        .args([
+            "crl",
+            "-in",
+            &crl_file,
+            "-CAfile",
+            d.join("ca/ca.cer").to_str().unwrap(),
+            "-noout",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&verify.stderr).contains("verify OK"),
+        "{verify:?}"
+    );
+    // CRL numbers grow.
+    let second = ca.crl(now).unwrap();
+    let second_file = write(
+        d,
+        "ca2.crl",
+        der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &second)
+            .unwrap()
+            .as_bytes(),
+    );
+    let numbers: Vec<String> = [&crl_file, &second_file]
+        .iter()
+        .map(|f| String::from_utf8(openssl(d, &["crl", "-in", f, "-noout", "-crlnumber"])).unwrap())
+        .collect();
+    assert_eq!(numbers, ["crlNumber=0x01\n", "crlNumber=0x02\n"]);
+
+    let filter = Filter {
+        disposition: Some(Disposition::Issued),
+        ..Filter::default()
+    };
+    assert_eq!(
+        ca.db()
+            .list(&filter)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+    // Reopened: same ids continue; the deleted-row case cannot reuse an id (AUTOINCREMENT).
+    drop(ca);
+    let mut ca = Authority::open(&d.join("ca"), None).unwrap();
+    let next = ca
+        .submit(
+            &our_request("b.company.local", KeyType::EcdsaP256, ""),
+            "b.req",
+            now,
+        )
+        .unwrap();
+    assert_eq!(next.record.id, 4);
+}
+
+#[test]
+fn an_encrypted_ca_key_opens_with_its_password_and_with_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let options = InitOptions {
+        password: Some(zeroize::Zeroizing::new("correct horse battery".into())),
+        ..InitOptions::default()
+    };
+    Authority::init(&d.join("ca"), &options, SystemTime::now()).unwrap();
+    let key = std::fs::read_to_string(d.join("ca/ca.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(d.join("ca/ca.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(matches!(
+        Authority::open(&d.join("ca"), None),
+        Err(Error::Key(_))
+    ));
+    assert!(Authority::open(&d.join("ca"), Some("wrong")).is_err());
+    Authority::open(&d.join("ca"), Some("correct horse battery")).unwrap();
+    let from_key = openssl(
+        d,
+        &[
+            "pkey",
+            "-in",
+            "ca/ca.key",
+            "-passin",
+            "pass:correct horse battery",
+            "-pubout",
+        ],
+    );
+    let from_cert = openssl(d, &["x509", "-in", "ca/ca.cer", "-noout", "-pubkey"]);
+    assert_eq!(from_key, from_cert);
+    let again = Authority::init(&d.join("ca"), &options, SystemTime::now()).unwrap_err();
+    assert!(again.to_string().contains("already holds a CA"), "{again}");
+}
