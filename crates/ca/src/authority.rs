@@ -592,8 +592,7 @@ impl Authority {
         drop(Database::open(&dir.join(CA_DB))?);
         write_private(&dir.join(CA_CONFIG), &config_json(&config)?)?;
         write_private(&dir.join(CA_KEY), key_pem.as_bytes())?;
-        let pem = der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::CRLF, &root_der)
-            .map_err(|e| Error::Authority(format!("root: {e}")))?;
+        let pem = crate::cert::certificate_to_pem(&root_der)?;
         opsmgr_fsutil::write_atomic(&dir.join(CA_CERT), pem.as_bytes()).map_err(|source| {
             Error::Io {
                 path: dir.join(CA_CERT),

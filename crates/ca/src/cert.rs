@@ -13,6 +13,18 @@ use crate::error::{Error, Result};
 /// The largest certificate file read.
 pub const MAX_CERT_BYTES: usize = 64 * 1024;
 
+/// A certificate as certreq and certutil write it: PEM (`CERTIFICATE`) with CRLF line ends.
+pub fn certificate_to_pem(der: &[u8]) -> Result<String> {
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::CRLF, der)
+        .map_err(|e| Error::Certificate(format!("encoding: {e}")))
+}
+
+/// A CRL as certutil writes it: PEM (`X509 CRL`) with CRLF line ends.
+pub fn crl_to_pem(der: &[u8]) -> Result<String> {
+    der::pem::encode_string("X509 CRL", der::pem::LineEnding::CRLF, der)
+        .map_err(|e| Error::Certificate(format!("encoding the CRL: {e}")))
+}
+
 /// A parsed certificate with the facts the tools print and check.
 #[derive(Debug, Clone)]
 pub struct CertInfo {

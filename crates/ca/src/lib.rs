@@ -24,9 +24,11 @@
 //! ```
 
 mod authority;
+mod bundle;
 mod cert;
 mod channel;
 mod db;
+mod dropfolder;
 mod dn;
 mod error;
 mod inf;
@@ -38,10 +40,16 @@ pub use authority::{
     Approved, Authority, CA_CERT, CA_CONFIG, CA_DB, CA_KEY, CaConfig, InitOptions, Issuer,
     LeafNotAfter, Signed, Submitted, parse_reason, parse_request_id,
 };
-pub use cert::{CertInfo, MAX_CERT_BYTES};
+pub use bundle::{
+    BUNDLE_LABEL, Bundle, Installed, MAX_BUNDLE_BYTES, install_bundle, read_bundle, write_bundle,
+};
+pub use cert::{CertInfo, MAX_CERT_BYTES, certificate_to_pem, crl_to_pem};
 pub use channel::{
     AGENT_SETTINGS, AgentSettings, Candidate, Refusal, Selection, channel_serial_number,
     select_channel_certificate,
+};
+pub use dropfolder::{
+    FileOutcome, PROCESSED, ProcessOptions, REJECTED, Stage, Summary, process_share,
 };
 pub use db::{Batch, Database, Disposition, Filter, Issue, NewRequest, Record, SCHEMA_VERSION};
 pub use dn::{Attribute, DistinguishedName};

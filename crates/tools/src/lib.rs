@@ -81,6 +81,54 @@ pub enum PasswordSource {
     Env(String),
 }
 
+/// The password switches every tool that needs a password takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"])]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password_env")]
+    pub password_stdin: bool,
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+}
+
+impl PasswordArgs {
+    /// Where the password comes from: the switch given, else a prompt.
+    pub fn source(&self) -> PasswordSource {
+        match (&self.password_file, self.password_stdin, &self.password_env) {
+            (Some(f), _, _) => PasswordSource::File(f.clone()),
+            (_, true, _) => PasswordSource::Stdin,
+            (_, _, Some(v)) => PasswordSource::Env(v.clone()),
+            _ => PasswordSource::Prompt,
+        }
+    }
+}
+
+/// Opens the CA in `dir`, asking for its key's password only when the key is encrypted.
+pub fn open_authority(
+    dir: &std::path::Path,
+    password: &PasswordArgs,
+) -> anyhow::Result<opsmgr_ca::Authority> {
+    let key_path = dir.join(opsmgr_ca::CA_KEY);
+    let head = std::fs::read(&key_path)
+        .with_context(|| format!("{} is not a CA folder (no {})", dir.display(), opsmgr_ca::CA_KEY))?;
+    let encrypted = head.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----");
+    let secret = if encrypted {
+        Some(read_password(
+            &password.source(),
+            "Password of the CA's key: ",
+            false,
+        )?)
+    } else {
+        None
+    };
+    opsmgr_ca::Authority::open(dir, secret.as_deref().map(String::as_str))
+        .with_context(|| format!("opening the CA in {}", dir.display()))
+}
+
 /// Reads a password. With `confirm`, a prompt asks twice and refuses a mismatch; the other
 /// sources are taken as given (a script confirms by construction).
 pub fn read_password(

@@ -1,5 +1,7 @@
-//! `om-certreq`: certreq's command lines. `-new` makes a key and a PKCS#10 request from a
-//! certreq.inf policy, keeping the key pending in the machine's store.
+//! `om-certreq`: certreq's command lines. On the agent: `-new` makes a key and a PKCS#10
+//! request from a certreq.inf policy, keeping the key pending in the machine's store;
+//! `-accept` installs the issued certificate; `-install` does what the seed's installer did
+//! with a bundle. Against a CA folder: `-submit` and `-retrieve`.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -20,14 +22,20 @@ use serde::Serialize;
 /// `om-certreq -new [-q] [-f] POLICY.inf REQUEST.req` generates the key the policy asks for,
 /// keeps it pending in the machine's store (or the user's, with MachineKeySet = FALSE) and
 /// writes the request as certreq does. `om-certreq -accept [-q] CERT.cer` joins the issued
-/// certificate with its pending key in the `My` store. Windows-style switches (`-new`,
-/// `-accept`, `-q`, `-f`) and double-dash ones are both accepted.
+/// certificate with its pending key in the `My` store. `om-certreq -install BUNDLE` accepts
+/// the bundle's certificate, trusts its root and selects the channel certificate.
+/// `om-certreq -submit -config CA REQUEST.req [CERT.cer]` records a request with the CA and
+/// prints its RequestId; `om-certreq -retrieve -config CA ID CERT.cer [-binary]` writes the
+/// issued certificate. Windows-style switches (`-new`, `-accept`, `-q`, `-f`, `-config`) and
+/// double-dash ones are both accepted.
 #[derive(Debug, Parser)]
 #[command(
     name = "om-certreq",
     version,
-    group(ArgGroup::new("verb").required(true).args(["new", "accept"])),
-    after_help = "Exit codes: 0 success, 2 bad usage or input (nothing written)."
+    group(ArgGroup::new("verb").required(true).args(["new", "accept", "install", "submit", "retrieve"])),
+    after_help = "Exit codes: 0 success (-submit: recorded, pending or issued), 2 bad usage or input \
+(nothing written), 3 -retrieve: the request is still pending, 4 the request was denied, \
+5 -retrieve: the certificate was revoked."
 )]
 struct Cli {
     /// Make a new key and request: FILES are POLICY.inf REQUEST.req.
@@ -36,6 +44,24 @@ struct Cli {
     /// Install an issued certificate with its pending key: FILES is CERT.cer.
     #[arg(long)]
     accept: bool,
+    /// Install a bundle from the CA (certificate and root) and select the channel certificate:
+    /// FILES is BUNDLE.
+    #[arg(long)]
+    install: bool,
+    /// Submit a request to the CA: FILES are REQUEST.req [CERT.cer].
+    #[arg(long)]
+    submit: bool,
+    /// Retrieve an issued certificate: FILES are ID CERT.cer.
+    #[arg(long)]
+    retrieve: bool,
+    /// The CA's folder (for -submit and -retrieve).
+    #[arg(long, value_name = "CA")]
+    config: Option<PathBuf>,
+    /// Write the retrieved certificate as DER instead of PEM.
+    #[arg(long)]
+    binary: bool,
+    #[command(flatten)]
+    password: opsmgr_tools::PasswordArgs,
     /// Quiet: never ask (certreq's -q); this tool never asks anyway.
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
@@ -51,7 +77,8 @@ struct Cli {
     /// Report as JSON.
     #[arg(long)]
     json: bool,
-    /// POLICY.inf REQUEST.req for -new; CERT.cer for -accept.
+    /// POLICY.inf REQUEST.req for -new; CERT.cer for -accept; BUNDLE for -install;
+    /// REQUEST.req [CERT.cer] for -submit; ID CERT.cer for -retrieve.
     #[arg(value_name = "FILES", required = true)]
     files: Vec<PathBuf>,
 }
@@ -61,6 +88,11 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
     args.map(|a| match a.to_ascii_lowercase().as_str() {
         "-new" => "--new".to_owned(),
         "-accept" => "--accept".to_owned(),
+        "-install" => "--install".to_owned(),
+        "-submit" => "--submit".to_owned(),
+        "-retrieve" => "--retrieve".to_owned(),
+        "-config" => "--config".to_owned(),
+        "-binary" => "--binary".to_owned(),
         _ => a,
     })
     .collect()
@@ -79,10 +111,23 @@ fn main() -> ExitCode {
     opsmgr_tools::main("om-certreq", run)
 }
 
+/// certreq's exit codes beyond the shared ones.
+mod code {
+    pub(crate) const PENDING: u8 = 3;
+    pub(crate) const DENIED: u8 = 4;
+    pub(crate) const REVOKED: u8 = 5;
+}
+
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse_from(normalize_args(std::env::args()));
     if cli.accept {
         return accept(&cli);
+    }
+    if cli.install {
+        return install(&cli);
+    }
+    if cli.submit || cli.retrieve {
+        return ca_verb(&cli);
     }
     let [policy_path, request_path] = cli.files.as_slice() else {
         bail!("-new takes POLICY.inf and REQUEST.req");
@@ -199,4 +244,169 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// certreq -install (the seed's installer): accept, trust the root, MOMCertImport.
+fn install(cli: &Cli) -> Result<ExitCode> {
+    let [bundle_path] = cli.files.as_slice() else {
+        bail!("-install takes one BUNDLE");
+    };
+    let bytes =
+        std::fs::read(bundle_path).with_context(|| format!("reading {}", bundle_path.display()))?;
+    let machine = machine_dir(cli.machine.clone())?;
+    let done = opsmgr_ca::install_bundle(&machine, &bytes, SystemTime::now())
+        .with_context(|| bundle_path.display().to_string())?;
+    let c = &done.leaf.cert;
+    let settings = opsmgr_ca::AgentSettings::load(&machine)?;
+    if cli.json {
+        return print_json(&serde_json::json!({
+            "subject": c.subject,
+            "serial": c.serial_hex(),
+            "thumbprint": c.thumbprint,
+            "not_after": format_utc(c.not_after),
+            "already_installed": done.leaf.already,
+            "root": done.root.cert.subject,
+            "root_already_trusted": done.root.already,
+            "channel_certificate": done.channel.thumbprint,
+            "settings_changed": done.settings_changed,
+            "settings": settings,
+        }))
+        .map(|()| ExitCode::SUCCESS);
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "Installed Certificate:")?;
+    writeln!(out, "  Serial Number: {}", c.serial_hex())?;
+    writeln!(out, "  Subject: {}", c.subject)?;
+    writeln!(out, "  NotAfter: {}", format_utc(c.not_after))?;
+    writeln!(out, "  Thumbprint: {}", c.thumbprint)?;
+    writeln!(
+        out,
+        "Root {}: {}",
+        done.root.cert.subject,
+        if done.root.already { "already trusted" } else { "added to Root" }
+    )?;
+    writeln!(out, "Successfully installed the certificate.")?;
+    writeln!(
+        out,
+        "ChannelCertificateSerialNumber: {}",
+        settings.channel_certificate_serial_number.unwrap_or_default()
+    )?;
+    writeln!(
+        out,
+        "ChannelCertificateHash: {}",
+        settings.channel_certificate_hash.unwrap_or_default()
+    )?;
+    if done.settings_changed {
+        writeln!(out, "Restart the Health Service for the change to take effect.")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lines certreq prints for a request's state, and the exit code that goes with it.
+fn disposition_lines(record: &opsmgr_ca::Record, retrieving: bool) -> (Vec<String>, u8) {
+    use opsmgr_ca::Disposition as D;
+    match record.disposition {
+        D::Pending => (
+            vec![format!(
+                "Certificate request is pending: {} (0)",
+                record.message
+            )],
+            if retrieving { code::PENDING } else { opsmgr_tools::exit::OK },
+        ),
+        D::Issued => (
+            vec![format!("Certificate retrieved(Issued) {}", record.message)],
+            opsmgr_tools::exit::OK,
+        ),
+        D::Denied => (
+            vec![format!("Certificate not issued (Denied) {}", record.message)],
+            code::DENIED,
+        ),
+        D::Revoked => (
+            vec![format!(
+                "Certificate retrieved(Revoked) revoked at {}",
+                record.revoked_at.map(format_utc).unwrap_or_default()
+            )],
+            if retrieving { code::REVOKED } else { opsmgr_tools::exit::OK },
+        ),
+    }
+}
+
+fn write_certificate(path: &std::path::Path, der: &[u8], binary: bool) -> Result<()> {
+    let bytes = if binary {
+        der.to_vec()
+    } else {
+        opsmgr_ca::certificate_to_pem(der)?.into_bytes()
+    };
+    opsmgr_fsutil::write_atomic(path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// certreq -submit and -retrieve against a CA folder.
+fn ca_verb(cli: &Cli) -> Result<ExitCode> {
+    let Some(ca_dir) = &cli.config else {
+        bail!("-submit and -retrieve need -config CA (the CA's folder)");
+    };
+    let mut ca = opsmgr_tools::open_authority(ca_dir, &cli.password)?;
+    let (record, existing, out_path) = if cli.submit {
+        let (request_path, out_path) = match cli.files.as_slice() {
+            [r] => (r, None),
+            [r, o] => (r, Some(o)),
+            _ => bail!("-submit takes REQUEST.req and optionally CERT.cer"),
+        };
+        let bytes = std::fs::read(request_path)
+            .with_context(|| format!("reading {}", request_path.display()))?;
+        let requester = request_path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let submitted = ca
+            .submit(&bytes, &requester, SystemTime::now())
+            .with_context(|| request_path.display().to_string())?;
+        (submitted.record, submitted.existing, out_path)
+    } else {
+        let [id, out_path] = cli.files.as_slice() else {
+            bail!("-retrieve takes ID and CERT.cer");
+        };
+        let id = opsmgr_ca::parse_request_id(&id.to_string_lossy())?;
+        (ca.record(id)?, false, Some(out_path))
+    };
+    let (lines, exit) = disposition_lines(&record, cli.retrieve);
+    let written = match (&record.certificate, out_path, record.disposition) {
+        (Some(der), Some(path), opsmgr_ca::Disposition::Issued) => {
+            if path.exists() && !cli.force && cli.submit {
+                bail!("{} exists; -f overwrites it", path.display());
+            }
+            write_certificate(path, der, cli.binary)?;
+            Some(path.display().to_string())
+        }
+        _ => None,
+    };
+    if cli.json {
+        print_json(&serde_json::json!({
+            "request_id": record.id,
+            "disposition": record.disposition,
+            "disposition_code": record.disposition.code(),
+            "message": record.message,
+            "serial": record.serial,
+            "existing": existing,
+            "written": written,
+        }))?;
+    } else {
+        let mut out = io::stdout().lock();
+        writeln!(out, "RequestId: {}", record.id)?;
+        writeln!(out, "RequestId: \"{}\"", record.id)?;
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
+        if existing {
+            writeln!(out, "(this request was submitted before; nothing changed)")?;
+        }
+    }
+    Ok(ExitCode::from(exit))
 }

@@ -19,15 +19,53 @@ use serde::Serialize;
 /// writes an entry's private key as PKCS#8 PEM (0600), refusing keys made with
 /// Exportable = FALSE. ID is a thumbprint (spaces and case ignored), a serial number, or a
 /// pending request's key id. `-user` works on the user's stores (MachineKeySet = FALSE).
-/// Windows-style switches (`-store`, `-user`, `-f`) and double-dash ones are both accepted.
+///
+/// Against a CA folder (`-config CA`): `-resubmit ID` issues a pending request, `-deny ID`
+/// refuses it, `-revoke SERIAL [REASON]` revokes a certificate, `-crl [OUT.crl]` writes the
+/// CRL (default CA/ca.crl), `-view` lists the database (`--disposition`, `--subject`,
+/// `--serial` filter it).
+/// Windows-style switches (`-store`, `-user`, `-f`, `-config`) and double-dash ones are both
+/// accepted.
 #[derive(Debug, Parser)]
 #[command(
     name = "om-certutil",
     version,
-    group(ArgGroup::new("verb").required(true).args(["addstore", "store", "delstore", "exportkey"])),
-    after_help = "Exit codes: 0 success, 2 bad usage, bad input or refused (nothing changed)."
+    group(ArgGroup::new("verb").required(true).args([
+        "addstore", "store", "delstore", "exportkey", "resubmit", "deny", "revoke", "crl", "view"
+    ])),
+    after_help = "Exit codes: 0 success, 2 bad usage, bad input or refused (nothing changed), \
+4 -resubmit: the request was denied under the current policy."
 )]
 struct Cli {
+    /// Issue a pending request: ARGS is ID.
+    #[arg(long)]
+    resubmit: bool,
+    /// Deny a pending request: ARGS are ID [REASON].
+    #[arg(long)]
+    deny: bool,
+    /// Revoke a certificate: ARGS are SERIAL [REASON] (a name such as KeyCompromise, or 0-10).
+    #[arg(long)]
+    revoke: bool,
+    /// Write the CRL: ARGS are [OUT.crl].
+    #[arg(long)]
+    crl: bool,
+    /// List the CA's database.
+    #[arg(long)]
+    view: bool,
+    /// The CA's folder (for -resubmit, -deny, -revoke, -crl, -view).
+    #[arg(long, value_name = "CA")]
+    config: Option<PathBuf>,
+    /// -view: only requests in this state (pending, issued, denied, revoked).
+    #[arg(long)]
+    disposition: Option<String>,
+    /// -view: only requests whose subject contains this text.
+    #[arg(long)]
+    subject: Option<String>,
+    /// -view: only the certificate with this serial number.
+    #[arg(long)]
+    serial: Option<String>,
+    #[command(flatten)]
+    password: opsmgr_tools::PasswordArgs,
     /// Add a certificate to a store: ARGS are `root CA.cer`.
     #[arg(long)]
     addstore: bool,
@@ -65,6 +103,12 @@ fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         "-delstore" => "--delstore".to_owned(),
         "-exportkey" => "--exportkey".to_owned(),
         "-user" => "--user".to_owned(),
+        "-config" => "--config".to_owned(),
+        "-resubmit" => "--resubmit".to_owned(),
+        "-deny" => "--deny".to_owned(),
+        "-revoke" => "--revoke".to_owned(),
+        "-crl" => "--crl".to_owned(),
+        "-view" => "--view".to_owned(),
         _ => a,
     })
     .collect()
@@ -115,6 +159,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse_from(normalize_args(std::env::args()));
+    if cli.resubmit || cli.deny || cli.revoke || cli.crl || cli.view {
+        return ca_verb(&cli);
+    }
     let stores = Stores::open(&machine_dir(cli.machine.clone())?, !cli.user)?;
     let args: Vec<&str> = cli.args.iter().map(String::as_str).collect();
     if cli.addstore {
@@ -259,4 +306,101 @@ fn write_key(out: &mut impl Write, e: &Entry) -> io::Result<()> {
         (true, Some(true)) => writeln!(out, "  Private key is exportable"),
         (true, _) => writeln!(out, "  Private key is NOT exportable"),
     }
+}
+
+/// The verbs against a CA folder.
+fn ca_verb(cli: &Cli) -> Result<ExitCode> {
+    let Some(dir) = &cli.config else {
+        bail!("this verb needs -config CA (the CA's folder)");
+    };
+    let mut ca = opsmgr_tools::open_authority(dir, &cli.password)?;
+    let now = std::time::SystemTime::now();
+    let args: Vec<&str> = cli.args.iter().map(String::as_str).collect();
+    let mut out = io::stdout().lock();
+    if cli.view {
+        if !args.is_empty() {
+            bail!("-view takes no arguments; filter with --disposition, --subject, --serial");
+        }
+        let filter = opsmgr_ca::Filter {
+            disposition: cli.disposition.as_deref().map(str::parse).transpose()?,
+            subject: cli.subject.clone(),
+            serial: cli.serial.clone(),
+        };
+        let records = ca.db().list(&filter)?;
+        if cli.json {
+            serde_json::to_writer_pretty(&mut out, &records)?;
+            writeln!(out)?;
+        } else {
+            for r in &records {
+                writeln!(
+                    out,
+                    "{:>6}  {:<8}  {:<32}  {:<32}  {}  {}",
+                    r.id,
+                    r.disposition,
+                    r.common_name.as_deref().unwrap_or(&r.subject),
+                    r.serial.as_deref().unwrap_or("-"),
+                    r.not_after.map_or_else(|| "-".to_owned(), format_utc),
+                    r.message
+                )?;
+            }
+            writeln!(out, "{} rows.\nCertUtil: -view command completed successfully.", records.len())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.crl {
+        let path = match args.as_slice() {
+            [] => dir.join("ca.crl"),
+            [p] => PathBuf::from(p),
+            _ => bail!("-crl takes at most OUT.crl"),
+        };
+        let der = ca.crl(now)?;
+        let pem = opsmgr_ca::crl_to_pem(&der)?;
+        opsmgr_fsutil::write_atomic(&path, pem.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln!(out, "CRL written to {}.\nCertUtil: -crl command completed successfully.", path.display())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.revoke {
+        let (serial, reason) = match args.as_slice() {
+            [s] => (*s, 0),
+            [s, r] => (*s, opsmgr_ca::parse_reason(r)?),
+            _ => bail!("-revoke takes SERIAL and optionally REASON"),
+        };
+        let record = ca.revoke(serial, reason, now)?;
+        if cli.json {
+            serde_json::to_writer_pretty(&mut out, &record)?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "Revoking \"{}\" -- Reason: {}\nCertUtil: -revoke command completed successfully.",
+                record.serial.as_deref().unwrap_or(serial),
+                record.revocation_reason.unwrap_or(reason)
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (id, reason) = match args.as_slice() {
+        [id] => (opsmgr_ca::parse_request_id(id)?, None),
+        [id, reason] if cli.deny => (opsmgr_ca::parse_request_id(id)?, Some(*reason)),
+        _ => bail!("-resubmit takes ID; -deny takes ID and optionally REASON"),
+    };
+    let record = if cli.deny {
+        ca.deny(id, reason.unwrap_or("Denied by the CA's administrator"))?
+    } else {
+        ca.resubmit(id, now)?
+    };
+    if cli.json {
+        serde_json::to_writer_pretty(&mut out, &record)?;
+        writeln!(out)?;
+    } else if record.disposition == opsmgr_ca::Disposition::Issued {
+        writeln!(out, "Certificate issued.\nCertUtil: -resubmit command completed successfully.")?;
+    } else {
+        writeln!(out, "Certificate not issued (Denied) {}", record.message)?;
+    }
+    Ok(if cli.resubmit && record.disposition == opsmgr_ca::Disposition::Denied {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

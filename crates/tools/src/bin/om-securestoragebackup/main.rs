@@ -7,12 +7,14 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use opsmgr_securestorage::{
     CURRENT_VERSION, Error, KdfParams, KeyStore, OsRandom, check_password, keystore_path,
     open_backup, seal_backup, write_private,
 };
-use opsmgr_tools::{PasswordSource, exit, machine_dir, password_weakness, read_password};
+use opsmgr_tools::{
+    PasswordArgs, PasswordSource, exit, machine_dir, password_weakness, read_password,
+};
 use serde::Serialize;
 
 /// Exit codes beyond the shared ones.
@@ -101,30 +103,6 @@ enum Command {
         #[command(flatten)]
         password: PasswordArgs,
     },
-}
-
-#[derive(Debug, Args)]
-struct PasswordArgs {
-    /// Read the password from the first line of this file.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"])]
-    password_file: Option<PathBuf>,
-    /// Read the password from the first line of standard input.
-    #[arg(long, conflicts_with = "password_env")]
-    password_stdin: bool,
-    /// Read the password from this environment variable.
-    #[arg(long, value_name = "VAR")]
-    password_env: Option<String>,
-}
-
-impl PasswordArgs {
-    fn source(&self) -> PasswordSource {
-        match (&self.password_file, self.password_stdin, &self.password_env) {
-            (Some(f), _, _) => PasswordSource::File(f.clone()),
-            (_, true, _) => PasswordSource::Stdin,
-            (_, _, Some(v)) => PasswordSource::Env(v.clone()),
-            _ => PasswordSource::Prompt,
-        }
-    }
 }
 
 const VERBS: [&str; 6] = [

@@ -1,0 +1,136 @@
+//! The installer bundle: one file with an agent's certificate and the root that issued it, as
+//! a PKCS#7 certs-only structure in PEM (`-----BEGIN PKCS7-----`), which `openssl pkcs7
+//! -print_certs` reads.
+
+use cms::content_info::ContentInfo;
+use cms::signed_data::{CertificateSet, SignedData};
+use der::{Decode, Encode};
+use x509_cert::Certificate;
+
+use crate::cert::CertInfo;
+use crate::error::{Error, Result};
+
+/// The PEM label OpenSSL reads (the `cms` crate's `CMS` label is refused by `openssl pkcs7`).
+pub const BUNDLE_LABEL: &str = "PKCS7";
+
+/// The largest bundle read.
+pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
+
+/// A bundle's content: the agent's certificate and its root.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The agent's certificate.
+    pub leaf: CertInfo,
+    /// The CA certificate that issued it.
+    pub root: CertInfo,
+}
+
+fn bad(what: impl std::fmt::Display) -> Error {
+    Error::Certificate(format!("bundle: {what}"))
+}
+
+/// Writes the bundle for `leaf` (DER) issued by `root` (DER).
+pub fn write_bundle(leaf: &[u8], root: &[u8]) -> Result<String> {
+    let certs = [leaf, root]
+        .iter()
+        .map(|der| Certificate::from_der(der).map_err(bad))
+        .collect::<Result<Vec<_>>>()?;
+    let info = ContentInfo::try_from(certs).map_err(bad)?;
+    let der = info.to_der().map_err(bad)?;
+    der::pem::encode_string(BUNDLE_LABEL, der::pem::LineEnding::CRLF, &der).map_err(bad)
+}
+
+/// Reads a bundle (PEM or DER): exactly one CA certificate and one certificate it issued, in
+/// any order (PKCS#7 sorts its set by encoding, so the chain is found by issuer and subject).
+pub fn read_bundle(bytes: &[u8]) -> Result<Bundle> {
+    if bytes.len() > MAX_BUNDLE_BYTES {
+        return Err(bad(format!("larger than {MAX_BUNDLE_BYTES} bytes")));
+    }
+    let trimmed = bytes.trim_ascii_start();
+    let der = if trimmed.starts_with(b"-----BEGIN") {
+        let (label, der) = der::pem::decode_vec(trimmed).map_err(bad)?;
+        if label != BUNDLE_LABEL && label != "CMS" {
+            return Err(bad(format!("PEM label '{label}' is not {BUNDLE_LABEL}")));
+        }
+        der
+    } else {
+        trimmed.to_vec()
+    };
+    let info = ContentInfo::from_der(&der).map_err(bad)?;
+    if info.content_type != const_oid::db::rfc5911::ID_SIGNED_DATA {
+        return Err(bad("not a PKCS#7 signed-data structure"));
+    }
+    let signed: SignedData = info.content.decode_as().map_err(bad)?;
+    let CertificateSet(set) = signed
+        .certificates
+        .ok_or_else(|| bad("it holds no certificates"))?;
+    let certs = set
+        .iter()
+        .map(|choice| match choice {
+            cms::cert::CertificateChoices::Certificate(c) => {
+                CertInfo::parse(&c.to_der().map_err(bad)?)
+            }
+            cms::cert::CertificateChoices::Other(_) => Err(bad("an unknown certificate format")),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let [a, b] = <[CertInfo; 2]>::try_from(certs)
+        .map_err(|c| bad(format!("{} certificates; a bundle holds two", c.len())))?;
+    let (root, leaf) = if a.is_ca && !b.is_ca { (a, b) } else { (b, a) };
+    if !root.is_ca || leaf.is_ca {
+        return Err(bad("it must hold one CA certificate and one agent certificate"));
+    }
+    if leaf.issuer != root.subject {
+        return Err(bad(format!(
+            "the agent certificate's issuer {} is not the CA certificate's subject {}",
+            leaf.issuer, root.subject
+        )));
+    }
+    Ok(Bundle { leaf, root })
+}
+
+/// What installing a bundle did on the agent.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// The agent's certificate, now in `My` with its key.
+    pub leaf: crate::Accepted,
+    /// The root, now in `Root`.
+    pub root: crate::Added,
+    /// The channel certificate MOMCertImport's selection chose for the leaf's name.
+    pub channel: CertInfo,
+    /// Whether the agent's settings changed (false: it was already the channel certificate).
+    pub settings_changed: bool,
+}
+
+/// What the seed's installer did on the agent, in one step under the store's lock: accept the
+/// certificate (its key is pending in the machine's store), trust the root, run MOMCertImport's
+/// selection for the certificate's common name and record the result in the agent's settings.
+pub fn install_bundle(
+    machine: &std::path::Path,
+    bytes: &[u8],
+    now: std::time::SystemTime,
+) -> Result<Installed> {
+    let bundle = read_bundle(bytes)?;
+    let host = bundle
+        .leaf
+        .common_name
+        .clone()
+        .ok_or_else(|| bad("the agent certificate has no common name"))?;
+    let stores = crate::Stores::open(machine, true)?;
+    let lock = stores.lock()?;
+    let leaf = stores.accept(&lock, &bundle.leaf.der, now)?;
+    let root = stores.add_root(&lock, &bundle.root.der, false)?;
+    let selection = crate::select_channel_certificate(&stores, &host, now)?;
+    let mut settings = crate::AgentSettings::load(machine)?;
+    let before = settings.clone();
+    settings.set_channel_certificate(&selection.chosen);
+    let settings_changed = settings != before;
+    if settings_changed {
+        settings.save(machine)?;
+    }
+    Ok(Installed {
+        leaf,
+        root,
+        channel: selection.chosen,
+        settings_changed,
+    })
+}

@@ -1,0 +1,258 @@
+//! `om-ca`: creates the standalone CA of the seed and processes the drop folder where hosts
+//! leave their requests.
+
+use std::collections::HashSet;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use opsmgr_ca::{Authority, InitOptions, KeyType, ProcessOptions, Stage, process_share};
+use opsmgr_model::Inventory;
+use opsmgr_tools::{PasswordArgs, format_utc, open_authority, password_weakness, read_password};
+
+/// The standalone CA for agents in untrusted networks.
+///
+/// `om-ca init DIR --name JAMA00` creates the root and the CA's folder (key 0600, optionally
+/// password-encrypted; certificate; policy in config.json; SQLite request database).
+/// `om-ca process --share SHARE --ca DIR [--issue]` turns every `<FQDN>.req` in SHARE into
+/// `<FQDN>.cer` and `<FQDN>.bundle`, moving requests to processed/ or rejected/; running it
+/// again after a kill finishes the batch.
+#[derive(Debug, Parser)]
+#[command(
+    name = "om-ca",
+    version,
+    after_help = "Exit codes: 0 success, 1 process: some requests were rejected or left pending, \
+2 bad usage or input (nothing changed)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RootKey {
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    #[value(name = "rsa-3072")]
+    Rsa3072,
+    #[value(name = "rsa-4096")]
+    Rsa4096,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates a CA in DIR.
+    Init {
+        /// The CA's folder (created; must not hold a CA).
+        dir: PathBuf,
+        /// The root's common name.
+        #[arg(long, default_value = "JAMA00")]
+        name: String,
+        /// The root's key.
+        #[arg(long, value_enum, default_value = "ecdsa-p256")]
+        key: RootKey,
+        /// The root's validity in years (the seed used 100).
+        #[arg(long, default_value_t = 10)]
+        validity_years: u32,
+        /// Validity of issued certificates in days; never beyond the root's end.
+        #[arg(long, default_value_t = 365)]
+        issued_validity_days: u32,
+        /// Issue requests when they are submitted instead of leaving them pending.
+        #[arg(long)]
+        auto_issue: bool,
+        /// Encrypt the CA's key with a password (asked, or from the password switches).
+        #[arg(long)]
+        encrypt_key: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Processes the drop folder.
+    Process {
+        /// The drop folder.
+        #[arg(long, value_name = "SHARE")]
+        share: PathBuf,
+        /// The CA's folder.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Issue approved requests now, even when the policy leaves them pending.
+        #[arg(long)]
+        issue: bool,
+        /// Threads for reviewing and signing [default: all cores].
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        jobs: usize,
+        /// Allow only the agents and servers of this inventory (JSON).
+        #[arg(long, value_name = "INVENTORY")]
+        inventory: Option<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    opsmgr_tools::main("om-ca", run)
+}
+
+fn run() -> Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Init {
+            dir,
+            name,
+            key,
+            validity_years,
+            issued_validity_days,
+            auto_issue,
+            encrypt_key,
+            password,
+            json,
+        } => {
+            let secret = if encrypt_key {
+                let p = read_password(&password.source(), "Password for the CA's key: ", true)?;
+                if let Some(why) = password_weakness(&p) {
+                    bail!("the password is weak: {why}; nothing was written");
+                }
+                Some(p)
+            } else {
+                None
+            };
+            let options = InitOptions {
+                name,
+                key: match key {
+                    RootKey::EcdsaP256 => KeyType::EcdsaP256,
+                    RootKey::Rsa2048 => KeyType::Rsa(2048),
+                    RootKey::Rsa3072 => KeyType::Rsa(3072),
+                    RootKey::Rsa4096 => KeyType::Rsa(4096),
+                },
+                validity_years,
+                issued_validity_days,
+                password: secret,
+            };
+            let mut ca = Authority::init(&dir, &options, SystemTime::now())
+                .with_context(|| format!("creating a CA in {}", dir.display()))?;
+            if auto_issue {
+                let mut config = ca.issuer().config().clone();
+                config.auto_issue = true;
+                ca.set_config(config)?;
+            }
+            let root = ca.issuer().root();
+            let mut out = io::stdout().lock();
+            if json {
+                let report = serde_json::json!({
+                    "dir": dir.display().to_string(),
+                    "subject": root.subject,
+                    "serial": root.serial_hex(),
+                    "thumbprint": root.thumbprint,
+                    "not_before": format_utc(root.not_before),
+                    "not_after": format_utc(root.not_after),
+                    "config": ca.issuer().config(),
+                });
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "Created the CA {} in {}", root.subject, dir.display())?;
+                writeln!(out, "  Root certificate: {}", dir.join(opsmgr_ca::CA_CERT).display())?;
+                writeln!(out, "  Thumbprint: {}", root.thumbprint)?;
+                writeln!(out, "  NotAfter: {}", format_utc(root.not_after))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Process {
+            share,
+            ca,
+            issue,
+            jobs,
+            inventory,
+            password,
+            json,
+        } => {
+            let allowed_hosts = match inventory {
+                Some(path) => Some(inventory_hosts(&path)?),
+                None => None,
+            };
+            let mut authority = open_authority(&ca, &password)?;
+            let bar = progress_bar(json);
+            let started = Instant::now();
+            let options = ProcessOptions {
+                issue,
+                jobs,
+                allowed_hosts,
+            };
+            let summary = process_share(
+                &mut authority,
+                &share,
+                &options,
+                SystemTime::now(),
+                &|stage, done, total| {
+                    if let Some(bar) = &bar {
+                        bar.set_length(total as u64);
+                        bar.set_position(done as u64);
+                        bar.set_message(match stage {
+                            Stage::Review => "reviewing",
+                            Stage::Sign => "signing",
+                            Stage::Write => "writing",
+                        });
+                    }
+                },
+            )
+            .with_context(|| format!("processing {}", share.display()))?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let mut out = io::stdout().lock();
+            if json {
+                let mut value = serde_json::to_value(&summary)?;
+                value["seconds"] = serde_json::json!(seconds);
+                serde_json::to_writer_pretty(&mut out, &value)?;
+                writeln!(out)?;
+            } else {
+                for f in summary.files.iter().filter(|f| f.result != "issued") {
+                    writeln!(out, "{}: {}: {}", f.file, f.result, f.message)?;
+                }
+                writeln!(
+                    out,
+                    "processed {}, issued {}, pending {}, rejected {} in {seconds:.2} s",
+                    summary.processed, summary.issued, summary.pending, summary.rejected
+                )?;
+            }
+            Ok(if summary.rejected + summary.pending == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(opsmgr_tools::exit::NO)
+            })
+        }
+    }
+}
+
+/// The management group's host names (agents and servers), lower case.
+fn inventory_hosts(path: &std::path::Path) -> Result<HashSet<String>> {
+    let inventory = Inventory::load(path)?;
+    Ok(inventory
+        .agents
+        .iter()
+        .map(|a| a.name.to_lowercase())
+        .chain(inventory.servers.iter().map(|s| s.name.to_lowercase()))
+        .collect())
+}
+
+fn progress_bar(json: bool) -> Option<ProgressBar> {
+    if json || !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    Some(bar)
+}
