@@ -77,7 +77,9 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle> {
         .map_err(|c| bad(format!("{} certificates; a bundle holds two", c.len())))?;
     let (root, leaf) = if a.is_ca && !b.is_ca { (a, b) } else { (b, a) };
     if !root.is_ca || leaf.is_ca {
-        return Err(bad("it must hold one CA certificate and one agent certificate"));
+        return Err(bad(
+            "it must hold one CA certificate and one agent certificate",
+        ));
     }
     if leaf.issuer != root.subject {
         return Err(bad(format!(

@@ -156,8 +156,7 @@ fn request_files(share: &Path) -> Result<Vec<(String, PathBuf)>> {
         let is_req = Path::new(&name)
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("req"));
-        if is_req && !name.starts_with('.') && entry.file_type().map_err(io_err(share))?.is_file()
-        {
+        if is_req && !name.starts_with('.') && entry.file_type().map_err(io_err(share))?.is_file() {
             files.push((name, entry.path()));
         }
     }
@@ -174,7 +173,9 @@ fn read_one(
 ) -> std::result::Result<Readable, String> {
     let len = fs::metadata(path).map_err(|e| e.to_string())?.len();
     if len > MAX_REQUEST_BYTES as u64 {
-        return Err(format!("{len} bytes is larger than a request can be ({MAX_REQUEST_BYTES})"));
+        return Err(format!(
+            "{len} bytes is larger than a request can be ({MAX_REQUEST_BYTES})"
+        ));
     }
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
     let request = parse_request(&bytes).map_err(|e| e.to_string())?;
@@ -290,7 +291,11 @@ pub fn process_share(
     let issuer = ca.issuer();
     let reviewed: Vec<Reviewed> = par_map(&files, jobs, |(file, path)| {
         let outcome = read_one(issuer, file, path, options, now);
-        progress(Stage::Review, done.fetch_add(1, Ordering::Relaxed) + 1, total);
+        progress(
+            Stage::Review,
+            done.fetch_add(1, Ordering::Relaxed) + 1,
+            total,
+        );
         Reviewed {
             file: file.clone(),
             path: path.clone(),
@@ -425,15 +430,16 @@ pub fn process_share(
                 Disposition::Denied => ("denied", rec.message.clone()),
                 Disposition::Revoked => (
                     "revoked",
-                    format!("its certificate (serial {}) was revoked", rec.serial.as_deref().unwrap_or("?")),
+                    format!(
+                        "its certificate (serial {}) was revoked",
+                        rec.serial.as_deref().unwrap_or("?")
+                    ),
                 ),
             },
             (Ok(_), None) => ("rejected", "not recorded".to_owned()),
         };
-        if result == "issued" {
-            if let (Some(h), Some(rec)) = (&host, record) {
-                write_outputs(share, h, rec, &root_der)?;
-            }
+        if let (Some(h), Some(rec), "issued") = (&host, record, result) {
+            write_outputs(share, h, rec, &root_der)?;
         }
         summary.files.push(FileOutcome {
             file: r.file.clone(),
@@ -461,8 +467,11 @@ pub fn process_share(
                 let mut reason_name = dest.file_name().unwrap_or_default().to_os_string();
                 reason_name.push(".reason.txt");
                 let reason_path = dir.join(reason_name);
-                opsmgr_fsutil::write_atomic(&reason_path, format!("{}\n", outcome.message).as_bytes())
-                    .map_err(io_err(&reason_path))?;
+                opsmgr_fsutil::write_atomic(
+                    &reason_path,
+                    format!("{}\n", outcome.message).as_bytes(),
+                )
+                .map_err(io_err(&reason_path))?;
                 fs::rename(&r.path, &dest).map_err(io_err(&r.path))?;
             }
             _ => {}

@@ -28,8 +28,8 @@ mod bundle;
 mod cert;
 mod channel;
 mod db;
-mod dropfolder;
 mod dn;
+mod dropfolder;
 mod error;
 mod inf;
 mod keys;
@@ -48,11 +48,11 @@ pub use channel::{
     AGENT_SETTINGS, AgentSettings, Candidate, Refusal, Selection, channel_serial_number,
     select_channel_certificate,
 };
+pub use db::{Batch, Database, Disposition, Filter, Issue, NewRequest, Record, SCHEMA_VERSION};
+pub use dn::{Attribute, DistinguishedName};
 pub use dropfolder::{
     FileOutcome, PROCESSED, ProcessOptions, REJECTED, Stage, Summary, process_share,
 };
-pub use db::{Batch, Database, Disposition, Filter, Issue, NewRequest, Record, SCHEMA_VERSION};
-pub use dn::{Attribute, DistinguishedName};
 pub use error::{Error, Result};
 pub use inf::{
     EKU_CLIENT_AUTH, EKU_SERVER_AUTH, Hash, KeyType, MAX_INF_BYTES, PolicyOptions, RequestPolicy,

@@ -121,7 +121,11 @@ mod tests {
         write_replace_unsynced(&f, b"two").unwrap();
         sync_filesystem(dir.path()).unwrap();
         assert_eq!(fs::read(&f).unwrap(), b"two");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         assert!(write_replace_unsynced(&dir.path().join("missing/a.cer"), b"x").is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

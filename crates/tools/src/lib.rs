@@ -113,8 +113,13 @@ pub fn open_authority(
     password: &PasswordArgs,
 ) -> anyhow::Result<opsmgr_ca::Authority> {
     let key_path = dir.join(opsmgr_ca::CA_KEY);
-    let head = std::fs::read(&key_path)
-        .with_context(|| format!("{} is not a CA folder (no {})", dir.display(), opsmgr_ca::CA_KEY))?;
+    let head = std::fs::read(&key_path).with_context(|| {
+        format!(
+            "{} is not a CA folder (no {})",
+            dir.display(),
+            opsmgr_ca::CA_KEY
+        )
+    })?;
     let encrypted = head.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----");
     let secret = if encrypted {
         Some(read_password(

@@ -161,7 +161,11 @@ fn run() -> Result<ExitCode> {
                 writeln!(out)?;
             } else {
                 writeln!(out, "Created the CA {} in {}", root.subject, dir.display())?;
-                writeln!(out, "  Root certificate: {}", dir.join(opsmgr_ca::CA_CERT).display())?;
+                writeln!(
+                    out,
+                    "  Root certificate: {}",
+                    dir.join(opsmgr_ca::CA_CERT).display()
+                )?;
                 writeln!(out, "  Thumbprint: {}", root.thumbprint)?;
                 writeln!(out, "  NotAfter: {}", format_utc(root.not_after))?;
             }

@@ -48,7 +48,7 @@ struct Cli {
     /// FILES is BUNDLE.
     #[arg(long)]
     install: bool,
-    /// Submit a request to the CA: FILES are REQUEST.req [CERT.cer].
+    /// Submit a request to the CA: FILES are `REQUEST.req [CERT.cer]`.
     #[arg(long)]
     submit: bool,
     /// Retrieve an issued certificate: FILES are ID CERT.cer.
@@ -78,7 +78,7 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// POLICY.inf REQUEST.req for -new; CERT.cer for -accept; BUNDLE for -install;
-    /// REQUEST.req [CERT.cer] for -submit; ID CERT.cer for -retrieve.
+    /// `REQUEST.req [CERT.cer]` for -submit; ID CERT.cer for -retrieve.
     #[arg(value_name = "FILES", required = true)]
     files: Vec<PathBuf>,
 }
@@ -290,13 +290,19 @@ fn install(cli: &Cli) -> Result<ExitCode> {
         out,
         "Root {}: {}",
         done.root.cert.subject,
-        if done.root.already { "already trusted" } else { "added to Root" }
+        if done.root.already {
+            "already trusted"
+        } else {
+            "added to Root"
+        }
     )?;
     writeln!(out, "Successfully installed the certificate.")?;
     writeln!(
         out,
         "ChannelCertificateSerialNumber: {}",
-        settings.channel_certificate_serial_number.unwrap_or_default()
+        settings
+            .channel_certificate_serial_number
+            .unwrap_or_default()
     )?;
     writeln!(
         out,
@@ -304,7 +310,10 @@ fn install(cli: &Cli) -> Result<ExitCode> {
         settings.channel_certificate_hash.unwrap_or_default()
     )?;
     if done.settings_changed {
-        writeln!(out, "Restart the Health Service for the change to take effect.")?;
+        writeln!(
+            out,
+            "Restart the Health Service for the change to take effect."
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -318,14 +327,21 @@ fn disposition_lines(record: &opsmgr_ca::Record, retrieving: bool) -> (Vec<Strin
                 "Certificate request is pending: {} (0)",
                 record.message
             )],
-            if retrieving { code::PENDING } else { opsmgr_tools::exit::OK },
+            if retrieving {
+                code::PENDING
+            } else {
+                opsmgr_tools::exit::OK
+            },
         ),
         D::Issued => (
             vec![format!("Certificate retrieved(Issued) {}", record.message)],
             opsmgr_tools::exit::OK,
         ),
         D::Denied => (
-            vec![format!("Certificate not issued (Denied) {}", record.message)],
+            vec![format!(
+                "Certificate not issued (Denied) {}",
+                record.message
+            )],
             code::DENIED,
         ),
         D::Revoked => (
@@ -333,7 +349,11 @@ fn disposition_lines(record: &opsmgr_ca::Record, retrieving: bool) -> (Vec<Strin
                 "Certificate retrieved(Revoked) revoked at {}",
                 record.revoked_at.map(format_utc).unwrap_or_default()
             )],
-            if retrieving { code::REVOKED } else { opsmgr_tools::exit::OK },
+            if retrieving {
+                code::REVOKED
+            } else {
+                opsmgr_tools::exit::OK
+            },
         ),
     }
 }
@@ -344,8 +364,7 @@ fn write_certificate(path: &std::path::Path, der: &[u8], binary: bool) -> Result
     } else {
         opsmgr_ca::certificate_to_pem(der)?.into_bytes()
     };
-    opsmgr_fsutil::write_atomic(path, &bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    opsmgr_fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// certreq -submit and -retrieve against a CA folder.

@@ -40,13 +40,13 @@ struct Cli {
     /// Issue a pending request: ARGS is ID.
     #[arg(long)]
     resubmit: bool,
-    /// Deny a pending request: ARGS are ID [REASON].
+    /// Deny a pending request: ARGS are `ID [REASON]`.
     #[arg(long)]
     deny: bool,
-    /// Revoke a certificate: ARGS are SERIAL [REASON] (a name such as KeyCompromise, or 0-10).
+    /// Revoke a certificate: ARGS are `SERIAL [REASON]` (a name such as KeyCompromise, or 0-10).
     #[arg(long)]
     revoke: bool,
-    /// Write the CRL: ARGS are [OUT.crl].
+    /// Write the CRL: ARGS are `[OUT.crl]`.
     #[arg(long)]
     crl: bool,
     /// List the CA's database.
@@ -343,7 +343,11 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
                     r.message
                 )?;
             }
-            writeln!(out, "{} rows.\nCertUtil: -view command completed successfully.", records.len())?;
+            writeln!(
+                out,
+                "{} rows.\nCertUtil: -view command completed successfully.",
+                records.len()
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -357,7 +361,11 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
         let pem = opsmgr_ca::crl_to_pem(&der)?;
         opsmgr_fsutil::write_atomic(&path, pem.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
-        writeln!(out, "CRL written to {}.\nCertUtil: -crl command completed successfully.", path.display())?;
+        writeln!(
+            out,
+            "CRL written to {}.\nCertUtil: -crl command completed successfully.",
+            path.display()
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if cli.revoke {
@@ -394,13 +402,18 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &record)?;
         writeln!(out)?;
     } else if record.disposition == opsmgr_ca::Disposition::Issued {
-        writeln!(out, "Certificate issued.\nCertUtil: -resubmit command completed successfully.")?;
+        writeln!(
+            out,
+            "Certificate issued.\nCertUtil: -resubmit command completed successfully."
+        )?;
     } else {
         writeln!(out, "Certificate not issued (Denied) {}", record.message)?;
     }
-    Ok(if cli.resubmit && record.disposition == opsmgr_ca::Disposition::Denied {
-        ExitCode::from(4)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if cli.resubmit && record.disposition == opsmgr_ca::Disposition::Denied {
+            ExitCode::from(4)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }

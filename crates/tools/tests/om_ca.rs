@@ -1,0 +1,553 @@
+//! The seed's certificate story on real files: a CA, hosts dropping requests into a share,
+//! the batch, the installer bundles on the agents; certreq/certutil's CA verbs with their
+//! exact output and exit codes; every refusal of the drop folder; and a batch killed at random
+//! moments, then finished by running it again.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+mod common;
+use common::text;
+
+#[path = "../../ca/tests/support/openssl.rs"]
+mod openssl;
+
+fn bin(name: &str) -> &'static str {
+    match name {
+        "ca" => env!("CARGO_BIN_EXE_om-ca"),
+        "certreq" => env!("CARGO_BIN_EXE_om-certreq"),
+        "certutil" => env!("CARGO_BIN_EXE_om-certutil"),
+        _ => env!("CARGO_BIN_EXE_om-momcertimport"),
+    }
+}
+
+fn run(name: &str, args: &[&str]) -> Output {
+    common::run(bin(name), args)
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_owned()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Self {
+        let w = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(w.share()).unwrap();
+        ok(&run("ca", &["init", &s(&w.ca()), "--name", "JAMA00"]));
+        w
+    }
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+    fn share(&self) -> PathBuf {
+        self.dir.path().join("share")
+    }
+    fn machine(&self, host: &str) -> PathBuf {
+        self.dir.path().join("machines").join(host)
+    }
+    /// certreq -new on `host`, the request dropped into the share as `<FQDN>.req`.
+    fn enroll(&self, host: &str, key_line: &str) {
+        let inf = self.dir.path().join(format!("{host}.inf"));
+        std::fs::write(
+            &inf,
+            format!(
+                "[NewRequest]\r\nSubject = \"CN={host}\"\r\n{key_line}\r\nMachineKeySet = TRUE\r\n"
+            ),
+        )
+        .unwrap();
+        let req = self.share().join(format!("{host}.req"));
+        ok(&run(
+            "certreq",
+            &[
+                "-new",
+                "-q",
+                "-f",
+                &s(&inf),
+                &s(&req),
+                "--machine",
+                &s(&self.machine(host)),
+            ],
+        ));
+    }
+    fn process(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "process",
+            "--share",
+            &*Box::leak(s(&self.share()).into_boxed_str()),
+            "--ca",
+        ];
+        let ca = s(&self.ca());
+        args.push(Box::leak(ca.into_boxed_str()));
+        args.extend_from_slice(extra);
+        run("ca", &args)
+    }
+}
+
+#[test]
+fn drop_folder_to_installed_channel_certificates() {
+    let w = World::new();
+    let hosts = [
+        "agent01.company.local",
+        "agent02.company.local",
+        "mgt01.company.local",
+    ];
+    w.enroll(hosts[0], "KeyAlgorithm = ECDSA_P256");
+    w.enroll(hosts[1], "KeyLength = 2048");
+    w.enroll(hosts[2], "KeyLength = 3072");
+    // OpenSSL-made requests go through the same way (RSA and P-256).
+    openssl::openssl(
+        &w.share(),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=linux01.company.local",
+            "-keyout",
+            "../linux01.key",
+            "-out",
+            "linux01.company.local.req",
+        ],
+    );
+    openssl::openssl(
+        &w.share(),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=linux02.company.local",
+            "-keyout",
+            "../linux02.key",
+            "-out",
+            "linux02.company.local.req",
+        ],
+    );
+
+    let json = ok(&w.process(&["--issue", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (
+            v["processed"].as_u64(),
+            v["issued"].as_u64(),
+            v["rejected"].as_u64()
+        ),
+        (Some(5), Some(5), Some(0)),
+        "{json}"
+    );
+    let root = s(&w.ca().join("ca.cer"));
+    for host in hosts
+        .iter()
+        .chain(&["linux01.company.local", "linux02.company.local"])
+    {
+        let cer = s(&w.share().join(format!("{host}.cer")));
+        openssl::openssl(
+            w.dir.path(),
+            &["verify", "-x509_strict", "-CAfile", &root, &cer],
+        );
+        let printed = String::from_utf8(openssl::openssl(
+            w.dir.path(),
+            &[
+                "pkcs7",
+                "-print_certs",
+                "-noout",
+                "-in",
+                &s(&w.share().join(format!("{host}.bundle"))),
+            ],
+        ))
+        .unwrap();
+        assert!(
+            printed.contains(&format!("subject=CN = {host}"))
+                && printed.contains("subject=CN = JAMA00"),
+            "{printed}"
+        );
+    }
+    let processed: Vec<String> = std::fs::read_dir(w.share().join("processed"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(processed.len(), 5, "{processed:?}");
+    assert!(!w.share().join(format!("{}.req", hosts[0])).exists());
+
+    // On each agent, the seed's installer: accept, trust the root, MOMCertImport.
+    for host in hosts {
+        let bundle = s(&w.share().join(format!("{host}.bundle")));
+        let out = ok(&run(
+            "certreq",
+            &["-install", &bundle, "--machine", &s(&w.machine(host))],
+        ));
+        assert!(
+            out.contains("Successfully installed the certificate."),
+            "{out}"
+        );
+        assert!(out.contains("Root CN=JAMA00: added to Root"), "{out}");
+        let settings =
+            std::fs::read_to_string(w.machine(host).join("Agent/settings.json")).unwrap();
+        assert!(settings.contains("ChannelCertificateHash"), "{settings}");
+        // Installing again changes nothing.
+        let again = ok(&run(
+            "certreq",
+            &[
+                "-install",
+                &bundle,
+                "--machine",
+                &s(&w.machine(host)),
+                "--json",
+            ],
+        ));
+        let v: serde_json::Value = serde_json::from_str(&again).unwrap();
+        assert_eq!(
+            (
+                v["already_installed"].as_bool(),
+                v["settings_changed"].as_bool()
+            ),
+            (Some(true), Some(false))
+        );
+    }
+    // A bundle for another machine's key is refused there.
+    let out = run(
+        "certreq",
+        &[
+            "-install",
+            &s(&w.share().join(format!("{}.bundle", hosts[1]))),
+            "--machine",
+            &s(&w.machine(hosts[0])),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no pending key on this machine"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Running the batch again over an empty share does nothing.
+    let again = ok(&w.process(&["--issue"]));
+    assert!(
+        again.starts_with("processed 0, issued 0, pending 0, rejected 0"),
+        "{again}"
+    );
+}
+
+#[test]
+fn the_drop_folder_refuses_spoofed_names_small_keys_junk_and_strangers() {
+    let w = World::new();
+    w.enroll("agent01.company.local", "KeyAlgorithm = ECDSA_P256");
+    // agent01 drops a request for itself under agent02's name.
+    std::fs::rename(
+        w.share().join("agent01.company.local.req"),
+        w.share().join("agent02.company.local.req"),
+    )
+    .unwrap();
+    openssl::openssl(
+        &w.share(),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=old.company.local",
+            "-keyout",
+            "../old.key",
+            "-out",
+            "old.company.local.req",
+        ],
+    );
+    openssl::openssl(
+        &w.share(),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=..\\/..\\/x",
+            "-keyout",
+            "../x.key",
+            "-out",
+            "x.req",
+        ],
+    );
+    std::fs::write(w.share().join("junk.company.local.req"), "not a request").unwrap();
+    w.enroll("stranger.company.local", "KeyAlgorithm = ECDSA_P256");
+    w.enroll("agent03.company.local", "KeyAlgorithm = ECDSA_P256");
+    let inventory = w.dir.path().join("inventory.json");
+    std::fs::write(&inventory, r#"{"management_group": "PROD", "servers": [{"name": "mgt01.company.local", "role": "management"}], "agents": [{"name": "agent03.company.local", "primary": "mgt01.company.local"}]}"#).unwrap();
+
+    let out = w.process(&["--issue", "--inventory", &s(&inventory), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_file = |f: &str| {
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["file"] == f)
+            .unwrap()
+            .clone()
+    };
+    let reason = |f: &str| {
+        std::fs::read_to_string(w.share().join("rejected").join(format!("{f}.reason.txt"))).unwrap()
+    };
+    assert_eq!(by_file("agent03.company.local.req")["result"], "issued");
+    for (file, why) in [
+        (
+            "agent02.company.local.req",
+            "the request is for agent01.company.local but the file is named agent02.company.local.req",
+        ),
+        (
+            "old.company.local.req",
+            "1024 bits is below the policy's 2048",
+        ),
+        ("x.req", "is not a DNS host name"),
+        ("junk.company.local.req", "certificate request"),
+        (
+            "stranger.company.local.req",
+            "stranger.company.local is not an agent or server of the management group's inventory",
+        ),
+    ] {
+        assert_ne!(by_file(file)["result"], "issued", "{file}");
+        assert!(reason(file).contains(why), "{file}: {}", reason(file));
+        assert!(w.share().join("rejected").join(file).exists(), "{file}");
+    }
+    // Nothing was written for a refused name, and nothing outside the share.
+    let cers: Vec<String> = std::fs::read_dir(w.share())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cer"))
+        .collect();
+    assert_eq!(cers, ["agent03.company.local.cer"]);
+    assert!(!w.dir.path().join("x.cer").exists());
+}
+
+#[test]
+fn certreq_and_certutil_against_the_ca() {
+    let w = World::new();
+    let ca = s(&w.ca());
+    w.enroll("agent01.company.local", "KeyAlgorithm = ECDSA_P256");
+    w.enroll("agent02.company.local", "KeyAlgorithm = ECDSA_P256");
+    let req1 = s(&w.share().join("agent01.company.local.req"));
+    let req2 = s(&w.share().join("agent02.company.local.req"));
+    let cer = s(&w.dir.path().join("out.cer"));
+
+    let out = ok(&run("certreq", &["-submit", "-q", "-config", &ca, &req1]));
+    assert_eq!(
+        out,
+        "RequestId: 1\nRequestId: \"1\"\nCertificate request is pending: Taken Under Submission (0)\n"
+    );
+    let again = ok(&run("certreq", &["-submit", "-config", &ca, &req1]));
+    assert!(
+        again.starts_with("RequestId: 1\n") && again.contains("submitted before"),
+        "{again}"
+    );
+    ok(&run("certreq", &["-submit", "-config", &ca, &req2]));
+
+    let pending = run("certreq", &["-retrieve", "-config", &ca, "1", &cer]);
+    assert_eq!(pending.status.code(), Some(3));
+    assert!(!Path::new(&cer).exists());
+    assert_eq!(
+        ok(&run("certutil", &["-config", &ca, "-resubmit", "1"])),
+        "Certificate issued.\nCertUtil: -resubmit command completed successfully.\n"
+    );
+    let got = ok(&run(
+        "certreq",
+        &["-retrieve", "-q", "-config", &ca, "0x1", &cer],
+    ));
+    assert!(
+        got.contains("Certificate retrieved(Issued) Issued"),
+        "{got}"
+    );
+    assert!(
+        std::fs::read_to_string(&cer)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----\r\n")
+    );
+    let der = s(&w.dir.path().join("out.der"));
+    ok(&run(
+        "certreq",
+        &["-retrieve", "-binary", "-config", &ca, "1", &der],
+    ));
+    openssl::openssl(
+        w.dir.path(),
+        &["x509", "-inform", "DER", "-in", &der, "-noout"],
+    );
+
+    ok(&run(
+        "certutil",
+        &["-config", &ca, "-deny", "2", "unknown host"],
+    ));
+    let denied = run("certreq", &["-retrieve", "-config", &ca, "2", &cer]);
+    assert_eq!(denied.status.code(), Some(4));
+    assert_eq!(
+        text(&denied.stdout),
+        "RequestId: 2\nRequestId: \"2\"\nCertificate not issued (Denied) unknown host\n"
+    );
+
+    let view: serde_json::Value = serde_json::from_str(&ok(&run(
+        "certutil",
+        &["-config", &ca, "-view", "--disposition", "issued", "--json"],
+    )))
+    .unwrap();
+    let serial = view[0]["serial"].as_str().unwrap().to_owned();
+    assert_eq!(view.as_array().unwrap().len(), 1);
+    assert_eq!(view[0]["requester"], "agent01.company.local.req");
+    let revoked = ok(&run(
+        "certutil",
+        &["-config", &ca, "-revoke", &serial, "KeyCompromise"],
+    ));
+    assert!(
+        revoked.starts_with(&format!("Revoking \"{serial}\" -- Reason: 1")),
+        "{revoked}"
+    );
+    let r = run("certreq", &["-retrieve", "-config", &ca, "1", &cer]);
+    assert_eq!(r.status.code(), Some(5));
+    ok(&run("certutil", &["-config", &ca, "-crl"]));
+    let crl = String::from_utf8(openssl::openssl(
+        w.dir.path(),
+        &[
+            "crl",
+            "-in",
+            &s(&w.ca().join("ca.crl")),
+            "-CAfile",
+            &s(&w.ca().join("ca.cer")),
+            "-noout",
+            "-text",
+        ],
+    ))
+    .unwrap();
+    assert!(crl.contains(&format!("Serial Number: {serial}")), "{crl}");
+    let bad = run("certutil", &["-config", &ca, "-revoke", &serial, "Bored"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("unknown revocation reason 'Bored'"));
+    // The database is plain SQLite: the sqlite3 shell reads it.
+    let rows = Command::new("sqlite3")
+        .args([
+            &s(&w.ca().join("ca.db")),
+            "SELECT id, disposition FROM requests ORDER BY id",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&rows.stdout), "1|revoked\n2|denied\n");
+}
+
+#[test]
+fn a_batch_killed_at_random_moments_is_finished_by_running_it_again() {
+    let w = World::new();
+    // 300 requests made with the library (fast), as agents would drop them.
+    let hosts: Vec<String> = (0..300)
+        .map(|i| format!("agent{i:03}.company.local"))
+        .collect();
+    for host in &hosts {
+        let text = format!("[NewRequest]\nSubject = \"CN={host}\"\nKeyAlgorithm = ECDSA_P256\n");
+        let policy = opsmgr_ca::parse_policy(text.as_bytes(), "t.inf", Default::default()).unwrap();
+        let key = opsmgr_ca::PrivateKey::generate(policy.key).unwrap();
+        let pem =
+            opsmgr_ca::request_to_pem(&opsmgr_ca::build_request(&policy, &key).unwrap()).unwrap();
+        std::fs::write(w.share().join(format!("{host}.req")), pem).unwrap();
+    }
+    let (share, ca) = (s(&w.share()), s(&w.ca()));
+    let mut seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut interrupted = 0;
+    for _ in 0..6 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let delay = Duration::from_millis(5 + (seed >> 33) % 120);
+        let mut child = Command::new(bin("ca"))
+            .args(["process", "--share", &share, "--ca", &ca, "--issue"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        interrupted > 0,
+        "no run was killed mid-batch: the test proves nothing"
+    );
+    let last = ok(&w.process(&["--issue", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(v["rejected"], 0, "{last}");
+
+    // Every host: exactly one issued request, its files equal to the database's certificate.
+    let db = opsmgr_ca::Database::open(&w.ca().join("ca.db")).unwrap();
+    let records = db.list(&opsmgr_ca::Filter::default()).unwrap();
+    assert_eq!(records.len(), 300, "one record per request, never two");
+    let mut ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
+    for r in &records {
+        assert_eq!(r.disposition, opsmgr_ca::Disposition::Issued, "{r:?}");
+        let host = r.common_name.clone().unwrap();
+        let on_disk = std::fs::read(w.share().join(format!("{host}.cer"))).unwrap();
+        let cert = opsmgr_ca::CertInfo::parse(&on_disk).unwrap();
+        assert_eq!(Some(cert.der), r.certificate, "{host}");
+        let bundle = std::fs::read(w.share().join(format!("{host}.bundle"))).unwrap();
+        assert_eq!(
+            opsmgr_ca::read_bundle(&bundle).unwrap().leaf.serial_hex(),
+            r.serial.clone().unwrap()
+        );
+    }
+    let mut serials: Vec<_> = records.iter().map(|r| r.serial.clone()).collect();
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 300);
+    // No request left, none lost, no temporary file, no certificate the database does not know.
+    let names: Vec<String> = std::fs::read_dir(w.share())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with(".req") && !n.ends_with(".tmp")),
+        "{names:?}"
+    );
+    assert_eq!(names.iter().filter(|n| n.ends_with(".cer")).count(), 300);
+    assert_eq!(
+        std::fs::read_dir(w.share().join("processed"))
+            .unwrap()
+            .count(),
+        300
+    );
+}
