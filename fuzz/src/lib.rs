@@ -226,3 +226,13 @@ pub fn certificate(data: &[u8]) {
     assert_eq!(again.dns_names, cert.dns_names);
     let _ = cert.names_host("agent01.company.local");
 }
+
+/// Arbitrary bytes as an installer bundle (what `om-certreq -install` reads on an agent): a
+/// clean error, or one CA certificate and one certificate it issued.
+pub fn bundle(data: &[u8]) {
+    let Ok(b) = opsmgr_ca::read_bundle(data) else {
+        return;
+    };
+    assert!(b.root.is_ca && !b.leaf.is_ca);
+    assert_eq!(b.leaf.issuer, b.root.subject);
+}

@@ -45,3 +45,8 @@ fn request_seeds() {
 fn certificate_seeds() {
     replay("certificate", opsmgr_fuzz::certificate);
 }
+
+#[test]
+fn bundle_seeds() {
+    replay("bundle", opsmgr_fuzz::bundle);
+}

@@ -1,0 +1,150 @@
+//! Certificates our CA issues do the job they exist for: a mutual TLS handshake on loopback
+//! between an agent and its management server (rustls, both sides verifying the other against
+//! the root), and a client certificate from another root is refused.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use opsmgr_ca::{Authority, InitOptions, KeyType, PrivateKey, build_request, parse_policy};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+/// A key and the certificate `ca` issues for it.
+fn issue(
+    ca: &mut Authority,
+    host: &str,
+    key: KeyType,
+) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let line = match key {
+        KeyType::EcdsaP256 => "KeyAlgorithm = ECDSA_P256".to_owned(),
+        KeyType::Rsa(bits) => format!("KeyLength = {bits}"),
+        other => panic!("{other}"),
+    };
+    let inf = format!("[NewRequest]\nSubject = \"CN={host}\"\n{line}\n");
+    let policy = parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
+    let private = PrivateKey::generate(policy.key).unwrap();
+    let request = der::Encode::to_der(&build_request(&policy, &private).unwrap()).unwrap();
+    let now = SystemTime::now();
+    let id = ca
+        .submit(&request, &format!("{host}.req"), now)
+        .unwrap()
+        .record
+        .id;
+    let record = ca.resubmit(id, now).unwrap();
+    let pkcs8 = private.to_pkcs8_der().unwrap().to_vec();
+    (
+        vec![CertificateDer::from(record.certificate.unwrap())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8)),
+    )
+}
+
+fn roots(ca: &Authority) -> Arc<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca.issuer().root().der.clone()))
+        .unwrap();
+    Arc::new(roots)
+}
+
+/// Runs one exchange; the server's and the client's outcome.
+fn handshake(
+    server_ca: &Authority,
+    server_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    client_ca: &Authority,
+    client_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+) -> (Result<Vec<u8>, String>, Result<Vec<u8>, String>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots(server_ca),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let server = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(server_cert.0, server_cert.1)
+            .unwrap(),
+    );
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots(client_ca))
+            .with_client_auth_cert(client_cert.0, client_cert.1)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_side = std::thread::spawn(move || -> Result<Vec<u8>, String> {
+        let (sock, _) = listener.accept().map_err(|e| e.to_string())?;
+        let conn = rustls::ServerConnection::new(server).map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        let mut buf = [0u8; 5];
+        tls.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        tls.write_all(b"world").map_err(|e| e.to_string())?;
+        tls.flush().map_err(|e| e.to_string())?;
+        Ok(buf.to_vec())
+    });
+    let client_side = (|| -> Result<Vec<u8>, String> {
+        let sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("mgt01.company.local").unwrap();
+        let conn = rustls::ClientConnection::new(client, name).map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        tls.write_all(b"hello").map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 5];
+        // Under TLS 1.3 a refused client learns it here, on its read.
+        tls.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        Ok(buf.to_vec())
+    })();
+    (server_side.join().unwrap(), client_side)
+}
+
+#[test]
+fn agent_and_management_server_authenticate_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    for (root_key, ms_key, agent_key) in [
+        (KeyType::EcdsaP256, KeyType::Rsa(2048), KeyType::EcdsaP256),
+        (KeyType::Rsa(2048), KeyType::EcdsaP256, KeyType::Rsa(2048)),
+    ] {
+        let ca_dir = dir.path().join(format!("{root_key}").replace(' ', ""));
+        let options = InitOptions {
+            key: root_key,
+            ..InitOptions::default()
+        };
+        let mut ca = Authority::init(&ca_dir, &options, now).unwrap();
+        let ms = issue(&mut ca, "mgt01.company.local", ms_key);
+        let agent = issue(&mut ca, "agent01.company.local", agent_key);
+        let (server, client) = handshake(&ca, ms, &ca, agent);
+        assert_eq!(server, Ok(b"hello".to_vec()), "{root_key}");
+        assert_eq!(client, Ok(b"world".to_vec()), "{root_key}");
+    }
+}
+
+#[test]
+fn a_client_certificate_from_another_root_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let mut ours = Authority::init(&dir.path().join("ours"), &InitOptions::default(), now).unwrap();
+    let other_options = InitOptions {
+        name: "ELSEWHERE".into(),
+        ..InitOptions::default()
+    };
+    let mut other = Authority::init(&dir.path().join("other"), &other_options, now).unwrap();
+    let ms = issue(&mut ours, "mgt01.company.local", KeyType::EcdsaP256);
+    let intruder = issue(&mut other, "agent01.company.local", KeyType::EcdsaP256);
+    // The intruder trusts our root (it knows whom it talks to) but holds another root's cert.
+    let (server, client) = handshake(&ours, ms, &ours, intruder);
+    let server = server.unwrap_err();
+    assert!(server.contains("UnknownIssuer"), "{server}");
+    assert!(client.is_err(), "{client:?}");
+}
