@@ -290,12 +290,8 @@ impl Database {
     /// The request with this id.
     pub fn get(&self, id: i64) -> Result<Option<Record>> {
         self.conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1"),
-                [id],
-                record,
-            )
-            .optional()
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM requests WHERE id = ?1"))
+            .and_then(|mut stmt| stmt.query_row([id], record).optional())
             .map_err(db_err)
     }
 
@@ -410,12 +406,11 @@ impl Batch<'_> {
     pub fn insert(&self, r: &NewRequest<'_>) -> Result<(i64, bool)> {
         if let Some(id) = self
             .tx
-            .query_row(
-                "SELECT id FROM requests WHERE request_sha256 = ?1",
-                [r.sha256],
-                |row| row.get::<_, i64>(0),
-            )
-            .optional()
+            .prepare_cached("SELECT id FROM requests WHERE request_sha256 = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([r.sha256], |row| row.get::<_, i64>(0))
+                    .optional()
+            })
             .map_err(db_err)?
         {
             return Ok((id, true));

@@ -410,7 +410,7 @@ pub fn process_share(
         }
     }
 
-    // 4. Files from the database, one flush for all of them.
+    // 4. Files from the database (in parallel), one flush for all of them.
     let root_der = ca.issuer().root().der.clone();
     let mut summary = Summary {
         processed: total,
@@ -418,9 +418,9 @@ pub fn process_share(
     };
     for (i, r) in reviewed.iter().enumerate() {
         let record = records[i].as_ref();
-        let host = match (&r.outcome, record) {
-            (Ok(x), _) => x.host.clone(),
-            _ => None,
+        let host = match &r.outcome {
+            Ok(x) => x.host.clone(),
+            Err(_) => None,
         };
         let (result, message) = match (&r.outcome, record) {
             (Err(reason), _) => ("rejected", reason.clone()),
@@ -438,9 +438,6 @@ pub fn process_share(
             },
             (Ok(_), None) => ("rejected", "not recorded".to_owned()),
         };
-        if let (Some(h), Some(rec), "issued") = (&host, record, result) {
-            write_outputs(share, h, rec, &root_der)?;
-        }
         summary.files.push(FileOutcome {
             file: r.file.clone(),
             host,
@@ -449,11 +446,31 @@ pub fn process_share(
             message,
         });
     }
+    let outputs: Vec<(&str, &Record)> = summary
+        .files
+        .iter()
+        .zip(&records)
+        .filter_map(|(f, rec)| match (f.result, &f.host, rec) {
+            ("issued", Some(host), Some(rec)) => Some((host.as_str(), rec)),
+            _ => None,
+        })
+        .collect();
+    let written = AtomicUsize::new(0);
+    par_map(&outputs, jobs, |(host, rec)| {
+        let r = write_outputs(share, host, rec, &root_der);
+        progress(
+            Stage::Write,
+            written.fetch_add(1, Ordering::Relaxed) + 1,
+            outputs.len(),
+        );
+        r
+    })
+    .into_iter()
+    .collect::<Result<()>>()?;
     opsmgr_fsutil::sync_filesystem(share).map_err(io_err(share))?;
 
     // 5. Move the requests that are finished.
-    for (n, (r, outcome)) in reviewed.iter().zip(&summary.files).enumerate() {
-        progress(Stage::Write, n + 1, total);
+    for (r, outcome) in reviewed.iter().zip(&summary.files) {
         match outcome.result {
             "issued" => {
                 let id = outcome.id.unwrap_or(0);

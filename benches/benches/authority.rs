@@ -1,0 +1,344 @@
+//! The CA at the scale of the seed's drop folder: 10,000 requests (RSA-2048 keys, P-256 root)
+//! from `*.req` files to certificates, bundles and database rows, beside the peers an operator
+//! would use instead (OpenSSL in one process; one OpenSSL process per request) and the cost of
+//! the signature operations alone; and the database's per-request operations at 100,000 rows.
+
+#![allow(
+    missing_docs,
+    reason = "criterion's macros generate undocumented items"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use opsmgr_ca::{
+    Authority, Disposition, InitOptions, KeyType, NewRequest, PrivateKey, ProcessOptions,
+    build_request, parse_policy, parse_request, process_share, request_to_pem,
+};
+
+const BATCH: usize = 10_000;
+/// Requests per iteration for the one-process-per-request peers (they take seconds per 100).
+const LOOP_SAMPLE: usize = 100;
+
+fn must<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// 10,000 request files (RSA-2048; 40 keys shared round robin: key generation is not what
+/// is measured), made once and kept in the temporary folder between runs.
+fn requests() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("opsmgr-bench-requests-{BATCH}"));
+    if std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) == BATCH {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    must(std::fs::create_dir_all(&dir));
+    let keys: Vec<PrivateKey> = (0..40)
+        .map(|_| must(PrivateKey::generate(KeyType::Rsa(2048))))
+        .collect();
+    std::thread::scope(|s| {
+        for part in 0..2 {
+            let (keys, dir) = (&keys, &dir);
+            s.spawn(move || {
+                for i in (part..BATCH).step_by(2) {
+                    let host = format!("agent{i:05}.company.local");
+                    let inf = format!("[NewRequest]\nSubject = \"CN={host}\"\nKeyLength = 2048\n");
+                    let policy = must(parse_policy(inf.as_bytes(), "b.inf", Default::default()));
+                    let pem = must(
+                        build_request(&policy, &keys[i % keys.len()])
+                            .and_then(|r| request_to_pem(&r)),
+                    );
+                    must(std::fs::write(dir.join(format!("{host}.req")), pem));
+                }
+            });
+        }
+    });
+    dir
+}
+
+/// Where iterations work: tmpfs when the machine has one, so that every contender is measured
+/// as software rather than as this VM's journal-less ext4 (whose inode allocation slows down
+/// for minutes after many files were deleted); never cleaned between iterations, for the
+/// same reason.
+fn work_root(name: &str) -> PathBuf {
+    let base = Path::new("/dev/shm");
+    let base = if base.is_dir() {
+        base.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("opsmgr-bench-{name}-{}", std::process::id()))
+}
+
+/// A fresh folder below `root` for one iteration.
+fn iteration(root: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    root.join(
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
+    )
+}
+
+/// A fresh CA (P-256 root) and a share holding `count` of the requests (copies).
+fn fresh(work: &Path, requests: &Path, count: usize) -> (Authority, PathBuf) {
+    let share = work.join("share");
+    must(std::fs::create_dir_all(&share));
+    let ca = must(Authority::init(
+        &work.join("ca"),
+        &InitOptions::default(),
+        SystemTime::now(),
+    ));
+    let mut names: Vec<_> = must(std::fs::read_dir(requests))
+        .map(|e| must(e).file_name())
+        .collect();
+    names.sort();
+    for name in names.into_iter().take(count) {
+        must(std::fs::copy(requests.join(&name), share.join(&name)));
+    }
+    (ca, share)
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = must(Command::new("openssl").current_dir(dir).args(args).output());
+    assert!(
+        out.status.success(),
+        "openssl {:?}: {}",
+        &args[..2],
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An OpenSSL CA (P-256 root) in `dir`, the same policy: copy the request's extensions.
+fn openssl_ca(dir: &Path) {
+    must(std::fs::create_dir_all(dir.join("newcerts")));
+    must(std::fs::write(dir.join("index.txt"), ""));
+    must(std::fs::write(dir.join("serial"), "1000\n"));
+    must(std::fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = b\n[b]\ndir = .\ndatabase = index.txt\nnew_certs_dir = newcerts\n\
+         certificate = ca.pem\nprivate_key = ca.key\nserial = serial\ndefault_md = sha256\n\
+         default_days = 365\npolicy = any\ncopy_extensions = copy\nunique_subject = no\n\
+         [any]\ncommonName = supplied\n",
+    ));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=JAMA00",
+            "-days",
+            "3650",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+}
+
+fn drop_folder(c: &mut Criterion) {
+    let requests = requests();
+    let work = work_root("dropfolder");
+    let mut group = c.benchmark_group("dropfolder-10k");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(60));
+    for jobs in [2, 1] {
+        group.bench_function(
+            BenchmarkId::new("om-ca-process", format!("jobs-{jobs}")),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let (mut ca, share) = fresh(&iteration(&work), &requests, BATCH);
+                        let options = ProcessOptions {
+                            issue: true,
+                            jobs,
+                            allowed_hosts: None,
+                        };
+                        let start = Instant::now();
+                        let summary = must(process_share(
+                            &mut ca,
+                            &share,
+                            &options,
+                            SystemTime::now(),
+                            &|_, _, _| {},
+                        ));
+                        total += start.elapsed();
+                        assert_eq!(summary.issued, BATCH);
+                    }
+                    total
+                })
+            },
+        );
+    }
+    // (a) OpenSSL, the whole batch in one process.
+    group.bench_function("openssl-ca-infiles", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = iteration(&work);
+                openssl_ca(&dir);
+                let mut names: Vec<String> = must(std::fs::read_dir(&requests))
+                    .map(|e| requests.join(must(e).file_name()).display().to_string())
+                    .collect();
+                names.sort();
+                let mut args = vec![
+                    "ca", "-batch", "-notext", "-config", "ca.cnf", "-out", "all.pem", "-infiles",
+                ];
+                args.extend(names.iter().map(String::as_str));
+                let start = Instant::now();
+                openssl(&dir, &args);
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+
+    // (b) One OpenSSL process per request, on 100 requests per iteration.
+    let mut group = c.benchmark_group("per-request-process-100");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
+    let mut names: Vec<PathBuf> = must(std::fs::read_dir(&requests))
+        .map(|e| must(e).path())
+        .collect();
+    names.sort();
+    names.truncate(LOOP_SAMPLE);
+    for tool in ["openssl-x509-req", "openssl-ca"] {
+        group.bench_function(tool, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = iteration(&work);
+                    openssl_ca(&dir);
+                    let start = Instant::now();
+                    for (i, req) in names.iter().enumerate() {
+                        let (req, out) = (req.display().to_string(), format!("{i}.cer"));
+                        if tool == "openssl-ca" {
+                            openssl(
+                                &dir,
+                                &[
+                                    "ca", "-batch", "-notext", "-config", "ca.cnf", "-in", &req,
+                                    "-out", &out,
+                                ],
+                            );
+                        } else {
+                            openssl(
+                                &dir,
+                                &[
+                                    "x509",
+                                    "-req",
+                                    "-in",
+                                    &req,
+                                    "-CA",
+                                    "ca.pem",
+                                    "-CAkey",
+                                    "ca.key",
+                                    "-CAcreateserial",
+                                    "-days",
+                                    "365",
+                                    "-copy_extensions",
+                                    "copy",
+                                    "-out",
+                                    &out,
+                                ],
+                            );
+                        }
+                    }
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+
+    // (c) The signature operations alone, one request: verify it, sign its certificate.
+    let (ca, _) = fresh(&iteration(&work), &requests, 0);
+    let request = must(parse_request(&must(std::fs::read(&names[0]))));
+    let mut group = c.benchmark_group("signature-ops");
+    group.bench_function("verify+sign", |b| {
+        b.iter(|| {
+            let approved = must(ca.issuer().review(&request, SystemTime::now()));
+            ca.issuer().sign(&approved)
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A CA whose database holds `rows` pending requests (one real request, distinct digests).
+fn big_database(work: &Path, rows: usize) -> Authority {
+    let (mut ca, _) = fresh(work, &requests(), 0);
+    let mut names: Vec<PathBuf> = must(std::fs::read_dir(requests()))
+        .map(|e| must(e).path())
+        .collect();
+    names.sort();
+    let der = must(der::Encode::to_der(&must(parse_request(&must(
+        std::fs::read(&names[0]),
+    )))));
+    must(ca.db_mut().transaction(|b| {
+        for i in 0..rows {
+            let digest = (i as u64).to_be_bytes().repeat(4);
+            b.insert(&NewRequest {
+                received: 0,
+                requester: "agent00000.company.local.req",
+                der: &der,
+                sha256: &digest,
+                subject: "CN=agent00000.company.local",
+                common_name: Some("agent00000.company.local"),
+                disposition: Disposition::Pending,
+                message: "Taken Under Submission",
+            })?;
+        }
+        Ok(())
+    }));
+    ca
+}
+
+fn database(c: &mut Criterion) {
+    let mut group = c.benchmark_group("database");
+    // Every iteration issues a fresh pending row: the time is short enough that even the
+    // smaller database never runs out (an exhausted one would panic, not mislead).
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for rows in [20_000usize, 100_000] {
+        let work =
+            std::env::temp_dir().join(format!("opsmgr-bench-db-{rows}-{}", std::process::id()));
+        let mut ca = big_database(&work, rows);
+        let mut next = 0i64;
+        group.bench_function(BenchmarkId::new("resubmit", rows), |b| {
+            b.iter(|| {
+                next += 1;
+                must(ca.resubmit(next, SystemTime::now()))
+            })
+        });
+        let mut id = 0i64;
+        group.bench_function(BenchmarkId::new("retrieve", rows), |b| {
+            b.iter(|| {
+                id = (id * 7919 + 13) % rows as i64 + 1;
+                must(ca.record(id))
+            })
+        });
+        drop(ca);
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, drop_folder, database);
+criterion_main!(benches);
