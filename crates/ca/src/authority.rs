@@ -13,7 +13,6 @@ use const_oid::db::rfc5912::{ID_EXTENSION_REQ, ID_KP_CLIENT_AUTH, ID_KP_SERVER_A
 use der::asn1::{Ia5String, OctetString};
 use der::referenced::OwnedToRef;
 use der::{Decode, Encode};
-use opsmgr_model::HostName;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spki::SubjectPublicKeyInfoOwned;
@@ -39,6 +38,7 @@ use crate::db::{Database, Disposition, Issue, NewRequest, Record};
 use crate::error::{Error, Result};
 use crate::inf::KeyType;
 use crate::keys::{PrivateKey, os_rng};
+use crate::names::check_dns_name;
 use crate::request::{parse_request, verify_request};
 use crate::store::write_private;
 
@@ -274,9 +274,9 @@ impl Issuer {
             }
         }
         let cn = common_name.ok_or("the request's subject has no common name (CN)")?;
-        let host = HostName::new(cn.as_str())
+        check_dns_name(&cn)
             .map_err(|e| format!("the common name '{cn}' is not a DNS host name: {e}"))?;
-        let common_name = host.as_str().to_owned();
+        let common_name = cn;
 
         // The key.
         let spki = info.public_key.clone();
@@ -377,13 +377,13 @@ impl Issuer {
             return;
         };
         let d = d.to_string();
-        let Ok(host) = HostName::new(d.as_str()) else {
+        if check_dns_name(&d).is_err() {
             notes.push(format!(
                 "alternative name '{d}' ignored: not a DNS host name"
             ));
             return;
-        };
-        let lower = host.to_lowercase();
+        }
+        let lower = d.to_ascii_lowercase();
         if dns.iter().any(|n| n.eq_ignore_ascii_case(&lower)) {
             return;
         }
@@ -393,7 +393,7 @@ impl Issuer {
             .iter()
             .any(|s| lower.ends_with(&s.to_ascii_lowercase()));
         if allowed {
-            dns.push(host.as_str().to_owned());
+            dns.push(d);
         } else {
             notes.push(format!(
                 "alternative name '{d}' ignored: not the common name and not allowed by policy"
@@ -525,7 +525,7 @@ impl Authority {
     /// CA, keyUsage keyCertSign + cRLSign, subject key identifier), its key, its policy and its
     /// empty database.
     pub fn init(dir: &Path, options: &InitOptions, now: SystemTime) -> Result<Self> {
-        HostName::new(options.name.as_str()).map_err(|e| {
+        check_dns_name(&options.name).map_err(|e| {
             Error::Authority(format!(
                 "the CA name '{}' must be a simple name: {e}",
                 options.name

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use der::Encode;
-use opsmgr_model::HostName;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -28,6 +27,7 @@ use crate::authority::{Approved, Authority, Issuer, Signed};
 use crate::bundle::write_bundle;
 use crate::db::{Disposition, Issue, NewRequest, Record};
 use crate::error::{Error, Result};
+use crate::names::check_dns_name;
 use crate::request::{MAX_REQUEST_BYTES, parse_request};
 
 /// Where processed requests go, below the share.
@@ -184,11 +184,11 @@ fn read_one(
     let subject = request.info.subject.to_string();
     // The file's name is the host's claim; the request's CN must be the same name.
     let stem = &file[..file.len() - 4];
-    let review = match HostName::new(stem) {
+    let review = match check_dns_name(stem) {
         Err(e) => Err(format!("the file name '{file}' is not <FQDN>.req: {e}")),
-        Ok(named) => match issuer.review(&request, now) {
+        Ok(()) => match issuer.review(&request, now) {
             Err(reason) => Err(reason),
-            Ok(a) if !a.common_name.eq_ignore_ascii_case(named.as_str()) => Err(format!(
+            Ok(a) if !a.common_name.eq_ignore_ascii_case(stem) => Err(format!(
                 "the request is for {} but the file is named {file}: a host may only request its own name",
                 a.common_name
             )),

@@ -33,6 +33,7 @@ mod dropfolder;
 mod error;
 mod inf;
 mod keys;
+mod names;
 mod request;
 mod store;
 
@@ -59,6 +60,7 @@ pub use inf::{
     parse_policy,
 };
 pub use keys::PrivateKey;
+pub use names::check_dns_name;
 pub use request::{
     MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, build_request, parse_request,
     request_to_pem, to_x509_name, verify_request,

@@ -53,7 +53,13 @@ fn text(dir: &Path, cert: &str) -> String {
 fn every_root_and_leaf_key_type_verifies_with_openssl_x509_strict() {
     let dir = tempfile::tempdir().unwrap();
     let now = SystemTime::now();
-    for root_key in [KeyType::EcdsaP256, KeyType::Rsa(2048)] {
+    let roots = [
+        KeyType::EcdsaP256,
+        KeyType::Rsa(2048),
+        KeyType::Rsa(3072),
+        KeyType::Rsa(4096),
+    ];
+    for root_key in roots {
         let ca_dir = dir.path().join(format!("ca-{root_key}").replace(' ', ""));
         let mut ca = Authority::init(
             &ca_dir,
@@ -74,7 +80,18 @@ fn every_root_and_leaf_key_type_verifies_with_openssl_x509_strict() {
             root_text.contains("X509v3 Subject Key Identifier"),
             "{root_text}"
         );
-        for leaf_key in [KeyType::EcdsaP256, KeyType::Rsa(2048), KeyType::Rsa(3072)] {
+        // Every leaf type under the P-256 root; under RSA roots the two common ones.
+        let leaves: &[KeyType] = if root_key == KeyType::EcdsaP256 {
+            &[
+                KeyType::EcdsaP256,
+                KeyType::Rsa(2048),
+                KeyType::Rsa(3072),
+                KeyType::Rsa(4096),
+            ]
+        } else {
+            &[KeyType::EcdsaP256, KeyType::Rsa(2048)]
+        };
+        for &leaf_key in leaves {
             let cn = "agent01.company.local";
             let submitted = ca
                 .submit(
