@@ -44,6 +44,7 @@ mod balance;
 mod error;
 mod hostname;
 mod inventory;
+mod promotion;
 mod script;
 
 pub use balance::{
@@ -53,5 +54,9 @@ pub use error::{Error, InvalidInput, Location, Problem, Result};
 pub use hostname::{HostName, HostNameError};
 pub use inventory::{
     Agent, CSV_COLUMNS, GATEWAY_CAPACITY, Inventory, MANAGEMENT_SERVER_CAPACITY, Server, ServerRole,
+};
+pub use promotion::{
+    Promotion, PromotionError, RUNBOOKS, Runbook, Step, Stranded, promote_rms, runbook,
+    stranded_agents,
 };
 pub use script::{Shell, ps_quote, write_powershell};
