@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+
+pub mod group;
 use zeroize::Zeroizing;
 
 /// The exit codes every tool documents.
