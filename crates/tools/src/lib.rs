@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+pub mod drill;
 pub mod group;
 use zeroize::Zeroizing;
 

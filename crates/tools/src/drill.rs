@@ -1,0 +1,611 @@
+//! The drill of `om-drill`: the seeds' whole story on real files in a folder, with nothing to
+//! install or configure. A management group is built, every machine enrolls a certificate
+//! through the drop folder, the agents are balanced, the RMS key is backed up, the RMS is lost,
+//! MGT01 takes its role, and every claim is verified. The same library calls as the per-task
+//! tools; no shortcuts. In the library so that the benchmarks run it too.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use opsmgr_ca::{
+    AgentSettings, Authority, InitOptions, PendingInfo, PrivateKey, ProcessOptions, StoreName,
+    Stores, build_request, install_bundle, parse_policy, process_share, request_to_pem,
+    select_channel_certificate,
+};
+use opsmgr_configfix::{
+    Document, REPORTING_EXPECTED, REPORTING_TARGETS, WEBCONSOLE_TARGET, WriteOptions, edit_file,
+    reporting, webconsole,
+};
+use opsmgr_model::{Agent, HostName, Inventory, Policy, Server, ServerRole, plan, promote_rms};
+use opsmgr_securestorage::{KeyStore, OsRandom, keystore_path, open_backup, seal_backup};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use serde::Serialize;
+
+use crate::group::Group;
+
+/// The seed's Reporting server config (OpsMgr extensions, naming the RMS) and Web Console
+/// config, as shipped with configfix's tests.
+const REPORTING_CONFIG: &[u8] = include_bytes!("../../configfix/tests/data/rsreportserver.config");
+const WEB_CONFIG: &[u8] = include_bytes!("../../configfix/tests/data/web.config");
+
+const DOMAIN: &str = "prod.local";
+const RMS: &str = "RMS.prod.local";
+const NEW_RMS: &str = "MGT01.prod.local";
+const MANAGEMENT_SERVERS: [&str; 3] = ["MGT01.prod.local", "MGT02.prod.local", "MGT03.prod.local"];
+const RUNAS: [(&str, &str); 3] = [
+    ("SQL Action Account", "Pa55-action!"),
+    ("Data Warehouse Write Account", "Pa55-dw-write!"),
+    ("Notification Account", "Pa55-smtp!"),
+];
+const BACKUP_PASSWORD: &str = "drill: correct horse battery staple";
+
+/// One phase of the drill and how long it took.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// The phase.
+    pub name: &'static str,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// One verification and its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What is verified.
+    pub name: &'static str,
+    /// Whether it held.
+    pub passed: bool,
+    /// The evidence, or what went wrong.
+    pub detail: String,
+}
+
+/// The drill's report: `{"phases": [{"name", "seconds"}], "checks": [{"name", "passed", "detail"}]}`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Every phase, in order.
+    pub phases: Vec<Phase>,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+}
+
+/// What the drill reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A phase finished.
+    Phase(&'a Phase),
+    /// A check was made.
+    Check(&'a Check),
+}
+
+struct Drill<'e> {
+    dir: PathBuf,
+    agents: Vec<HostName>,
+    report: Report,
+    events: &'e mut dyn FnMut(Event<'_>),
+}
+
+fn host(name: &str) -> Result<HostName> {
+    HostName::new(name).with_context(|| format!("host name {name}"))
+}
+
+impl Drill<'_> {
+    fn machine(&self, host: &str) -> PathBuf {
+        self.dir.join("machines").join(host)
+    }
+    fn group_dir(&self) -> PathBuf {
+        self.dir.join("group")
+    }
+    fn share(&self) -> PathBuf {
+        self.dir.join("share")
+    }
+    fn reporting(&self) -> PathBuf {
+        self.dir.join("reporting").join("rsreportserver.config")
+    }
+    fn webconsole(&self) -> PathBuf {
+        self.dir.join("webconsole").join("Web.config")
+    }
+
+    fn phase<T>(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let start = Instant::now();
+        let out = f(self).with_context(|| format!("phase '{name}'"))?;
+        let phase = Phase {
+            name,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        (self.events)(Event::Phase(&phase));
+        self.report.phases.push(phase);
+        Ok(out)
+    }
+
+    fn check(&mut self, name: &'static str, outcome: Result<String>) -> Result<()> {
+        let (passed, detail) = match outcome {
+            Ok(d) => (true, d),
+            Err(e) => (false, format!("{e:#}")),
+        };
+        let check = Check {
+            name,
+            passed,
+            detail,
+        };
+        (self.events)(Event::Check(&check));
+        self.report.checks.push(check);
+        Ok(())
+    }
+
+    /// Phase 1: the seed's production.
+    fn build_group(&mut self) -> Result<()> {
+        let servers = std::iter::once(Server {
+            agent_reachable: false,
+            ..Server::new(host(RMS)?, ServerRole::Rms)
+        })
+        .chain(
+            MANAGEMENT_SERVERS
+                .iter()
+                .map(|m| Ok(Server::new(host(m)?, ServerRole::Management)))
+                .collect::<Result<Vec<_>>>()?,
+        )
+        .collect();
+        let inventory = Inventory {
+            management_group: "PROD".into(),
+            servers,
+            agents: Vec::new(),
+        };
+        let mut group = Group::create(&self.group_dir(), inventory)?;
+        let store = KeyStore::generate(SystemTime::now(), &mut OsRandom)?;
+        store.save(&keystore_path(&self.machine(RMS)))?;
+        for (name, secret) in RUNAS {
+            group.add_secret(&store, name, secret.as_bytes(), &mut OsRandom)?;
+        }
+        for (path, bytes) in [
+            (self.reporting(), REPORTING_CONFIG),
+            (self.webconsole(), WEB_CONFIG),
+        ] {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            opsmgr_fsutil::write_atomic(&path, bytes)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Phase 2: every management server and agent enrolls through the drop folder.
+    fn enroll(&mut self) -> Result<()> {
+        let ca_dir = self.dir.join("ca");
+        let mut ca = Authority::init(&ca_dir, &InitOptions::default(), SystemTime::now())?;
+        let share = self.share();
+        std::fs::create_dir_all(&share)?;
+        let hosts: Vec<String> = MANAGEMENT_SERVERS
+            .iter()
+            .map(|m| (*m).to_owned())
+            .chain(self.agents.iter().map(ToString::to_string))
+            .collect();
+        for h in &hosts {
+            // What `om-certreq -new -q -f certreq.inf <FQDN>.req` does on each machine.
+            let machine = self.machine(h);
+            std::fs::create_dir_all(&machine)?;
+            let inf = format!(
+                "[NewRequest]\r\nSubject = \"CN={h}\"\r\nKeyAlgorithm = ECDSA_P256\r\nExportable = FALSE\r\nMachineKeySet = TRUE\r\n"
+            );
+            let inf_path = machine.join("certreq.inf");
+            opsmgr_fsutil::write_atomic(&inf_path, inf.as_bytes())?;
+            let policy = parse_policy(
+                &std::fs::read(&inf_path)?,
+                "certreq.inf",
+                Default::default(),
+            )?;
+            let key = PrivateKey::generate(policy.key)?;
+            let request = build_request(&policy, &key)?;
+            let stores = Stores::open(&machine, policy.machine_key_set)?;
+            {
+                let lock = stores.lock()?;
+                let info = PendingInfo {
+                    subject: policy.subject.to_string(),
+                    exportable: policy.exportable,
+                    friendly_name: None,
+                    created: SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                };
+                stores.add_pending(&lock, &key, &info)?;
+            }
+            opsmgr_fsutil::write_atomic(
+                &share.join(format!("{h}.req")),
+                request_to_pem(&request)?.as_bytes(),
+            )?;
+        }
+        let allowed = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        let options = ProcessOptions {
+            issue: true,
+            jobs: 0,
+            allowed_hosts: Some(allowed),
+        };
+        let summary = process_share(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
+        if summary.issued != hosts.len() {
+            bail!("{} of {} requests were issued", summary.issued, hosts.len());
+        }
+        for h in &hosts {
+            let bundle = std::fs::read(share.join(format!("{h}.bundle")))?;
+            install_bundle(&self.machine(h), &bundle, SystemTime::now())
+                .with_context(|| format!("installing the bundle on {h}"))?;
+        }
+        Ok(())
+    }
+
+    /// Phase 3: a bulk install puts every agent on MGT01; the balancer spreads them.
+    fn balance(&mut self) -> Result<()> {
+        let mut group = Group::load(&self.group_dir())?;
+        let first = host(MANAGEMENT_SERVERS[0])?;
+        group.inventory.agents = self
+            .agents
+            .iter()
+            .map(|a| Agent {
+                name: a.clone(),
+                primary: Some(first.clone()),
+                failover: Vec::new(),
+            })
+            .collect();
+        group.save_inventory()?;
+        let applied = plan(&group.inventory, &Policy::default())?.apply();
+        group.inventory = applied;
+        group.save_inventory()
+    }
+
+    /// Phase 4: back up the key, lose the RMS, restore on MGT01, promote, rewrite both
+    /// configs, move the agents the promotion strands.
+    fn recover(&mut self) -> Result<()> {
+        let rms = self.machine(RMS);
+        let store = KeyStore::load(&keystore_path(&rms))?;
+        let backup = self.dir.join("backup").join("BackupKey.bin");
+        std::fs::create_dir_all(backup.parent().unwrap_or(&self.dir))?;
+        opsmgr_fsutil::write_private(
+            &backup,
+            &seal_backup(&store, BACKUP_PASSWORD, &mut OsRandom)?,
+        )?;
+        drop(store);
+        std::fs::remove_dir_all(&rms).context("losing the RMS")?;
+
+        let mgt01 = self.machine(NEW_RMS);
+        let (restored, _) = open_backup(&std::fs::read(&backup)?, BACKUP_PASSWORD)?;
+        restored.save(&keystore_path(&mgt01))?;
+
+        let mut group = Group::load(&self.group_dir())?;
+        let unopened = group.unopenable(&restored);
+        if !unopened.is_empty() {
+            bail!("MGT01 cannot open {}", unopened.join(", "));
+        }
+        let promotion = promote_rms(&group.inventory, &host(NEW_RMS)?, true)?;
+        let now = SystemTime::now();
+        group.keep_history(now)?;
+        group.inventory = promotion.inventory;
+        group.save_inventory()?;
+        edit_file(
+            &self.reporting(),
+            |d| reporting(d, NEW_RMS, Some(RMS), REPORTING_EXPECTED),
+            WriteOptions::default(),
+            now,
+        )?;
+        edit_file(
+            &self.webconsole(),
+            |d| webconsole(d, NEW_RMS, Some(RMS)),
+            WriteOptions::default(),
+            now,
+        )?;
+        // What the promotion's report tells the operator to run: om-balance apply.
+        let applied = plan(&group.inventory, &Policy::default())?.apply();
+        group.inventory = applied;
+        group.save_inventory()
+    }
+
+    /// Phase 5: every claim, checked.
+    fn verify(&mut self) -> Result<()> {
+        let outcome = self.check_channels();
+        self.check(
+            "every agent's channel certificate chains to the root with both EKUs",
+            outcome,
+        )?;
+        let outcome = self.check_balance();
+        self.check(
+            "the load is balanced and survives any single failure",
+            outcome,
+        )?;
+        let outcome = self.check_secrets();
+        self.check("the Run As secrets open on the new RMS", outcome)?;
+        let outcome = self.check_configs();
+        self.check(
+            "both configs name MGT01 and differ only in those values",
+            outcome,
+        )?;
+        let outcome = self.check_tls();
+        self.check(
+            "mutual TLS: agent and primary succeed, another root fails",
+            outcome,
+        )?;
+        Ok(())
+    }
+
+    fn check_channels(&self) -> Result<String> {
+        let now = SystemTime::now();
+        for a in &self.agents {
+            let machine = self.machine(a.as_str());
+            let settings = AgentSettings::load(&machine)?;
+            let stores = Stores::open(&machine, true)?;
+            let chosen = select_channel_certificate(&stores, a.as_str(), now)?.chosen;
+            if settings.channel_certificate_hash.as_deref() != Some(chosen.thumbprint.as_str()) {
+                bail!("{a}: the recorded channel certificate is not the one that qualifies");
+            }
+        }
+        Ok(format!(
+            "{} agents, each verified by rustls-webpki",
+            self.agents.len()
+        ))
+    }
+
+    fn check_balance(&self) -> Result<String> {
+        let group = Group::load(&self.group_dir())?;
+        let p = plan(&group.inventory, &Policy::default())?;
+        if p.changed() != 0 {
+            bail!("planning again would change {} agents", p.changed());
+        }
+        let stranded = opsmgr_model::stranded_agents(&group.inventory);
+        if !stranded.is_empty() {
+            bail!(
+                "{} assignments name a server agents cannot use",
+                stranded.len()
+            );
+        }
+        let loads: Vec<String> = p
+            .load_after()
+            .filter(|(_, l)| *l > 0)
+            .map(|(s, l)| format!("{} {l}", s.name.short_name()))
+            .collect();
+        let mut worst = String::new();
+        for pool in p.pools() {
+            for f in &pool.failures {
+                let capacity = group
+                    .inventory
+                    .servers
+                    .iter()
+                    .find(|s| Some(&s.name) == f.worst)
+                    .map_or(0, Server::capacity);
+                if f.worst_load > u64::from(capacity) {
+                    bail!(
+                        "if {} fails, {} agents exceed a capacity of {capacity}",
+                        f.failed,
+                        f.worst_load
+                    );
+                }
+                if f.worst_load as f64 > f.ideal.ceil() {
+                    bail!(
+                        "if {} fails, one survivor carries {} (ideal {:.1})",
+                        f.failed,
+                        f.worst_load,
+                        f.ideal
+                    );
+                }
+                worst = format!(
+                    "; worst survivor after a failure {} (ideal {:.1})",
+                    f.worst_load, f.ideal
+                );
+            }
+        }
+        Ok(format!("{}{worst}", loads.join(", ")))
+    }
+
+    fn check_secrets(&self) -> Result<String> {
+        let group = Group::load(&self.group_dir())?;
+        let store = KeyStore::load(&keystore_path(&self.machine(NEW_RMS)))?;
+        for (name, secret) in RUNAS {
+            if *group.open_secret(&store, name)? != *secret.as_bytes() {
+                bail!("{name} opened to something else");
+            }
+        }
+        if self.machine(RMS).exists() {
+            bail!("the lost RMS's folder still exists");
+        }
+        Ok(format!("{} of {} secrets", RUNAS.len(), RUNAS.len()))
+    }
+
+    fn check_configs(&self) -> Result<String> {
+        let report_now = std::fs::read(self.reporting())?;
+        let web_now = std::fs::read(self.webconsole())?;
+        let doc = Document::parse(report_now.clone())?;
+        let mut values = 0;
+        for t in REPORTING_TARGETS {
+            for found in doc.find(&t.parse()?)? {
+                if found.value != NEW_RMS {
+                    bail!("a ServerName still says {}", found.value);
+                }
+                values += 1;
+            }
+        }
+        let web_doc = Document::parse(web_now.clone())?;
+        for found in web_doc.find(&WEBCONSOLE_TARGET.parse()?)? {
+            if found.value != NEW_RMS {
+                bail!("MOMServer still says {}", found.value);
+            }
+            values += 1;
+        }
+        let expect_report = String::from_utf8_lossy(REPORTING_CONFIG)
+            .replace(&format!(">{RMS}<"), &format!(">{NEW_RMS}<"));
+        let expect_web = String::from_utf8_lossy(WEB_CONFIG)
+            .replace(&format!("value='{RMS}'"), &format!("value='{NEW_RMS}'"));
+        if report_now != expect_report.as_bytes() || web_now != expect_web.as_bytes() {
+            bail!("a byte outside the server names changed");
+        }
+        Ok(format!(
+            "{values} values changed, every other byte as it was"
+        ))
+    }
+
+    fn credentials(
+        &self,
+        h: &str,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let machine = self.machine(h);
+        let settings = AgentSettings::load(&machine)?;
+        let thumb = settings
+            .channel_certificate_hash
+            .with_context(|| format!("{h} has no channel certificate"))?;
+        let stores = Stores::open(&machine, true)?;
+        let entry = stores.find(StoreName::My, &thumb)?;
+        let cert = entry.cert.context("no certificate")?;
+        let key = stores.my_key(&thumb)?.context("no private key")?;
+        Ok((
+            vec![CertificateDer::from(cert.der)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_pkcs8_der()?.to_vec())),
+        ))
+    }
+
+    fn check_tls(&self) -> Result<String> {
+        let group = Group::load(&self.group_dir())?;
+        let agent = group.inventory.agents.first().context("no agents")?;
+        let primary = agent
+            .primary
+            .as_ref()
+            .context("the agent has no primary")?
+            .to_string();
+        let root = CertificateDer::from(
+            Authority::open(&self.dir.join("ca"), None)?
+                .issuer()
+                .root()
+                .der
+                .clone(),
+        );
+        let client = self.credentials(agent.name.as_str())?;
+        handshake(&root, self.credentials(&primary)?, client, &primary)
+            .context("with our certificates")?;
+        // An intruder: the agent's name, a certificate from another root.
+        let mut other = Authority::init(
+            &self.dir.join("intruder-ca"),
+            &InitOptions {
+                name: "INTRUDER".into(),
+                ..InitOptions::default()
+            },
+            SystemTime::now(),
+        )?;
+        let inf = format!(
+            "[NewRequest]\nSubject = \"CN={}\"\nKeyAlgorithm = ECDSA_P256\n",
+            agent.name
+        );
+        let policy = parse_policy(inf.as_bytes(), "intruder.inf", Default::default())?;
+        let key = PrivateKey::generate(policy.key)?;
+        let req = request_to_pem(&build_request(&policy, &key)?)?;
+        let id = other
+            .submit(req.as_bytes(), "intruder.req", SystemTime::now())?
+            .record
+            .id;
+        let cert = other
+            .resubmit(id, SystemTime::now())?
+            .certificate
+            .context("not issued")?;
+        let intruder = (
+            vec![CertificateDer::from(cert)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_pkcs8_der()?.to_vec())),
+        );
+        match handshake(&root, self.credentials(&primary)?, intruder, &primary) {
+            Ok(()) => bail!("a certificate from another root was accepted"),
+            Err(e) => Ok(format!(
+                "{} <-> {primary} succeeded; the intruder was refused ({e:#})",
+                agent.name
+            )),
+        }
+    }
+}
+
+/// One mutual-TLS exchange on loopback, the server verifying the client against `root` and
+/// the client verifying the server's name.
+fn handshake(
+    root: &CertificateDer<'static>,
+    server_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    client_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    server_name: &str,
+) -> Result<()> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone())?;
+    let roots = Arc::new(roots);
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()?;
+    let server = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(server_cert.0, server_cert.1)?,
+    );
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(client_cert.0, client_cert.1)?,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server_side = std::thread::spawn(move || -> Result<()> {
+        let (sock, _) = listener.accept()?;
+        let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(server)?, sock);
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf)?;
+        tls.write_all(b"pong")?;
+        tls.flush()?;
+        Ok(())
+    });
+    let name = ServerName::try_from(server_name.to_owned())?;
+    let client_side = (|| -> Result<()> {
+        let sock = TcpStream::connect(addr)?;
+        let mut tls = rustls::StreamOwned::new(rustls::ClientConnection::new(client, name)?, sock);
+        tls.write_all(b"ping")?;
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf)?;
+        if &buf != b"pong" {
+            bail!("unexpected reply");
+        }
+        Ok(())
+    })();
+    let server_result = server_side
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))?;
+    server_result.context("server side")?;
+    client_side.context("client side")
+}
+
+/// Runs the drill with `agents` agents in `dir` (an empty or missing folder), telling
+/// `events` about each phase and check as it happens.
+pub fn run_drill(dir: &Path, agents: usize, events: &mut dyn FnMut(Event<'_>)) -> Result<Report> {
+    if agents == 0 {
+        bail!("the drill needs at least one agent");
+    }
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{} is not empty; the drill needs a fresh folder",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir)?;
+    let agents = (1..=agents)
+        .map(|i| host(&format!("agent{i:05}.{DOMAIN}")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut drill = Drill {
+        dir: dir.to_owned(),
+        agents,
+        report: Report::default(),
+        events,
+    };
+    drill.phase("1. management group", Drill::build_group)?;
+    drill.phase("2. certificates (drop folder, install)", Drill::enroll)?;
+    drill.phase("3. bulk install balanced", Drill::balance)?;
+    drill.phase("4. RMS lost, key restored, MGT01 promoted", Drill::recover)?;
+    drill.phase("5. verification", Drill::verify)?;
+    Ok(drill.report)
+}
