@@ -9,7 +9,9 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use opsmgr_configfix::{REPORTING_EXPECTED, WriteOptions, edit_file, reporting, webconsole};
+use opsmgr_configfix::{
+    Document, Edit, REPORTING_EXPECTED, WriteOptions, edit_file, reporting, webconsole,
+};
 use opsmgr_model::{RUNBOOKS, promote_rms, runbook};
 use opsmgr_securestorage::{KeyStore, OsRandom, keystore_path};
 use opsmgr_tools::group::{Group, INVENTORY_FILE, machine_host};
@@ -178,6 +180,9 @@ struct PromoteReport {
     steps_left: Vec<String>,
 }
 
+/// A config rewrite: configfix's reporting or webconsole edit, its arguments bound.
+type Rewrite<'a> = dyn Fn(&Document) -> opsmgr_configfix::Result<Edit> + 'a;
+
 const WARNING: &str = "Running this tool can cause irreversible damage to\nyour Operations Database.\nType Y to continue to promote the Management Server\nto become the Root Management Server.";
 
 fn promote(
@@ -282,26 +287,16 @@ fn promote(
     group.inventory = promotion.inventory.clone();
     group.save_inventory()?;
     let from = old.as_deref();
-    if let Some(path) = reporting_path {
-        let done = edit_file(
-            path,
-            |doc| reporting(doc, host.as_str(), from, REPORTING_EXPECTED),
-            WriteOptions::default(),
-            now,
-        )?;
-        report.configs.push(ConfigReport {
-            path: path.display().to_string(),
-            changed: done.edit.spans.len(),
-            backup: done.backup.map(|b| b.display().to_string()),
-        });
-    }
-    if let Some(path) = webconsole_path {
-        let done = edit_file(
-            path,
-            |doc| webconsole(doc, host.as_str(), from),
-            WriteOptions::default(),
-            now,
-        )?;
+    let new_rms = host.as_str();
+    let edits: [(Option<&PathBuf>, &Rewrite<'_>); 2] = [
+        (reporting_path, &|doc| {
+            reporting(doc, new_rms, from, REPORTING_EXPECTED)
+        }),
+        (webconsole_path, &|doc| webconsole(doc, new_rms, from)),
+    ];
+    for (path, edit) in edits {
+        let Some(path) = path else { continue };
+        let done = edit_file(path, edit, WriteOptions::default(), now)?;
         report.configs.push(ConfigReport {
             path: path.display().to_string(),
             changed: done.edit.spans.len(),
