@@ -35,7 +35,16 @@ const WEB_CONFIG: &[u8] = include_bytes!("../../configfix/tests/data/web.config"
 const DOMAIN: &str = "prod.local";
 const RMS: &str = "RMS.prod.local";
 const NEW_RMS: &str = "MGT01.prod.local";
-const MANAGEMENT_SERVERS: [&str; 3] = ["MGT01.prod.local", "MGT02.prod.local", "MGT03.prod.local"];
+/// The supported number of agents per management server.
+const AGENTS_PER_SERVER: usize = 3000;
+
+/// The management servers for `agents` agents: the seed's three, or as many as it takes for
+/// the group to keep every agent within capacity after MGT01 becomes the RMS and any one of
+/// the others then fails (so `agents / 3000 + 2`, rounded up).
+fn management_servers(agents: usize) -> Vec<String> {
+    let n = agents.div_ceil(AGENTS_PER_SERVER).saturating_add(2).max(3);
+    (1..=n).map(|i| format!("MGT{i:02}.{DOMAIN}")).collect()
+}
 const RUNAS: [(&str, &str); 3] = [
     ("SQL Action Account", "Pa55-action!"),
     ("Data Warehouse Write Account", "Pa55-dw-write!"),
@@ -83,6 +92,7 @@ pub enum Event<'a> {
 
 struct Drill<'e> {
     dir: PathBuf,
+    servers: Vec<String>,
     agents: Vec<HostName>,
     report: Report,
     events: &'e mut dyn FnMut(Event<'_>),
@@ -147,7 +157,7 @@ impl Drill<'_> {
             ..Server::new(host(RMS)?, ServerRole::Rms)
         })
         .chain(
-            MANAGEMENT_SERVERS
+            self.servers
                 .iter()
                 .map(|m| Ok(Server::new(host(m)?, ServerRole::Management)))
                 .collect::<Result<Vec<_>>>()?,
@@ -183,9 +193,10 @@ impl Drill<'_> {
         let mut ca = Authority::init(&ca_dir, &InitOptions::default(), SystemTime::now())?;
         let share = self.share();
         std::fs::create_dir_all(&share)?;
-        let hosts: Vec<String> = MANAGEMENT_SERVERS
+        let hosts: Vec<String> = self
+            .servers
             .iter()
-            .map(|m| (*m).to_owned())
+            .cloned()
             .chain(self.agents.iter().map(ToString::to_string))
             .collect();
         for h in &hosts {
@@ -243,7 +254,7 @@ impl Drill<'_> {
     /// Phase 3: a bulk install puts every agent on MGT01; the balancer spreads them.
     fn balance(&mut self) -> Result<()> {
         let mut group = Group::load(&self.group_dir())?;
-        let first = host(MANAGEMENT_SERVERS[0])?;
+        let first = host(NEW_RMS)?;
         group.inventory.agents = self
             .agents
             .iter()
@@ -598,6 +609,7 @@ pub fn run_drill(dir: &Path, agents: usize, events: &mut dyn FnMut(Event<'_>)) -
         .collect::<Result<Vec<_>>>()?;
     let mut drill = Drill {
         dir: dir.to_owned(),
+        servers: management_servers(agents.len()),
         agents,
         report: Report::default(),
         events,
@@ -608,4 +620,20 @@ pub fn run_drill(dir: &Path, agents: usize, events: &mut dyn FnMut(Event<'_>)) -
     drill.phase("4. RMS lost, key restored, MGT01 promoted", Drill::recover)?;
     drill.phase("5. verification", Drill::verify)?;
     Ok(drill.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::management_servers;
+
+    #[test]
+    fn the_group_grows_so_that_one_failure_after_the_promotion_stays_within_capacity() {
+        for (agents, servers) in [(1, 3), (200, 3), (3000, 3), (3001, 4), (10_000, 6)] {
+            let list = management_servers(agents);
+            assert_eq!(list.len(), servers, "{agents}");
+            // MGT01 becomes the RMS; one more failure leaves len - 2 servers of 3000.
+            assert!((list.len() - 2) * 3000 >= agents, "{agents}");
+        }
+        assert_eq!(management_servers(1)[0], "MGT01.prod.local");
+    }
 }
