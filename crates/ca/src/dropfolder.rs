@@ -266,13 +266,7 @@ pub fn process_share(
     progress: &(dyn Fn(Stage, usize, usize) + Sync),
 ) -> Result<Summary> {
     let lock_path = share.join(".om-ca.lock");
-    let lock = fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
-    lock.lock().map_err(io_err(&lock_path))?;
+    let lock = opsmgr_fsutil::lock_exclusive(&lock_path).map_err(io_err(&lock_path))?;
     for sub in [PROCESSED, REJECTED] {
         let dir = share.join(sub);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;

@@ -100,13 +100,7 @@ impl Stores {
     /// Takes the stores' lock, waiting for another tool to finish.
     pub fn lock(&self) -> Result<StoreLock> {
         let path = self.root.join(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        file.lock().map_err(io_err(&path))?;
+        let file = opsmgr_fsutil::lock_exclusive(&path).map_err(io_err(&path))?;
         Ok(StoreLock { _file: file })
     }
 

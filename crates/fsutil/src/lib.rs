@@ -17,6 +17,19 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
+/// Opens (creating when missing) the lock file at `path` and takes its exclusive lock, waiting
+/// for another holder; the lock is released when the file is dropped. Two tools working on the
+/// same folder take turns this way.
+pub fn lock_exclusive(path: &Path) -> io::Result<fs::File> {
+    let file = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
 /// Writes `bytes` to `path` atomically and owner-only (0600 from the first byte, whatever an
 /// old file's mode was), creating a missing folder owner-only. For keys and key stores.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -12,6 +12,10 @@ use std::process::Command;
 mod common;
 use common::text;
 
+#[path = "../../ca/tests/support/openssl.rs"]
+mod openssl;
+use openssl::{OpensslCa, Sign};
+
 fn certreq(args: &[&str]) -> std::process::Output {
     common::run(env!("CARGO_BIN_EXE_om-certreq"), args)
 }
@@ -141,44 +145,12 @@ fn accept_a_certificate_signed_by_an_openssl_ca() {
     ]);
     assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
 
-    let ossl = |args: &[&str]| {
-        let o = Command::new("openssl").args(args).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
-    };
-    ossl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=JAMA00",
-        "-days",
-        "3650",
-        "-keyout",
-        &d("ca.key"),
-        "-out",
-        &d("ca.pem"),
-    ]);
-    ossl(&[
-        "x509",
-        "-req",
-        "-in",
-        &d("agent01.company.local.req"),
-        "-CA",
-        &d("ca.pem"),
-        "-CAkey",
-        &d("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "365",
-        "-copy_extensions",
-        "copy",
-        "-out",
-        &d("agent01.company.local.cer"),
-    ]);
+    let mut ca = OpensslCa::new(&dir.path().join("ca"), "JAMA00");
+    ca.sign(
+        Path::new(&d("agent01.company.local.req")),
+        Path::new(&d("agent01.company.local.cer")),
+        &Sign::default(),
+    );
 
     let out = certreq(&[
         "-accept",
@@ -218,34 +190,27 @@ fn accept_a_certificate_signed_by_an_openssl_ca() {
     assert_eq!(v["already_installed"], true);
 
     // A certificate for a key never requested here.
-    ossl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=other.company.local",
-        "-keyout",
-        &d("other.key"),
-        "-out",
-        &d("other.req"),
-    ]);
-    ossl(&[
-        "x509",
-        "-req",
-        "-in",
-        &d("other.req"),
-        "-CA",
-        &d("ca.pem"),
-        "-CAkey",
-        &d("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "365",
-        "-out",
-        &d("other.cer"),
-    ]);
+    openssl::openssl(
+        dir.path(),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=other.company.local",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.req",
+        ],
+    );
+    ca.sign(
+        Path::new(&d("other.req")),
+        Path::new(&d("other.cer")),
+        &Sign::default(),
+    );
     let refused = certreq(&["-accept", &d("other.cer"), "--machine", &machine]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(
