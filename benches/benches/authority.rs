@@ -287,16 +287,15 @@ fn big_database(work: &Path, rows: usize) -> Authority {
         .map(|e| must(e).path())
         .collect();
     names.sort();
-    let der = must(der::Encode::to_der(&must(parse_request(&must(
-        std::fs::read(&names[0]),
-    )))));
+    let request = must(parse_request(&must(std::fs::read(&names[0]))));
+    let der = request.der();
     must(ca.db_mut().transaction(|b| {
         for i in 0..rows {
             let digest = (i as u64).to_be_bytes().repeat(4);
             b.insert(&NewRequest {
                 received: 0,
                 requester: "agent00000.company.local.req",
-                der: &der,
+                der,
                 sha256: &digest,
                 subject: "CN=agent00000.company.local",
                 common_name: Some("agent00000.company.local"),

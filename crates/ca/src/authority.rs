@@ -29,17 +29,16 @@ use x509_cert::ext::pkix::{
 };
 use x509_cert::ext::{Extension, ToExtension};
 use x509_cert::name::Name;
-use x509_cert::request::CertReq;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
 use crate::cert::CertInfo;
 use crate::db::{Database, Disposition, Issue, NewRequest, Record};
 use crate::error::{Error, Result};
-use crate::inf::KeyType;
+use crate::inf::{Hash, KeyType};
 use crate::keys::{PrivateKey, os_rng};
 use crate::names::check_dns_name;
-use crate::request::{parse_request, verify_request};
+use crate::request::ReceivedRequest;
 use crate::store::write_private;
 
 /// The CA's key file in its folder.
@@ -127,6 +126,7 @@ impl Default for InitOptions {
 #[derive(Debug)]
 enum CaSigner {
     P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
     Rsa(Box<rsa::pkcs1v15::SigningKey<Sha256>>),
 }
 
@@ -134,6 +134,7 @@ impl CaSigner {
     fn new(key: &PrivateKey) -> Self {
         match key {
             PrivateKey::P256(k) => CaSigner::P256(p256::ecdsa::SigningKey::from(k)),
+            PrivateKey::P384(k) => CaSigner::P384(p384::ecdsa::SigningKey::from(k)),
             PrivateKey::Rsa(k) => {
                 CaSigner::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new((**k).clone())))
             }
@@ -143,6 +144,7 @@ impl CaSigner {
     fn sign<B: Builder>(&self, builder: B) -> Result<B::Output> {
         match self {
             CaSigner::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
+            CaSigner::P384(k) => builder.build::<_, p384::ecdsa::DerSignature>(k),
             CaSigner::Rsa(k) => {
                 builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&**k, &mut os_rng())
             }
@@ -256,12 +258,17 @@ impl Issuer {
     /// reason it is denied.
     pub fn review(
         &self,
-        request: &CertReq,
+        received: &ReceivedRequest,
         now: SystemTime,
     ) -> std::result::Result<Approved, String> {
-        verify_request(request).map_err(|e| e.to_string())?;
-        let info = &request.info;
+        let algorithm = received.verify().map_err(|e| e.to_string())?;
+        let info = &received.request().info;
         let mut notes = Vec::new();
+        if algorithm.hash() == Hash::Sha1 {
+            notes.push(format!(
+                "the request is signed with {algorithm}: accepted as proof of possession only (this CA never signs with SHA-1)"
+            ));
+        }
         // The subject: its common name only.
         let mut common_name = None;
         for atv in info.subject.iter() {
@@ -300,12 +307,14 @@ impl Issuer {
             }
             true
         } else if key_oid == const_oid::db::rfc5912::ID_EC_PUBLIC_KEY {
-            p256::PublicKey::try_from(spki.owned_to_ref())
-                .map_err(|_| "only ECDSA keys on P-256 are accepted".to_owned())?;
+            let p256 = p256::PublicKey::try_from(spki.owned_to_ref()).is_ok();
+            if !p256 && p384::PublicKey::try_from(spki.owned_to_ref()).is_err() {
+                return Err("only ECDSA keys on P-256 or P-384 are accepted".to_owned());
+            }
             false
         } else {
             return Err(format!(
-                "key algorithm {key_oid} is not accepted: RSA (2048 bits or more) or ECDSA P-256"
+                "key algorithm {key_oid} is not accepted: RSA (2048 bits or more) or ECDSA P-256 or P-384"
             ));
         };
 
@@ -313,7 +322,10 @@ impl Issuer {
         let mut dns_names = vec![common_name.clone()];
         for attr in info.attributes.iter() {
             if attr.oid != ID_EXTENSION_REQ {
-                notes.push(format!("request attribute {} ignored", attr.oid));
+                notes.push(format!(
+                    "request attribute {} ignored",
+                    named_oid(&attr.oid)
+                ));
                 continue;
             }
             for value in attr.values.iter() {
@@ -330,7 +342,10 @@ impl Issuer {
                             self.consider_name(&name, &mut dns_names, &mut notes);
                         }
                     } else if ext.extn_id != ID_CE_KEY_USAGE && ext.extn_id != ID_CE_EXT_KEY_USAGE {
-                        notes.push(format!("requested extension {} ignored", ext.extn_id));
+                        notes.push(format!(
+                            "requested extension {} ignored",
+                            named_oid(&ext.extn_id)
+                        ));
                     }
                 }
             }
@@ -679,11 +694,10 @@ impl Authority {
     /// issued at once when the policy auto-issues. The same request again finds its first
     /// record and changes nothing.
     pub fn submit(&mut self, bytes: &[u8], requester: &str, now: SystemTime) -> Result<Submitted> {
-        let request = parse_request(bytes)?;
-        let der = request
-            .to_der()
-            .map_err(|e| Error::Request(e.to_string()))?;
-        let digest = Sha256::digest(&der);
+        let request = ReceivedRequest::parse(bytes)?;
+        // The bytes as received: the signature covers them, not a re-encoding.
+        let der = request.der();
+        let digest = Sha256::digest(der);
         if let Some(record) = self.db.by_digest(&digest)? {
             return Ok(Submitted {
                 record,
@@ -691,7 +705,7 @@ impl Authority {
             });
         }
         let review = self.issuer.review(&request, now);
-        let subject = request.info.subject.to_string();
+        let subject = request.request().info.subject.to_string();
         let (disposition, message, common_name) = match &review {
             Ok(a) => (
                 Disposition::Pending,
@@ -704,7 +718,7 @@ impl Authority {
             b.insert(&NewRequest {
                 received: secs(now),
                 requester,
-                der: &der,
+                der,
                 sha256: &digest,
                 subject: &subject,
                 common_name: common_name.as_deref(),
@@ -754,7 +768,7 @@ impl Authority {
             return Err(Error::NotPending(id));
         }
         let der = self.db.request_der(id)?.ok_or(Error::NoSuchRequest(id))?;
-        let request = parse_request(&der)?;
+        let request = ReceivedRequest::from_der(der)?;
         match self.issuer.review(&request, now) {
             Ok(approved) => self.issue_approved(id, &approved),
             Err(reason) => {
@@ -822,6 +836,26 @@ impl Authority {
         let crl = self.issuer.signer.sign(builder)?;
         crl.to_der().map_err(ext_err("CRL"))
     }
+}
+
+/// An object identifier with the name Windows gives it, where it is one requests carry.
+fn named_oid(oid: &const_oid::ObjectIdentifier) -> String {
+    let name = match oid.to_string().as_str() {
+        "1.3.6.1.4.1.311.13.2.3" => "OS version",
+        "1.3.6.1.4.1.311.13.2.1" => "enrollment name-value pairs",
+        "1.3.6.1.4.1.311.21.20" => "client information",
+        "1.3.6.1.4.1.311.13.2.2" => "enrollment CSP",
+        "1.3.6.1.4.1.311.20.2" => "certificate template name",
+        "1.3.6.1.4.1.311.21.7" => "certificate template",
+        "1.3.6.1.4.1.311.21.10" => "application policies",
+        "1.2.840.113549.1.9.7" => "challenge password",
+        "2.5.29.14" => "subject key identifier",
+        "2.5.29.19" => "basic constraints",
+        "2.5.29.32" => "certificate policies",
+        "1.2.840.113549.1.9.15" => "S/MIME capabilities",
+        _ => return oid.to_string(),
+    };
+    format!("{oid} ({name})")
 }
 
 fn pending_message(a: &Approved) -> String {

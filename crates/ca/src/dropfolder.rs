@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use der::Encode;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -179,9 +178,9 @@ fn read_one(
     }
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
     let request = parse_request(&bytes).map_err(|e| e.to_string())?;
-    let der = request.to_der().map_err(|e| e.to_string())?;
+    let der = request.der().to_vec();
     let digest = Sha256::digest(&der).to_vec();
-    let subject = request.info.subject.to_string();
+    let subject = request.request().info.subject.to_string();
     // The file's name is the host's claim; the request's CN must be the same name.
     let stem = &file[..file.len() - 4];
     let review = match check_dns_name(stem) {

@@ -35,6 +35,8 @@ pub enum KeyType {
     Rsa(u32),
     /// ECDSA on P-256.
     EcdsaP256,
+    /// ECDSA on P-384.
+    EcdsaP384,
 }
 
 impl fmt::Display for KeyType {
@@ -42,6 +44,7 @@ impl fmt::Display for KeyType {
         match self {
             KeyType::Rsa(bits) => write!(f, "RSA-{bits}"),
             KeyType::EcdsaP256 => f.write_str("ECDSA P-256"),
+            KeyType::EcdsaP384 => f.write_str("ECDSA P-384"),
         }
     }
 }
@@ -50,12 +53,27 @@ impl fmt::Display for KeyType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Hash {
+    /// SHA-1: read on received requests (certreq with a legacy CSP signs with it; the
+    /// signature is only proof of possession there), never used to sign.
+    Sha1,
     /// SHA-256.
     Sha256,
     /// SHA-384.
     Sha384,
     /// SHA-512.
     Sha512,
+}
+
+impl Hash {
+    /// The name certutil prints (`sha256` in `sha256RSA`).
+    pub fn certutil_name(self) -> &'static str {
+        match self {
+            Hash::Sha1 => "sha1",
+            Hash::Sha256 => "sha256",
+            Hash::Sha384 => "sha384",
+            Hash::Sha512 => "sha512",
+        }
+    }
 }
 
 /// What a certreq.inf asks for, after every line was understood and checked.
@@ -67,6 +85,9 @@ pub struct RequestPolicy {
     pub key: KeyType,
     /// The request's signature digest.
     pub hash: Hash,
+    /// `AlternateSignatureAlgorithm = TRUE`: an RSA request is signed with RSASSA-PSS (salt
+    /// as long as the digest, MGF1 with the same digest), as certreq does.
+    pub alternate_signature: bool,
     /// KeyUsage bits (0x80 digitalSignature ... 0x02 cRLSign); `None` when not given.
     pub key_usage: Option<u8>,
     /// Extended key usages (dotted OIDs), in order; the agent channel's two when not given.
@@ -392,7 +413,9 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
     let mut key_length: Option<(u32, usize)> = None;
     let mut key_algorithm: Option<(String, usize)> = None;
     let mut provider_algorithm: Option<&'static str> = None;
-    let mut hash = Hash::Sha256;
+    let mut hash = None;
+    let mut alternate_signature = false;
+    let mut alternate_signature_line = 0;
     let mut key_usage = None;
     let mut exportable = false;
     let mut machine_key_set = false;
@@ -407,7 +430,11 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
         seen.push(key.clone());
         let bad = |m: String| fail(e.line, &e.key, m);
         match key.as_str() {
-            "subject" => subject = Some(parse_dn(&v).map_err(bad)?),
+            "subject" => subject = Some((parse_dn(&v).map_err(bad)?, e.line)),
+            "alternatesignaturealgorithm" => {
+                alternate_signature = parse_bool(&v).map_err(bad)?;
+                alternate_signature_line = e.line;
+            }
             "keylength" => key_length = Some((parse_number(&v).map_err(bad)?, e.line)),
             "keyalgorithm" => key_algorithm = Some((v.to_ascii_uppercase(), e.line)),
             "keyusage" => key_usage = Some(parse_key_usage(&v).map_err(bad)?),
@@ -434,7 +461,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
             "requesttype" => {
                 if !v.eq_ignore_ascii_case("PKCS10") {
                     return Err(bad(format!(
-                        "RequestType {v} cannot be honoured; only PKCS10"
+                        "RequestType {v} cannot be honoured: the CA reads PKCS #10 requests only; write RequestType = PKCS10"
                     )));
                 }
             }
@@ -444,7 +471,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
                 }
             }
             "hashalgorithm" => {
-                hash = match v.to_ascii_uppercase().as_str() {
+                hash = Some(match v.to_ascii_uppercase().as_str() {
                     "SHA256" => Hash::Sha256,
                     "SHA384" => Hash::Sha384,
                     "SHA512" => Hash::Sha512,
@@ -452,17 +479,28 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
                         return Err(bad(format!("{v} is broken for signatures; use SHA256")));
                     }
                     _ => return Err(bad(format!("unknown hash algorithm '{v}'"))),
-                }
+                })
             }
             _ => return Err(bad(format!("unknown key {} in [NewRequest]", e.key))),
         }
     }
-    let subject =
+    let (subject, subject_line) =
         subject.ok_or_else(|| fail(0, "Subject", "[NewRequest] has no Subject".into()))?;
     let cn = subject
         .common_name()
-        .ok_or_else(|| fail(0, "Subject", "the subject has no CN".into()))?
+        .ok_or_else(|| fail(subject_line, "Subject", "the subject has no CN".into()))?
         .to_owned();
+    // The agent is known by its CN: a placeholder like the seed's `CN=<FQDN>` would only be
+    // refused later by the CA, after the key was made and the request copied to the share.
+    crate::names::check_dns_name(&cn).map_err(|e| {
+        fail(
+            subject_line,
+            "Subject",
+            format!(
+                "the common name '{cn}' is not a host name ({e}): put this machine's fully qualified domain name there, for example Subject = \"CN=agent01.company.local\""
+            ),
+        )
+    })?;
 
     let algorithm = match (&key_algorithm, provider_algorithm) {
         (Some((a, line)), Some(p)) if a != p => {
@@ -494,25 +532,58 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
                 }
             }
         }
-        "ECDSA_P256" | "ECDSA" | "ECC" => {
-            if let Some((bits, line)) = key_length.filter(|(b, _)| *b != 256) {
-                return Err(fail(
-                    line,
-                    "KeyLength",
-                    format!("ECDSA_P256 keys are 256 bits, not {bits}"),
-                ));
+        "ECDSA_P256" | "ECDSA_P384" | "ECDSA" | "ECC" => {
+            // The curve is in the name, or (plain ECDSA) in the key length.
+            let named = match algorithm.as_str() {
+                "ECDSA_P256" => Some(256),
+                "ECDSA_P384" => Some(384),
+                _ => None,
+            };
+            match (named, key_length) {
+                (Some(n), Some((bits, line))) if bits != n => {
+                    return Err(fail(
+                        line,
+                        "KeyLength",
+                        format!("{algorithm} keys are {n} bits, not {bits}"),
+                    ));
+                }
+                (Some(384), _) | (None, Some((384, _))) => KeyType::EcdsaP384,
+                (Some(_), _) | (None, None | Some((256, _))) => KeyType::EcdsaP256,
+                (None, Some((bits, line))) => {
+                    return Err(fail(
+                        line,
+                        "KeyLength",
+                        format!(
+                            "ECDSA keys of {bits} bits are not supported; use 256 (P-256) or 384 (P-384)"
+                        ),
+                    ));
+                }
             }
-            KeyType::EcdsaP256
         }
         other => {
             let line = key_algorithm.as_ref().map_or(0, |(_, l)| *l);
             return Err(fail(
                 line,
                 "KeyAlgorithm",
-                format!("unknown key algorithm '{other}' (RSA or ECDSA_P256)"),
+                format!("unknown key algorithm '{other}' (RSA, ECDSA_P256 or ECDSA_P384)"),
             ));
         }
     };
+    // certreq's default is SHA-256; a P-384 key is signed with the digest of its size.
+    let hash = hash.unwrap_or(if key == KeyType::EcdsaP384 {
+        Hash::Sha384
+    } else {
+        Hash::Sha256
+    });
+    if alternate_signature && !matches!(key, KeyType::Rsa(_)) {
+        return Err(fail(
+            alternate_signature_line,
+            "AlternateSignatureAlgorithm",
+            format!(
+                "AlternateSignatureAlgorithm = TRUE asks for RSASSA-PSS, which needs an RSA key, not {key}"
+            ),
+        ));
+    }
 
     let mut ekus = Vec::new();
     for e in find("EnhancedKeyUsageExtension").flat_map(|s| &s.entries) {
@@ -555,6 +626,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
         subject,
         key,
         hash,
+        alternate_signature,
         key_usage,
         ekus,
         dns_names,

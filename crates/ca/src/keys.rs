@@ -15,6 +15,8 @@ pub enum PrivateKey {
     Rsa(Box<rsa::RsaPrivateKey>),
     /// ECDSA on P-256.
     P256(p256::SecretKey),
+    /// ECDSA on P-384.
+    P384(p384::SecretKey),
 }
 
 impl std::fmt::Debug for PrivateKey {
@@ -44,6 +46,12 @@ impl PrivateKey {
                     &mut rng,
                 )))
             }
+            KeyType::EcdsaP384 => {
+                use p384::elliptic_curve::Generate;
+                Ok(PrivateKey::P384(p384::SecretKey::generate_from_rng(
+                    &mut rng,
+                )))
+            }
         }
     }
 
@@ -55,6 +63,7 @@ impl PrivateKey {
                 KeyType::Rsa(k.n().bits())
             }
             PrivateKey::P256(_) => KeyType::EcdsaP256,
+            PrivateKey::P384(_) => KeyType::EcdsaP384,
         }
     }
 
@@ -63,6 +72,7 @@ impl PrivateKey {
         let doc = match self {
             PrivateKey::Rsa(k) => k.to_pkcs8_der(),
             PrivateKey::P256(k) => k.to_pkcs8_der(),
+            PrivateKey::P384(k) => k.to_pkcs8_der(),
         }
         .map_err(|e| Error::Key(format!("encoding the key: {e}")))?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
@@ -113,14 +123,17 @@ impl PrivateKey {
         }
     }
 
-    /// Reads unencrypted PKCS#8 DER (RSA or P-256).
+    /// Reads unencrypted PKCS#8 DER (RSA, P-256 or P-384).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
         if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {
             return Ok(PrivateKey::P256(k));
         }
+        if let Ok(k) = p384::SecretKey::from_pkcs8_der(der) {
+            return Ok(PrivateKey::P384(k));
+        }
         rsa::RsaPrivateKey::from_pkcs8_der(der)
             .map(|k| PrivateKey::Rsa(Box::new(k)))
-            .map_err(|e| Error::Key(format!("not an RSA or P-256 PKCS#8 key: {e}")))
+            .map_err(|e| Error::Key(format!("not an RSA, P-256 or P-384 PKCS#8 key: {e}")))
     }
 
     /// The public key as SubjectPublicKeyInfo DER.
@@ -129,6 +142,7 @@ impl PrivateKey {
         match self {
             PrivateKey::Rsa(k) => k.to_public_key().to_public_key_der(),
             PrivateKey::P256(k) => k.public_key().to_public_key_der(),
+            PrivateKey::P384(k) => k.public_key().to_public_key_der(),
         }
         .map(|d| d.as_bytes().to_vec())
         .map_err(|e| Error::Key(format!("encoding the public key: {e}")))

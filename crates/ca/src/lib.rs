@@ -35,6 +35,7 @@ mod inf;
 mod keys;
 mod names;
 mod request;
+mod sigalg;
 mod store;
 
 pub use authority::{
@@ -62,9 +63,10 @@ pub use inf::{
 pub use keys::PrivateKey;
 pub use names::check_dns_name;
 pub use request::{
-    MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, build_request, parse_request,
-    request_to_pem, to_x509_name, verify_request,
+    MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, ReceivedRequest, build_request,
+    parse_request, request_to_pem, to_x509_name, verify_request,
 };
+pub use sigalg::{SignatureAlgorithm, verify_signature};
 pub use store::{
     Accepted, Added, Entry, MACHINE_STORES, Pending, PendingInfo, StoreLock, StoreName, Stores,
     USER_STORES, key_id,

@@ -6,9 +6,7 @@ use std::str::FromStr;
 use const_oid::ObjectIdentifier;
 use der::asn1::{Ia5String, PrintableString, SetOfVec, Utf8StringRef};
 use der::pem::LineEnding;
-use der::referenced::OwnedToRef;
 use der::{Any, Decode, Encode};
-use signature::Verifier;
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::builder::{Builder, RequestBuilder};
 use x509_cert::ext::pkix::name::GeneralName;
@@ -18,8 +16,9 @@ use x509_cert::request::CertReq;
 
 use crate::dn::{Attribute, DistinguishedName};
 use crate::error::{Error, Result};
-use crate::inf::{Hash, RequestPolicy};
+use crate::inf::{Hash, KeyType, RequestPolicy};
 use crate::keys::{PrivateKey, os_rng};
+use crate::sigalg::{SignatureAlgorithm, verify_signature};
 
 /// The PEM label certreq writes.
 pub const NEW_REQUEST_LABEL: &str = "NEW CERTIFICATE REQUEST";
@@ -28,10 +27,9 @@ pub const REQUEST_LABEL: &str = "CERTIFICATE REQUEST";
 /// The largest request file read.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-const SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
-const SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
-const SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
-const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+/// Content type of CMS SignedData: what certreq's `RequestType = CMC` and renewal requests
+/// wrap the PKCS #10 request in.
+const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
 
 /// The X.509 name for a subject written `CN=host, O=Org, C=NL`: as in RFC 4514 and as
 /// certreq does, the written order is the reverse of the encoded one (C first in DER).
@@ -125,26 +123,56 @@ pub fn build_request(policy: &RequestPolicy, key: &PrivateKey) -> Result<CertReq
         .add_extension(&SubjectAltName(names))
         .map_err(|e| Error::Request(format!("subject alternative name: {e}")))?;
 
+    let rng = &mut os_rng();
+    let pss = policy.alternate_signature;
     let signed = match (key, policy.hash) {
+        (PrivateKey::Rsa(k), Hash::Sha256) if pss => {
+            let signer = rsa::pss::SigningKey::<sha2::Sha256>::new((**k).clone());
+            builder.build_with_rng::<_, rsa::pss::Signature, _>(&signer, rng)
+        }
+        (PrivateKey::Rsa(k), Hash::Sha384) if pss => {
+            let signer = rsa::pss::SigningKey::<sha2::Sha384>::new((**k).clone());
+            builder.build_with_rng::<_, rsa::pss::Signature, _>(&signer, rng)
+        }
+        (PrivateKey::Rsa(k), Hash::Sha512) if pss => {
+            let signer = rsa::pss::SigningKey::<sha2::Sha512>::new((**k).clone());
+            builder.build_with_rng::<_, rsa::pss::Signature, _>(&signer, rng)
+        }
         (PrivateKey::Rsa(k), Hash::Sha256) => {
             let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
-            builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&signer, &mut os_rng())
+            builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&signer, rng)
         }
         (PrivateKey::Rsa(k), Hash::Sha384) => {
             let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha384>::new((**k).clone());
-            builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&signer, &mut os_rng())
+            builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&signer, rng)
         }
         (PrivateKey::Rsa(k), Hash::Sha512) => {
             let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new((**k).clone());
-            builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&signer, &mut os_rng())
+            builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&signer, rng)
         }
         (PrivateKey::P256(k), Hash::Sha256) => {
             let signer = p256::ecdsa::SigningKey::from(k);
             builder.build::<_, p256::ecdsa::DerSignature>(&signer)
         }
-        (PrivateKey::P256(_), other) => {
+        (PrivateKey::P384(k), Hash::Sha384) => {
+            let signer = p384::ecdsa::SigningKey::from(k);
+            builder.build::<_, p384::ecdsa::DerSignature>(&signer)
+        }
+        (PrivateKey::Rsa(_), other) => {
             return Err(Error::Request(format!(
-                "ECDSA P-256 requests are signed with SHA-256, not {other:?}"
+                "RSA requests are signed with SHA-256, SHA-384 or SHA-512, not {}",
+                other.certutil_name()
+            )));
+        }
+        (PrivateKey::P256(_) | PrivateKey::P384(_), other) => {
+            let (curve, hash) = if key.key_type() == KeyType::EcdsaP256 {
+                ("P-256", "SHA256")
+            } else {
+                ("P-384", "SHA384")
+            };
+            return Err(Error::Request(format!(
+                "ECDSA {curve} requests are signed with HashAlgorithm = {hash}, not {}",
+                other.certutil_name()
             )));
         }
     };
@@ -161,73 +189,132 @@ pub fn request_to_pem(request: &CertReq) -> Result<String> {
         .map_err(|e| Error::Request(e.to_string()))
 }
 
-/// Reads a request file: PEM with certreq's or OpenSSL's label, or DER. Untrusted input:
-/// bounded in size, and parsing is all it does (see [`verify_request`]).
-pub fn parse_request(bytes: &[u8]) -> Result<CertReq> {
-    if bytes.len() > MAX_REQUEST_BYTES {
-        return Err(Error::Request(format!(
-            "a request of {} bytes is larger than {MAX_REQUEST_BYTES}",
-            bytes.len()
-        )));
-    }
-    let trimmed = bytes.trim_ascii_start();
-    let der = if trimmed.starts_with(b"-----BEGIN") {
-        let (label, der) =
-            der::pem::decode_vec(trimmed).map_err(|e| Error::Request(format!("PEM: {e}")))?;
-        if label != NEW_REQUEST_LABEL && label != REQUEST_LABEL {
-            return Err(Error::Request(format!(
-                "PEM label '{label}' is not a certificate request"
-            )));
-        }
-        der
-    } else {
-        trimmed.to_vec()
-    };
-    CertReq::from_der(&der).map_err(|e| Error::Request(format!("not a PKCS#10 request: {e}")))
+/// A request exactly as it was received: its DER bytes (after PEM decoding), where its
+/// signed part lies in them, and what they say. Its signature is checked over those bytes,
+/// never over a re-encoding: certreq writes the request's attributes in its own order, which
+/// DER's sorted SET OF would change.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    der: Vec<u8>,
+    info: std::ops::Range<usize>,
+    request: CertReq,
+    algorithm: Result<SignatureAlgorithm, String>,
 }
 
-/// Checks a request's signature with the public key it carries.
-pub fn verify_request(request: &CertReq) -> Result<()> {
-    let signed = request
-        .info
-        .to_der()
-        .map_err(|e| Error::Request(e.to_string()))?;
-    let signature = request
-        .signature
-        .as_bytes()
-        .ok_or_else(|| Error::Request("the signature has unused bits".into()))?;
-    let spki = &request.info.public_key;
-    let oid = request.algorithm.oid;
-    let bad = |e: signature::Error| {
-        Error::Request(format!("the request's signature does not verify: {e}"))
-    };
-    let rsa_key = || {
-        rsa::RsaPublicKey::try_from(spki.owned_to_ref())
-            .map_err(|e| Error::Request(format!("the request's RSA key: {e}")))
-    };
-    if oid == SHA256_RSA {
-        let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(bad)?;
-        rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(rsa_key()?)
-            .verify(&signed, &sig)
-            .map_err(bad)
-    } else if oid == SHA384_RSA {
-        let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(bad)?;
-        rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(rsa_key()?)
-            .verify(&signed, &sig)
-            .map_err(bad)
-    } else if oid == SHA512_RSA {
-        let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(bad)?;
-        rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(rsa_key()?)
-            .verify(&signed, &sig)
-            .map_err(bad)
-    } else if oid == ECDSA_SHA256 {
-        let key = p256::ecdsa::VerifyingKey::try_from(spki.owned_to_ref())
-            .map_err(|e| Error::Request(format!("the request's P-256 key: {e}")))?;
-        let sig = p256::ecdsa::DerSignature::try_from(signature).map_err(bad)?;
-        key.verify(&signed, &sig).map_err(bad)
-    } else {
-        Err(Error::Request(format!(
-            "signature algorithm {oid} is not supported"
-        )))
+impl ReceivedRequest {
+    /// Reads a request file: PEM with certreq's or OpenSSL's label, or DER. Untrusted input:
+    /// bounded in size, and parsing is all it does (see [`ReceivedRequest::verify`]). A CMC or
+    /// PKCS #7-wrapped request (certreq's `RequestType = CMC`, renewals) is refused with the
+    /// `RequestType` to use.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_REQUEST_BYTES {
+            return Err(Error::Request(format!(
+                "a request of {} bytes is larger than {MAX_REQUEST_BYTES}",
+                bytes.len()
+            )));
+        }
+        let trimmed = bytes.trim_ascii_start();
+        let der = if trimmed.starts_with(b"-----BEGIN") {
+            let (label, der) =
+                der::pem::decode_vec(trimmed).map_err(|e| Error::Request(format!("PEM: {e}")))?;
+            match label {
+                NEW_REQUEST_LABEL | REQUEST_LABEL => {}
+                "PKCS7" | "CMS" => return Err(cmc_refusal()),
+                other => {
+                    return Err(Error::Request(format!(
+                        "PEM label '{other}' is not a certificate request"
+                    )));
+                }
+            }
+            der
+        } else {
+            trimmed.to_vec()
+        };
+        Self::from_der(der)
     }
+
+    /// Reads a request's DER bytes.
+    pub fn from_der(der: Vec<u8>) -> Result<Self> {
+        let request = match CertReq::from_der(&der) {
+            Ok(r) => r,
+            Err(_) if is_signed_data(&der) => return Err(cmc_refusal()),
+            Err(e) => return Err(Error::Request(format!("not a PKCS#10 request: {e}"))),
+        };
+        let info = info_range(&der)?;
+        let algorithm = SignatureAlgorithm::from_identifier(&request.algorithm);
+        Ok(Self {
+            der,
+            info,
+            request,
+            algorithm,
+        })
+    }
+
+    /// The request's bytes as received (DER).
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The signed part (`certificationRequestInfo`), exactly as received.
+    pub fn signed_bytes(&self) -> &[u8] {
+        &self.der[self.info.clone()]
+    }
+
+    /// What the request says.
+    pub fn request(&self) -> &CertReq {
+        &self.request
+    }
+
+    /// Checks the request's signature with the public key it carries, over the bytes as
+    /// received; returns the algorithm it was made with.
+    pub fn verify(&self) -> Result<SignatureAlgorithm> {
+        let algorithm = self.algorithm.clone().map_err(Error::Request)?;
+        let signature = self
+            .request
+            .signature
+            .as_bytes()
+            .ok_or_else(|| Error::Request("the signature has unused bits".into()))?;
+        verify_signature(
+            &self.request.info.public_key,
+            algorithm,
+            self.signed_bytes(),
+            signature,
+        )
+        .map_err(|e| Error::Request(format!("the request's signature does not verify: {e}")))?;
+        Ok(algorithm)
+    }
+}
+
+fn cmc_refusal() -> Error {
+    Error::Request(
+        "this is a CMC or PKCS #7-wrapped request (certreq's RequestType = CMC, or a renewal); the CA reads PKCS #10 requests: make it again with RequestType = PKCS10 in [NewRequest]".into(),
+    )
+}
+
+/// Whether `der` is a CMS ContentInfo holding SignedData.
+fn is_signed_data(der: &[u8]) -> bool {
+    cms::content_info::ContentInfo::from_der(der)
+        .map(|ci| ci.content_type == ID_SIGNED_DATA)
+        .unwrap_or(false)
+}
+
+/// Where `certificationRequestInfo` (the first element of the outer SEQUENCE) lies in `der`.
+fn info_range(der: &[u8]) -> Result<std::ops::Range<usize>> {
+    use der::{Reader, SliceReader};
+    let err = |e: der::Error| Error::Request(format!("not a PKCS#10 request: {e}"));
+    let mut reader = SliceReader::new(der).map_err(err)?;
+    der::Header::decode(&mut reader).map_err(err)?;
+    let start = usize::try_from(reader.position()).map_err(err)?;
+    let info = reader.tlv_bytes().map_err(err)?;
+    Ok(start..start + info.len())
+}
+
+/// Reads a request file; see [`ReceivedRequest::parse`].
+pub fn parse_request(bytes: &[u8]) -> Result<ReceivedRequest> {
+    ReceivedRequest::parse(bytes)
+}
+
+/// Checks a request's signature over its bytes as received; see [`ReceivedRequest::verify`].
+pub fn verify_request(request: &ReceivedRequest) -> Result<SignatureAlgorithm> {
+    request.verify()
 }

@@ -22,6 +22,7 @@ use support::openssl::openssl;
 fn our_request(cn: &str, key: KeyType, extra: &str) -> Vec<u8> {
     let key_line = match key {
         KeyType::EcdsaP256 => "KeyAlgorithm = ECDSA_P256".to_owned(),
+        KeyType::EcdsaP384 => "KeyAlgorithm = ECDSA_P384".to_owned(),
         KeyType::Rsa(bits) => format!("KeyLength = {bits}"),
         other => panic!("{other}"),
     };
@@ -55,6 +56,7 @@ fn every_root_and_leaf_key_type_verifies_with_openssl_x509_strict() {
     let now = SystemTime::now();
     let roots = [
         KeyType::EcdsaP256,
+        KeyType::EcdsaP384,
         KeyType::Rsa(2048),
         KeyType::Rsa(3072),
         KeyType::Rsa(4096),
@@ -84,6 +86,7 @@ fn every_root_and_leaf_key_type_verifies_with_openssl_x509_strict() {
         let leaves: &[KeyType] = if root_key == KeyType::EcdsaP256 {
             &[
                 KeyType::EcdsaP256,
+                KeyType::EcdsaP384,
                 KeyType::Rsa(2048),
                 KeyType::Rsa(3072),
                 KeyType::Rsa(4096),
@@ -126,7 +129,7 @@ fn every_root_and_leaf_key_type_verifies_with_openssl_x509_strict() {
                 "{t}"
             );
             assert!(t.contains("X509v3 Authority Key Identifier"), "{t}");
-            let usage = if leaf_key == KeyType::EcdsaP256 {
+            let usage = if matches!(leaf_key, KeyType::EcdsaP256 | KeyType::EcdsaP384) {
                 "Digital Signature\n"
             } else {
                 "Digital Signature, Key Encipherment\n"

@@ -133,7 +133,19 @@ fn every_refusal_names_file_line_and_key() {
     let cases: &[(&str, &str)] = &[
         (
             "KeyAlgorithm = DSA\n",
-            "certreq.inf:3: KeyAlgorithm: unknown key algorithm 'DSA' (RSA or ECDSA_P256)",
+            "certreq.inf:3: KeyAlgorithm: unknown key algorithm 'DSA' (RSA, ECDSA_P256 or ECDSA_P384)",
+        ),
+        (
+            "KeyAlgorithm = ECDSA_P384\nKeyLength = 256\n",
+            "certreq.inf:4: KeyLength: ECDSA_P384 keys are 384 bits, not 256",
+        ),
+        (
+            "KeyAlgorithm = ECDSA\nKeyLength = 521\n",
+            "certreq.inf:4: KeyLength: ECDSA keys of 521 bits are not supported; use 256 (P-256) or 384 (P-384)",
+        ),
+        (
+            "KeyAlgorithm = ECDSA_P256\nAlternateSignatureAlgorithm = TRUE\n",
+            "certreq.inf:4: AlternateSignatureAlgorithm: AlternateSignatureAlgorithm = TRUE asks for RSASSA-PSS, which needs an RSA key, not ECDSA P-256",
         ),
         (
             "KeyLength = 1536\n",
@@ -145,7 +157,7 @@ fn every_refusal_names_file_line_and_key() {
         ),
         (
             "RequestType = CMC\n",
-            "certreq.inf:3: RequestType: RequestType CMC cannot be honoured; only PKCS10",
+            "certreq.inf:3: RequestType: RequestType CMC cannot be honoured: the CA reads PKCS #10 requests only; write RequestType = PKCS10",
         ),
         (
             "UseExistingKeySet = TRUE\n",
@@ -215,6 +227,20 @@ fn every_refusal_names_file_line_and_key() {
     for (tail, expected) in cases {
         assert_eq!(refuse(&format!("{head}{tail}")), *expected, "{tail}");
     }
+    // The seed's placeholder, left in by a hurried operator, is refused on its line with what
+    // to write instead, before any key is made.
+    for subject in ["CN=<FQDN>", "CN=agent 01", "CN=..company.local"] {
+        let e = refuse(&format!(
+            "[Version]\nSignature = \"$Windows NT$\"\n[NewRequest]\nSubject = \"{subject}\"\n"
+        ));
+        assert!(
+            e.starts_with("certreq.inf:4: Subject: the common name '")
+                && e.ends_with(
+                    "put this machine's fully qualified domain name there, for example Subject = \"CN=agent01.company.local\""
+                ),
+            "{e}"
+        );
+    }
     assert_eq!(
         refuse("Subject = \"CN=x\"\n"),
         "certreq.inf:1: 'Subject = \"CN=x\"' is outside any [Section]"
@@ -225,7 +251,7 @@ fn every_refusal_names_file_line_and_key() {
     );
     assert_eq!(
         refuse("[NewRequest]\nSubject = \"O=Org\"\n"),
-        "certreq.inf: Subject: the subject has no CN"
+        "certreq.inf:2: Subject: the subject has no CN"
     );
     assert_eq!(
         refuse("[NewRequest]\nSubject = \"CN=a, C=Netherlands\"\n"),

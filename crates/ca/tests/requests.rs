@@ -67,7 +67,7 @@ fn check_with_openssl(dir: &Path, kind: KeyType, inf: &str, key_text: &str, key_
     // Our own reader agrees, and a changed byte breaks the signature.
     let parsed = parse_request(pem.as_bytes()).unwrap();
     verify_request(&parsed).unwrap();
-    let mut der = der::Encode::to_der(&parsed).unwrap();
+    let mut der = parsed.der().to_vec();
     let at = der.windows(7).position(|w| w == b"Contoso").unwrap();
     der[at] = b'K';
     let tampered = parse_request(&der).unwrap();
@@ -122,6 +122,47 @@ fn openssl_accepts_our_requests_for_every_key_type() {
         "ASN1 OID: prime256v1",
         "Digital Signature, Key Encipherment",
     );
+    check_with_openssl(
+        dir.path(),
+        KeyType::EcdsaP384,
+        &policy_inf("ECDSA_P384", ""),
+        "ASN1 OID: secp384r1",
+        "Digital Signature, Key Encipherment",
+    );
+    let p384 = std::fs::read(dir.path().join("ECDSA P-384.req")).unwrap();
+    assert_eq!(
+        parse_request(&p384).unwrap().verify().unwrap().to_string(),
+        "sha384ECDSA"
+    );
+    // AlternateSignatureAlgorithm = TRUE: RSASSA-PSS, as certreq signs.
+    let pss_dir = dir.path().join("pss");
+    std::fs::create_dir(&pss_dir).unwrap();
+    check_with_openssl(
+        &pss_dir,
+        KeyType::Rsa(2048),
+        &policy_inf(
+            "RSA",
+            "KeyLength = 2048\r\nAlternateSignatureAlgorithm = TRUE\r\n",
+        ),
+        "Public-Key: (2048 bit)",
+        "Digital Signature, Key Encipherment",
+    );
+    let pss = std::fs::read(pss_dir.join("RSA-2048.req")).unwrap();
+    assert_eq!(
+        parse_request(&pss).unwrap().verify().unwrap().to_string(),
+        "RSASSA-PSS (sha256, MGF1, salt 32)"
+    );
+    let (ok, text) = openssl(&[
+        "req",
+        "-in",
+        pss_dir.join("RSA-2048.req").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(
+        ok && text.contains("Signature Algorithm: rsassaPss"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -164,7 +205,10 @@ fn we_parse_and_verify_openssl_requests() {
         assert!(ok, "{text}");
         let request = parse_request(&std::fs::read(&req).unwrap()).unwrap();
         verify_request(&request).unwrap();
-        assert_eq!(request.info.subject.to_string(), "CN=host.company.local");
+        assert_eq!(
+            request.request().info.subject.to_string(),
+            "CN=host.company.local"
+        );
         // DER works too.
         let der = dir.path().join(format!("{name}.der"));
         assert!(

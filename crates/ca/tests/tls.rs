@@ -23,6 +23,7 @@ fn issue(
 ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let line = match key {
         KeyType::EcdsaP256 => "KeyAlgorithm = ECDSA_P256".to_owned(),
+        KeyType::EcdsaP384 => "KeyAlgorithm = ECDSA_P384".to_owned(),
         KeyType::Rsa(bits) => format!("KeyLength = {bits}"),
         other => panic!("{other}"),
     };
@@ -112,11 +113,16 @@ fn handshake(
 fn agent_and_management_server_authenticate_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let now = SystemTime::now();
-    for (root_key, ms_key, agent_key) in [
+    for (i, (root_key, ms_key, agent_key)) in [
         (KeyType::EcdsaP256, KeyType::Rsa(2048), KeyType::EcdsaP256),
         (KeyType::Rsa(2048), KeyType::EcdsaP256, KeyType::Rsa(2048)),
-    ] {
-        let ca_dir = dir.path().join(format!("{root_key}").replace(' ', ""));
+        (KeyType::EcdsaP384, KeyType::EcdsaP384, KeyType::EcdsaP256),
+        (KeyType::EcdsaP256, KeyType::EcdsaP256, KeyType::EcdsaP384),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ca_dir = dir.path().join(format!("{i}-{root_key}").replace(' ', ""));
         let options = InitOptions {
             key: root_key,
             ..InitOptions::default()

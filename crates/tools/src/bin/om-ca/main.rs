@@ -37,6 +37,8 @@ struct Cli {
 enum RootKey {
     #[value(name = "ecdsa-p256")]
     EcdsaP256,
+    #[value(name = "ecdsa-p384")]
+    EcdsaP384,
     #[value(name = "rsa-2048")]
     Rsa2048,
     #[value(name = "rsa-3072")]
@@ -130,6 +132,7 @@ fn run() -> Result<ExitCode> {
                 name,
                 key: match key {
                     RootKey::EcdsaP256 => KeyType::EcdsaP256,
+                    RootKey::EcdsaP384 => KeyType::EcdsaP384,
                     RootKey::Rsa2048 => KeyType::Rsa(2048),
                     RootKey::Rsa3072 => KeyType::Rsa(3072),
                     RootKey::Rsa4096 => KeyType::Rsa(4096),
