@@ -46,6 +46,7 @@ mod hostname;
 mod inventory;
 mod promotion;
 mod script;
+mod text;
 
 pub use balance::{
     Assignment, Change, FailureImpact, Plan, Policy, Pool, PoolReport, Warning, plan,
@@ -53,7 +54,9 @@ pub use balance::{
 pub use error::{Error, InvalidInput, Location, Problem, Result};
 pub use hostname::{HostName, HostNameError};
 pub use inventory::{
-    Agent, CSV_COLUMNS, GATEWAY_CAPACITY, Inventory, MANAGEMENT_SERVER_CAPACITY, Server, ServerRole,
+    Agent, CSV_COLUMNS, GATEWAY_CAPACITY, Inventory, MANAGEMENT_GROUP_FORBIDDEN,
+    MANAGEMENT_GROUP_NAME_MAX, MANAGEMENT_SERVER_CAPACITY, Server, ServerRole,
+    check_management_group_name,
 };
 pub use promotion::{
     Promotion, PromotionError, RUNBOOKS, Runbook, Step, Stranded, promote_rms, runbook,

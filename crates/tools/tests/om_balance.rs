@@ -188,3 +188,66 @@ fn over_capacity_is_a_loud_warning() {
         .collect();
     assert_eq!(text(&out.stderr), warnings.concat());
 }
+
+#[test]
+fn reads_what_windows_powershell_writes_and_refuses_a_hostile_group_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = dir.path().join("servers.json");
+    // Out-File -Encoding UTF8 writes a byte order mark.
+    std::fs::write(
+        &servers,
+        "\u{feff}{\"management_group\": \"PROD\", \"servers\": [\r\n\
+         {\"name\": \"MGT01.prod.local\", \"role\": \"management\"},\r\n\
+         {\"name\": \"MGT02.prod.local\", \"role\": \"management\"}]}\r\n",
+    )
+    .unwrap();
+    // `Export-Csv ... ; Get-Content x.csv > agents.csv`: #TYPE, quotes, CRLF, UTF-16 LE + BOM.
+    let csv_text = "#TYPE System.Management.Automation.PSCustomObject\r\n\
+        \"Agent\",\"PrimaryManagementServer\",\"FailoverManagementServers\"\r\n\
+        \"a1.local\",\"MGT01.prod.local\",\"MGT02.prod.local\"\r\n\
+        \"a2.local\",\"MGT01.prod.local\",\"MGT07.prod.local\"\r\n";
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend(csv_text.encode_utf16().flat_map(u16::to_le_bytes));
+    let csv = dir.path().join("agents.csv");
+    std::fs::write(&csv, &utf16).unwrap();
+    let args = [
+        "plan",
+        csv.to_str().unwrap(),
+        "--servers",
+        servers.to_str().unwrap(),
+    ];
+    let out = om_balance(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "om-balance: error: {}: line 4: unknown server 'MGT07.prod.local' (not in the server list)\n",
+            csv.display()
+        )
+    );
+    let fixed: Vec<u8> = std::iter::once(0xfeff)
+        .chain(csv_text.replace("MGT07", "MGT02").encode_utf16())
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(&csv, fixed).unwrap();
+    let out = om_balance(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let hostile = dir.path().join("hostile.json");
+    std::fs::write(
+        &hostile,
+        r#"{"management_group": "PROD\nRemove-Item -Recurse -Force C:\\Important #", "servers": [{"name": "MGT01.prod.local", "role": "management"}]}"#,
+    )
+    .unwrap();
+    let out = om_balance(&["plan", hostile.to_str().unwrap(), "--format", "ps2007"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stdout).is_empty());
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "om-balance: error: {}: management_group: management group name \"PROD\\nRemove-Item -Recurse -Force C:\\\\Important #\" is refused: character '\\n' at position 4",
+            hostile.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -14,12 +14,39 @@ use opsmgr_model::{HostName, Policy};
 #[command(
     name = "om-balance",
     version,
-    after_help = "Exit codes: 0 success (check: balanced), 1 check: not balanced, 2 bad usage or input (nothing written)."
+    after_help = AFTER_HELP
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
 }
+
+const AFTER_HELP: &str = r#"Input files (UTF-8 with or without a byte order mark, or UTF-16 with one; CRLF or LF):
+
+  A CSV export (with --servers): the header Agent,PrimaryManagementServer,FailoverManagementServers,
+  one agent per line, failovers in order in one field separated by ';' or ','. What Windows
+  PowerShell's Export-Csv writes is read as it is (the #TYPE line, quoted fields):
+    #TYPE System.Management.Automation.PSCustomObject
+    "Agent","PrimaryManagementServer","FailoverManagementServers"
+    "server01.company.local","MGT01.prod.local","MGT02.prod.local;MGT03.prod.local"
+    "server02.company.local","","MGT01.prod.local"
+
+  The servers file (SERVERS.json): the management group and its servers; role is rms,
+  management or gateway; agent_reachable defaults to true, capacity to the role's (3000 for a
+  management server, 2000 for a gateway):
+    {"management_group": "PROD",
+     "servers": [
+       {"name": "RMS.prod.local", "role": "rms", "agent_reachable": false},
+       {"name": "MGT01.prod.local", "role": "management"},
+       {"name": "GW01.dmz.local", "role": "gateway", "capacity": 1500}]}
+
+  `om-balance export-script --shell ps2007|ps2012` prints a PowerShell script that writes both
+  files from a running management group.
+
+Management group names follow Operations Manager's rule: at most 64 characters, no control
+characters, no leading or trailing space, none of ( ) ^ ~ : ; . ! ? " , ' ` @ # $ % & * + = [ ] { } | \ / < >
+
+Exit codes: 0 success (check: balanced), 1 check: not balanced, 2 bad usage or input (nothing written)."#;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {

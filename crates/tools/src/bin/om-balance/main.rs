@@ -77,21 +77,21 @@ fn run() -> Result<ExitCode> {
 fn load(input: &Input) -> Result<Inventory> {
     let path = &input.inventory;
     let name = path.display().to_string();
-    let read = |p: &Path| -> Result<String> {
+    let read = |p: &Path| -> Result<Vec<u8>> {
         if p == Path::new("-") {
-            let mut s = String::new();
+            let mut bytes = Vec::new();
             io::stdin()
-                .read_to_string(&mut s)
+                .read_to_end(&mut bytes)
                 .context("reading the inventory from stdin")?;
-            Ok(s)
+            Ok(bytes)
         } else {
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            std::fs::read(p).with_context(|| format!("reading {}", p.display()))
         }
     };
     match &input.servers {
         Some(servers) => {
             let servers = Inventory::load(servers)?;
-            Ok(Inventory::from_csv(servers, &read(path)?, &name)?)
+            Ok(Inventory::from_csv_bytes(servers, &read(path)?, &name)?)
         }
         None if path
             .extension()
@@ -99,7 +99,7 @@ fn load(input: &Input) -> Result<Inventory> {
         {
             anyhow::bail!("{name}: a CSV export needs the servers: add --servers SERVERS.json")
         }
-        None => Ok(Inventory::from_json_str(&read(path)?, &name)?),
+        None => Ok(Inventory::from_json_bytes(&read(path)?, &name)?),
     }
 }
 
