@@ -62,4 +62,6 @@ pub use promotion::{
     Promotion, PromotionError, RUNBOOKS, Runbook, Step, Stranded, promote_rms, runbook,
     stranded_agents,
 };
-pub use script::{Shell, ps_quote, write_powershell};
+pub use script::{
+    EXPORT_CSV_HEADER, Shell, ps_comment, ps_quote, write_export_script, write_powershell,
+};

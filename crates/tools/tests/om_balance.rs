@@ -123,6 +123,7 @@ fn csv_export_with_servers_file() {
     let script = text(&out.stdout);
     let calls: Vec<&str> = script
         .lines()
+        .map(str::trim_start)
         .filter(|l| l.starts_with("Set-ManagementServer"))
         .collect();
     assert!(
