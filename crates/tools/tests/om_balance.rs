@@ -252,3 +252,64 @@ fn reads_what_windows_powershell_writes_and_refuses_a_hostile_group_name() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn export_script_prints_the_models_script_and_help_documents_the_files() {
+    for (flag, shell) in [
+        ("ps2007", opsmgr_model::Shell::OpsMgr2007),
+        ("ps2012", opsmgr_model::Shell::Scom2012),
+    ] {
+        let out = om_balance(&["export-script", "--shell", flag]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let mut want = Vec::new();
+        opsmgr_model::write_export_script(shell, &mut want).unwrap();
+        assert_eq!(text(&out.stdout), text(&want));
+        assert!(text(&out.stdout).contains(&format!(
+            "# Then: om-balance plan $AgentsFile --servers $ServersFile --format {flag}"
+        )));
+    }
+    let out = om_balance(&["export-script", "--shell", "ps2010"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let help = text(&om_balance(&["--help"]).stdout);
+    for needle in [
+        "\"Agent\",\"PrimaryManagementServer\",\"FailoverManagementServers\"",
+        "#TYPE System.Management.Automation.PSCustomObject",
+        "{\"name\": \"RMS.prod.local\", \"role\": \"rms\", \"agent_reachable\": false}",
+        "om-balance export-script --shell ps2007|ps2012",
+    ] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
+
+#[test]
+fn help_examples_are_read_as_documented() {
+    // The two example files of `om-balance --help`, cut out of the help text.
+    let help = text(&om_balance(&["--help"]).stdout);
+    let indented = |first: &str, lines: usize| -> String {
+        let start = help.find(first).unwrap();
+        help[start..]
+            .lines()
+            .take(lines)
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    let csv = indented("    #TYPE", 4);
+    let servers = indented("{\"management_group\"", 7);
+    let dir = tempfile::tempdir().unwrap();
+    let (c, s) = (dir.path().join("a.csv"), dir.path().join("s.json"));
+    std::fs::write(&c, csv).unwrap();
+    std::fs::write(&s, servers).unwrap();
+    let out = om_balance(&[
+        "plan",
+        c.to_str().unwrap(),
+        "--servers",
+        s.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["assignments"].as_array().unwrap().len(), 2);
+}

@@ -38,7 +38,9 @@ const AFTER_HELP: &str = r#"Input files (UTF-8 with or without a byte order mark
      "servers": [
        {"name": "RMS.prod.local", "role": "rms", "agent_reachable": false},
        {"name": "MGT01.prod.local", "role": "management"},
-       {"name": "GW01.dmz.local", "role": "gateway", "capacity": 1500}]}
+       {"name": "MGT02.prod.local", "role": "management"},
+       {"name": "MGT03.prod.local", "role": "management", "capacity": 1500},
+       {"name": "GW01.dmz.local", "role": "gateway"}]}
 
   `om-balance export-script --shell ps2007|ps2012` prints a PowerShell script that writes both
   files from a running management group.
@@ -66,6 +68,14 @@ pub(crate) enum Command {
         input: Input,
         #[command(flatten)]
         policy: PolicyArgs,
+    },
+    /// Prints a PowerShell script that writes agents.csv and servers.json (the two files
+    /// `plan --servers` reads) from a running management group.
+    ExportScript {
+        /// The shell the script runs in: ps2007 (the 2007 R2 Command Shell, PowerShell 1.0)
+        /// or ps2012 (the Operations Manager Shell, 2012 and later).
+        #[arg(long, value_enum)]
+        shell: ShellArg,
     },
     /// Writes the balanced inventory (JSON) atomically.
     Apply {
@@ -135,8 +145,18 @@ pub(crate) enum Format {
     Table,
     /// The complete target and the changes, for scripts.
     Json,
-    /// A script for the Operations Manager 2007 R2 Command Shell (Set-ManagementServer).
+    /// A script for the Operations Manager 2007 R2 Command Shell (Set-ManagementServer;
+    /// PowerShell 1.0). Run it with -WhatIf first: it prints what it would change.
     Ps2007,
     /// A script for Operations Manager 2012 and later (Set-SCOMParentManagementServer).
+    /// Run it with -WhatIf first: it prints what it would change.
+    Ps2012,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ShellArg {
+    /// The Operations Manager 2007 R2 Command Shell (PowerShell 1.0 or 2.0).
+    Ps2007,
+    /// The Operations Manager Shell, 2012 and later.
     Ps2012,
 }

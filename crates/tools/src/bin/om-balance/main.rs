@@ -9,10 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use opsmgr_model::{Inventory, Plan, Policy, Shell, plan, write_powershell};
+use opsmgr_model::{Inventory, Plan, Policy, Shell, plan, write_export_script, write_powershell};
 use opsmgr_tools::exit;
 
-use cli::{Cli, Command, Format, Input};
+use cli::{Cli, Command, Format, Input, ShellArg};
 
 fn main() -> ExitCode {
     opsmgr_tools::main("om-balance", run)
@@ -40,6 +40,15 @@ fn run() -> Result<ExitCode> {
                 Format::Ps2007 => write_powershell(&plan, Shell::OpsMgr2007, &mut out)?,
                 Format::Ps2012 => write_powershell(&plan, Shell::Scom2012, &mut out)?,
             }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportScript { shell } => {
+            let shell = match shell {
+                ShellArg::Ps2007 => Shell::OpsMgr2007,
+                ShellArg::Ps2012 => Shell::Scom2012,
+            };
+            write_export_script(shell, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
