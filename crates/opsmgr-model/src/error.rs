@@ -133,6 +133,19 @@ pub enum Problem {
     /// The management group's name is empty.
     #[error("the management group name is empty")]
     EmptyManagementGroup,
+    /// The management group's name breaks Operations Manager's naming rule.
+    #[error("management group name {name:?} is refused: {reason} (Operations Manager allows at most {max} characters, no control characters, no leading or trailing space, and none of {forbidden})", max = crate::inventory::MANAGEMENT_GROUP_NAME_MAX, forbidden = crate::inventory::MANAGEMENT_GROUP_FORBIDDEN)]
+    InvalidManagementGroup {
+        /// The name as written.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file is not in an encoding we read.
+    #[error(
+        "{0}; PowerShell writes a file om-balance reads with `Out-File -Encoding UTF8` or `Export-Csv -NoTypeInformation -Encoding UTF8` (UTF-16 with a byte order mark, what `>` writes in Windows PowerShell, is read too)"
+    )]
+    Encoding(String),
     /// There are no servers.
     #[error("the server list is empty")]
     NoServers,
@@ -176,9 +189,14 @@ pub enum Problem {
     AgentsInServersFile,
     /// A CSV header is not the expected one.
     #[error(
-        "expected the header 'Agent,PrimaryManagementServer,FailoverManagementServers', found '{0}'"
+        "expected the header 'Agent,PrimaryManagementServer,FailoverManagementServers', found '{found}'{hint}"
     )]
-    CsvHeader(String),
+    CsvHeader {
+        /// The header found.
+        found: String,
+        /// What PowerShell wrote to make it so and how to fix it, starting with "; ", or empty.
+        hint: &'static str,
+    },
     /// A CSV row does not have the expected number of fields.
     #[error("expected 3 fields, found {0}")]
     CsvFieldCount(usize),

@@ -11,6 +11,7 @@ use crate::HostName;
 use crate::apportion::sort_by_hash;
 use crate::error::{Error, Location, Problem, Result};
 use crate::hostname::stable_hash;
+use crate::text::{Lines, decode};
 
 /// Agents a management server supports (Operations Manager 2007 R2 sizing).
 pub const MANAGEMENT_SERVER_CAPACITY: u32 = 3000;
@@ -117,6 +118,39 @@ pub struct Inventory {
     pub agents: Vec<Agent>,
 }
 
+/// The longest management group name we accept, in characters. Operations Manager's setup
+/// refuses longer names; the 2012 agent configuration API documents 50, so keep names short.
+pub const MANAGEMENT_GROUP_NAME_MAX: usize = 64;
+
+/// The punctuation Operations Manager refuses in a management group name (its setup lists
+/// these), as the error message shows them.
+pub const MANAGEMENT_GROUP_FORBIDDEN: &str =
+    "( ) ^ ~ : ; . ! ? \" , ' ` @ # $ % & * + = [ ] { } | \\ / < >";
+
+/// Checks a management group name as Operations Manager does: not empty, at most
+/// [`MANAGEMENT_GROUP_NAME_MAX`] characters, no leading or trailing space, none of
+/// [`MANAGEMENT_GROUP_FORBIDDEN`], no control characters, no whitespace but the plain space,
+/// and no invisible formatting characters (bidirectional overrides, zero-width characters).
+/// Says what is wrong.
+pub fn check_management_group_name(name: &str) -> std::result::Result<(), String> {
+    let len = name.chars().count();
+    if len > MANAGEMENT_GROUP_NAME_MAX {
+        return Err(format!("it is {len} characters long"));
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Err("it starts or ends with a space".into());
+    }
+    for (position, c) in name.chars().enumerate() {
+        let forbidden = MANAGEMENT_GROUP_FORBIDDEN.contains(c) && c != ' ';
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{ad}');
+        if forbidden || c.is_control() || (c.is_whitespace() && c != ' ') || invisible {
+            return Err(format!("character {c:?} at position {position}"));
+        }
+    }
+    Ok(())
+}
+
 /// The CSV header of an agent export, in order.
 pub const CSV_COLUMNS: [&str; 3] = [
     "Agent",
@@ -204,6 +238,15 @@ impl Inventory {
             return Err(invalid(
                 "management_group".into(),
                 Problem::EmptyManagementGroup,
+            ));
+        }
+        if let Err(reason) = check_management_group_name(&self.management_group) {
+            return Err(invalid(
+                "management_group".into(),
+                Problem::InvalidManagementGroup {
+                    name: self.management_group.clone(),
+                    reason,
+                },
             ));
         }
         if self.servers.is_empty() {
@@ -304,8 +347,10 @@ impl Inventory {
         self.servers.iter().find(|s| s.role == ServerRole::Rms)
     }
 
-    /// Reads and validates an inventory from JSON text. `input` names it in errors.
+    /// Reads and validates an inventory from JSON text (a leading byte order mark is
+    /// skipped). `input` names it in errors.
     pub fn from_json_str(text: &str, input: &str) -> Result<Self> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut de = serde_json::Deserializer::from_str(text);
         let inventory: Inventory =
             serde_path_to_error::deserialize(&mut de).map_err(|e| json_error(input, e))?;
@@ -314,9 +359,31 @@ impl Inventory {
         Ok(inventory)
     }
 
-    /// Reads and validates an inventory from a JSON reader. `input` names it in errors.
+    /// Reads and validates an inventory from a JSON reader: UTF-8, or UTF-8 or UTF-16 with a
+    /// byte order mark. `input` names it in errors.
     pub fn from_json_reader(mut reader: impl Read, input: &str) -> Result<Self> {
-        let text = read_text(&mut reader, input)?;
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(|source| Error::Io {
+            path: input.into(),
+            source,
+        })?;
+        Self::from_json_bytes(&bytes, input)
+    }
+
+    /// Reads and validates an inventory from the bytes of a JSON file: UTF-8, or UTF-8 or
+    /// UTF-16 with a byte order mark (what PowerShell's `Out-File` and `>` write). `input`
+    /// names it in errors.
+    pub fn from_json_bytes(bytes: &[u8], input: &str) -> Result<Self> {
+        let text = decode(bytes).map_err(|e| {
+            Error::invalid(
+                input,
+                Location::Json {
+                    path: ".".into(),
+                    line_column: Some((e.line, e.column)),
+                },
+                Problem::Encoding(e.found),
+            )
+        })?;
         Self::from_json_str(&text, input)
     }
 
@@ -326,14 +393,14 @@ impl Inventory {
             path: path.to_owned(),
             source,
         })?;
-        let name = path.display().to_string();
-        let text = utf8(text, &name)?;
-        Self::from_json_str(&text, &name)
+        Self::from_json_bytes(&text, &path.display().to_string())
     }
 
     /// Builds an inventory from the servers of `servers` (an inventory without agents) and an
-    /// agent export in CSV with the header `Agent,PrimaryManagementServer,FailoverManagementServers`
-    /// (failovers separated by `;`). `input` names the CSV in errors.
+    /// agent export in CSV with the header `Agent,PrimaryManagementServer,FailoverManagementServers`.
+    /// Reads what Windows PowerShell's `Export-Csv` writes: a `#TYPE ...` first line (skipped),
+    /// quoted fields, CRLF; failovers in one field, in order, separated by `;` or `,` and
+    /// whitespace. `input` names the CSV in errors; line numbers are the file's own.
     pub fn from_csv(servers: Inventory, csv_text: &str, input: &str) -> Result<Self> {
         if !servers.agents.is_empty() {
             return Err(Error::invalid(
@@ -343,17 +410,51 @@ impl Inventory {
             ));
         }
         let text = csv_text.strip_prefix('\u{feff}').unwrap_or(csv_text);
+        let lines = Lines::new(text);
         let invalid = |line: u64, column, problem| {
             Error::invalid(input, Location::Csv { line, column }, problem)
+        };
+        // Export-Csv without -NoTypeInformation writes `#TYPE <type name>` first.
+        let skip = match text.get(..5) {
+            Some(t) if t.eq_ignore_ascii_case("#TYPE") => {
+                text.find('\n').map_or(text.len(), |i| i + 1)
+            }
+            _ => 0,
+        };
+        // The CSV parser starts a record after a lone CR, so its position can be the LF of
+        // the CRLF before: count from the record's first character.
+        let line_of = |pos: Option<&csv::Position>| {
+            pos.map_or(0, |p| {
+                let start = skip + p.byte() as usize;
+                let first = text.as_bytes()[start.min(text.len())..]
+                    .iter()
+                    .position(|&b| b != b'\r' && b != b'\n')
+                    .map_or(text.len(), |i| start + i);
+                lines.line(first)
+            })
         };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(text.as_bytes());
+            .from_reader(&text.as_bytes()[skip..]);
         let mut records = reader.records();
+        let csv_error = |e: csv::Error| {
+            let line = line_of(e.position());
+            invalid(line, None, Problem::Syntax(e.to_string()))
+        };
+        let header_line = lines.line(skip);
         let header = match records.next() {
-            Some(r) => r.map_err(|e| csv_error(input, e))?,
-            None => return Err(invalid(1, None, Problem::CsvHeader(String::new()))),
+            Some(r) => r.map_err(csv_error)?,
+            None => {
+                return Err(invalid(
+                    header_line,
+                    None,
+                    Problem::CsvHeader {
+                        found: String::new(),
+                        hint: "; the file has no header line",
+                    },
+                ));
+            }
         };
         let header_ok = header.len() == CSV_COLUMNS.len()
             && header
@@ -362,7 +463,12 @@ impl Inventory {
                 .all(|(h, want)| h.trim().eq_ignore_ascii_case(want));
         if !header_ok {
             let found = header.iter().collect::<Vec<_>>().join(",");
-            return Err(invalid(1, None, Problem::CsvHeader(found)));
+            let hint = header_hint(&found);
+            return Err(invalid(
+                header_line,
+                None,
+                Problem::CsvHeader { found, hint },
+            ));
         }
         let host = |value: &str, line: u64, column| {
             HostName::new(value.trim()).map_err(|reason| {
@@ -379,8 +485,8 @@ impl Inventory {
         let mut agents = Vec::new();
         let mut lines = Vec::new();
         for record in records {
-            let record = record.map_err(|e| csv_error(input, e))?;
-            let line = record.position().map_or(0, |p| p.line());
+            let record = record.map_err(csv_error)?;
+            let line = line_of(record.position());
             if record.iter().all(|f| f.trim().is_empty()) {
                 continue;
             }
@@ -393,8 +499,8 @@ impl Inventory {
                 p => Some(host(p, line, CSV_COLUMNS[1])?),
             };
             let failover = record[2]
-                .split(';')
-                .filter(|f| !f.trim().is_empty())
+                .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+                .filter(|f| !f.is_empty())
                 .map(|f| host(f, line, CSV_COLUMNS[2]))
                 .collect::<Result<Vec<_>>>()?;
             agents.push(Agent {
@@ -455,34 +561,50 @@ fn agent_index(path: &str) -> Option<usize> {
     rest[..rest.find(']')?].parse().ok()
 }
 
-fn read_text(reader: &mut impl Read, input: &str) -> Result<String> {
-    let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes).map_err(|source| Error::Io {
-        path: input.into(),
-        source,
-    })?;
-    utf8(bytes, input)
+/// What PowerShell wrote to give this header, and how to get the right one.
+fn header_hint(found: &str) -> &'static str {
+    let columns_with = |sep: char| {
+        let fields: Vec<&str> = found
+            .split(sep)
+            .map(|f| f.trim().trim_matches('"'))
+            .collect();
+        fields.len() == CSV_COLUMNS.len()
+            && fields
+                .iter()
+                .zip(CSV_COLUMNS)
+                .all(|(f, want)| f.eq_ignore_ascii_case(want))
+    };
+    if columns_with(';') {
+        "; the fields are separated by ';', as Export-Csv -UseCulture writes in many locales: export without -UseCulture or -Delimiter"
+    } else if columns_with('\t') {
+        "; the fields are separated by tabs: export with Export-Csv (comma-separated) and -NoTypeInformation"
+    } else if found.starts_with('#') {
+        "; Export-Csv writes at most one '#TYPE ...' line before the header: remove the other comment lines, or export with -NoTypeInformation"
+    } else if found.contains("PrincipalName") || found.contains("HealthState") {
+        "; Export-Csv wrote every property of the agent objects: export with the script om-balance export-script prints, which writes exactly these three columns"
+    } else {
+        "; write the file with the script om-balance export-script prints"
+    }
 }
 
-fn utf8(bytes: Vec<u8>, input: &str) -> Result<String> {
-    String::from_utf8(bytes).map_err(|e| {
-        let offset = e.utf8_error().valid_up_to();
-        let bytes = e.as_bytes();
-        let line = 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count();
-        let column = 1 + offset
-            - bytes[..offset]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |p| p + 1);
-        Error::invalid(
-            input,
-            Location::Json {
-                path: ".".into(),
-                line_column: Some((line, column)),
-            },
-            Problem::Syntax("the file is not valid UTF-8".into()),
-        )
-    })
+impl Inventory {
+    /// [`Inventory::from_csv`] over the file's bytes, decoded as PowerShell writes them:
+    /// UTF-8 with or without a byte order mark (`Out-File -Encoding UTF8`,
+    /// `Export-Csv -Encoding UTF8`) or UTF-16 LE or BE with one (`>` in Windows PowerShell,
+    /// `-Encoding Unicode` or `BigEndianUnicode`).
+    pub fn from_csv_bytes(servers: Inventory, bytes: &[u8], input: &str) -> Result<Self> {
+        let text = decode(bytes).map_err(|e| {
+            Error::invalid(
+                input,
+                Location::Csv {
+                    line: e.line as u64,
+                    column: None,
+                },
+                Problem::Encoding(e.found),
+            )
+        })?;
+        Self::from_csv(servers, &text, input)
+    }
 }
 
 fn json_error(input: &str, e: serde_path_to_error::Error<serde_json::Error>) -> Error {
@@ -506,15 +628,6 @@ fn syntax_error(input: &str, path: String, inner: serde_json::Error) -> Error {
         input,
         Location::Json { path, line_column },
         Problem::Syntax(message),
-    )
-}
-
-fn csv_error(input: &str, e: csv::Error) -> Error {
-    let line = e.position().map_or(0, |p| p.line());
-    Error::invalid(
-        input,
-        Location::Csv { line, column: None },
-        Problem::Syntax(e.to_string()),
     )
 }
 
@@ -629,9 +742,21 @@ mod tests {
         let mut bytes = b"{\n  \"management_group\": \"P".to_vec();
         bytes.push(0xff);
         let e = Inventory::from_json_reader(&bytes[..], "x.json").unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "x.json: line 2, column 25 (.): byte 0xFF at byte offset 26 is not UTF-8"
+            ),
+            "{e}"
+        );
+        // What Out-File -Encoding UTF8 and `>` write is read.
+        let mut bom = b"\xef\xbb\xbf".to_vec();
+        bom.extend(SEED.as_bytes());
+        assert!(Inventory::from_json_bytes(&bom, "x.json").is_ok());
+        let mut utf16 = vec![0xff, 0xfe];
+        utf16.extend(SEED.encode_utf16().flat_map(u16::to_le_bytes));
         assert_eq!(
-            e.to_string(),
-            "x.json: line 2, column 25 (.): the file is not valid UTF-8"
+            Inventory::from_json_bytes(&utf16, "x.json").unwrap(),
+            Inventory::from_json_str(SEED, "x.json").unwrap()
         );
     }
 
@@ -678,13 +803,156 @@ mod tests {
             Inventory::from_csv(servers(), "Name,Primary,Failover\n", "a.csv").unwrap_err();
         assert_eq!(
             bad_header.to_string(),
-            "a.csv: line 1: expected the header 'Agent,PrimaryManagementServer,FailoverManagementServers', found 'Name,Primary,Failover'"
+            "a.csv: line 1: expected the header 'Agent,PrimaryManagementServer,FailoverManagementServers', found 'Name,Primary,Failover'; write the file with the script om-balance export-script prints"
         );
         let inv = Inventory::from_json_str(SEED, "inv.json").unwrap();
         assert!(matches!(
             Inventory::from_csv(inv, head, "a.csv"),
             Err(Error::Invalid(e)) if e.problem == Problem::AgentsInServersFile
         ));
+    }
+
+    /// What Windows PowerShell's Export-Csv writes: `#TYPE`, every field quoted, CRLF.
+    const EXPORT_CSV: &str = "#TYPE System.Management.Automation.PSCustomObject\r\n\
+        \"Agent\",\"PrimaryManagementServer\",\"FailoverManagementServers\"\r\n\
+        \"s1.local\",\"MGT01.prod.local\",\"MGT02.prod.local\"\r\n\
+        \"s2.local\",\"MGT02.prod.local\",\"RMS.prod.local, MGT01.prod.local\"\r\n\
+        \"s3.local\",\"\",\"MGT01.prod.local ; MGT02.prod.local\"\r\n";
+
+    #[test]
+    fn csv_as_powershell_writes_it_in_every_encoding() {
+        let utf8 = EXPORT_CSV.as_bytes().to_vec();
+        let mut utf8_bom = b"\xef\xbb\xbf".to_vec();
+        utf8_bom.extend(&utf8);
+        let mut le = vec![0xff, 0xfe];
+        le.extend(EXPORT_CSV.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xfe, 0xff];
+        be.extend(EXPORT_CSV.encode_utf16().flat_map(u16::to_be_bytes));
+        for bytes in [utf8, utf8_bom, le, be] {
+            let inv = Inventory::from_csv_bytes(servers(), &bytes, "agents.csv").unwrap();
+            let names = |a: &Agent| {
+                a.failover
+                    .iter()
+                    .map(|f| f.as_str().to_owned())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(inv.agents.len(), 3);
+            assert_eq!(
+                names(&inv.agents[1]),
+                ["RMS.prod.local", "MGT01.prod.local"]
+            );
+            assert_eq!(inv.agents[2].primary, None);
+            assert_eq!(
+                names(&inv.agents[2]),
+                ["MGT01.prod.local", "MGT02.prod.local"]
+            );
+        }
+    }
+
+    #[test]
+    fn csv_line_numbers_are_the_files_own() {
+        // Line 6 of the file (after #TYPE, the header, three agents), CRLF throughout.
+        let csv = format!("{EXPORT_CSV}\"s4.local\",\"MGT09.prod.local\",\"\"\r\n");
+        assert_eq!(
+            Inventory::from_csv(servers(), &csv, "a.csv")
+                .unwrap_err()
+                .to_string(),
+            "a.csv: line 6: unknown server 'MGT09.prod.local' (not in the server list)"
+        );
+        let csv = format!("{EXPORT_CSV}\r\n\"s 5\",\"\",\"\"\r\n");
+        assert!(
+            Inventory::from_csv(servers(), &csv, "a.csv")
+                .unwrap_err()
+                .to_string()
+                .starts_with("a.csv: line 7, column Agent: invalid host name \"s 5\""),
+        );
+        let csv = format!("{EXPORT_CSV}\"s4.local\",\"\"\r\n");
+        assert_eq!(
+            Inventory::from_csv(servers(), &csv, "a.csv")
+                .unwrap_err()
+                .to_string(),
+            "a.csv: line 6: expected 3 fields, found 2"
+        );
+        // The header's own line, after #TYPE.
+        let e = Inventory::from_csv(servers(), "#TYPE X\r\nName,Primary\r\n", "a.csv");
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .starts_with("a.csv: line 2: expected the header")
+        );
+    }
+
+    #[test]
+    fn csv_in_other_encodings_or_shapes_says_what_powershell_wrote() {
+        let e = |bytes: &[u8]| {
+            Inventory::from_csv_bytes(servers(), bytes, "a.csv")
+                .unwrap_err()
+                .to_string()
+        };
+        let no_bom: Vec<u8> = EXPORT_CSV
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert_eq!(
+            e(&no_bom),
+            "a.csv: line 1: a NUL byte at byte offset 1: UTF-16 text without a byte order mark (as .NET's Encoding.Unicode.GetBytes or Set-Content -Encoding Unicode without a BOM writes)?; PowerShell writes a file om-balance reads with `Out-File -Encoding UTF8` or `Export-Csv -NoTypeInformation -Encoding UTF8` (UTF-16 with a byte order mark, what `>` writes in Windows PowerShell, is read too)"
+        );
+        let ansi = EXPORT_CSV
+            .replace("s3.local", "s\u{e9}.local")
+            .replace('\u{e9}', "\u{1}");
+        let mut ansi = ansi.into_bytes();
+        let at = ansi.iter().position(|&b| b == 1).unwrap();
+        ansi[at] = 0xe9;
+        assert!(
+            e(&ansi).starts_with("a.csv: line 5: byte 0xE9 at byte offset"),
+            "{}",
+            e(&ansi)
+        );
+        assert!(e(b"Agent;PrimaryManagementServer;FailoverManagementServers\r\n").ends_with(
+            "found 'Agent;PrimaryManagementServer;FailoverManagementServers'; the fields are separated by ';', as Export-Csv -UseCulture writes in many locales: export without -UseCulture or -Delimiter"
+        ));
+        assert!(e(b"\"PrincipalName\",\"HealthState\",\"Version\"\r\n")
+            .ends_with("export with the script om-balance export-script prints, which writes exactly these three columns"));
+        assert!(e(b"").starts_with("a.csv: line 1: expected the header"));
+    }
+
+    #[test]
+    fn management_group_names_follow_operations_managers_rule() {
+        let with_group = |name: &str| {
+            let mut inv = servers();
+            inv.management_group = name.into();
+            inv.validate().map_err(|e| e.to_string())
+        };
+        for good in [
+            "PROD",
+            "Prod Group-2_x",
+            "Zürich Büro",
+            "a\u{2019}b \u{201c}c\u{201d}",
+        ] {
+            assert_eq!(with_group(good), Ok(()), "{good}");
+        }
+        assert_eq!(
+            with_group("PROD\nRemove-Item -Recurse -Force C:\\Important #").unwrap_err(),
+            "<input>: management_group: management group name \"PROD\\nRemove-Item -Recurse -Force C:\\\\Important #\" is refused: character '\\n' at position 4 (Operations Manager allows at most 64 characters, no control characters, no leading or trailing space, and none of ( ) ^ ~ : ; . ! ? \" , ' ` @ # $ % & * + = [ ] { } | \\ / < >)"
+        );
+        let reason = |name: &str| {
+            let e = with_group(name).unwrap_err();
+            let start = e.find("is refused: ").unwrap() + "is refused: ".len();
+            e[start..e.find(" (Operations Manager").unwrap()].to_owned()
+        };
+        assert_eq!(reason(" PROD"), "it starts or ends with a space");
+        assert_eq!(reason("PROD "), "it starts or ends with a space");
+        assert_eq!(reason(&"x".repeat(65)), "it is 65 characters long");
+        assert_eq!(with_group(&"x".repeat(64)), Ok(()));
+        assert_eq!(reason("a$b"), "character '$' at position 1");
+        assert_eq!(reason("a`b"), "character '`' at position 1");
+        assert_eq!(reason("a'b"), "character '\\'' at position 1");
+        assert_eq!(reason("a\u{2028}b"), "character '\\u{2028}' at position 1");
+        assert_eq!(reason("a\u{202e}b"), "character '\\u{202e}' at position 1");
+        assert_eq!(reason("PROD.local"), "character '.' at position 4");
+        // Read from a file, the error names the file and field.
+        let e = Inventory::from_json_str(&SEED.replace("\"PROD\"", "\"PR\\rOD\""), "inv.json");
+        assert!(e.unwrap_err().to_string().starts_with("inv.json: management_group: management group name \"PR\\rOD\" is refused: character '\\r' at position 2"));
     }
 
     #[test]

@@ -46,6 +46,7 @@ mod hostname;
 mod inventory;
 mod promotion;
 mod script;
+mod text;
 
 pub use balance::{
     Assignment, Change, FailureImpact, Plan, Policy, Pool, PoolReport, Warning, plan,
@@ -53,10 +54,14 @@ pub use balance::{
 pub use error::{Error, InvalidInput, Location, Problem, Result};
 pub use hostname::{HostName, HostNameError};
 pub use inventory::{
-    Agent, CSV_COLUMNS, GATEWAY_CAPACITY, Inventory, MANAGEMENT_SERVER_CAPACITY, Server, ServerRole,
+    Agent, CSV_COLUMNS, GATEWAY_CAPACITY, Inventory, MANAGEMENT_GROUP_FORBIDDEN,
+    MANAGEMENT_GROUP_NAME_MAX, MANAGEMENT_SERVER_CAPACITY, Server, ServerRole,
+    check_management_group_name,
 };
 pub use promotion::{
     Promotion, PromotionError, RUNBOOKS, Runbook, Step, Stranded, promote_rms, runbook,
     stranded_agents,
 };
-pub use script::{Shell, ps_quote, write_powershell};
+pub use script::{
+    EXPORT_CSV_HEADER, Shell, ps_comment, ps_quote, write_export_script, write_powershell,
+};

@@ -239,11 +239,8 @@ const PROMOTE_PRE_SP1: Runbook = Runbook {
             ),
         },
         Step {
-            text: "Restart the Health Service on the old RMS.",
-            commands: &[
-                "net stop \"OpsMgr Health Service\"",
-                "net start \"OpsMgr Health Service\"",
-            ],
+            text: "Restart the Health Service on the old RMS (service name HealthService in every version; its display name is \"OpsMgr Health Service\" before 2007 R2 and \"System Center Management\" in 2007 R2).",
+            commands: &["net stop HealthService", "net start HealthService"],
             tool: None,
         },
         Step {
@@ -394,5 +391,17 @@ mod tests {
                 .any(|s| s.text.contains("data warehouse"))
         );
         assert!(runbook("nothing").is_none());
+        // The service name every version knows, never a display name that changed.
+        let restart: Vec<&str> = runbook("promote-pre-sp1")
+            .unwrap()
+            .steps
+            .iter()
+            .flat_map(|s| s.commands.iter().copied())
+            .filter(|c| c.contains("Health"))
+            .collect();
+        assert_eq!(
+            restart,
+            ["net stop HealthService", "net start HealthService"]
+        );
     }
 }

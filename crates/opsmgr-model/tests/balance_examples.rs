@@ -319,6 +319,7 @@ fn ps2007_script_sets_primary_and_failovers_in_one_call_for_changes_only() {
     let script = String::from_utf8(out).unwrap();
     let calls: Vec<&str> = script
         .lines()
+        .map(str::trim_start)
         .filter(|l| l.starts_with("Set-ManagementServer"))
         .collect();
     assert_eq!(calls.len(), p.changed());
@@ -363,6 +364,7 @@ fn ps2012_script_is_make_before_break() {
     let agent = "$agents['server0000.company.local']";
     let calls: Vec<&str> = script
         .lines()
+        .map(str::trim_start)
         .filter(|l| l.contains(agent) && l.starts_with("Set-SCOM"))
         .collect();
     if change.primary_changes() {

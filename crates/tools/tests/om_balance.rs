@@ -123,6 +123,7 @@ fn csv_export_with_servers_file() {
     let script = text(&out.stdout);
     let calls: Vec<&str> = script
         .lines()
+        .map(str::trim_start)
         .filter(|l| l.starts_with("Set-ManagementServer"))
         .collect();
     assert!(
@@ -187,4 +188,128 @@ fn over_capacity_is_a_loud_warning() {
         .map(|i| format!("om-balance: WARNING: MGT0{i}.prod.local is over capacity: 12 agents, it supports 10\n"))
         .collect();
     assert_eq!(text(&out.stderr), warnings.concat());
+}
+
+#[test]
+fn reads_what_windows_powershell_writes_and_refuses_a_hostile_group_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = dir.path().join("servers.json");
+    // Out-File -Encoding UTF8 writes a byte order mark.
+    std::fs::write(
+        &servers,
+        "\u{feff}{\"management_group\": \"PROD\", \"servers\": [\r\n\
+         {\"name\": \"MGT01.prod.local\", \"role\": \"management\"},\r\n\
+         {\"name\": \"MGT02.prod.local\", \"role\": \"management\"}]}\r\n",
+    )
+    .unwrap();
+    // `Export-Csv ... ; Get-Content x.csv > agents.csv`: #TYPE, quotes, CRLF, UTF-16 LE + BOM.
+    let csv_text = "#TYPE System.Management.Automation.PSCustomObject\r\n\
+        \"Agent\",\"PrimaryManagementServer\",\"FailoverManagementServers\"\r\n\
+        \"a1.local\",\"MGT01.prod.local\",\"MGT02.prod.local\"\r\n\
+        \"a2.local\",\"MGT01.prod.local\",\"MGT07.prod.local\"\r\n";
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend(csv_text.encode_utf16().flat_map(u16::to_le_bytes));
+    let csv = dir.path().join("agents.csv");
+    std::fs::write(&csv, &utf16).unwrap();
+    let args = [
+        "plan",
+        csv.to_str().unwrap(),
+        "--servers",
+        servers.to_str().unwrap(),
+    ];
+    let out = om_balance(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "om-balance: error: {}: line 4: unknown server 'MGT07.prod.local' (not in the server list)\n",
+            csv.display()
+        )
+    );
+    let fixed: Vec<u8> = std::iter::once(0xfeff)
+        .chain(csv_text.replace("MGT07", "MGT02").encode_utf16())
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(&csv, fixed).unwrap();
+    let out = om_balance(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let hostile = dir.path().join("hostile.json");
+    std::fs::write(
+        &hostile,
+        r#"{"management_group": "PROD\nRemove-Item -Recurse -Force C:\\Important #", "servers": [{"name": "MGT01.prod.local", "role": "management"}]}"#,
+    )
+    .unwrap();
+    let out = om_balance(&["plan", hostile.to_str().unwrap(), "--format", "ps2007"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stdout).is_empty());
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "om-balance: error: {}: management_group: management group name \"PROD\\nRemove-Item -Recurse -Force C:\\\\Important #\" is refused: character '\\n' at position 4",
+            hostile.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn export_script_prints_the_models_script_and_help_documents_the_files() {
+    for (flag, shell) in [
+        ("ps2007", opsmgr_model::Shell::OpsMgr2007),
+        ("ps2012", opsmgr_model::Shell::Scom2012),
+    ] {
+        let out = om_balance(&["export-script", "--shell", flag]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let mut want = Vec::new();
+        opsmgr_model::write_export_script(shell, &mut want).unwrap();
+        assert_eq!(text(&out.stdout), text(&want));
+        assert!(text(&out.stdout).contains(&format!(
+            "# Then: om-balance plan $AgentsFile --servers $ServersFile --format {flag}"
+        )));
+    }
+    let out = om_balance(&["export-script", "--shell", "ps2010"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let help = text(&om_balance(&["--help"]).stdout);
+    for needle in [
+        "\"Agent\",\"PrimaryManagementServer\",\"FailoverManagementServers\"",
+        "#TYPE System.Management.Automation.PSCustomObject",
+        "{\"name\": \"RMS.prod.local\", \"role\": \"rms\", \"agent_reachable\": false}",
+        "om-balance export-script --shell ps2007|ps2012",
+    ] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
+
+#[test]
+fn help_examples_are_read_as_documented() {
+    // The two example files of `om-balance --help`, cut out of the help text.
+    let help = text(&om_balance(&["--help"]).stdout);
+    let indented = |first: &str, lines: usize| -> String {
+        let start = help.find(first).unwrap();
+        help[start..]
+            .lines()
+            .take(lines)
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    let csv = indented("    #TYPE", 4);
+    let servers = indented("{\"management_group\"", 7);
+    let dir = tempfile::tempdir().unwrap();
+    let (c, s) = (dir.path().join("a.csv"), dir.path().join("s.json"));
+    std::fs::write(&c, csv).unwrap();
+    std::fs::write(&s, servers).unwrap();
+    let out = om_balance(&[
+        "plan",
+        c.to_str().unwrap(),
+        "--servers",
+        s.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["assignments"].as_array().unwrap().len(), 2);
 }

@@ -229,12 +229,15 @@ fn promote_rms_swaps_roles_rewrites_configs_and_keeps_the_previous_state() {
         stdout.contains("4 agent assignment(s) name a server agents cannot use now"),
         "{stdout}"
     );
+    let inventory = s.group().join("inventory.json").display().to_string();
     assert!(
-        stdout.contains("Fix them with: om-balance apply "),
+        stdout.contains(&format!("Move them in the live management group: om-balance plan {inventory} --format ps2007 > balance.ps1 (--format ps2012 on 2012 and later), then in the Command Shell .\\balance.ps1 -WhatIf and .\\balance.ps1\nThen record the move in the inventory: om-balance apply {inventory} -o {inventory}\n")),
         "{stdout}"
     );
     assert!(
-        stdout.contains("Restart the Health Service on RMS.prod.local"),
+        stdout.contains(
+            "Restart the Health Service on RMS.prod.local: net stop HealthService && net start HealthService"
+        ),
         "{stdout}"
     );
 

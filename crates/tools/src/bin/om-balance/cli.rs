@@ -14,12 +14,41 @@ use opsmgr_model::{HostName, Policy};
 #[command(
     name = "om-balance",
     version,
-    after_help = "Exit codes: 0 success (check: balanced), 1 check: not balanced, 2 bad usage or input (nothing written)."
+    after_help = AFTER_HELP
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
 }
+
+const AFTER_HELP: &str = r#"Input files (UTF-8 with or without a byte order mark, or UTF-16 with one; CRLF or LF):
+
+  A CSV export (with --servers): the header Agent,PrimaryManagementServer,FailoverManagementServers,
+  one agent per line, failovers in order in one field separated by ';' or ','. What Windows
+  PowerShell's Export-Csv writes is read as it is (the #TYPE line, quoted fields):
+    #TYPE System.Management.Automation.PSCustomObject
+    "Agent","PrimaryManagementServer","FailoverManagementServers"
+    "server01.company.local","MGT01.prod.local","MGT02.prod.local;MGT03.prod.local"
+    "server02.company.local","","MGT01.prod.local"
+
+  The servers file (SERVERS.json): the management group and its servers; role is rms,
+  management or gateway; agent_reachable defaults to true, capacity to the role's (3000 for a
+  management server, 2000 for a gateway):
+    {"management_group": "PROD",
+     "servers": [
+       {"name": "RMS.prod.local", "role": "rms", "agent_reachable": false},
+       {"name": "MGT01.prod.local", "role": "management"},
+       {"name": "MGT02.prod.local", "role": "management"},
+       {"name": "MGT03.prod.local", "role": "management", "capacity": 1500},
+       {"name": "GW01.dmz.local", "role": "gateway"}]}
+
+  `om-balance export-script --shell ps2007|ps2012` prints a PowerShell script that writes both
+  files from a running management group.
+
+Management group names follow Operations Manager's rule: at most 64 characters, no control
+characters, no leading or trailing space, none of ( ) ^ ~ : ; . ! ? " , ' ` @ # $ % & * + = [ ] { } | \ / < >
+
+Exit codes: 0 success (check: balanced), 1 check: not balanced, 2 bad usage or input (nothing written)."#;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -39,6 +68,14 @@ pub(crate) enum Command {
         input: Input,
         #[command(flatten)]
         policy: PolicyArgs,
+    },
+    /// Prints a PowerShell script that writes agents.csv and servers.json (the two files
+    /// `plan --servers` reads) from a running management group.
+    ExportScript {
+        /// The shell the script runs in: ps2007 (the 2007 R2 Command Shell, PowerShell 1.0)
+        /// or ps2012 (the Operations Manager Shell, 2012 and later).
+        #[arg(long, value_enum)]
+        shell: ShellArg,
     },
     /// Writes the balanced inventory (JSON) atomically.
     Apply {
@@ -108,8 +145,18 @@ pub(crate) enum Format {
     Table,
     /// The complete target and the changes, for scripts.
     Json,
-    /// A script for the Operations Manager 2007 R2 Command Shell (Set-ManagementServer).
+    /// A script for the Operations Manager 2007 R2 Command Shell (Set-ManagementServer;
+    /// PowerShell 1.0). Run it with -WhatIf first: it prints what it would change.
     Ps2007,
     /// A script for Operations Manager 2012 and later (Set-SCOMParentManagementServer).
+    /// Run it with -WhatIf first: it prints what it would change.
+    Ps2012,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ShellArg {
+    /// The Operations Manager 2007 R2 Command Shell (PowerShell 1.0 or 2.0).
+    Ps2007,
+    /// The Operations Manager Shell, 2012 and later.
     Ps2012,
 }

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use opsmgr_model::{Inventory, Plan, Policy, Shell, plan, write_powershell};
+use opsmgr_model::{Inventory, Plan, Policy, Shell, plan, write_export_script, write_powershell};
 use opsmgr_tools::exit;
 
-use cli::{Cli, Command, Format, Input};
+use cli::{Cli, Command, Format, Input, ShellArg};
 
 fn main() -> ExitCode {
     opsmgr_tools::main("om-balance", run)
@@ -40,6 +40,15 @@ fn run() -> Result<ExitCode> {
                 Format::Ps2007 => write_powershell(&plan, Shell::OpsMgr2007, &mut out)?,
                 Format::Ps2012 => write_powershell(&plan, Shell::Scom2012, &mut out)?,
             }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportScript { shell } => {
+            let shell = match shell {
+                ShellArg::Ps2007 => Shell::OpsMgr2007,
+                ShellArg::Ps2012 => Shell::Scom2012,
+            };
+            write_export_script(shell, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
@@ -77,21 +86,21 @@ fn run() -> Result<ExitCode> {
 fn load(input: &Input) -> Result<Inventory> {
     let path = &input.inventory;
     let name = path.display().to_string();
-    let read = |p: &Path| -> Result<String> {
+    let read = |p: &Path| -> Result<Vec<u8>> {
         if p == Path::new("-") {
-            let mut s = String::new();
+            let mut bytes = Vec::new();
             io::stdin()
-                .read_to_string(&mut s)
+                .read_to_end(&mut bytes)
                 .context("reading the inventory from stdin")?;
-            Ok(s)
+            Ok(bytes)
         } else {
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            std::fs::read(p).with_context(|| format!("reading {}", p.display()))
         }
     };
     match &input.servers {
         Some(servers) => {
             let servers = Inventory::load(servers)?;
-            Ok(Inventory::from_csv(servers, &read(path)?, &name)?)
+            Ok(Inventory::from_csv_bytes(servers, &read(path)?, &name)?)
         }
         None if path
             .extension()
@@ -99,7 +108,7 @@ fn load(input: &Input) -> Result<Inventory> {
         {
             anyhow::bail!("{name}: a CSV export needs the servers: add --servers SERVERS.json")
         }
-        None => Ok(Inventory::from_json_str(&read(path)?, &name)?),
+        None => Ok(Inventory::from_json_bytes(&read(path)?, &name)?),
     }
 }
 

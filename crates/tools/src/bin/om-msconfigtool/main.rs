@@ -176,6 +176,7 @@ struct PromoteReport {
     history: Option<String>,
     configs: Vec<ConfigReport>,
     stranded_agents: usize,
+    script: Option<String>,
     fix: Option<String>,
     steps_left: Vec<String>,
 }
@@ -222,7 +223,7 @@ fn promote(
     let mut steps_left = vec![];
     if let Some(old) = &old {
         steps_left.push(format!(
-            "Restart the Health Service on {old}: net stop \"OpsMgr Health Service\" && net start \"OpsMgr Health Service\""
+            "Restart the Health Service on {old}: net stop HealthService && net start HealthService"
         ));
     }
     steps_left.push(format!(
@@ -239,13 +240,12 @@ fn promote(
             "Point the Web Console at {host}: om-configfix webconsole PATH --rms {host}"
         ));
     }
-    let fix = (!promotion.stranded.is_empty()).then(|| {
-        format!(
-            "om-balance apply {} -o {}",
-            target.group.join(INVENTORY_FILE).display(),
-            target.group.join(INVENTORY_FILE).display()
-        )
-    });
+    let inventory_path = target.group.join(INVENTORY_FILE).display().to_string();
+    let fix = (!promotion.stranded.is_empty())
+        .then(|| format!("om-balance apply {inventory_path} -o {inventory_path}"));
+    // The same plan as a script for the live management group; PromoteRMS is 2007 R2's.
+    let script = (!promotion.stranded.is_empty())
+        .then(|| format!("om-balance plan {inventory_path} --format ps2007 > balance.ps1"));
     let mut report = PromoteReport {
         new_rms: host.to_string(),
         old_rms: old.clone(),
@@ -253,6 +253,7 @@ fn promote(
         history: None,
         configs: Vec::new(),
         stranded_agents: promotion.stranded.len(),
+        script,
         fix,
         steps_left,
     };
@@ -344,8 +345,14 @@ fn finish(
                 if s.primary { "primary" } else { "failover" }
             )?;
         }
+        if let Some(script) = &report.script {
+            writeln!(
+                out,
+                "Move them in the live management group: {script} (--format ps2012 on 2012 and later), then in the Command Shell .\\balance.ps1 -WhatIf and .\\balance.ps1"
+            )?;
+        }
         if let Some(fix) = &report.fix {
-            writeln!(out, "Fix them with: {fix}")?;
+            writeln!(out, "Then record the move in the inventory: {fix}")?;
         }
     }
     writeln!(out, "Steps left to a person:")?;
