@@ -97,18 +97,25 @@ pub struct Installed {
     pub leaf: crate::Accepted,
     /// The root, now in `Root`.
     pub root: crate::Added,
-    /// The channel certificate MOMCertImport's selection chose for the leaf's name.
-    pub channel: CertInfo,
+    /// Whether the pending key, and so the certificate, was in the machine's stores (else the
+    /// user's: its request said `MachineKeySet = FALSE`, and the agent cannot use it).
+    pub machine_key_set: bool,
+    /// The channel certificate MOMCertImport's selection chose for the leaf's name (in the
+    /// machine's stores only: the agent reads no other).
+    pub channel: Option<CertInfo>,
     /// Whether the agent's settings changed (false: it was already the channel certificate).
     pub settings_changed: bool,
 }
 
 /// What the seed's installer did on the agent, in one step under the store's lock: accept the
-/// certificate (its key is pending in the machine's store), trust the root, run MOMCertImport's
-/// selection for the certificate's common name and record the result in the agent's settings.
+/// certificate where its key is pending (the machine's stores first, then the user's, as
+/// certreq -accept looks; only the user's with `user_only`), trust the root there, and in the
+/// machine's stores run MOMCertImport's selection for the certificate's common name and record
+/// the result in the agent's settings.
 pub fn install_bundle(
     machine: &std::path::Path,
     bytes: &[u8],
+    user_only: bool,
     now: std::time::SystemTime,
 ) -> Result<Installed> {
     let bundle = read_bundle(bytes)?;
@@ -117,11 +124,50 @@ pub fn install_bundle(
         .common_name
         .clone()
         .ok_or_else(|| bad("the agent certificate has no common name"))?;
-    let stores = crate::Stores::open(machine, true)?;
-    let lock = stores.lock()?;
-    let leaf = stores.accept(&lock, &bundle.leaf.der, now)?;
-    let root = stores.add_root(&lock, &bundle.root.der, false)?;
-    let selection = crate::select_channel_certificate(&stores, &host, now)?;
+    let mut first_error = None;
+    for machine_key_set in [true, false] {
+        if (machine_key_set && user_only)
+            || (!machine_key_set && !machine.join(crate::USER_STORES).exists())
+        {
+            continue;
+        }
+        let stores = crate::Stores::open(machine, machine_key_set)?;
+        let lock = stores.lock()?;
+        let leaf = match stores.accept(&lock, &bundle.leaf.der, now) {
+            Ok(leaf) => leaf,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        let root = stores.add_root(&lock, &bundle.root.der, false)?;
+        if !machine_key_set {
+            return Ok(Installed {
+                leaf,
+                root,
+                machine_key_set,
+                channel: None,
+                settings_changed: false,
+            });
+        }
+        return select_and_record(machine, &stores, &host, leaf, root, now);
+    }
+    Err(first_error.unwrap_or_else(|| {
+        bad("the user's stores do not exist on this machine (no request was made with MachineKeySet = FALSE)")
+    }))
+}
+
+/// MOMCertImport's part of an install: select the channel certificate in the machine's stores
+/// and record it in the agent's settings. The caller holds the stores' lock.
+fn select_and_record(
+    machine: &std::path::Path,
+    stores: &crate::Stores,
+    host: &str,
+    leaf: crate::Accepted,
+    root: crate::Added,
+    now: std::time::SystemTime,
+) -> Result<Installed> {
+    let selection = crate::select_channel_certificate(stores, host, now)?;
     let mut settings = crate::AgentSettings::load(machine)?;
     let before = settings.clone();
     settings.set_channel_certificate(&selection.chosen);
@@ -132,7 +178,8 @@ pub fn install_bundle(
     Ok(Installed {
         leaf,
         root,
-        channel: selection.chosen,
+        machine_key_set: true,
+        channel: Some(selection.chosen),
         settings_changed,
     })
 }

@@ -102,6 +102,12 @@ pub enum Error {
         /// The entry's id.
         id: String,
     },
+    /// A PFX (PKCS #12) file that cannot be written or read, or holds the wrong things.
+    #[error("PFX: {0}")]
+    Pfx(String),
+    /// A password that does not open what it was given for (or the file was changed).
+    #[error("the password does not open {0} (or the file was changed)")]
+    WrongPassword(String),
 }
 
 fn no_channel(host: &str, candidates: &[crate::Candidate]) -> String {

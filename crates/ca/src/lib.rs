@@ -34,6 +34,7 @@ mod error;
 mod inf;
 mod keys;
 mod names;
+mod pfx;
 mod request;
 mod sigalg;
 mod store;
@@ -62,13 +63,14 @@ pub use inf::{
 };
 pub use keys::PrivateKey;
 pub use names::check_dns_name;
+pub use pfx::{MAX_PFX_BYTES, Pfx, PfxEncryption, read_pfx, write_pfx};
 pub use request::{
     MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, ReceivedRequest, build_request,
     parse_request, request_to_pem, to_x509_name, verify_request,
 };
-pub use sigalg::{SignatureAlgorithm, verify_signature};
+pub use sigalg::{SignatureAlgorithm, verify_certificate, verify_signature};
 pub use store::{
-    Accepted, Added, Entry, MACHINE_STORES, Pending, PendingInfo, StoreLock, StoreName, Stores,
-    USER_STORES, key_id,
+    Accepted, Added, Entry, Imported, MACHINE_STORES, Pending, PendingInfo, StoreLock, StoreName,
+    Stores, USER_STORES, key_id,
 };
 pub use x509_cert::request::CertReq;

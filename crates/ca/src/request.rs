@@ -240,7 +240,8 @@ impl ReceivedRequest {
             Err(_) if is_signed_data(&der) => return Err(cmc_refusal()),
             Err(e) => return Err(Error::Request(format!("not a PKCS#10 request: {e}"))),
         };
-        let info = info_range(&der)?;
+        let info = crate::sigalg::signed_range(&der)
+            .map_err(|e| Error::Request(format!("not a PKCS#10 request: {e}")))?;
         let algorithm = SignatureAlgorithm::from_identifier(&request.algorithm);
         Ok(Self {
             der,
@@ -296,17 +297,6 @@ fn is_signed_data(der: &[u8]) -> bool {
     cms::content_info::ContentInfo::from_der(der)
         .map(|ci| ci.content_type == ID_SIGNED_DATA)
         .unwrap_or(false)
-}
-
-/// Where `certificationRequestInfo` (the first element of the outer SEQUENCE) lies in `der`.
-fn info_range(der: &[u8]) -> Result<std::ops::Range<usize>> {
-    use der::{Reader, SliceReader};
-    let err = |e: der::Error| Error::Request(format!("not a PKCS#10 request: {e}"));
-    let mut reader = SliceReader::new(der).map_err(err)?;
-    der::Header::decode(&mut reader).map_err(err)?;
-    let start = usize::try_from(reader.position()).map_err(err)?;
-    let info = reader.tlv_bytes().map_err(err)?;
-    Ok(start..start + info.len())
 }
 
 /// Reads a request file; see [`ReceivedRequest::parse`].

@@ -265,3 +265,32 @@ pub fn verify_signature(
         }
     }
 }
+
+/// Where the signed part (the first element of the outer SEQUENCE: a request's
+/// `certificationRequestInfo`, a certificate's `tbsCertificate`, a CRL's `tbsCertList`) lies
+/// in `der`.
+pub(crate) fn signed_range(der: &[u8]) -> der::Result<std::ops::Range<usize>> {
+    use der::{Reader, SliceReader};
+    let mut reader = SliceReader::new(der)?;
+    der::Header::decode(&mut reader)?;
+    let start = usize::try_from(reader.position())?;
+    let signed = reader.tlv_bytes()?;
+    Ok(start..start + signed.len())
+}
+
+/// Checks that `issuer_key` signed the certificate `cert` (DER), over its `tbsCertificate`
+/// exactly as received.
+pub fn verify_certificate(
+    cert: &[u8],
+    issuer_key: &SubjectPublicKeyInfoOwned,
+) -> Result<(), String> {
+    let parsed = x509_cert::Certificate::from_der(cert)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let range = signed_range(cert).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let algorithm = SignatureAlgorithm::from_identifier(parsed.signature_algorithm())?;
+    let signature = parsed
+        .signature()
+        .as_bytes()
+        .ok_or("the signature has unused bits")?;
+    verify_signature(issuer_key, algorithm, &cert[range], signature)
+}

@@ -426,24 +426,7 @@ impl Stores {
     /// request said `Exportable = FALSE` is never given out.
     pub fn export_key(&self, store: StoreName, id: &str) -> Result<Zeroizing<String>> {
         let entry = self.find(store, id)?;
-        if !entry.has_key {
-            return Err(Error::Key(format!(
-                "{store} entry {} ({}) has no private key here",
-                entry.id, entry.subject
-            )));
-        }
-        if entry.exportable != Some(true) {
-            return Err(Error::NotExportable {
-                subject: entry.subject,
-                id: entry.id,
-            });
-        }
-        let path = self
-            .root
-            .join(store.dir())
-            .join(format!("{}.key", entry.id));
-        let der = Zeroizing::new(fs::read(&path).map_err(io_err(&path))?);
-        PrivateKey::from_pkcs8_der(&der)?.to_pkcs8_pem()
+        self.exportable_key(&entry)?.to_pkcs8_pem()
     }
 
     /// The private key kept beside the certificate with this thumbprint in `My`, if any.
@@ -457,6 +440,166 @@ impl Stores {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
+    }
+}
+
+/// What importing a PFX did.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The certificate now in `My` with its key.
+    pub cert: CertInfo,
+    /// True when it was there already with its key: nothing changed in `My`.
+    pub already: bool,
+    /// The PFX's root, added to `Root` (certutil's default; `NoRoot` leaves it out), when the
+    /// chain's signatures verify up to it.
+    pub root: Option<Added>,
+    /// Why the PFX's chain gave no root to trust, when it did not.
+    pub root_note: Option<String>,
+}
+
+/// The public key of a certificate, for checking what it signed.
+fn spki(cert: &CertInfo) -> Result<spki::SubjectPublicKeyInfoOwned> {
+    use der::Decode;
+    spki::SubjectPublicKeyInfoOwned::from_der(&cert.public_key)
+        .map_err(|e| Error::Certificate(format!("{}: its public key: {e}", cert.subject)))
+}
+
+/// The self-signed root at the end of `chain` above `leaf`, when every signature on the way
+/// verifies; else why not.
+fn verified_root<'a>(
+    leaf: &'a CertInfo,
+    chain: &'a [CertInfo],
+) -> std::result::Result<&'a CertInfo, String> {
+    let mut child = leaf;
+    for parent in chain {
+        crate::sigalg::verify_certificate(&child.der, &spki(parent).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("{} is not signed by {}: {e}", child.subject, parent.subject))?;
+        child = parent;
+    }
+    if std::ptr::eq(child, leaf) {
+        return Err("the PFX carries no issuer certificate".into());
+    }
+    if child.subject != child.issuer || !child.is_ca {
+        return Err(format!(
+            "the PFX's last certificate, {}, is not a self-signed CA certificate",
+            child.subject
+        ));
+    }
+    crate::sigalg::verify_certificate(&child.der, &spki(child).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{}'s self-signature: {e}", child.subject))?;
+    Ok(child)
+}
+
+impl Stores {
+    /// Puts a PFX's key and certificate into `My` (certutil -importPFX), the key exportable
+    /// unless `exportable` is false (certutil's `NoExport`); with `trust_root`, the PFX's
+    /// self-signed root goes to `Root` when the chain's signatures verify up to it. Importing
+    /// the same PFX again is harmless. The caller holds the lock.
+    pub fn import_pfx(
+        &self,
+        lock: &StoreLock,
+        pfx: &crate::Pfx,
+        exportable: bool,
+        trust_root: bool,
+        now: SystemTime,
+    ) -> Result<Imported> {
+        let cert = pfx.certificate.clone();
+        let my = self.root.join(StoreName::My.dir());
+        let thumb = &cert.thumbprint;
+        let (key_path, meta_path, cert_path) = (
+            my.join(format!("{thumb}.key")),
+            my.join(format!("{thumb}.json")),
+            my.join(format!("{thumb}.cer")),
+        );
+        let already = cert_path.exists() && key_path.exists();
+        if !already {
+            let info = PendingInfo {
+                subject: cert.subject.clone(),
+                exportable,
+                friendly_name: pfx.friendly_name.clone(),
+                created: now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
+            let meta = serde_json::to_vec_pretty(&info).map_err(|e| Error::Key(e.to_string()))?;
+            // Key and description first, the certificate last, as in accept.
+            write_private(&key_path, &pfx.key.to_pkcs8_der()?)?;
+            write_private(&meta_path, &meta)?;
+            write_private(&cert_path, &cert.der)?;
+        }
+        let (root, root_note) = match verified_root(&cert, &pfx.chain) {
+            Ok(r) if trust_root => (Some(self.add_root(lock, &r.der, false)?), None),
+            Ok(r) => (
+                None,
+                Some(format!("its root {} was not added (NoRoot)", r.subject)),
+            ),
+            Err(why) => (None, Some(why)),
+        };
+        Ok(Imported {
+            cert,
+            already,
+            root,
+            root_note,
+        })
+    }
+
+    /// The `My` entry `id` names with its key, and with `chain` the root in `Root` that signed
+    /// it, as a PFX protected by `password` (certutil -exportPFX). A key whose request said
+    /// `Exportable = FALSE` is never given out.
+    pub fn export_pfx(
+        &self,
+        id: &str,
+        password: &str,
+        encryption: crate::PfxEncryption,
+        chain: bool,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let entry = self.find(StoreName::My, id)?;
+        let key = self.exportable_key(&entry)?;
+        let Some(cert) = &entry.cert else {
+            return Err(Error::Key(format!("{} has no certificate", entry.id)));
+        };
+        let chain: Vec<Vec<u8>> = self
+            .list(StoreName::Root)?
+            .into_iter()
+            .filter_map(|e| e.cert)
+            .filter(|root| {
+                root.subject == cert.issuer
+                    && spki(root)
+                        .is_ok_and(|k| crate::sigalg::verify_certificate(&cert.der, &k).is_ok())
+            })
+            .map(|root| root.der)
+            .take(usize::from(chain))
+            .collect();
+        crate::pfx::write_pfx(
+            &key,
+            &cert.der,
+            &chain,
+            entry.friendly_name.as_deref(),
+            password,
+            encryption,
+        )
+    }
+
+    /// The key of `entry`, refused unless it is here and exportable.
+    fn exportable_key(&self, entry: &Entry) -> Result<PrivateKey> {
+        if !entry.has_key {
+            return Err(Error::Key(format!(
+                "{} entry {} ({}) has no private key here",
+                entry.store, entry.id, entry.subject
+            )));
+        }
+        if entry.exportable != Some(true) {
+            return Err(Error::NotExportable {
+                subject: entry.subject.clone(),
+                id: entry.id.clone(),
+            });
+        }
+        let path = self
+            .root
+            .join(entry.store.dir())
+            .join(format!("{}.key", entry.id));
+        let der = Zeroizing::new(fs::read(&path).map_err(io_err(&path))?);
+        PrivateKey::from_pkcs8_der(&der)
     }
 }
 

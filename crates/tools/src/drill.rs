@@ -245,7 +245,7 @@ impl Drill<'_> {
         }
         for h in &hosts {
             let bundle = std::fs::read(share.join(format!("{h}.bundle")))?;
-            install_bundle(&self.machine(h), &bundle, SystemTime::now())
+            install_bundle(&self.machine(h), &bundle, false, SystemTime::now())
                 .with_context(|| format!("installing the bundle on {h}"))?;
         }
         Ok(())

@@ -51,6 +51,68 @@ pub fn main_with_codes(
     }
 }
 
+/// A Windows-style command line for clap: `-?` and `/?` ask for help (in every tool), and each
+/// `(word, flag)` of `switches` is accepted as `-word` or `/word` in any case, and as
+/// `/word:value` or `-word:value` (the value becomes the flag's argument). Everything else,
+/// including the program name, passes unchanged.
+pub fn windows_args(
+    args: impl IntoIterator<Item = String>,
+    switches: &[(&str, &str)],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, arg) in args.into_iter().enumerate() {
+        let lower = arg.to_ascii_lowercase();
+        if i > 0 && (lower == "-?" || lower == "/?") {
+            out.push("--help".to_owned());
+            continue;
+        }
+        let word = lower
+            .strip_prefix('-')
+            .or_else(|| lower.strip_prefix('/'))
+            .filter(|_| i > 0);
+        let switch = word.and_then(|w| {
+            let (name, value) = match w.split_once(':') {
+                Some((name, _)) => (name, Some(&arg[arg.len() - (w.len() - name.len() - 1)..])),
+                None => (w, None),
+            };
+            switches
+                .iter()
+                .find(|(word, _)| *word == name)
+                .map(|(_, flag)| (*flag, value))
+        });
+        match switch {
+            Some((flag, None)) => out.push(flag.to_owned()),
+            Some((flag, Some(value))) => {
+                out.push(flag.to_owned());
+                out.push(value.to_owned());
+            }
+            None => out.push(arg),
+        }
+    }
+    out
+}
+
+/// Reads a file of at most `max` bytes: the bound holds on the read itself (a pipe or a
+/// growing file cannot make it read more), and only a regular file is read.
+pub fn read_bounded(path: &std::path::Path, max: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() > max {
+        bail!("{} is larger than {max} bytes", path.display());
+    }
+    Ok(bytes)
+}
+
 /// The environment variable that names the machine folder when `--machine` is not given.
 pub const MACHINE_ENV: &str = "OPSMGR_MACHINE";
 
@@ -137,6 +199,41 @@ pub fn open_authority(
         .with_context(|| format!("opening the CA in {}", dir.display()))
 }
 
+/// The first line of a password file's bytes, read as the text Windows tools write: UTF-8
+/// with or without a byte-order mark (Notepad, `Set-Content -Encoding UTF8`), or UTF-16 LE or
+/// BE with one (Notepad's "Unicode", `Out-File` and `>` in Windows PowerShell). The mark is
+/// never part of the password.
+pub fn password_text(bytes: &[u8]) -> anyhow::Result<Zeroizing<String>> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| -> anyhow::Result<Zeroizing<String>> {
+        if !rest.len().is_multiple_of(2) {
+            bail!("the UTF-16 text has an odd number of bytes");
+        }
+        let units: Zeroizing<Vec<u16>> =
+            Zeroizing::new(rest.chunks_exact(2).map(|p| unit([p[0], p[1]])).collect());
+        String::from_utf16(&units)
+            .map(Zeroizing::new)
+            .map_err(|_| anyhow::anyhow!("the UTF-16 text is not valid"))
+    };
+    let text = if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        utf16(rest, u16::from_le_bytes)?
+    } else if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        utf16(rest, u16::from_be_bytes)?
+    } else {
+        let rest = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        Zeroizing::new(
+            std::str::from_utf8(rest)
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "it is not UTF-8 or UTF-16 with a byte-order mark (save it as UTF-8 or Unicode)"
+                    )
+                })?
+                .to_owned(),
+        )
+    };
+    let end = text.find(['\r', '\n']).unwrap_or(text.len());
+    Ok(Zeroizing::new(text[..end].to_owned()))
+}
+
 /// Reads a password. With `confirm`, a prompt asks twice and refuses a mismatch; the other
 /// sources are taken as given (a script confirms by construction).
 pub fn read_password(
@@ -144,25 +241,22 @@ pub fn read_password(
     prompt: &str,
     confirm: bool,
 ) -> anyhow::Result<Zeroizing<String>> {
-    let first_line = |s: &str| {
-        let end = s.find(['\r', '\n']).unwrap_or(s.len());
-        Zeroizing::new(s[..end].to_owned())
-    };
     match source {
         PasswordSource::File(path) => {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(path)
+            let bytes = Zeroizing::new(
+                std::fs::read(path)
                     .with_context(|| format!("reading the password from {}", path.display()))?,
             );
-            Ok(first_line(&text))
+            password_text(&bytes)
+                .with_context(|| format!("reading the password from {}", path.display()))
         }
         PasswordSource::Stdin => {
-            let mut line = Zeroizing::new(String::new());
+            let mut line = Zeroizing::new(Vec::new());
             io::stdin()
                 .lock()
-                .read_line(&mut line)
+                .read_until(b'\n', &mut line)
                 .context("reading the password from stdin")?;
-            Ok(first_line(&line))
+            password_text(&line).context("reading the password from stdin")
         }
         PasswordSource::Env(var) => {
             let value =
@@ -269,6 +363,72 @@ mod tests {
         let pw = read_password(&PasswordSource::File(f), "", true).unwrap();
         assert_eq!(pw.as_str(), "secret one");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn password_files_as_windows_writes_them() {
+        let utf16 = |s: &str, be: bool| -> Vec<u8> {
+            let mut out = if be {
+                vec![0xFE, 0xFF]
+            } else {
+                vec![0xFF, 0xFE]
+            };
+            for u in s.encode_utf16() {
+                out.extend(if be { u.to_be_bytes() } else { u.to_le_bytes() });
+            }
+            out
+        };
+        let want = "Pässwörd 1!";
+        for bytes in [
+            want.as_bytes().to_vec(),
+            [b"\xEF\xBB\xBF".as_slice(), want.as_bytes(), b"\r\n"].concat(),
+            utf16(&format!("{want}\r\n"), false),
+            utf16(want, true),
+        ] {
+            assert_eq!(password_text(&bytes).unwrap().as_str(), want, "{bytes:?}");
+        }
+        assert!(
+            password_text(&[0xFF, 0xFE, 0x41])
+                .unwrap_err()
+                .to_string()
+                .contains("odd number")
+        );
+        assert!(
+            password_text(b"caf\xE9")
+                .unwrap_err()
+                .to_string()
+                .contains("not UTF-8 or UTF-16")
+        );
+    }
+
+    #[test]
+    fn windows_switches_help_and_colon_values() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let switches = [("subjectname", "--subject-name"), ("remove", "--remove")];
+        assert_eq!(
+            windows_args(
+                args(&["tool", "/SubjectName:Agent01.Company.local", "/tmp/x.pfx"]),
+                &switches
+            ),
+            args(&[
+                "tool",
+                "--subject-name",
+                "Agent01.Company.local",
+                "/tmp/x.pfx"
+            ])
+        );
+        assert_eq!(
+            windows_args(args(&["tool", "-SUBJECTNAME", "h", "/Remove"]), &switches),
+            args(&["tool", "--subject-name", "h", "--remove"])
+        );
+        assert_eq!(
+            windows_args(args(&["tool", "-?"]), &[]),
+            args(&["tool", "--help"])
+        );
+        assert_eq!(
+            windows_args(args(&["tool", "/?", "-x"]), &[]),
+            args(&["tool", "--help", "-x"])
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(opsmgr_tools::windows_args(std::env::args(), &[]));
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Plan {

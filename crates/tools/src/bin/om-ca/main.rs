@@ -107,7 +107,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    match Cli::parse().command {
+    match Cli::parse_from(opsmgr_tools::windows_args(std::env::args(), &[])).command {
         Command::Init {
             dir,
             name,

@@ -14,7 +14,7 @@ use opsmgr_ca::{
     PendingInfo, PolicyOptions, PrivateKey, Stores, USER_STORES, build_request, parse_policy,
     request_to_pem,
 };
-use opsmgr_tools::{format_utc, machine_dir};
+use opsmgr_tools::{exit, format_utc, machine_dir, windows_args};
 use serde::Serialize;
 
 /// certreq for agents in untrusted networks.
@@ -33,7 +33,8 @@ use serde::Serialize;
     name = "om-certreq",
     version,
     group(ArgGroup::new("verb").required(true).args(["new", "accept", "install", "submit", "retrieve"])),
-    after_help = "Exit codes: 0 success (-submit: recorded, pending or issued), 2 bad usage or input \
+    after_help = "Exit codes: 0 success (-submit: recorded, pending or issued), 1 -install: the \
+certificate went to the user's stores and no channel certificate was set, 2 bad usage or input \
 (nothing written), 3 -retrieve: the request is still pending, 4 the request was denied, \
 5 -retrieve: the certificate was revoked."
 )]
@@ -65,6 +66,10 @@ struct Cli {
     /// Quiet: never ask (certreq's -q); this tool never asks anyway.
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
+    /// -accept and -install: only the user's stores (certreq -user), for a request made with
+    /// MachineKeySet = FALSE. Without it the machine's stores are tried first, then the user's.
+    #[arg(long)]
+    user: bool,
     /// Overwrite REQUEST.req when it exists.
     #[arg(short = 'f', long = "force")]
     force: bool,
@@ -83,20 +88,17 @@ struct Cli {
     files: Vec<PathBuf>,
 }
 
-/// certreq's single-dash words become clap's double-dash flags.
-fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    args.map(|a| match a.to_ascii_lowercase().as_str() {
-        "-new" => "--new".to_owned(),
-        "-accept" => "--accept".to_owned(),
-        "-install" => "--install".to_owned(),
-        "-submit" => "--submit".to_owned(),
-        "-retrieve" => "--retrieve".to_owned(),
-        "-config" => "--config".to_owned(),
-        "-binary" => "--binary".to_owned(),
-        _ => a,
-    })
-    .collect()
-}
+/// certreq's single-dash (or slash) words, in any case, become clap's double-dash flags.
+const SWITCHES: [(&str, &str); 8] = [
+    ("new", "--new"),
+    ("accept", "--accept"),
+    ("install", "--install"),
+    ("submit", "--submit"),
+    ("retrieve", "--retrieve"),
+    ("config", "--config"),
+    ("binary", "--binary"),
+    ("user", "--user"),
+];
 
 #[derive(Serialize)]
 struct Report {
@@ -119,7 +121,7 @@ mod code {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let cli = Cli::parse_from(windows_args(std::env::args(), &SWITCHES));
     if cli.accept {
         return accept(&cli);
     }
@@ -199,7 +201,9 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
     let mut first_error = None;
     let mut accepted = None;
     for machine_key_set in [true, false] {
-        if !machine_key_set && !machine.join(USER_STORES).exists() {
+        if (machine_key_set && cli.user)
+            || (!machine_key_set && !machine.join(USER_STORES).exists())
+        {
             continue;
         }
         let stores = Stores::open(&machine, machine_key_set)?;
@@ -261,10 +265,16 @@ fn install(cli: &Cli) -> Result<ExitCode> {
     let bytes =
         std::fs::read(bundle_path).with_context(|| format!("reading {}", bundle_path.display()))?;
     let machine = machine_dir(cli.machine.clone())?;
-    let done = opsmgr_ca::install_bundle(&machine, &bytes, SystemTime::now())
+    let done = opsmgr_ca::install_bundle(&machine, &bytes, cli.user, SystemTime::now())
         .with_context(|| bundle_path.display().to_string())?;
     let c = &done.leaf.cert;
     let settings = opsmgr_ca::AgentSettings::load(&machine)?;
+    let user_note = (!done.machine_key_set).then(|| {
+        format!(
+            "the certificate went to the user's stores, where its key was pending (the request said MachineKeySet = FALSE); the agent reads only the machine's: no channel certificate was set. Request it again with MachineKeySet = TRUE for {}.",
+            c.common_name.as_deref().unwrap_or(&c.subject)
+        )
+    });
     if cli.json {
         return print_json(&serde_json::json!({
             "subject": c.subject,
@@ -274,11 +284,19 @@ fn install(cli: &Cli) -> Result<ExitCode> {
             "already_installed": done.leaf.already,
             "root": done.root.cert.subject,
             "root_already_trusted": done.root.already,
-            "channel_certificate": done.channel.thumbprint,
+            "machine_key_set": done.machine_key_set,
+            "channel_certificate": done.channel.as_ref().map(|c| &c.thumbprint),
+            "note": user_note,
             "settings_changed": done.settings_changed,
             "settings": settings,
         }))
-        .map(|()| ExitCode::SUCCESS);
+        .map(|()| {
+            if done.machine_key_set {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(exit::NO)
+            }
+        });
     }
     let mut out = io::stdout().lock();
     writeln!(out, "Installed Certificate:")?;
@@ -296,6 +314,10 @@ fn install(cli: &Cli) -> Result<ExitCode> {
             "added to Root"
         }
     )?;
+    if let Some(note) = &user_note {
+        writeln!(out, "Note: {note}")?;
+        return Ok(ExitCode::from(exit::NO));
+    }
     writeln!(out, "Successfully installed the certificate.")?;
     writeln!(
         out,
@@ -327,15 +349,11 @@ fn disposition_lines(record: &opsmgr_ca::Record, retrieving: bool) -> (Vec<Strin
                 "Certificate request is pending: {} (0)",
                 record.message
             )],
-            if retrieving {
-                code::PENDING
-            } else {
-                opsmgr_tools::exit::OK
-            },
+            if retrieving { code::PENDING } else { exit::OK },
         ),
         D::Issued => (
             vec![format!("Certificate retrieved(Issued) {}", record.message)],
-            opsmgr_tools::exit::OK,
+            exit::OK,
         ),
         D::Denied => (
             vec![format!(
@@ -349,11 +367,7 @@ fn disposition_lines(record: &opsmgr_ca::Record, retrieving: bool) -> (Vec<Strin
                 "Certificate retrieved(Revoked) revoked at {}",
                 record.revoked_at.map(format_utc).unwrap_or_default()
             )],
-            if retrieving {
-                code::REVOKED
-            } else {
-                opsmgr_tools::exit::OK
-            },
+            if retrieving { code::REVOKED } else { exit::OK },
         ),
     }
 }

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
-use opsmgr_ca::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH, Entry, StoreName, Stores};
-use opsmgr_tools::{format_utc, machine_dir};
+use opsmgr_ca::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH, Entry, PfxEncryption, StoreName, Stores};
+use opsmgr_tools::{format_utc, machine_dir, windows_args};
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 /// certutil's store commands for agents in untrusted networks.
 ///
@@ -31,7 +32,8 @@ use serde::Serialize;
     name = "om-certutil",
     version,
     group(ArgGroup::new("verb").required(true).args([
-        "addstore", "store", "delstore", "exportkey", "resubmit", "deny", "revoke", "crl", "view"
+        "addstore", "store", "delstore", "exportkey", "exportpfx", "importpfx", "resubmit", "deny",
+        "revoke", "crl", "view"
     ])),
     after_help = "Exit codes: 0 success, 2 bad usage, bad input or refused (nothing changed), \
 4 -resubmit: the request was denied under the current policy."
@@ -78,7 +80,25 @@ struct Cli {
     /// Write an exportable private key: ARGS are `STORE ID OUT.key`.
     #[arg(long)]
     exportkey: bool,
-    /// Force: add a certificate that is not a CA certificate to Root; overwrite OUT.key.
+    /// Write a certificate of My with its private key and chain as a PFX: ARGS are
+    /// `[My] ID OUT.pfx [NoChain]`.
+    #[arg(long)]
+    exportpfx: bool,
+    /// Import a PFX into My: ARGS are `FILE.pfx [MODIFIERS]` (comma-separated: NoExport keeps
+    /// the key from ever being exported again, NoRoot does not trust the PFX's root).
+    #[arg(long)]
+    importpfx: bool,
+    /// The PFX password on the command line, as certutil's -p. Every user of the machine can
+    /// read it there: prefer the prompt, --password-file or --password-env.
+    #[arg(short = 'p', value_name = "PASSWORD")]
+    pfx_password: Option<String>,
+    /// -exportPFX: the PFX's encryption. aes256-sha256 (PBES2 AES-256, SHA-256 MAC) is read by
+    /// Windows 10 1709 / Server 2019 and later and OpenSSL 3; tripledes-sha1 is the only one
+    /// Windows Server 2008 R2 and 2012 import.
+    #[arg(long, value_enum, default_value = "aes256-sha256")]
+    crypto_algorithm: CryptoAlgorithm,
+    /// Force: add a certificate that is not a CA certificate to Root; overwrite OUT.key or
+    /// OUT.pfx.
     #[arg(short = 'f', long = "force")]
     force: bool,
     /// Use the user's stores (MachineKeySet = FALSE) instead of the machine's.
@@ -95,24 +115,32 @@ struct Cli {
     args: Vec<String>,
 }
 
-/// certutil's single-dash words become clap's double-dash flags.
-fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    args.map(|a| match a.to_ascii_lowercase().as_str() {
-        "-addstore" => "--addstore".to_owned(),
-        "-store" => "--store".to_owned(),
-        "-delstore" => "--delstore".to_owned(),
-        "-exportkey" => "--exportkey".to_owned(),
-        "-user" => "--user".to_owned(),
-        "-config" => "--config".to_owned(),
-        "-resubmit" => "--resubmit".to_owned(),
-        "-deny" => "--deny".to_owned(),
-        "-revoke" => "--revoke".to_owned(),
-        "-crl" => "--crl".to_owned(),
-        "-view" => "--view".to_owned(),
-        _ => a,
-    })
-    .collect()
+/// A PFX's protection, by PowerShell's `Export-PfxCertificate -CryptoAlgorithmOption` names.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CryptoAlgorithm {
+    #[value(name = "aes256-sha256", alias = "aes256_sha256")]
+    Aes256Sha256,
+    #[value(name = "tripledes-sha1", alias = "tripledes_sha1")]
+    TripleDesSha1,
 }
+
+/// certutil's single-dash (or slash) words, in any case, become clap's double-dash flags.
+const SWITCHES: [(&str, &str); 14] = [
+    ("addstore", "--addstore"),
+    ("store", "--store"),
+    ("delstore", "--delstore"),
+    ("exportkey", "--exportkey"),
+    ("exportpfx", "--exportpfx"),
+    ("importpfx", "--importpfx"),
+    ("user", "--user"),
+    ("config", "--config"),
+    ("resubmit", "--resubmit"),
+    ("deny", "--deny"),
+    ("revoke", "--revoke"),
+    ("crl", "--crl"),
+    ("view", "--view"),
+    ("json", "--json"),
+];
 
 /// An entry as `--json` reports it.
 #[derive(Serialize)]
@@ -158,7 +186,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let cli = Cli::parse_from(windows_args(std::env::args(), &SWITCHES));
     if cli.resubmit || cli.deny || cli.revoke || cli.crl || cli.view {
         return ca_verb(&cli);
     }
@@ -168,6 +196,10 @@ fn run() -> Result<ExitCode> {
         add_store(&cli, &stores, &args)
     } else if cli.store {
         list(&cli, &stores, &args)
+    } else if cli.exportpfx {
+        export_pfx(&cli, &stores, &args)
+    } else if cli.importpfx {
+        import_pfx(&cli, &stores, &args)
     } else if cli.delstore {
         let [store, id] = args.as_slice() else {
             bail!("-delstore takes STORE and ID");
@@ -245,6 +277,131 @@ fn export_key(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
         .with_context(|| format!("writing {out_file}"))?;
     let entry = stores.find(store, id)?;
     report(cli, &[entry], "-exportkey")
+}
+
+/// The PFX password: certutil's `-p` (with a warning), else the password switches or a
+/// prompt (asked twice when a file is being protected with it).
+fn pfx_password(cli: &Cli, confirm: bool) -> Result<Zeroizing<String>> {
+    if let Some(p) = &cli.pfx_password {
+        #[allow(clippy::print_stderr, reason = "a warning goes to stderr")]
+        {
+            eprintln!(
+                "om-certutil: warning: a password given with -p is visible to every user of this machine (ps, /proc); prefer the prompt, --password-file or --password-env"
+            );
+        }
+        return Ok(Zeroizing::new(p.clone()));
+    }
+    opsmgr_tools::read_password(&cli.password.source(), "PFX password: ", confirm)
+}
+
+/// certutil's modifiers: one comma-separated word list, any case.
+fn modifiers(list: Option<&&str>, known: &[&str]) -> Result<Vec<String>> {
+    let words: Vec<String> = list
+        .map(|l| {
+            l.split(',')
+                .map(|w| w.trim().to_ascii_lowercase())
+                .filter(|w| !w.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(bad) = words.iter().find(|w| !known.contains(&w.as_str())) {
+        bail!("unknown modifier '{bad}' (known: {})", known.join(", "));
+    }
+    Ok(words)
+}
+
+fn export_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
+    let (id, out_file, rest) = match args {
+        [store, id, out, rest @ ..] if store.parse::<StoreName>().is_ok() => {
+            if store.parse::<StoreName>()? != StoreName::My {
+                bail!("-exportPFX exports certificates of My (with their keys), not {store}");
+            }
+            (*id, *out, rest)
+        }
+        [id, out, rest @ ..] => (*id, *out, rest),
+        _ => bail!("-exportPFX takes [My] ID OUT.pfx"),
+    };
+    let mods = modifiers(rest.first(), &["nochain", "noroot"])?;
+    if rest.len() > 1 {
+        bail!("-exportPFX takes [My] ID OUT.pfx [MODIFIERS]");
+    }
+    let out_path = PathBuf::from(out_file);
+    if out_path.exists() && !cli.force {
+        bail!("{out_file} exists; -f overwrites it");
+    }
+    // Refuse before asking for a password: the key must be here and exportable.
+    let entry = stores.find(StoreName::My, id)?;
+    let password = pfx_password(cli, true)?;
+    let encryption = match cli.crypto_algorithm {
+        CryptoAlgorithm::Aes256Sha256 => PfxEncryption::Aes256,
+        CryptoAlgorithm::TripleDesSha1 => PfxEncryption::Legacy3Des,
+    };
+    let pfx = stores.export_pfx(&entry.id, &password, encryption, mods.is_empty())?;
+    opsmgr_fsutil::write_private(&out_path, &pfx).with_context(|| format!("writing {out_file}"))?;
+    report(cli, &[entry], "-exportPFX")
+}
+
+fn import_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
+    let (file, rest) = match args {
+        [file, rest @ ..] if rest.len() <= 1 => (*file, rest),
+        _ => bail!("-importPFX takes FILE.pfx [MODIFIERS]"),
+    };
+    let mods = modifiers(rest.first(), &["noexport", "noroot"])?;
+    let bytes = opsmgr_tools::read_bounded(std::path::Path::new(file), opsmgr_ca::MAX_PFX_BYTES)?;
+    let password = pfx_password(cli, false)?;
+    let pfx = opsmgr_ca::read_pfx(&bytes, &password).with_context(|| file.to_owned())?;
+    let lock = stores.lock()?;
+    let imported = stores.import_pfx(
+        &lock,
+        &pfx,
+        !mods.iter().any(|m| m == "noexport"),
+        !mods.iter().any(|m| m == "noroot"),
+        std::time::SystemTime::now(),
+    )?;
+    drop(lock);
+    let entry = stores.find(StoreName::My, &imported.cert.thumbprint)?;
+    if cli.json {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "certificate": EntryReport::from(&entry),
+                "already": imported.already,
+                "root": imported.root.as_ref().map(|r| &r.cert.subject),
+                "root_already_trusted": imported.root.as_ref().map(|r| r.already),
+                "root_note": imported.root_note,
+            }),
+        )?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "Certificate \"{}\" {}.",
+        imported.cert.subject,
+        if imported.already {
+            "already in My with its key"
+        } else {
+            "added to My with its key"
+        }
+    )?;
+    match (&imported.root, &imported.root_note) {
+        (Some(root), _) => writeln!(
+            out,
+            "Root \"{}\" {}.",
+            root.cert.subject,
+            if root.already {
+                "already trusted"
+            } else {
+                "added to Root"
+            }
+        )?,
+        (None, Some(note)) => writeln!(out, "Root not added: {note}.")?,
+        (None, None) => {}
+    }
+    drop(out);
+    report(cli, &[entry], "-importPFX")
 }
 
 fn report(cli: &Cli, entries: &[Entry], verb: &str) -> Result<ExitCode> {

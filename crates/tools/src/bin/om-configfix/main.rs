@@ -21,7 +21,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(opsmgr_tools::windows_args(std::env::args(), &[]));
     let (path, common, what, value) = match &cli.command {
         Command::Reporting {
             path, rms, common, ..

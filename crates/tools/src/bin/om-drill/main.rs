@@ -42,7 +42,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(opsmgr_tools::windows_args(std::env::args(), &[]));
     let (dir, guard) = match &cli.dir {
         Some(d) => (d.clone(), None),
         None => {

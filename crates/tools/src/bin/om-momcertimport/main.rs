@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser};
 use opsmgr_ca::{
     AgentSettings, Candidate, Error, StoreName, Stores, USER_STORES, select_channel_certificate,
 };
 use opsmgr_model::HostName;
-use opsmgr_tools::{exit, format_utc, machine_dir};
+use opsmgr_tools::{exit, format_utc, machine_dir, windows_args};
 use serde::Serialize;
 
 /// MOMCertImport for agents in untrusted networks.
@@ -23,12 +23,15 @@ use serde::Serialize;
 /// several: the newest. It records the certificate as the agent's
 /// ChannelCertificateSerialNumber (serial bytes reversed) and ChannelCertificateHash (SHA-1
 /// thumbprint). None qualifies: every certificate is listed with each condition it fails.
+/// `om-momcertimport FILE.pfx` first imports the PFX's certificate and key into the machine's
+/// My store (the key not exportable again; its root must already be in Root), as the 2007
+/// tool's file argument did, then selects for the certificate's name (or /SubjectName).
 /// `om-momcertimport /Remove` clears the setting. Restart the agent afterwards.
 #[derive(Debug, Parser)]
 #[command(
     name = "om-momcertimport",
     version,
-    group(ArgGroup::new("verb").required(true).args(["subject_name", "remove"])),
+    group(ArgGroup::new("verb").required(true).multiple(true).args(["subject_name", "remove", "file"])),
     after_help = "Exit codes: 0 installed (or removed), 1 no certificate in My qualifies (nothing changed), \
 2 bad usage or input (nothing changed)."
 )]
@@ -37,8 +40,13 @@ struct Cli {
     #[arg(long, value_name = "FQDN")]
     subject_name: Option<String>,
     /// Forget the channel certificate.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["subject_name", "file"])]
     remove: bool,
+    /// A PFX to import into the machine's My store first.
+    #[arg(value_name = "FILE.pfx")]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    password: opsmgr_tools::PasswordArgs,
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
     #[arg(long, value_name = "DIR")]
     machine: Option<PathBuf>,
@@ -47,16 +55,13 @@ struct Cli {
     json: bool,
 }
 
-/// MOMCertImport's `/Switch` words (any case) become clap's double-dash flags.
-fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    args.map(|a| match a.to_ascii_lowercase().as_str() {
-        "/subjectname" | "-subjectname" => "--subject-name".to_owned(),
-        "/remove" | "-remove" => "--remove".to_owned(),
-        "/?" | "/help" => "--help".to_owned(),
-        _ => a,
-    })
-    .collect()
-}
+/// MOMCertImport's `/Switch` words (any case, `/SubjectName:FQDN` too) become clap's
+/// double-dash flags.
+const SWITCHES: [(&str, &str); 3] = [
+    ("subjectname", "--subject-name"),
+    ("remove", "--remove"),
+    ("help", "--help"),
+];
 
 #[derive(Serialize)]
 struct CandidateReport {
@@ -79,6 +84,8 @@ impl From<&Candidate> for CandidateReport {
 
 #[derive(Serialize)]
 struct Report {
+    /// The thumbprint of the certificate imported from the PFX, when one was given.
+    imported: Option<String>,
     installed: bool,
     changed: bool,
     host: Option<String>,
@@ -130,21 +137,42 @@ fn user_store_hint(machine: &std::path::Path, host: &str) -> Result<String> {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let cli = Cli::parse_from(windows_args(std::env::args(), &SWITCHES));
     let machine = machine_dir(cli.machine.clone())?;
     let stores = Stores::open(&machine, true)?;
     let lock = stores.lock()?;
     let mut settings = AgentSettings::load(&machine)?;
     let mut out = io::stdout().lock();
 
-    let Some(host) = &cli.subject_name else {
+    let imported = match &cli.file {
+        Some(file) => {
+            let bytes = opsmgr_tools::read_bounded(file, opsmgr_ca::MAX_PFX_BYTES)?;
+            let password =
+                opsmgr_tools::read_password(&cli.password.source(), "PFX password: ", false)?;
+            let pfx = opsmgr_ca::read_pfx(&bytes, &password)
+                .with_context(|| file.display().to_string())?;
+            Some(stores.import_pfx(&lock, &pfx, false, false, SystemTime::now())?)
+        }
+        None => None,
+    };
+    let named = imported
+        .as_ref()
+        .and_then(|i| i.cert.common_name.clone())
+        .or_else(|| cli.subject_name.clone());
+    let Some(host) = cli.subject_name.as_ref().or(named.as_ref()) else {
         let changed = settings.clear_channel_certificate();
+        if cli.file.is_some() {
+            anyhow::bail!(
+                "the PFX's certificate has no common name: give the agent's name with /SubjectName"
+            );
+        }
         if changed {
             settings.save(&machine)?;
         }
         drop(lock);
         if cli.json {
             let report = Report {
+                imported: imported.as_ref().map(|i| i.cert.thumbprint.clone()),
                 installed: false,
                 changed,
                 host: None,
@@ -170,6 +198,7 @@ fn run() -> Result<ExitCode> {
         Ok(s) => s,
         Err(Error::NoChannelCertificate { host, candidates }) if cli.json => {
             let report = Report {
+                imported: imported.as_ref().map(|i| i.cert.thumbprint.clone()),
                 installed: false,
                 changed: false,
                 host: Some(host),
@@ -197,6 +226,7 @@ fn run() -> Result<ExitCode> {
     let c = &selection.chosen;
     if cli.json {
         let report = Report {
+            imported: imported.as_ref().map(|i| i.cert.thumbprint.clone()),
             installed: true,
             changed,
             host: Some(host.to_string()),
@@ -210,6 +240,15 @@ fn run() -> Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(i) = &imported {
+        writeln!(
+            out,
+            "Imported {} ({}) into My{}.",
+            i.cert.subject,
+            i.cert.thumbprint,
+            if i.already { " (already there)" } else { "" }
+        )?;
     }
     writeln!(out, "Successfully installed the certificate.")?;
     writeln!(out, "  Subject: {}", c.subject)?;

@@ -15,7 +15,7 @@ use opsmgr_configfix::{
 use opsmgr_model::{RUNBOOKS, promote_rms, runbook};
 use opsmgr_securestorage::{KeyStore, OsRandom, keystore_path};
 use opsmgr_tools::group::{Group, INVENTORY_FILE, machine_host};
-use opsmgr_tools::{exit, machine_dir};
+use opsmgr_tools::{exit, machine_dir, windows_args};
 use serde::Serialize;
 
 /// ManagementServerConfigTool for a management group kept in a folder.
@@ -94,22 +94,17 @@ enum Command {
     },
 }
 
-/// Windows forms: `PromoteRMS` (any case) and `/DeleteExistingRMS:true`.
-fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    args.enumerate()
-        .map(|(i, a)| {
-            let lower = a.to_ascii_lowercase();
-            if i == 1 && ["promoterms", "newkey", "runbook"].contains(&lower.as_str()) {
-                return lower;
-            }
-            for prefix in ["/deleteexistingrms:", "-deleteexistingrms:"] {
-                if let Some(value) = lower.strip_prefix(prefix) {
-                    return format!("--delete-existing-rms={value}");
-                }
-            }
-            a
-        })
-        .collect()
+/// Windows forms: `PromoteRMS` (any case) and `/DeleteExistingRMS:TRUE` (the switch made a
+/// flag by [`windows_args`], its value any case).
+fn normalize_args(args: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(args.len());
+    for (i, a) in args.into_iter().enumerate() {
+        let lower = a.to_ascii_lowercase();
+        let verb = i == 1 && ["promoterms", "newkey", "runbook"].contains(&lower.as_str());
+        let value = out.last().is_some_and(|p| p == "--delete-existing-rms");
+        out.push(if verb || value { lower } else { a });
+    }
+    out
 }
 
 fn main() -> ExitCode {
@@ -117,7 +112,12 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    match Cli::parse_from(normalize_args(std::env::args())).command {
+    match Cli::parse_from(normalize_args(windows_args(
+        std::env::args(),
+        &[("deleteexistingrms", "--delete-existing-rms")],
+    )))
+    .command
+    {
         Command::Runbook { name } => print_runbook(name.as_deref()),
         Command::NewKey { target } => new_key(&target),
         Command::PromoteRms {

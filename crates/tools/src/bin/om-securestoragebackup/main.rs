@@ -13,7 +13,7 @@ use opsmgr_securestorage::{
     open_backup, seal_backup, write_private,
 };
 use opsmgr_tools::{
-    PasswordArgs, PasswordSource, exit, machine_dir, password_weakness, read_password,
+    PasswordArgs, PasswordSource, exit, machine_dir, password_weakness, read_password, windows_args,
 };
 use serde::Serialize;
 
@@ -116,9 +116,10 @@ const VERBS: [&str; 6] = [
 
 /// The Windows tool's verbs are case-insensitive (`Backup`, `RESTORE`): lower-case the first
 /// argument that is one.
-fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
+fn normalize_args(args: Vec<String>) -> Vec<String> {
     let mut done = false;
-    args.enumerate()
+    args.into_iter()
+        .enumerate()
         .map(|(i, a)| {
             if i > 0 && !done && VERBS.iter().any(|v| v.eq_ignore_ascii_case(&a)) {
                 done = true;
@@ -147,7 +148,7 @@ fn warn(message: &str) {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let cli = Cli::parse_from(normalize_args(windows_args(std::env::args(), &[])));
     let explicit_machine =
         cli.machine.is_some() || std::env::var_os(opsmgr_tools::MACHINE_ENV).is_some();
     let machine = machine_dir(cli.machine)?;
