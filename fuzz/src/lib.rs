@@ -236,3 +236,15 @@ pub fn bundle(data: &[u8]) {
     assert!(b.root.is_ca && !b.leaf.is_ca);
     assert_eq!(b.leaf.issuer, b.root.subject);
 }
+
+/// Arbitrary bytes as a PFX opened with the password "fuzz" (what `-importPFX` and
+/// `om-momcertimport FILE.pfx` read): a clean error, or one key that is its certificate's key.
+pub fn pfx(data: &[u8]) {
+    let Ok(p) = opsmgr_ca::read_pfx(data, "fuzz") else {
+        return;
+    };
+    assert_eq!(
+        p.key.public_key_der().expect("a read key encodes"),
+        p.certificate.public_key
+    );
+}

@@ -50,3 +50,8 @@ fn certificate_seeds() {
 fn bundle_seeds() {
     replay("bundle", opsmgr_fuzz::bundle);
 }
+
+#[test]
+fn pfx_seeds() {
+    replay("pfx", opsmgr_fuzz::pfx);
+}

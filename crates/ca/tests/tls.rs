@@ -1,6 +1,7 @@
 //! Certificates our CA issues do the job they exist for: a mutual TLS handshake on loopback
 //! between an agent and its management server (rustls, both sides verifying the other against
-//! the root), and a client certificate from another root is refused.
+//! the root), and a client certificate from another root is refused; the same with OpenSSL's
+//! `s_server` and `s_client` as the peers, for RSA and ECDSA.
 
 #![allow(
     clippy::unwrap_used,
@@ -153,4 +154,156 @@ fn a_client_certificate_from_another_root_is_refused() {
     let server = server.unwrap_err();
     assert!(server.contains("UnknownIssuer"), "{server}");
     assert!(client.is_err(), "{client:?}");
+}
+
+/// Writes a certificate and its key as PEM files for OpenSSL: `<name>.pem`, `<name>.key`.
+fn write_pem(
+    dir: &std::path::Path,
+    name: &str,
+    (certs, key): &(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+) -> (String, String) {
+    let cert = dir.join(format!("{name}.pem"));
+    let key_path = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, opsmgr_ca::certificate_to_pem(&certs[0]).unwrap()).unwrap();
+    let pkcs8 = PrivateKey::from_pkcs8_der(key.secret_der()).unwrap();
+    std::fs::write(&key_path, pkcs8.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
+    (
+        cert.to_str().unwrap().to_owned(),
+        key_path.to_str().unwrap().to_owned(),
+    )
+}
+
+/// `openssl s_server` with the management server's certificate, demanding and verifying a
+/// client certificate against `root`, and `openssl s_client` with the agent's, verifying the
+/// server and its name: what the server received and what the client printed.
+fn openssl_handshake(
+    dir: &std::path::Path,
+    root: &str,
+    server: (&str, &str),
+    client: (&str, &str),
+) -> (String, String) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut s_server = Command::new("timeout")
+        .args([
+            "30",
+            "openssl",
+            "s_server",
+            "-accept",
+            "127.0.0.1:0",
+            "-naccept",
+            "1",
+        ])
+        .args(["-cert", server.0, "-key", server.1, "-CAfile", root])
+        .args(["-Verify", "1", "-verify_return_error"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(s_server.stdout.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(addr) = line.strip_prefix("ACCEPT ") {
+            break addr.rsplit(':').next().unwrap().to_owned();
+        }
+    };
+    let mut s_client = Command::new("timeout")
+        .args([
+            "30",
+            "openssl",
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["-cert", client.0, "-key", client.1, "-CAfile", root])
+        .args([
+            "-verify_return_error",
+            "-verify_hostname",
+            "mgt01.company.local",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    s_client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello from the agent\n")
+        .unwrap();
+    let client_out = s_client.wait_with_output().unwrap();
+    drop(s_server.stdin.take());
+    let mut received: Vec<String> = lines.map_while(Result::ok).collect();
+    let mut err = String::new();
+    s_server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    s_server.wait().unwrap();
+    received.push(err);
+    (
+        received.join("\n"),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&client_out.stdout),
+            String::from_utf8_lossy(&client_out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn openssl_peers_handshake_with_our_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let elsewhere = InitOptions {
+        name: "ELSEWHERE".into(),
+        ..InitOptions::default()
+    };
+    let mut other = Authority::init(&dir.path().join("other"), &elsewhere, now).unwrap();
+    let intruder = issue(&mut other, "agent01.company.local", KeyType::EcdsaP256);
+    let intruder = write_pem(dir.path(), "intruder", &intruder);
+    for (i, (root_key, ms_key, agent_key)) in [
+        (KeyType::Rsa(2048), KeyType::Rsa(2048), KeyType::Rsa(2048)),
+        (KeyType::EcdsaP256, KeyType::EcdsaP256, KeyType::EcdsaP384),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ca_dir = dir.path().join(format!("ca{i}"));
+        let options = InitOptions {
+            key: root_key,
+            ..InitOptions::default()
+        };
+        let mut ca = Authority::init(&ca_dir, &options, now).unwrap();
+        let root = ca_dir.join("ca.cer").to_str().unwrap().to_owned();
+        let ms = issue(&mut ca, "mgt01.company.local", ms_key);
+        let agent = issue(&mut ca, "agent01.company.local", agent_key);
+        let ms = write_pem(dir.path(), &format!("ms{i}"), &ms);
+        let agent = write_pem(dir.path(), &format!("agent{i}"), &agent);
+
+        let (server, client) =
+            openssl_handshake(dir.path(), &root, (&ms.0, &ms.1), (&agent.0, &agent.1));
+        assert!(client.contains("Verify return code: 0 (ok)"), "{client}");
+        assert!(server.contains("hello from the agent"), "{server}");
+
+        // A client certificate from another root: the server refuses the handshake and
+        // never reads the agent's words.
+        let (server, _) = openssl_handshake(
+            dir.path(),
+            &root,
+            (&ms.0, &ms.1),
+            (&intruder.0, &intruder.1),
+        );
+        assert!(!server.contains("hello from the agent"), "{server}");
+        assert!(
+            server.contains("verify error:unable to get local issuer certificate"),
+            "{server}"
+        );
+    }
 }
