@@ -551,3 +551,47 @@ fn a_batch_killed_at_random_moments_is_finished_by_running_it_again() {
         300
     );
 }
+
+#[test]
+fn install_finds_a_key_pending_in_the_users_store_and_says_the_agent_cannot_use_it() {
+    let w = World::new();
+    let host = "agent09.company.local";
+    // MachineKeySet left at Windows' default (FALSE): the key is pending in the user's store.
+    let inf = w.dir.path().join("user.inf");
+    std::fs::write(
+        &inf,
+        format!("[NewRequest]\r\nSubject = \"CN={host}\"\r\nKeyAlgorithm = ECDSA_P256\r\n"),
+    )
+    .unwrap();
+    let machine = s(&w.machine(host));
+    let req = s(&w.share().join(format!("{host}.req")));
+    ok(&run(
+        "certreq",
+        &["-new", "-q", "-f", &s(&inf), &req, "--machine", &machine],
+    ));
+    ok(&w.process(&["--issue"]));
+    let bundle = s(&w.share().join(format!("{host}.bundle")));
+    // -user limits the search to the user's stores; without it the machine's come first.
+    for extra in [&["-user"][..], &[][..]] {
+        let mut args = vec!["-install", &bundle, "--machine", &machine];
+        args.extend(extra);
+        let out = run("certreq", &args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let said = text(&out.stdout);
+        assert!(
+            said.contains("the certificate went to the user's stores")
+                && said.contains("MachineKeySet = TRUE"),
+            "{said}"
+        );
+    }
+    let user_my = ok(&run(
+        "certutil",
+        &["-user", "-store", "My", "--machine", &machine],
+    ));
+    assert!(
+        user_my.contains(&format!("Subject: CN={host}")),
+        "{user_my}"
+    );
+    let settings = w.machine(host).join("Agent/settings.json");
+    assert!(!settings.exists(), "no channel certificate was recorded");
+}

@@ -223,3 +223,56 @@ fn rekey_and_upgrade() {
             .contains("already format version 1 with the current parameters; unchanged")
     );
 }
+
+#[test]
+fn password_files_saved_by_notepad_or_powershell_open_the_same_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let rms = dir.path().join("RMS");
+    let backup = dir.path().join("key.bin");
+    let b = backup.to_str().unwrap();
+    let password = "Schlüssel des RMS 2007!";
+    // Notepad's "Unicode" (UTF-16 LE with a mark), PowerShell's `Set-Content -Encoding UTF8`
+    // (UTF-8 with a mark), and plain UTF-8 typed into a prompt's script.
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            format!("{password}\r\n")
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    let files = [
+        ("utf16.txt", utf16),
+        (
+            "utf8bom.txt",
+            [b"\xEF\xBB\xBF".as_slice(), password.as_bytes(), b"\r\n"].concat(),
+        ),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    assert_eq!(run(&rms, &["CreateKey"], None).status.code(), Some(0));
+    let made = run(
+        &rms,
+        &["Backup", b, "--password-file", &path("utf16.txt")],
+        None,
+    );
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    for opener in [path("utf8bom.txt"), path("utf16.txt")] {
+        let out = run(&rms, &["Verify", b, "--password-file", &opener], None);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{opener}: {}",
+            text(&out.stderr)
+        );
+    }
+    // And typed without any mark, on stdin.
+    let typed = run(
+        &rms,
+        &["Verify", b, "--password-stdin"],
+        Some(&format!("{password}\n")),
+    );
+    assert_eq!(typed.status.code(), Some(0), "{}", text(&typed.stderr));
+}
