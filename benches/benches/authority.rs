@@ -165,7 +165,7 @@ fn drop_folder(c: &mut Criterion) {
                         let options = ProcessOptions {
                             issue: true,
                             jobs,
-                            allowed_hosts: None,
+                            ..ProcessOptions::default()
                         };
                         let start = Instant::now();
                         let summary = must(process_share(

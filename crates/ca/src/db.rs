@@ -319,6 +319,20 @@ impl Database {
             .map_err(db_err)
     }
 
+    /// The newest certificate of this CA for `host` (its common name, any case) that is
+    /// issued, not revoked and still valid at `now`.
+    pub fn valid_certificate_for(&self, host: &str, now: u64) -> Result<Option<Record>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM requests
+                 WHERE common_name = ?1 COLLATE NOCASE AND disposition = 'issued'
+                   AND not_after > ?2
+                 ORDER BY not_after DESC, id DESC LIMIT 1"
+            ))
+            .and_then(|mut stmt| stmt.query_row(params![host, secs(now)], record).optional())
+            .map_err(db_err)
+    }
+
     /// The stored DER of request `id`.
     pub fn request_der(&self, id: i64) -> Result<Option<Vec<u8>>> {
         self.conn

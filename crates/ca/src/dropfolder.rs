@@ -1,29 +1,43 @@
 //! The seed's automation: a share where hosts drop `<FQDN>.req`, processed in batches into
 //! `<FQDN>.cer` and `<FQDN>.bundle`.
 //!
-//! Order of a batch, so that a kill at any point is finished by running it again:
-//! 1. every request is read, checked and reviewed (in parallel);
-//! 2. all of them are recorded in one transaction (a request seen before finds its record);
-//! 3. the ones to issue are signed (in parallel) and recorded in one transaction;
-//! 4. certificates and bundles are written from the database, each replaced by a rename, then
-//!    the file system is flushed once;
+//! Everything in the share is written by machines that want certificates, some of them in
+//! untrusted networks, so nothing in it is trusted: every name is opened relative to a handle
+//! on the share without following links ([`opsmgr_fsutil::untrusted`]), only regular files are
+//! read, through a bound on the read itself, and a link, a pipe or a folder where a request or
+//! a certificate should be is refused for that host alone. One bad file never stops a batch.
+//!
+//! A batch is a pure plan over what was read and what the database holds, carried out by a
+//! thin shell, in an order that a kill at any point is finished by running it again:
+//! 1. every request is read and reviewed (in parallel): the file name must be the request's
+//!    common name before anything else, so a copy of another host's request under a wrong
+//!    name is refused and never matched against the database;
+//! 2. the plan: duplicates by content are processed once; a host that already holds a valid
+//!    certificate, or a server the operator must approve, is held pending with the reason;
+//! 3. all new requests are recorded in one transaction (a request seen before finds its
+//!    record), the ones to issue signed (in parallel) and recorded in a second; a request an
+//!    operator issued or denied meanwhile is reported as such, not an error;
+//! 4. certificates and bundles are written from the database, each replaced by a rename of a
+//!    fresh temporary file, then the file system is flushed once;
 //! 5. only then do requests move to `processed/` (or `rejected/`, beside a `.reason.txt`).
 //!
 //! A request still in the share after a kill is found in the database on the next run: it is
 //! never issued twice, and its files are compared with the database and rewritten when they
 //! differ. Nothing reaches the disk that the database does not hold first.
 
-use std::collections::HashSet;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use opsmgr_fsutil::untrusted::{EntryKind, ReadRefusal, UntrustedDir};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::authority::{Approved, Authority, Issuer, Signed};
 use crate::bundle::write_bundle;
+use crate::cert::MAX_CERT_BYTES;
 use crate::db::{Disposition, Issue, NewRequest, Record};
 use crate::error::{Error, Result};
 use crate::names::check_dns_name;
@@ -33,6 +47,9 @@ use crate::request::{MAX_REQUEST_BYTES, parse_request};
 pub const PROCESSED: &str = "processed";
 /// Where refused requests go, below the share.
 pub const REJECTED: &str = "rejected";
+/// The lock two batches on one CA take turns with, in the CA's own folder (never in the share,
+/// where anyone could plant something at its name).
+pub const DROP_LOCK: &str = "dropfolder.lock";
 
 /// How to process a share.
 #[derive(Debug, Clone, Default)]
@@ -42,8 +59,15 @@ pub struct ProcessOptions {
     /// Threads for reviewing and signing (0: all cores).
     pub jobs: usize,
     /// Only these host names (lower case) may enroll, when given (the management group's
-    /// agents and servers).
+    /// agents and servers). Every DNS name of a certificate must be one of them; a name that
+    /// is another host's is dropped.
     pub allowed_hosts: Option<HashSet<String>>,
+    /// Hosts (lower case) that are never issued from the share: management servers and
+    /// gateways. Their requests stay pending for an operator's `-resubmit`.
+    pub operator_only: HashSet<String>,
+    /// A request modified less than this long ago is left for the next run (it may still be
+    /// being copied in).
+    pub settle: Duration,
 }
 
 /// The stages a batch reports progress for.
@@ -57,18 +81,58 @@ pub enum Stage {
     Write,
 }
 
+/// Where one request file stands after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Its certificate and bundle are in the share; the request moved to `processed/`.
+    Issued,
+    /// Recorded and waiting for an operator (or for `--issue`); it stays in the share.
+    Pending,
+    /// Denied by the policy; moved to `rejected/`.
+    Denied,
+    /// Not a request this CA records (unreadable, misnamed, not a regular file...); moved to
+    /// `rejected/` when it is a file.
+    Rejected,
+    /// Its certificate was revoked; moved to `rejected/`.
+    Revoked,
+    /// The same request as another file of the batch, which was processed; moved to
+    /// `rejected/`.
+    Duplicate,
+    /// Modified moments ago: left for the next run.
+    Waiting,
+    /// Issued, but its files could not be written; it stays in the share for the next run.
+    Failed,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Issued => "issued",
+            Outcome::Pending => "pending",
+            Outcome::Denied => "denied",
+            Outcome::Rejected => "rejected",
+            Outcome::Revoked => "revoked",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Waiting => "waiting",
+            Outcome::Failed => "failed",
+        })
+    }
+}
+
 /// What happened to one request file.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileOutcome {
-    /// The request file's name.
+    /// The request file's name (control characters escaped).
     pub file: String,
     /// The host it is for, when known.
     pub host: Option<String>,
     /// The request id, when it was recorded.
     pub id: Option<i64>,
-    /// Where it stands: issued, pending, denied or rejected (not a readable request).
-    pub result: &'static str,
-    /// Why it was refused, or the CA's message.
+    /// Where it stands.
+    pub result: Outcome,
+    /// Why it was refused, or the CA's message (control characters escaped).
     pub message: String,
 }
 
@@ -81,25 +145,73 @@ pub struct Summary {
     pub issued: usize,
     /// Requests left pending in the share.
     pub pending: usize,
-    /// Requests moved to `rejected/` (denied by policy or unreadable).
+    /// Requests moved to `rejected/` (denied, revoked or unreadable) or refused in place.
     pub rejected: usize,
+    /// Copies of another request of the batch.
+    pub duplicates: usize,
+    /// Requests left for the next run: still settling, or issued with files not written.
+    pub waiting: usize,
     /// Every file, in name order.
     pub files: Vec<FileOutcome>,
 }
 
+/// Text from the share or a request, safe for a terminal, a log line or a reason file:
+/// control characters (and the Unicode line and bidirectional controls) become `\u{..}`.
+pub fn escape_control(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        if c.is_control() || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A request file after reading and review.
 struct Reviewed {
+    /// The name as the file system has it.
+    raw: OsString,
+    /// The name for people (escaped).
     file: String,
-    path: PathBuf,
-    outcome: std::result::Result<Readable, String>,
+    read: Read,
+}
+
+enum Read {
+    /// Modified too recently.
+    Settling,
+    /// Not a request this CA records, and why.
+    Refused(String),
+    /// A request, with the policy's answer.
+    Readable(Box<Readable>),
 }
 
 struct Readable {
     der: Vec<u8>,
     digest: Vec<u8>,
     subject: String,
-    host: Option<String>,
+    /// The host, lower case: the file's name, which is the request's common name.
+    host: String,
+    /// The host as the file's name spells it (the certificate and bundle are named so).
+    spelled: String,
     review: std::result::Result<Approved, String>,
+}
+
+/// What the plan does with one file.
+enum Step {
+    Wait,
+    Refuse(String),
+    Duplicate(String),
+    /// Record (or find) the request; issue it when `issue` and it is pending.
+    Record {
+        issue: bool,
+        /// Why it stays pending though it could be issued.
+        hold: Option<String>,
+    },
 }
 
 /// Runs `f` over `items` on `jobs` threads, results in input order.
@@ -134,86 +246,173 @@ fn par_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Syn
     slots.into_iter().flatten().collect()
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+fn io_err(dir: &UntrustedDir) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
-        path: path.to_owned(),
+        path: dir.path().to_owned(),
         source,
     }
 }
 
 fn secs(t: SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The request files of the share, by name.
-fn request_files(share: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(share).map_err(io_err(share))? {
-        let entry = entry.map_err(io_err(share))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_req = Path::new(&name)
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("req"));
-        if is_req && !name.starts_with('.') && entry.file_type().map_err(io_err(share))?.is_file() {
-            files.push((name, entry.path()));
-        }
-    }
-    files.sort();
-    Ok(files)
+fn is_request_name(name: &OsStr) -> bool {
+    let b = name.as_encoded_bytes();
+    b.len() > 4 && !b.starts_with(b".") && b[b.len() - 4..].eq_ignore_ascii_case(b".req")
 }
 
+/// Reads one request file of the share and reviews it. The file name is the host's claim and
+/// is checked first: a request whose common name is not its file's name is refused here,
+/// before its content is compared with anything.
 fn read_one(
     issuer: &Issuer,
-    file: &str,
-    path: &Path,
+    share: &UntrustedDir,
+    raw: &OsStr,
     options: &ProcessOptions,
+    settled_before: Option<SystemTime>,
     now: SystemTime,
-) -> std::result::Result<Readable, String> {
-    let len = fs::metadata(path).map_err(|e| e.to_string())?.len();
-    if len > MAX_REQUEST_BYTES as u64 {
-        return Err(format!(
-            "{len} bytes is larger than a request can be ({MAX_REQUEST_BYTES})"
+) -> Read {
+    let file = escape_control(&raw.to_string_lossy());
+    let stem = match raw.to_str() {
+        Some(name) => &name[..name.len() - 4],
+        None => return Read::Refused("the file name is not valid UTF-8".into()),
+    };
+    if let Err(e) = check_dns_name(stem) {
+        return Read::Refused(format!("the file name '{file}' is not <FQDN>.req: {e}"));
+    }
+    let bytes = match share.read_file(raw, MAX_REQUEST_BYTES, settled_before) {
+        Ok(bytes) => bytes,
+        Err(ReadRefusal::Settling) => return Read::Settling,
+        Err(e) => return Read::Refused(format!("{file} was not read: {e}")),
+    };
+    let request = match parse_request(&bytes) {
+        Ok(r) => r,
+        Err(e) => return Read::Refused(e.to_string()),
+    };
+    let host = stem.to_ascii_lowercase();
+    let mut review = issuer.review(&request, now);
+    if let Ok(a) = &review
+        && !a.common_name.eq_ignore_ascii_case(stem)
+    {
+        return Read::Refused(format!(
+            "the request is for {} but the file is named {file}: a host may only request its own name",
+            escape_control(&a.common_name)
         ));
     }
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    let request = parse_request(&bytes).map_err(|e| e.to_string())?;
+    if let (Ok(a), Some(allowed)) = (&mut review, &options.allowed_hosts) {
+        if !allowed.contains(&host) {
+            review = Err(format!(
+                "{host} is not an agent or server of the management group's inventory"
+            ));
+        } else {
+            // Every other DNS name would let this host speak for another: with an inventory,
+            // a certificate names its own host only.
+            let (keep, drop): (Vec<String>, Vec<String>) = std::mem::take(&mut a.dns_names)
+                .into_iter()
+                .partition(|n| n.eq_ignore_ascii_case(&host));
+            a.dns_names = keep;
+            for name in drop {
+                a.notes.push(format!(
+                    "alternative name '{name}' ignored: {}",
+                    if allowed.contains(&name.to_ascii_lowercase()) {
+                        "it is another host of the inventory"
+                    } else {
+                        "not in the inventory"
+                    }
+                ));
+            }
+        }
+    }
     let der = request.der().to_vec();
-    let digest = Sha256::digest(&der).to_vec();
-    let subject = request.request().info.subject.to_string();
-    // The file's name is the host's claim; the request's CN must be the same name.
-    let stem = &file[..file.len() - 4];
-    let review = match check_dns_name(stem) {
-        Err(e) => Err(format!("the file name '{file}' is not <FQDN>.req: {e}")),
-        Ok(()) => match issuer.review(&request, now) {
-            Err(reason) => Err(reason),
-            Ok(a) if !a.common_name.eq_ignore_ascii_case(stem) => Err(format!(
-                "the request is for {} but the file is named {file}: a host may only request its own name",
-                a.common_name
-            )),
-            Ok(a) => match &options.allowed_hosts {
-                Some(allowed) if !allowed.contains(&a.common_name.to_ascii_lowercase()) => {
-                    Err(format!(
-                        "{} is not an agent or server of the management group's inventory",
-                        a.common_name
-                    ))
-                }
-                _ => Ok(a),
-            },
-        },
-    };
-    let host = review.as_ref().ok().map(|a| a.common_name.clone());
-    Ok(Readable {
+    Read::Readable(Box::new(Readable {
+        digest: Sha256::digest(&der).to_vec(),
         der,
-        digest,
-        subject,
+        subject: escape_control(&request.request().info.subject.to_string()),
         host,
+        spelled: stem.to_owned(),
         review,
-    })
+    }))
+}
+
+/// The plan: what to do with each file, from what was read and what the database holds
+/// (`known`: the records of requests seen before, by digest; `holders`: the valid
+/// certificates of this CA, by host). Pure: no I/O.
+fn plan(
+    reviewed: &[Reviewed],
+    known: &HashMap<Vec<u8>, Record>,
+    holders: &HashMap<String, Record>,
+    options: &ProcessOptions,
+    issue: bool,
+) -> Vec<Step> {
+    let mut first_of: HashMap<&[u8], &str> = HashMap::new();
+    let mut issuing: HashSet<&str> = HashSet::new();
+    reviewed
+        .iter()
+        .map(|r| match &r.read {
+            Read::Settling => Step::Wait,
+            Read::Refused(why) => Step::Refuse(why.clone()),
+            Read::Readable(x) => {
+                if let Some(first) = first_of.get(x.digest.as_slice()) {
+                    return Step::Duplicate(format!(
+                        "the same request as {first}, which this batch processed; this copy was not"
+                    ));
+                }
+                first_of.insert(&x.digest, &r.file);
+                let pending = known
+                    .get(&x.digest)
+                    .is_none_or(|rec| rec.disposition == Disposition::Pending);
+                let approved = x.review.is_ok();
+                let hold = if !approved || !pending {
+                    None
+                } else if options.operator_only.contains(&x.host) {
+                    Some(format!(
+                        "{} is a management server or gateway: it is issued only by an operator (om-certutil -config CA -resubmit ID)",
+                        x.host
+                    ))
+                } else if let Some(held) = holders.get(&x.host) {
+                    Some(format!(
+                        "{} already holds certificate {} from this CA, valid until Unix time {}; an operator decides (om-certutil -config CA -resubmit ID), or revoke it first",
+                        x.host,
+                        held.serial.as_deref().unwrap_or("?"),
+                        held.not_after.unwrap_or(0)
+                    ))
+                } else if issue && issuing.contains(x.host.as_str()) {
+                    Some(format!(
+                        "another request for {} was issued in this batch",
+                        x.host
+                    ))
+                } else {
+                    None
+                };
+                let to_issue = issue && approved && pending && hold.is_none();
+                if to_issue {
+                    issuing.insert(&x.host);
+                }
+                Step::Record {
+                    issue: to_issue,
+                    hold,
+                }
+            }
+        })
+        .collect()
+}
+
+fn pending_message(a: &Approved, hold: Option<&str>) -> String {
+    let mut m = "Taken Under Submission".to_owned();
+    if let Some(h) = hold {
+        m.push_str(". Held: ");
+        m.push_str(h);
+    }
+    if !a.notes.is_empty() {
+        m.push_str(". ");
+        m.push_str(&a.notes.join("; "));
+    }
+    m
 }
 
 /// The files of an issued record, written only when they differ from the database's.
-fn write_outputs(share: &Path, host: &str, record: &Record, root_der: &[u8]) -> Result<()> {
+fn write_outputs(share: &UntrustedDir, host: &str, record: &Record, root_der: &[u8]) -> Result<()> {
     let der = record
         .certificate
         .as_deref()
@@ -221,99 +420,138 @@ fn write_outputs(share: &Path, host: &str, record: &Record, root_der: &[u8]) -> 
     let pem = crate::cert::certificate_to_pem(der)?;
     let bundle = write_bundle(der, root_der)?;
     for (ext, bytes) in [("cer", pem.as_bytes()), ("bundle", bundle.as_bytes())] {
-        let path = share.join(format!("{host}.{ext}"));
-        if fs::read(&path).ok().as_deref() != Some(bytes) {
-            opsmgr_fsutil::write_replace_unsynced(&path, bytes).map_err(io_err(&path))?;
+        let name = OsString::from(format!("{host}.{ext}"));
+        let same = share
+            .read_file(&name, MAX_CERT_BYTES, None)
+            .is_ok_and(|old| old == bytes);
+        if !same {
+            share.replace_file(&name, bytes).map_err(|e| {
+                let what = match share.kind(&name) {
+                    Ok(Some(EntryKind::Dir)) => "a folder is in the way".to_owned(),
+                    _ => e.to_string(),
+                };
+                Error::Certificate(format!("{host}.{ext} could not be written: {what}"))
+            })?;
         }
     }
     Ok(())
 }
 
-/// Removes the temporary files a killed run left (`.<name>.<pid>.tmp`); the lock guarantees
-/// no other run is writing them.
-fn remove_stale_temporaries(share: &Path) -> Result<()> {
-    for entry in fs::read_dir(share).map_err(io_err(share))? {
-        let entry = entry.map_err(io_err(share))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.ends_with(".tmp") && entry.path().is_file() {
-            fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
-        }
-    }
-    Ok(())
+/// A name in `dir` for `name` that nothing holds: itself, else `name.1`, `name.2`, ...
+fn free_name(dir: &UntrustedDir, name: &OsStr) -> OsString {
+    std::iter::once(name.to_owned())
+        .chain((1..).map(|n| {
+            let mut s = name.to_owned();
+            s.push(format!(".{n}"));
+            s
+        }))
+        .find(|candidate| matches!(dir.kind(candidate), Ok(None)))
+        .unwrap_or_else(|| name.to_owned())
 }
 
-/// A free name in `dir` for `name`: itself, else `name.1`, `name.2`, ...
-fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
+/// Moves a finished request out of the share; a name taken in the meantime gets the next
+/// free one.
+fn move_out(
+    share: &UntrustedDir,
+    raw: &OsStr,
+    dir: &UntrustedDir,
+    name: &OsStr,
+) -> std::io::Result<OsString> {
+    let mut last = None;
+    for _ in 0..3 {
+        let dest = free_name(dir, name);
+        match share.move_into(raw, dir, &dest) {
+            Ok(()) => return Ok(dest),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
     }
-    (1..)
-        .map(|n| dir.join(format!("{name}.{n}")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
 }
 
 /// Processes every `*.req` in `share` with the CA; see the module's description for the order
 /// that makes a re-run after a kill finish the batch. `progress` is told each stage's
-/// progress. Two processes on one share take turns (a lock file in the share).
+/// progress. Two batches on one CA take turns (a lock file in the CA's folder).
 pub fn process_share(
     ca: &mut Authority,
-    share: &Path,
+    share: &std::path::Path,
     options: &ProcessOptions,
     now: SystemTime,
     progress: &(dyn Fn(Stage, usize, usize) + Sync),
 ) -> Result<Summary> {
-    let lock_path = share.join(".om-ca.lock");
-    let lock = opsmgr_fsutil::lock_exclusive(&lock_path).map_err(io_err(&lock_path))?;
-    for sub in [PROCESSED, REJECTED] {
-        let dir = share.join(sub);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    }
+    let lock_path = ca.dir().join(DROP_LOCK);
+    let lock = opsmgr_fsutil::lock_exclusive(&lock_path).map_err(|source| Error::Io {
+        path: lock_path.clone(),
+        source,
+    })?;
+    let share = UntrustedDir::open(share).map_err(|source| Error::Io {
+        path: share.to_owned(),
+        source,
+    })?;
+    let processed = share.subdir(PROCESSED).map_err(io_err(&share))?;
+    let rejected = share.subdir(REJECTED).map_err(io_err(&share))?;
     let jobs = if options.jobs == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         options.jobs
     };
-    remove_stale_temporaries(share)?;
-    let files = request_files(share)?;
-    let total = files.len();
+    share.remove_temporaries().map_err(io_err(&share))?;
+    let names: Vec<OsString> = share
+        .entries()
+        .map_err(io_err(&share))?
+        .into_iter()
+        .filter(|e| is_request_name(&e.name))
+        .map(|e| e.name)
+        .collect();
+    let total = names.len();
+    let settled_before = (!options.settle.is_zero()).then(|| now - options.settle);
 
     // 1. Read and review in parallel.
     let done = AtomicUsize::new(0);
     let issuer = ca.issuer();
-    let reviewed: Vec<Reviewed> = par_map(&files, jobs, |(file, path)| {
-        let outcome = read_one(issuer, file, path, options, now);
+    let reviewed: Vec<Reviewed> = par_map(&names, jobs, |raw| {
+        let read = read_one(issuer, &share, raw, options, settled_before, now);
         progress(
             Stage::Review,
             done.fetch_add(1, Ordering::Relaxed) + 1,
             total,
         );
         Reviewed {
-            file: file.clone(),
-            path: path.clone(),
-            outcome,
+            raw: raw.clone(),
+            file: escape_control(&raw.to_string_lossy()),
+            read,
         }
     });
 
-    // 2. Record every readable request in one transaction.
+    // 2. The plan, from what the database holds now.
+    let mut known = HashMap::new();
+    let mut holders = HashMap::new();
+    for r in &reviewed {
+        if let Read::Readable(x) = &r.read {
+            if let Some(rec) = ca.db().by_digest(&x.digest)? {
+                known.insert(x.digest.clone(), rec);
+            }
+            if !holders.contains_key(&x.host)
+                && let Some(rec) = ca.db().valid_certificate_for(&x.host, secs(now))?
+            {
+                holders.insert(x.host.clone(), rec);
+            }
+        }
+    }
+    let issue = options.issue || ca.issuer().config().auto_issue;
+    let steps = plan(&reviewed, &known, &holders, options, issue);
+
+    // 3a. Record every new request in one transaction.
     let received = secs(now);
-    let ids: Vec<Option<(i64, bool)>> = ca.db_mut().transaction(|b| {
+    let ids: Vec<Option<i64>> = ca.db_mut().transaction(|b| {
         reviewed
             .iter()
-            .map(|r| match &r.outcome {
-                Err(_) => Ok(None),
-                Ok(x) => {
+            .zip(&steps)
+            .map(|(r, step)| match (&r.read, step) {
+                (Read::Readable(x), Step::Record { hold, .. }) => {
                     let (disposition, message) = match &x.review {
-                        Ok(a) => (
-                            Disposition::Pending,
-                            if a.notes.is_empty() {
-                                "Taken Under Submission".to_owned()
-                            } else {
-                                format!("Taken Under Submission. {}", a.notes.join("; "))
-                            },
-                        ),
-                        Err(reason) => (Disposition::Denied, reason.clone()),
+                        Ok(a) => (Disposition::Pending, pending_message(a, hold.as_deref())),
+                        Err(reason) => (Disposition::Denied, escape_control(reason)),
                     };
                     b.insert(&NewRequest {
                         received,
@@ -321,42 +559,30 @@ pub fn process_share(
                         der: &x.der,
                         sha256: &x.digest,
                         subject: &x.subject,
-                        common_name: x.host.as_deref(),
+                        common_name: Some(&x.host),
                         disposition,
                         message: &message,
                     })
-                    .map(Some)
+                    .map(|(id, _)| Some(id))
                 }
+                _ => Ok(None),
             })
             .collect()
     })?;
 
-    // 3. Sign what is pending and approved, in parallel; record in one transaction.
-    let issue = options.issue || ca.issuer().config().auto_issue;
-    let mut records: Vec<Option<Record>> = ids
+    // 3b. Sign what the plan issues, in parallel; record in one transaction, each row on its
+    // own: a request an operator issued or denied meanwhile is reported, not an error.
+    let to_sign: Vec<(usize, &Approved)> = reviewed
         .iter()
-        .map(|id| match id {
-            Some((id, _)) => ca.db().get(*id),
-            None => Ok(None),
+        .zip(&steps)
+        .enumerate()
+        .filter_map(|(i, (r, step))| match (&r.read, step) {
+            (Read::Readable(x), Step::Record { issue: true, .. }) => {
+                x.review.as_ref().ok().map(|a| (i, a))
+            }
+            _ => None,
         })
-        .collect::<Result<_>>()?;
-    let to_sign: Vec<(usize, &Approved)> = if issue {
-        reviewed
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                let pending = records[i]
-                    .as_ref()
-                    .is_some_and(|rec| rec.disposition == Disposition::Pending);
-                match (&r.outcome, pending) {
-                    (Ok(Readable { review: Ok(a), .. }), true) => Some((i, a)),
-                    _ => None,
-                }
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+        .collect();
     let signed_count = AtomicUsize::new(0);
     let issuer = ca.issuer();
     let signed: Vec<Result<Signed>> = par_map(&to_sign, jobs, |(_, approved)| {
@@ -368,130 +594,211 @@ pub fn process_share(
         );
         s
     });
-    let signed: Vec<(usize, Signed, String)> = to_sign
-        .iter()
-        .zip(signed)
-        .map(|((i, a), s)| {
-            let message = if a.notes.is_empty() {
-                "Issued".to_owned()
-            } else {
-                format!("Issued. {}", a.notes.join("; "))
-            };
-            s.map(|s| (*i, s, message))
-        })
-        .collect::<Result<_>>()?;
-    if !signed.is_empty() {
-        ca.db_mut().transaction(|b| {
-            for (i, s, message) in &signed {
-                let Some(Some((id, _))) = ids.get(*i) else {
-                    continue;
+    let mut raced: HashMap<usize, String> = HashMap::new();
+    if !to_sign.is_empty() {
+        raced = ca.db_mut().transaction(|b| {
+            let mut raced = HashMap::new();
+            for ((i, a), s) in to_sign.iter().zip(signed) {
+                let Some(id) = ids[*i] else { continue };
+                let s = s?;
+                let message = if a.notes.is_empty() {
+                    "Issued".to_owned()
+                } else {
+                    format!("Issued. {}", a.notes.join("; "))
                 };
-                b.issue(&Issue {
-                    id: *id,
+                match b.issue(&Issue {
+                    id,
                     serial: &s.serial,
                     certificate: &s.der,
                     not_after: s.not_after,
-                    message,
-                })?;
+                    message: &message,
+                }) {
+                    Ok(()) => {}
+                    Err(Error::NotPending(_)) => {
+                        let now_is = b.get(id)?.map(|r| r.disposition);
+                        raced.insert(
+                            *i,
+                            format!(
+                                "an operator changed request {id} while this batch ran (it is {} now)",
+                                now_is.map_or("gone".to_owned(), |d| d.to_string())
+                            ),
+                        );
+                    }
+                    Err(Error::SerialInUse(serial)) => {
+                        raced.insert(
+                            *i,
+                            format!("serial number {serial} collided; it stays pending for the next run"),
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Ok(())
+            Ok(raced)
         })?;
-        for (i, _, _) in &signed {
-            if let Some(Some((id, _))) = ids.get(*i) {
-                records[*i] = ca.db().get(*id)?;
-            }
-        }
     }
 
-    // 4. Files from the database (in parallel), one flush for all of them.
+    // 4. Outcomes from the database; files from the database (in parallel), one flush.
     let root_der = ca.issuer().root().der.clone();
-    let mut summary = Summary {
-        processed: total,
-        ..Summary::default()
-    };
-    for (i, r) in reviewed.iter().enumerate() {
-        let record = records[i].as_ref();
-        let host = match &r.outcome {
-            Ok(x) => x.host.clone(),
-            Err(_) => None,
+    let mut outcomes: Vec<FileOutcome> = Vec::with_capacity(reviewed.len());
+    let mut records: Vec<Option<Record>> = Vec::with_capacity(reviewed.len());
+    for (i, (r, step)) in reviewed.iter().zip(&steps).enumerate() {
+        let host = match &r.read {
+            Read::Readable(x) => Some(x.spelled.clone()),
+            _ => None,
         };
-        let (result, message) = match (&r.outcome, record) {
-            (Err(reason), _) => ("rejected", reason.clone()),
-            (Ok(_), Some(rec)) => match rec.disposition {
-                Disposition::Issued => ("issued", rec.message.clone()),
-                Disposition::Pending => ("pending", rec.message.clone()),
-                Disposition::Denied => ("denied", rec.message.clone()),
-                Disposition::Revoked => (
-                    "revoked",
-                    format!(
-                        "its certificate (serial {}) was revoked",
-                        rec.serial.as_deref().unwrap_or("?")
-                    ),
+        let record = match ids[i] {
+            Some(id) => ca.db().get(id)?,
+            None => None,
+        };
+        let (result, message) = match (step, &record) {
+            (Step::Wait, _) => (
+                Outcome::Waiting,
+                format!(
+                    "modified less than {} s ago: left for the next run",
+                    options.settle.as_secs()
                 ),
-            },
-            (Ok(_), None) => ("rejected", "not recorded".to_owned()),
+            ),
+            (Step::Refuse(why), _) => (Outcome::Rejected, escape_control(why)),
+            (Step::Duplicate(why), _) => (Outcome::Duplicate, why.clone()),
+            (Step::Record { hold, .. }, Some(rec)) => {
+                let mut message = rec.message.clone();
+                if let Some(note) = raced.get(&i) {
+                    message = format!("{note}. {message}");
+                }
+                let result = match rec.disposition {
+                    Disposition::Issued => Outcome::Issued,
+                    Disposition::Pending => {
+                        if let Some(h) = hold.as_deref().filter(|h| !message.contains(*h)) {
+                            message = format!("Held: {h}. {message}");
+                        }
+                        Outcome::Pending
+                    }
+                    Disposition::Denied => Outcome::Denied,
+                    Disposition::Revoked => {
+                        message = format!(
+                            "its certificate (serial {}) was revoked",
+                            rec.serial.as_deref().unwrap_or("?")
+                        );
+                        Outcome::Revoked
+                    }
+                };
+                (result, message)
+            }
+            (Step::Record { .. }, None) => (Outcome::Rejected, "not recorded".to_owned()),
         };
-        summary.files.push(FileOutcome {
+        outcomes.push(FileOutcome {
             file: r.file.clone(),
             host,
-            id: record.map(|rec| rec.id),
+            id: record.as_ref().map(|rec| rec.id),
             result,
             message,
         });
+        records.push(record);
     }
-    let outputs: Vec<(&str, &Record)> = summary
-        .files
+    let outputs: Vec<(usize, String, &Record)> = outcomes
         .iter()
         .zip(&records)
-        .filter_map(|(f, rec)| match (f.result, &f.host, rec) {
-            ("issued", Some(host), Some(rec)) => Some((host.as_str(), rec)),
+        .enumerate()
+        .filter_map(|(i, (f, rec))| match (f.result, &f.host, rec) {
+            (Outcome::Issued, Some(host), Some(rec)) => Some((i, host.clone(), rec)),
             _ => None,
         })
         .collect();
     let written = AtomicUsize::new(0);
-    par_map(&outputs, jobs, |(host, rec)| {
-        let r = write_outputs(share, host, rec, &root_der);
+    let write_results = par_map(&outputs, jobs, |(_, host, rec)| {
+        let r = write_outputs(&share, host, rec, &root_der);
         progress(
             Stage::Write,
             written.fetch_add(1, Ordering::Relaxed) + 1,
             outputs.len(),
         );
         r
-    })
-    .into_iter()
-    .collect::<Result<()>>()?;
-    opsmgr_fsutil::sync_filesystem(share).map_err(io_err(share))?;
+    });
+    for ((i, _, _), result) in outputs.iter().zip(write_results) {
+        if let Err(e) = result {
+            let o = &mut outcomes[*i];
+            o.result = Outcome::Failed;
+            o.message = format!(
+                "issued, but {}; the request stays in the share for the next run",
+                escape_control(&e.to_string())
+            );
+        }
+    }
+    share.sync().map_err(io_err(&share))?;
 
-    // 5. Move the requests that are finished.
-    for (r, outcome) in reviewed.iter().zip(&summary.files) {
-        match outcome.result {
-            "issued" => {
-                let id = outcome.id.unwrap_or(0);
-                let stem = &r.file[..r.file.len() - 4];
-                let dest = share.join(PROCESSED).join(format!("{stem}.{id}.req"));
-                fs::rename(&r.path, &dest).map_err(io_err(&r.path))?;
+    // 5. Move the requests that are finished; one that cannot move is reported, not fatal.
+    let mut summary = Summary {
+        processed: total,
+        ..Summary::default()
+    };
+    for (r, outcome) in reviewed.iter().zip(outcomes.iter_mut()) {
+        let moved = match outcome.result {
+            Outcome::Issued => {
+                let stem = &r.raw.as_encoded_bytes()[..r.raw.len() - 4];
+                let mut dest = OsString::from(String::from_utf8_lossy(stem).into_owned());
+                dest.push(format!(".{}.req", outcome.id.unwrap_or(0)));
+                move_out(&share, &r.raw, &processed, &dest).map(|_| ())
             }
-            "denied" | "rejected" | "revoked" => {
-                let dir = share.join(REJECTED);
-                let dest = free_name(&dir, &r.file);
-                let mut reason_name = dest.file_name().unwrap_or_default().to_os_string();
-                reason_name.push(".reason.txt");
-                let reason_path = dir.join(reason_name);
-                opsmgr_fsutil::write_atomic(
-                    &reason_path,
-                    format!("{}\n", outcome.message).as_bytes(),
-                )
-                .map_err(io_err(&reason_path))?;
-                fs::rename(&r.path, &dest).map_err(io_err(&r.path))?;
+            Outcome::Denied | Outcome::Rejected | Outcome::Revoked | Outcome::Duplicate => {
+                reject(&share, &rejected, &r.raw, &outcome.message)
             }
-            _ => {}
+            Outcome::Pending | Outcome::Waiting | Outcome::Failed => Ok(()),
+        };
+        if let Err(e) = moved {
+            outcome.message = format!(
+                "{}; the file could not be moved out of the share: {e}",
+                outcome.message
+            );
         }
         match outcome.result {
-            "issued" => summary.issued += 1,
-            "pending" => summary.pending += 1,
+            Outcome::Issued => summary.issued += 1,
+            Outcome::Pending => summary.pending += 1,
+            Outcome::Duplicate => summary.duplicates += 1,
+            Outcome::Waiting | Outcome::Failed => summary.waiting += 1,
             _ => summary.rejected += 1,
         }
     }
+    summary.files = outcomes;
     drop(lock);
     Ok(summary)
+}
+
+/// Moves a refused entry to `rejected/` beside `<name>.reason.txt`. A link, pipe or folder is
+/// moved as it is (a link is never followed), so the share is left clean for the next run.
+fn reject(
+    share: &UntrustedDir,
+    rejected: &UntrustedDir,
+    raw: &OsStr,
+    reason: &str,
+) -> std::io::Result<()> {
+    let dest = free_name(rejected, raw);
+    let mut reason_name = dest.clone();
+    reason_name.push(".reason.txt");
+    rejected.replace_file(
+        &reason_name,
+        format!("{}\n", escape_control(reason)).as_bytes(),
+    )?;
+    share.move_into(raw, rejected, &dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_pass_unescaped() {
+        assert_eq!(escape_control("ok.req"), "ok.req");
+        assert_eq!(
+            escape_control("a\nb\x1b[31mred\u{202e}"),
+            "a\\u{a}b\\u{1b}[31mred\\u{202e}"
+        );
+    }
+
+    #[test]
+    fn request_names() {
+        assert!(is_request_name(OsStr::new("host.company.local.REQ")));
+        assert!(!is_request_name(OsStr::new(".hidden.req")));
+        assert!(!is_request_name(OsStr::new(".req")));
+        assert!(!is_request_name(OsStr::new("host.cer")));
+    }
 }

@@ -54,7 +54,8 @@ pub use channel::{
 pub use db::{Batch, Database, Disposition, Filter, Issue, NewRequest, Record, SCHEMA_VERSION};
 pub use dn::{Attribute, DistinguishedName};
 pub use dropfolder::{
-    FileOutcome, PROCESSED, ProcessOptions, REJECTED, Stage, Summary, process_share,
+    DROP_LOCK, FileOutcome, Outcome, PROCESSED, ProcessOptions, REJECTED, Stage, Summary,
+    escape_control, process_share,
 };
 pub use error::{Error, Result};
 pub use inf::{

@@ -8,6 +8,9 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
+#[cfg(unix)]
+pub mod untrusted;
+
 /// Creates `dir` and its missing parents, owner-only (0700) on Unix.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();

@@ -12,8 +12,8 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use opsmgr_ca::{
-    AgentSettings, Authority, InitOptions, PendingInfo, PrivateKey, ProcessOptions, StoreName,
-    Stores, build_request, install_bundle, parse_policy, process_share, request_to_pem,
+    AgentSettings, Authority, InitOptions, Outcome, PendingInfo, PrivateKey, ProcessOptions,
+    StoreName, Stores, build_request, install_bundle, parse_policy, process_share, request_to_pem,
     select_channel_certificate,
 };
 use opsmgr_configfix::{
@@ -238,10 +238,28 @@ impl Drill<'_> {
             issue: true,
             jobs: 0,
             allowed_hosts: Some(allowed),
+            // Management servers are issued only by an operator's -resubmit.
+            operator_only: self
+                .servers
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            // The drill wrote every request itself and has finished writing them.
+            settle: std::time::Duration::ZERO,
         };
-        let summary = process_share(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
-        if summary.issued != hosts.len() {
-            bail!("{} of {} requests were issued", summary.issued, hosts.len());
+        let first = process_share(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
+        // The operator approves the held servers (om-certutil -config CA -resubmit ID), and the
+        // next run writes their files.
+        for held in first.files.iter().filter(|f| f.result == Outcome::Pending) {
+            let id = held
+                .id
+                .with_context(|| format!("{} was held without a request id", held.file))?;
+            ca.resubmit(id, SystemTime::now())?;
+        }
+        let second = process_share(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
+        let issued = first.issued + second.issued;
+        if issued != hosts.len() || second.pending != 0 {
+            bail!("{issued} of {} requests were issued", hosts.len());
         }
         for h in &hosts {
             let bundle = std::fs::read(share.join(format!("{h}.bundle")))?;

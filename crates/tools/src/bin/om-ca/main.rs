@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use opsmgr_ca::{Authority, InitOptions, KeyType, ProcessOptions, Stage, process_share};
+use opsmgr_ca::{Authority, InitOptions, KeyType, Outcome, ProcessOptions, Stage, process_share};
 use opsmgr_model::Inventory;
 use opsmgr_tools::{PasswordArgs, format_utc, open_authority, password_weakness, read_password};
 
@@ -91,9 +91,15 @@ enum Command {
         /// Threads for reviewing and signing [default: all cores].
         #[arg(long, value_name = "N", default_value_t = 0)]
         jobs: usize,
-        /// Allow only the agents and servers of this inventory (JSON).
+        /// Allow only the agents and servers of this inventory (JSON); its servers (RMS,
+        /// management servers, gateways) are never issued from the share: their requests stay
+        /// pending for `om-certutil -config CA -resubmit ID`.
         #[arg(long, value_name = "INVENTORY")]
         inventory: Option<PathBuf>,
+        /// Leave requests modified less than this long ago for the next run (a copy may still
+        /// be arriving): `2s`, `500ms`, `0s`.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+        settle: std::time::Duration,
         #[command(flatten)]
         password: PasswordArgs,
         /// Report as JSON.
@@ -180,12 +186,16 @@ fn run() -> Result<ExitCode> {
             issue,
             jobs,
             inventory,
+            settle,
             password,
             json,
         } => {
-            let allowed_hosts = match inventory {
-                Some(path) => Some(inventory_hosts(&path)?),
-                None => None,
+            let (allowed_hosts, operator_only) = match inventory {
+                Some(path) => {
+                    let (all, servers) = inventory_hosts(&path)?;
+                    (Some(all), servers)
+                }
+                None => (None, HashSet::new()),
             };
             let mut authority = open_authority(&ca, &password)?;
             let bar = progress_bar(json);
@@ -194,6 +204,8 @@ fn run() -> Result<ExitCode> {
                 issue,
                 jobs,
                 allowed_hosts,
+                operator_only,
+                settle,
             };
             let summary = process_share(
                 &mut authority,
@@ -224,16 +236,21 @@ fn run() -> Result<ExitCode> {
                 serde_json::to_writer_pretty(&mut out, &value)?;
                 writeln!(out)?;
             } else {
-                for f in summary.files.iter().filter(|f| f.result != "issued") {
+                for f in summary.files.iter().filter(|f| f.result != Outcome::Issued) {
                     writeln!(out, "{}: {}: {}", f.file, f.result, f.message)?;
                 }
                 writeln!(
                     out,
-                    "processed {}, issued {}, pending {}, rejected {} in {seconds:.2} s",
-                    summary.processed, summary.issued, summary.pending, summary.rejected
+                    "processed {}, issued {}, pending {}, rejected {}, duplicates {}, waiting {} in {seconds:.2} s",
+                    summary.processed,
+                    summary.issued,
+                    summary.pending,
+                    summary.rejected,
+                    summary.duplicates,
+                    summary.waiting
                 )?;
             }
-            Ok(if summary.rejected + summary.pending == 0 {
+            Ok(if summary.issued == summary.processed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(opsmgr_tools::exit::NO)
@@ -242,15 +259,22 @@ fn run() -> Result<ExitCode> {
     }
 }
 
-/// The management group's host names (agents and servers), lower case.
-fn inventory_hosts(path: &std::path::Path) -> Result<HashSet<String>> {
+/// The management group's host names (agents and servers), and its servers alone, lower
+/// case.
+fn inventory_hosts(path: &std::path::Path) -> Result<(HashSet<String>, HashSet<String>)> {
     let inventory = Inventory::load(path)?;
-    Ok(inventory
+    let servers: HashSet<String> = inventory
+        .servers
+        .iter()
+        .map(|s| s.name.to_lowercase())
+        .collect();
+    let all = inventory
         .agents
         .iter()
         .map(|a| a.name.to_lowercase())
-        .chain(inventory.servers.iter().map(|s| s.name.to_lowercase()))
-        .collect())
+        .chain(servers.iter().cloned())
+        .collect();
+    Ok((all, servers))
 }
 
 fn progress_bar(json: bool) -> Option<ProgressBar> {
