@@ -107,15 +107,36 @@ pub struct Installed {
     pub settings_changed: bool,
 }
 
-/// What the seed's installer did on the agent, in one step under the store's lock: accept the
-/// certificate where its key is pending (the machine's stores first, then the user's, as
-/// certreq -accept looks; only the user's with `user_only`), trust the root there, and in the
-/// machine's stores run MOMCertImport's selection for the certificate's common name and record
-/// the result in the agent's settings.
+/// Whether `pin` names `cert`: its SHA-1 thumbprint as Windows shows it, or the SHA-256 of its
+/// DER, in hex (case, spaces and colons ignored).
+pub fn pin_matches(pin: &str, cert: &CertInfo) -> bool {
+    use sha2::Digest;
+    let pin: String = pin
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let sha256: String = sha2::Sha256::digest(&cert.der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    !pin.is_empty() && (pin == cert.thumbprint || pin == sha256)
+}
+
+/// What the seed's installer did on the agent, in one step under the store's lock, once the
+/// bundle has proved itself: its root must already be in `Root` or be the one `trust_root`
+/// names (its SHA-1 thumbprint or SHA-256, as the CA's operator publishes it), and its
+/// certificate must chain to that root (rustls-webpki), name its host, carry both channel
+/// purposes, be valid now, and be for a key pending on this machine. Anything else is refused
+/// before a single file changes. Then: accept the certificate where its key is pending (the
+/// machine's stores first, then the user's, as certreq -accept looks; only the user's with
+/// `user_only`), trust the root there, and in the machine's stores run MOMCertImport's
+/// selection for the certificate's common name and record the result in the agent's settings.
 pub fn install_bundle(
     machine: &std::path::Path,
     bytes: &[u8],
     user_only: bool,
+    trust_root: Option<&str>,
     now: std::time::SystemTime,
 ) -> Result<Installed> {
     let bundle = read_bundle(bytes)?;
@@ -133,13 +154,11 @@ pub fn install_bundle(
         }
         let stores = crate::Stores::open(machine, machine_key_set)?;
         let lock = stores.lock()?;
-        let leaf = match stores.accept(&lock, &bundle.leaf.der, now) {
-            Ok(leaf) => leaf,
-            Err(e) => {
-                first_error.get_or_insert(e);
-                continue;
-            }
-        };
+        if let Err(e) = prove(&stores, &bundle, &host, trust_root, now) {
+            first_error.get_or_insert(e);
+            continue;
+        }
+        let leaf = stores.accept(&lock, &bundle.leaf.der, now)?;
         let root = stores.add_root(&lock, &bundle.root.der, false)?;
         if !machine_key_set {
             return Ok(Installed {
@@ -155,6 +174,63 @@ pub fn install_bundle(
     Err(first_error.unwrap_or_else(|| {
         bad("the user's stores do not exist on this machine (no request was made with MachineKeySet = FALSE)")
     }))
+}
+
+/// The checks a bundle passes before anything is installed from it; see [`install_bundle`].
+fn prove(
+    stores: &crate::Stores,
+    bundle: &Bundle,
+    host: &str,
+    trust_root: Option<&str>,
+    now: std::time::SystemTime,
+) -> Result<()> {
+    use crate::channel::{Held, KeyState};
+    let roots: Vec<CertInfo> = stores
+        .list(crate::StoreName::Root)?
+        .into_iter()
+        .filter_map(|e| e.cert)
+        .collect();
+    let known = roots.iter().any(|r| r.der == bundle.root.der);
+    if !known && !trust_root.is_some_and(|pin| pin_matches(pin, &bundle.root)) {
+        return Err(Error::UntrustedRoot {
+            subject: bundle.root.subject.clone(),
+            thumbprint: bundle.root.thumbprint.clone(),
+            pinned: trust_root.is_some(),
+        });
+    }
+    let id = crate::key_id(&bundle.leaf.public_key);
+    let in_my = stores
+        .list(crate::StoreName::My)?
+        .iter()
+        .any(|e| e.id == bundle.leaf.thumbprint && e.has_key);
+    if !in_my && !stores.pending()?.iter().any(|p| p.id == id) {
+        return Err(bad(format!(
+            "no pending key on this machine matches the public key of {} (it was not requested here, or was accepted into another store)",
+            bundle.leaf.subject
+        )));
+    }
+    let leaf = Held {
+        cert: bundle.leaf.clone(),
+        key: KeyState::Matches,
+    };
+    let refusals = match crate::choose_channel_certificate(
+        std::slice::from_ref(&leaf),
+        std::slice::from_ref(&bundle.root),
+        host,
+        now,
+    ) {
+        Ok(_) => return Ok(()),
+        Err(Error::NoChannelCertificate { mut candidates, .. }) => {
+            candidates.pop().map(|c| c.refusals).unwrap_or_default()
+        }
+        Err(e) => return Err(e),
+    };
+    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    Err(bad(format!(
+        "its certificate {} cannot be the channel certificate of {host}: {}; nothing was installed",
+        bundle.leaf.subject,
+        reasons.join("; ")
+    )))
 }
 
 /// MOMCertImport's part of an install: select the channel certificate in the machine's stores

@@ -181,21 +181,66 @@ pub struct Selection {
     pub candidates: Vec<Candidate>,
 }
 
+/// Whether a certificate's private key is at hand, as the selection needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// No private key is kept beside it.
+    Missing,
+    /// A key is kept beside it, but it is not the certificate's.
+    Wrong,
+    /// Its own key is kept beside it.
+    Matches,
+}
+
+/// A certificate of `My` as the selection sees it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// The certificate.
+    pub cert: CertInfo,
+    /// Its private key's state.
+    pub key: KeyState,
+}
+
 /// Chooses the channel certificate for `host` from the machine's `My` store, as MOMCertImport
-/// does: a certificate naming `host` (common name or DNS alternative name), with its private
-/// key, valid at `now`, carrying both server and client authentication, whose chain ends at a
-/// certificate in `Root` (checked by rustls-webpki for both purposes). Several qualify: the
-/// one whose validity started last (then the one that ends last). None: an error listing each
-/// certificate and every condition it fails.
+/// does; see [`choose_channel_certificate`], here over the stores' contents.
 pub fn select_channel_certificate(
     stores: &Stores,
     host: &str,
     now: SystemTime,
 ) -> Result<Selection> {
-    let roots: Vec<CertificateDer<'static>> = stores
+    let roots: Vec<CertInfo> = stores
         .list(StoreName::Root)?
         .into_iter()
-        .filter_map(|e| e.cert.map(|c| CertificateDer::from(c.der)))
+        .filter_map(|e| e.cert)
+        .collect();
+    let mut my = Vec::new();
+    for entry in stores.list(StoreName::My)? {
+        let Some(cert) = entry.cert else { continue };
+        let key = match stores.my_key(&cert.thumbprint)? {
+            None => KeyState::Missing,
+            Some(key) if key.public_key_der()? != cert.public_key => KeyState::Wrong,
+            Some(_) => KeyState::Matches,
+        };
+        my.push(Held { cert, key });
+    }
+    choose_channel_certificate(&my, &roots, host, now)
+}
+
+/// MOMCertImport's choice for `host` among `my`, trusting `roots`: a certificate naming `host`
+/// (common name or DNS alternative name), with its private key, valid at `now`, carrying both
+/// server and client authentication, whose chain ends at one of `roots` (checked by
+/// rustls-webpki for both purposes). Several qualify: the one whose validity started last
+/// (then the one that ends last). None: an error listing each certificate and every condition
+/// it fails. Pure: the caller brings the certificates.
+pub fn choose_channel_certificate(
+    my: &[Held],
+    roots: &[CertInfo],
+    host: &str,
+    now: SystemTime,
+) -> Result<Selection> {
+    let roots: Vec<CertificateDer<'_>> = roots
+        .iter()
+        .map(|c| CertificateDer::from(c.der.as_slice()))
         .collect();
     // A root webpki cannot read is no anchor; every certificate that chains to it is refused
     // as untrusted, which names the problem.
@@ -203,12 +248,13 @@ pub fn select_channel_certificate(
         .iter()
         .filter_map(|der| webpki::anchor_from_trusted_cert(der).ok())
         .collect();
-    let mut candidates = Vec::new();
-    for entry in stores.list(StoreName::My)? {
-        let Some(cert) = entry.cert else { continue };
-        let refusals = check(stores, &cert, host, now, &anchors)?;
-        candidates.push(Candidate { cert, refusals });
-    }
+    let candidates: Vec<Candidate> = my
+        .iter()
+        .map(|held| Candidate {
+            cert: held.cert.clone(),
+            refusals: check(&held.cert, held.key, host, now, &anchors),
+        })
+        .collect();
     let chosen = candidates
         .iter()
         .filter(|c| c.refusals.is_empty())
@@ -229,13 +275,14 @@ pub fn select_channel_certificate(
     }
 }
 
-fn check(
-    stores: &Stores,
+/// Every condition `cert` fails to be the channel certificate of `host`.
+pub(crate) fn check(
     cert: &CertInfo,
+    key: KeyState,
     host: &str,
     now: SystemTime,
     anchors: &[TrustAnchor<'_>],
-) -> Result<Vec<Refusal>> {
+) -> Vec<Refusal> {
     let mut refusals = Vec::new();
     if !cert.names_host(host) {
         refusals.push(Refusal::OtherName {
@@ -247,12 +294,10 @@ fn check(
                 .collect(),
         });
     }
-    match stores.my_key(&cert.thumbprint)? {
-        None => refusals.push(Refusal::NoPrivateKey),
-        Some(key) if key.public_key_der()? != cert.public_key => {
-            refusals.push(Refusal::WrongPrivateKey);
-        }
-        Some(_) => {}
+    match key {
+        KeyState::Missing => refusals.push(Refusal::NoPrivateKey),
+        KeyState::Wrong => refusals.push(Refusal::WrongPrivateKey),
+        KeyState::Matches => {}
     }
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     if secs < cert.not_before {
@@ -275,7 +320,7 @@ fn check(
     if let Some(detail) = chain_problem(cert, now, anchors) {
         refusals.push(Refusal::Untrusted { detail });
     }
-    Ok(refusals)
+    refusals
 }
 
 /// What rustls-webpki finds wrong with the path from `cert` to the anchors, for both of the

@@ -102,6 +102,19 @@ pub enum Error {
         /// The entry's id.
         id: String,
     },
+    /// A bundle whose root this machine does not trust and no pin names.
+    #[error(
+        "the bundle's root {subject} (thumbprint {thumbprint}) is not in this machine's Root store{}: add it with om-certutil -addstore root, or give its thumbprint or SHA-256 (from the CA's operator, not from the share) with --trust-root; nothing was installed",
+        if *pinned { " and is not the one --trust-root names" } else { "" }
+    )]
+    UntrustedRoot {
+        /// The bundle root's subject.
+        subject: String,
+        /// Its SHA-1 thumbprint.
+        thumbprint: String,
+        /// Whether a pin was given (and did not match).
+        pinned: bool,
+    },
     /// A PFX (PKCS #12) file that cannot be written or read, or holds the wrong things.
     #[error("PFX: {0}")]
     Pfx(String),

@@ -44,12 +44,13 @@ pub use authority::{
     LeafNotAfter, Signed, Submitted, parse_reason, parse_request_id,
 };
 pub use bundle::{
-    BUNDLE_LABEL, Bundle, Installed, MAX_BUNDLE_BYTES, install_bundle, read_bundle, write_bundle,
+    BUNDLE_LABEL, Bundle, Installed, MAX_BUNDLE_BYTES, install_bundle, pin_matches, read_bundle,
+    write_bundle,
 };
 pub use cert::{CertInfo, MAX_CERT_BYTES, certificate_to_pem, crl_to_pem};
 pub use channel::{
-    AGENT_SETTINGS, AgentSettings, Candidate, Refusal, Selection, channel_serial_number,
-    select_channel_certificate,
+    AGENT_SETTINGS, AgentSettings, Candidate, Held, KeyState, Refusal, Selection,
+    channel_serial_number, choose_channel_certificate, select_channel_certificate,
 };
 pub use db::{Batch, Database, Disposition, Filter, Issue, NewRequest, Record, SCHEMA_VERSION};
 pub use dn::{Attribute, DistinguishedName};

@@ -232,6 +232,10 @@ pub struct Added {
     pub cert: CertInfo,
     /// True when it was there already: nothing changed.
     pub already: bool,
+    /// True when it is self-signed and its signature verified with its own key (a
+    /// certificate issued by another is added without a signature check: there is no issuer
+    /// to check it with).
+    pub self_signature_verified: bool,
 }
 
 /// What accepting a certificate did.
@@ -394,6 +398,17 @@ impl Stores {
         if !cert.is_ca && !force {
             return Err(Error::NotCa(cert.subject));
         }
+        // A self-signed certificate must verify with its own key: a forged or damaged root is
+        // refused, force or not.
+        let self_signed = cert.subject == cert.issuer;
+        if self_signed {
+            crate::sigalg::verify_certificate(&cert.der, &spki(&cert)?).map_err(|e| {
+                Error::Certificate(format!(
+                    "{} claims to be self-signed, but {e}",
+                    cert.subject
+                ))
+            })?;
+        }
         let path = self
             .root
             .join(StoreName::Root.dir())
@@ -402,7 +417,11 @@ impl Stores {
         if !already {
             write_private(&path, &cert.der)?;
         }
-        Ok(Added { cert, already })
+        Ok(Added {
+            cert,
+            already,
+            self_signature_verified: self_signed,
+        })
     }
 
     /// Removes the entry `id` names from `store` (certutil -delstore) and returns it. The

@@ -261,10 +261,19 @@ impl Drill<'_> {
         if issued != hosts.len() || second.pending != 0 {
             bail!("{issued} of {} requests were issued", hosts.len());
         }
+        // The root's thumbprint, as the CA's operator hands it to each machine's installer
+        // (never taken from the share).
+        let root = ca.issuer().root().thumbprint.clone();
         for h in &hosts {
             let bundle = std::fs::read(share.join(format!("{h}.bundle")))?;
-            install_bundle(&self.machine(h), &bundle, false, SystemTime::now())
-                .with_context(|| format!("installing the bundle on {h}"))?;
+            install_bundle(
+                &self.machine(h),
+                &bundle,
+                false,
+                Some(&root),
+                SystemTime::now(),
+            )
+            .with_context(|| format!("installing the bundle on {h}"))?;
         }
         Ok(())
     }

@@ -65,6 +65,11 @@ impl World {
     fn share(&self) -> PathBuf {
         self.dir.path().join("share")
     }
+    /// The root's SHA-1 thumbprint, as the CA's operator hands it to the agents' installers.
+    fn root_thumbprint(&self) -> String {
+        let root = std::fs::read(self.ca().join("ca.cer")).unwrap();
+        opsmgr_ca::CertInfo::parse(&root).unwrap().thumbprint
+    }
     fn machine(&self, host: &str) -> PathBuf {
         self.dir.path().join("machines").join(host)
     }
@@ -200,12 +205,31 @@ fn drop_folder_to_installed_channel_certificates() {
     assert_eq!(processed.len(), 5, "{processed:?}");
     assert!(!w.share().join(format!("{}.req", hosts[0])).exists());
 
-    // On each agent, the seed's installer: accept, trust the root, MOMCertImport.
+    // On each agent, the seed's installer: accept, trust the root, MOMCertImport. A fresh
+    // agent trusts the root the operator names, not whatever the share offers.
+    let pin = w.root_thumbprint();
     for host in hosts {
         let bundle = s(&w.share().join(format!("{host}.bundle")));
-        let out = ok(&run(
+        let refused = run(
             "certreq",
             &["-install", &bundle, "--machine", &s(&w.machine(host))],
+        );
+        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stdout));
+        assert!(
+            text(&refused.stderr).contains("is not in this machine's Root store"),
+            "{}",
+            text(&refused.stderr)
+        );
+        let out = ok(&run(
+            "certreq",
+            &[
+                "-install",
+                &bundle,
+                "--machine",
+                &s(&w.machine(host)),
+                "--trust-root",
+                &pin,
+            ],
         ));
         assert!(
             out.contains("Successfully installed the certificate."),
@@ -577,7 +601,15 @@ fn install_finds_a_key_pending_in_the_users_store_and_says_the_agent_cannot_use_
     let bundle = s(&w.share().join(format!("{host}.bundle")));
     // -user limits the search to the user's stores; without it the machine's come first.
     for extra in [&["-user"][..], &[][..]] {
-        let mut args = vec!["-install", &bundle, "--machine", &machine];
+        let pin = w.root_thumbprint();
+        let mut args = vec![
+            "-install",
+            &bundle,
+            "--machine",
+            &machine,
+            "--trust-root",
+            &pin,
+        ];
         args.extend(extra);
         let out = run("certreq", &args);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));

@@ -66,6 +66,11 @@ struct Cli {
     /// Quiet: never ask (certreq's -q); this tool never asks anyway.
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
+    /// -install: trust the bundle's root when it is this one (its SHA-1 thumbprint, as certutil
+    /// shows it, or its SHA-256; from the CA's operator, never from the share). Without it the
+    /// root must already be in Root (om-certutil -addstore root).
+    #[arg(long, value_name = "HASH")]
+    trust_root: Option<String>,
     /// -accept and -install: only the user's stores (certreq -user), for a request made with
     /// MachineKeySet = FALSE. Without it the machine's stores are tried first, then the user's.
     #[arg(long)]
@@ -265,8 +270,14 @@ fn install(cli: &Cli) -> Result<ExitCode> {
     let bytes =
         std::fs::read(bundle_path).with_context(|| format!("reading {}", bundle_path.display()))?;
     let machine = machine_dir(cli.machine.clone())?;
-    let done = opsmgr_ca::install_bundle(&machine, &bytes, cli.user, SystemTime::now())
-        .with_context(|| bundle_path.display().to_string())?;
+    let done = opsmgr_ca::install_bundle(
+        &machine,
+        &bytes,
+        cli.user,
+        cli.trust_root.as_deref(),
+        SystemTime::now(),
+    )
+    .with_context(|| bundle_path.display().to_string())?;
     let c = &done.leaf.cert;
     let settings = opsmgr_ca::AgentSettings::load(&machine)?;
     let user_note = (!done.machine_key_set).then(|| {

@@ -234,9 +234,18 @@ fn add_store(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
         writeln!(out)?;
     } else {
         writeln!(out, "Root \"Trusted Root Certification Authorities\"")?;
+        if added.self_signature_verified {
+            writeln!(out, "Signature matches Public Key")?;
+        } else {
+            writeln!(
+                out,
+                "Signature not checked: issued by {}, which is not in this file",
+                added.cert.issuer
+            )?;
+        }
         writeln!(
             out,
-            "Signature matches Public Key\nCertificate \"{}\" {}.",
+            "Certificate \"{}\" {}.",
             added.cert.subject,
             if added.already {
                 "already in store"
