@@ -238,15 +238,81 @@ fn random_serial() -> Result<Vec<u8>> {
     Ok(bytes.to_vec())
 }
 
-fn years(n: u32) -> u64 {
-    // The Gregorian year's mean length, so 100 years land on the same calendar day or next.
-    u64::from(n) * 31_556_952
+/// Whether `name` (lower case) lies below the DNS suffix `suffix` (`.company.local` or
+/// `company.local`): on a label boundary, so `company.local` admits `a.company.local` but not
+/// `evilcompany.local`, nor the suffix itself.
+fn under_suffix(name: &str, suffix: &str) -> bool {
+    let suffix = suffix.trim_start_matches('.').to_ascii_lowercase();
+    !suffix.is_empty()
+        && name.len() > suffix.len() + 1
+        && name.ends_with(&suffix)
+        && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+}
+
+/// `years` calendar years after `start` (UTC): the same month, day and time, 29 February
+/// becoming 28 February in a year that has none.
+fn add_years(start: SystemTime, years: u32) -> Result<u64> {
+    let bad = |e: der::Error| Error::Authority(format!("{years} years after the start: {e}"));
+    let dt = der::DateTime::from_system_time(start).map_err(bad)?;
+    let year = u16::try_from(u32::from(dt.year()) + years)
+        .map_err(|_| Error::Authority(format!("{years} years is past the year 9999")))?;
+    // der's calendar refuses 29 February in a year without one: the 28th then.
+    let end = der::DateTime::new(
+        year,
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minutes(),
+        dt.seconds(),
+    )
+    .or_else(|_| der::DateTime::new(year, dt.month(), 28, dt.hour(), dt.minutes(), dt.seconds()))
+    .map_err(bad)?;
+    Ok(secs(end.to_system_time()))
+}
+
+impl CaConfig {
+    /// Checks the policy's values, naming the field at fault: a suffix must be a DNS name (an
+    /// empty one would admit every name), validities at least a day.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        check_dns_name(&self.name).map_err(|e| format!("name '{}': {e}", self.name))?;
+        if self.validity_days == 0 {
+            return Err("validity_days: must be at least 1".into());
+        }
+        if self.crl_validity_days == 0 {
+            return Err("crl_validity_days: must be at least 1".into());
+        }
+        for (i, suffix) in self.allowed_dns_suffixes.iter().enumerate() {
+            let bare = suffix.trim_start_matches('.');
+            if bare.is_empty() {
+                return Err(format!(
+                    "allowed_dns_suffixes[{i}]: '{suffix}' is empty, which would admit every name; give a domain such as .company.local"
+                ));
+            }
+            check_dns_name(bare).map_err(|e| {
+                format!("allowed_dns_suffixes[{i}]: '{suffix}' is not a DNS name: {e}")
+            })?;
+        }
+        Ok(())
+    }
 }
 
 impl Issuer {
     /// The policy.
     pub fn config(&self) -> &CaConfig {
         &self.config
+    }
+
+    /// When certificates issued at `now` end with the root instead of lasting the policy's
+    /// `validity_days`: a sentence to say once (a batch, a tool's run), not per request.
+    pub fn truncation(&self, now: SystemTime) -> Option<String> {
+        let asked = secs(now).saturating_add(u64::from(self.config.validity_days) * 86_400);
+        (asked > self.root_info.not_after && self.config.leaf_not_after == LeafNotAfter::Truncate)
+            .then(|| {
+                format!(
+                    "certificates issued now end with the root, at Unix time {}, before the {} days the policy asks",
+                    self.root_info.not_after, self.config.validity_days
+                )
+            })
     }
 
     /// The root certificate.
@@ -286,7 +352,7 @@ impl Issuer {
         let common_name = cn;
 
         // The key.
-        let spki = info.public_key.clone();
+        let mut spki = info.public_key.clone();
         let key_oid = spki.algorithm.oid;
         let rsa = if key_oid == const_oid::db::rfc5912::RSA_ENCRYPTION {
             let key = rsa::RsaPublicKey::try_from(spki.owned_to_ref())
@@ -299,7 +365,7 @@ impl Issuer {
             };
             if bits < floor {
                 return Err(format!(
-                    "an RSA key of {bits} bits is below the policy's {floor}: 1024-bit RSA is broken for authentication today (the CA's allow_legacy_rsa1024 accepts it)"
+                    "an RSA key of {bits} bits is below the policy's {floor}: 1024-bit RSA is broken for authentication today. Make a new request with KeyLength = 2048 (or KeyAlgorithm = ECDSA_P256); or, to accept this one anyway, set allow_legacy_rsa1024 in the CA's config.json and -resubmit it"
                 ));
             }
             if bits > 8192 {
@@ -307,9 +373,21 @@ impl Issuer {
             }
             true
         } else if key_oid == const_oid::db::rfc5912::ID_EC_PUBLIC_KEY {
-            let p256 = p256::PublicKey::try_from(spki.owned_to_ref()).is_ok();
-            if !p256 && p384::PublicKey::try_from(spki.owned_to_ref()).is_err() {
+            // Re-encoded uncompressed: ring (and so rustls) takes no compressed points.
+            use spki::EncodePublicKey;
+            let uncompressed = if let Ok(k) = p256::PublicKey::try_from(spki.owned_to_ref()) {
+                k.to_public_key_der()
+            } else if let Ok(k) = p384::PublicKey::try_from(spki.owned_to_ref()) {
+                k.to_public_key_der()
+            } else {
                 return Err("only ECDSA keys on P-256 or P-384 are accepted".to_owned());
+            }
+            .map_err(|e| format!("the EC key cannot be encoded: {e}"))?;
+            let uncompressed = SubjectPublicKeyInfoOwned::from_der(uncompressed.as_bytes())
+                .map_err(|e| format!("the EC key cannot be encoded: {e}"))?;
+            if uncompressed != spki {
+                notes.push("the compressed EC point is written uncompressed".into());
+                spki = uncompressed;
             }
             false
         } else {
@@ -357,13 +435,8 @@ impl Issuer {
         let mut not_after = now.saturating_add(u64::from(self.config.validity_days) * 86_400);
         if not_after > root_end {
             match self.config.leaf_not_after {
-                LeafNotAfter::Truncate => {
-                    notes.push(format!(
-                        "validity truncated to the root's end ({} days asked)",
-                        self.config.validity_days
-                    ));
-                    not_after = root_end;
-                }
+                // Said once by `truncation`, not in every request's message.
+                LeafNotAfter::Truncate => not_after = root_end,
                 LeafNotAfter::Err => {
                     return Err(format!(
                         "a certificate of {} days would outlive the root, which ends at Unix time {root_end} (leaf_not_after = err)",
@@ -406,7 +479,7 @@ impl Issuer {
             .config
             .allowed_dns_suffixes
             .iter()
-            .any(|s| lower.ends_with(&s.to_ascii_lowercase()));
+            .any(|s| under_suffix(&lower, s));
         if allowed {
             dns.push(d);
         } else {
@@ -563,7 +636,7 @@ impl Authority {
             .map_err(ext_err("public key"))?;
         let name = Name::from_str(&format!("CN={}", options.name)).map_err(ext_err("name"))?;
         let start = secs(now);
-        let end = start.saturating_add(years(options.validity_years));
+        let end = add_years(now, options.validity_years)?;
         let mut builder = CertificateBuilder::new(
             Profile {
                 issuer: name.clone(),
@@ -589,6 +662,17 @@ impl Authority {
         let root_der = root.to_der().map_err(ext_err("root"))?;
 
         fs_create(dir)?;
+        // An existing folder (made by hand, or by a umask) becomes owner-only too.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                |source| Error::Io {
+                    path: dir.to_owned(),
+                    source,
+                },
+            )?;
+        }
         let config = CaConfig {
             name: options.name.clone(),
             validity_days: options.issued_validity_days,
@@ -626,11 +710,18 @@ impl Authority {
         let config_bytes = read(CA_CONFIG)?;
         let config: CaConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| Error::Authority(format!("{}: {e}", dir.join(CA_CONFIG).display())))?;
+        config
+            .validate()
+            .map_err(|e| Error::Authority(format!("{}: {e}", dir.join(CA_CONFIG).display())))?;
         let key_pem = zeroize::Zeroizing::new(read(CA_KEY)?);
         let key_text = std::str::from_utf8(&key_pem)
             .map_err(|_| Error::Key(format!("{}: not PEM", dir.join(CA_KEY).display())))?;
-        let key = PrivateKey::from_pkcs8_pem(key_text, password)
-            .map_err(|e| Error::Key(format!("{}: {e}", dir.join(CA_KEY).display())))?;
+        let key_path = dir.join(CA_KEY).display().to_string();
+        let key = PrivateKey::from_pkcs8_pem(key_text, password).map_err(|e| match e {
+            Error::PasswordRequired(_) => Error::PasswordRequired(key_path.clone()),
+            Error::WrongPassword(_) => Error::WrongPassword(key_path.clone()),
+            other => Error::Key(format!("{key_path}: {other}")),
+        })?;
         let root_info = CertInfo::parse(&read(CA_CERT)?)?;
         if key.public_key_der()? != root_info.public_key {
             return Err(Error::Authority(format!(
@@ -685,6 +776,7 @@ impl Authority {
 
     /// Saves a changed policy.
     pub fn set_config(&mut self, config: CaConfig) -> Result<()> {
+        config.validate().map_err(Error::Authority)?;
         write_private(&self.dir.join(CA_CONFIG), &config_json(&config)?)?;
         self.issuer.config = config;
         Ok(())
@@ -705,31 +797,56 @@ impl Authority {
             });
         }
         let review = self.issuer.review(&request, now);
-        let subject = request.request().info.subject.to_string();
+        let subject =
+            crate::dropfolder::escape_control(&request.request().info.subject.to_string());
         let (disposition, message, common_name) = match &review {
             Ok(a) => (
                 Disposition::Pending,
                 pending_message(a),
                 Some(a.common_name.clone()),
             ),
-            Err(reason) => (Disposition::Denied, reason.clone(), None),
+            Err(reason) => (
+                Disposition::Denied,
+                crate::dropfolder::escape_control(reason),
+                None,
+            ),
         };
-        let id = self.db.transaction(|b| {
-            b.insert(&NewRequest {
-                received: secs(now),
-                requester,
-                der,
-                sha256: &digest,
-                subject: &subject,
-                common_name: common_name.as_deref(),
-                disposition,
-                message: &message,
-            })
-            .map(|(id, _)| id)
-        })?;
-        if let (Ok(approved), true) = (&review, self.issuer.config.auto_issue) {
-            self.issue_approved(id, approved)?;
-        }
+        let auto = match &review {
+            Ok(a) if self.issuer.config.auto_issue => Some(a),
+            _ => None,
+        };
+        // Recorded and, when the policy auto-issues, issued in the same transaction. A serial
+        // collision (2^-126) is refused by the database: sign again.
+        let mut attempts = 0;
+        let id = loop {
+            let signed = auto.map(|a| self.issuer.sign(a)).transpose()?;
+            let result = self.db.transaction(|b| {
+                let (id, _) = b.insert(&NewRequest {
+                    received: secs(now),
+                    requester,
+                    der,
+                    sha256: &digest,
+                    subject: &subject,
+                    common_name: common_name.as_deref(),
+                    disposition,
+                    message: &message,
+                })?;
+                if let (Some(s), Some(a)) = (&signed, auto) {
+                    b.issue(&Issue {
+                        id,
+                        serial: &s.serial,
+                        certificate: &s.der,
+                        not_after: s.not_after,
+                        message: &issued_message(a),
+                    })?;
+                }
+                Ok(id)
+            });
+            match result {
+                Err(Error::SerialInUse(_)) if attempts < 3 => attempts += 1,
+                other => break other?,
+            }
+        };
         let record = self.db.get(id)?.ok_or(Error::NoSuchRequest(id))?;
         Ok(Submitted {
             record,
@@ -737,13 +854,16 @@ impl Authority {
         })
     }
 
-    fn issue_approved(&mut self, id: i64, approved: &Approved) -> Result<Record> {
+    fn issue_approved(&mut self, id: i64, approved: &Approved, reopen: bool) -> Result<Record> {
         // A serial collision (2^-126) would be refused by the database; try a fresh one.
         let mut attempts = 0;
         loop {
             let signed = self.issuer.sign(approved)?;
             let message = issued_message(approved);
             let result = self.db.transaction(|b| {
+                if reopen {
+                    b.reopen(id)?;
+                }
                 b.issue(&Issue {
                     id,
                     serial: &signed.serial,
@@ -760,19 +880,28 @@ impl Authority {
         }
     }
 
-    /// Issues pending request `id` (certutil -resubmit), reviewing it again under today's
-    /// policy: a request the policy now refuses is denied with the reason instead.
+    /// Issues request `id` (certutil -resubmit), reviewing it again under today's policy: a
+    /// pending request, or a denied one (as AD CS allows for failed requests: after the policy
+    /// changed, say). A request the policy still refuses is denied with today's reason.
     pub fn resubmit(&mut self, id: i64, now: SystemTime) -> Result<Record> {
         let record = self.db.get(id)?.ok_or(Error::NoSuchRequest(id))?;
-        if record.disposition != Disposition::Pending {
-            return Err(Error::NotPending(id));
-        }
+        let reopen = match record.disposition {
+            Disposition::Pending => false,
+            Disposition::Denied => true,
+            Disposition::Issued | Disposition::Revoked => return Err(Error::NotPending(id)),
+        };
         let der = self.db.request_der(id)?.ok_or(Error::NoSuchRequest(id))?;
         let request = ReceivedRequest::from_der(der)?;
         match self.issuer.review(&request, now) {
-            Ok(approved) => self.issue_approved(id, &approved),
+            Ok(approved) => self.issue_approved(id, &approved, reopen),
             Err(reason) => {
-                self.db.transaction(|b| b.deny(id, &reason))?;
+                let reason = crate::dropfolder::escape_control(&reason);
+                self.db.transaction(|b| {
+                    if reopen {
+                        b.reopen(id)?;
+                    }
+                    b.deny(id, &reason)
+                })?;
                 self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
             }
         }
@@ -828,11 +957,15 @@ impl Authority {
             der::asn1::Uint::new(&number.to_be_bytes()).map_err(ext_err("CRL number"))?,
         );
         let next = secs(now) + u64::from(self.issuer.config.crl_validity_days) * 86_400;
-        let builder =
+        let mut builder =
             CrlBuilder::new_with_this_update(&self.issuer.root, number, time_at(secs(now))?)
                 .map_err(ext_err("CRL"))?
-                .with_next_update(Some(time_at(next)?))
-                .with_certificates(revoked.into_iter());
+                .with_next_update(Some(time_at(next)?));
+        // Nothing revoked: no revokedCertificates at all (RFC 5280 5.1.2.6; an empty SEQUENCE
+        // is an error to pkilint).
+        if !revoked.is_empty() {
+            builder = builder.with_certificates(revoked.into_iter());
+        }
         let crl = self.issuer.signer.sign(builder)?;
         crl.to_der().map_err(ext_err("CRL"))
     }

@@ -250,6 +250,18 @@ fn secs(v: u64) -> i64 {
 impl Database {
     /// Opens (creating when missing) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
+        // A new database is owner-only from its first byte; SQLite gives its WAL and shared
+        // memory files the database's permissions.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::Database(format!("{}: {e}", path.display())))?;
+        }
         let conn = Connection::open(path)
             .map_err(|e| Error::Database(format!("{}: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -477,6 +489,24 @@ impl Batch<'_> {
                 Err(Error::SerialInUse(hex(i.serial)))
             }
             Err(e) => Err(db_err(e)),
+        }
+    }
+
+    /// Makes a denied request pending again, for a new review (certutil -resubmit of a failed
+    /// request).
+    pub fn reopen(&self, id: i64) -> Result<()> {
+        let n = self
+            .tx
+            .execute(
+                "UPDATE requests SET disposition = 'pending'
+                 WHERE id = ?1 AND disposition = 'denied'",
+                params![id],
+            )
+            .map_err(db_err)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(Error::NotPending(id))
         }
     }
 

@@ -118,6 +118,9 @@ pub enum Error {
     /// A PFX (PKCS #12) file that cannot be written or read, or holds the wrong things.
     #[error("PFX: {0}")]
     Pfx(String),
+    /// An encrypted key opened without a password.
+    #[error("{0} is encrypted: a password is needed")]
+    PasswordRequired(String),
     /// A password that does not open what it was given for (or the file was changed).
     #[error("the password does not open {0} (or the file was changed)")]
     WrongPassword(String),

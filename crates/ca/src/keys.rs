@@ -107,14 +107,12 @@ impl PrivateKey {
         match label {
             "PRIVATE KEY" => Self::from_pkcs8_der(&der),
             "ENCRYPTED PRIVATE KEY" => {
-                let password = password.ok_or_else(|| {
-                    Error::Key("the key is encrypted: a password is needed".into())
-                })?;
+                let password = password.ok_or_else(|| Error::PasswordRequired("the key".into()))?;
                 let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
                     .map_err(|e| Error::Key(format!("not an encrypted PKCS#8 key: {e}")))?;
                 let plain = info
                     .decrypt(password.as_bytes())
-                    .map_err(|_| Error::Key("the password does not open the key".into()))?;
+                    .map_err(|_| Error::WrongPassword("the key".into()))?;
                 Self::from_pkcs8_der(plain.as_bytes())
             }
             other => Err(Error::Key(format!(

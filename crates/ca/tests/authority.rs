@@ -180,11 +180,10 @@ fn issued_validity_is_clamped_to_the_root_or_denied_by_policy() {
         leaf.not_after, root.not_after,
         "truncated to the root's end"
     );
-    assert!(
-        r.message.contains("validity truncated to the root's end"),
-        "{}",
-        r.message
-    );
+    // Said once for the CA, not in every request's message.
+    assert!(!r.message.contains("truncated"), "{}", r.message);
+    let said = ca.issuer().truncation(now).unwrap();
+    assert!(said.contains("end with the root"), "{said}");
     let leaf_file = write(dir.path(), "a.pem", &pem(r.certificate.as_ref().unwrap()));
     let t = text(dir.path(), &leaf_file);
     let root_t = text(dir.path(), dir.path().join("ca/ca.cer").to_str().unwrap());
@@ -380,7 +379,6 @@ fn ids_denials_revocation_and_a_crl_openssl_accepts() {
         (denied.disposition, denied.message.as_str()),
         (Disposition::Denied, "not one of ours")
     );
-    assert!(matches!(ca.resubmit(2, now), Err(Error::NotPending(2))));
     let one = ca.resubmit(1, now).unwrap();
     let three = ca.resubmit(3, now).unwrap();
     assert!(matches!(ca.resubmit(1, now), Err(Error::NotPending(1))));
@@ -466,6 +464,10 @@ fn ids_denials_revocation_and_a_crl_openssl_accepts() {
             .collect::<Vec<_>>(),
         [3]
     );
+    // A denied request may be resubmitted: it is reviewed again under today's policy.
+    let again = ca.resubmit(2, now).unwrap();
+    assert_eq!(again.disposition, Disposition::Issued, "{}", again.message);
+    assert!(matches!(ca.resubmit(2, now), Err(Error::NotPending(2))));
     // Reopened: same ids continue; the deleted-row case cannot reuse an id (AUTOINCREMENT).
     drop(ca);
     let mut ca = Authority::open(&d.join("ca"), None).unwrap();
@@ -501,9 +503,12 @@ fn an_encrypted_ca_key_opens_with_its_password_and_with_openssl() {
     );
     assert!(matches!(
         Authority::open(&d.join("ca"), None),
-        Err(Error::Key(_))
+        Err(Error::PasswordRequired(_))
     ));
-    assert!(Authority::open(&d.join("ca"), Some("wrong")).is_err());
+    assert!(matches!(
+        Authority::open(&d.join("ca"), Some("wrong")),
+        Err(Error::WrongPassword(_))
+    ));
     Authority::open(&d.join("ca"), Some("correct horse battery")).unwrap();
     let from_key = openssl(
         d,
@@ -520,4 +525,106 @@ fn an_encrypted_ca_key_opens_with_its_password_and_with_openssl() {
     assert_eq!(from_key, from_cert);
     let again = Authority::init(&d.join("ca"), &options, SystemTime::now()).unwrap_err();
     assert!(again.to_string().contains("already holds a CA"), "{again}");
+}
+
+#[test]
+fn who_may_get_which_name_and_the_policy_checked_when_opened() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let now = SystemTime::now();
+    // An existing folder, made with a loose mode, is tightened; the database is owner-only.
+    std::fs::create_dir(d.join("ca")).unwrap();
+    std::fs::set_permissions(d.join("ca"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut ca = Authority::init(&d.join("ca"), &InitOptions::default(), now).unwrap();
+    let mode = |p: &str| std::fs::metadata(d.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("ca"), 0o700);
+    assert_eq!(mode("ca/ca.db"), 0o600);
+
+    // Suffixes match on a label boundary only.
+    let mut config = ca.issuer().config().clone();
+    config.allowed_dns_suffixes = vec!["company.local".into()];
+    ca.set_config(config.clone()).unwrap();
+    let extra = "[Extensions]\n2.5.29.17 = \"{text}\"\n_continue_ = \"dns=h1.company.local&\"\n_continue_ = \"dns=alias.company.local&\"\n_continue_ = \"dns=evilcompany.local&\"\n_continue_ = \"dns=company.local\"\n";
+    let r = ca
+        .submit(
+            &our_request("h1.company.local", KeyType::EcdsaP256, extra),
+            "h1.company.local.req",
+            now,
+        )
+        .unwrap()
+        .record;
+    let issued = ca.resubmit(r.id, now).unwrap();
+    let cert = CertInfo::parse(issued.certificate.as_ref().unwrap()).unwrap();
+    assert_eq!(cert.dns_names, ["h1.company.local", "alias.company.local"]);
+    for dropped in ["'evilcompany.local' ignored", "'company.local' ignored"] {
+        assert!(issued.message.contains(dropped), "{}", issued.message);
+    }
+
+    // A policy that would admit every name, or names no DNS name, is refused, both when set
+    // and when a hand-edited config.json is opened.
+    for (suffix, said) in [
+        ("", "is empty, which would admit every name"),
+        (".", "is empty, which would admit every name"),
+        ("bad name.local", "is not a DNS name"),
+    ] {
+        config.allowed_dns_suffixes = vec![suffix.into()];
+        let e = ca.set_config(config.clone()).unwrap_err().to_string();
+        assert!(
+            e.contains("allowed_dns_suffixes[0]") && e.contains(said),
+            "{e}"
+        );
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("ca/config.json")).unwrap()).unwrap();
+        json["allowed_dns_suffixes"] = serde_json::json!([suffix]);
+        let hand_edited = d.join("edited");
+        if !hand_edited.exists() {
+            copy_dir(&d.join("ca"), &hand_edited);
+        }
+        std::fs::write(
+            hand_edited.join("config.json"),
+            serde_json::to_vec(&json).unwrap(),
+        )
+        .unwrap();
+        let e = Authority::open(&hand_edited, None).unwrap_err().to_string();
+        assert!(e.contains("config.json") && e.contains(said), "{e}");
+    }
+
+    // A CRL with nothing revoked has no revokedCertificates at all.
+    let crl = ca.crl(now).unwrap();
+    let parsed = <x509_cert::crl::CertificateList as der::Decode>::from_der(&crl).unwrap();
+    assert!(parsed.tbs_cert_list.revoked_certificates.is_none());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_hundred_year_root_ends_a_hundred_calendar_years_later() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2024-02-29 12:34:56 UTC: the leap day, into a year without one.
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_709_210_096);
+    for (years, end) in [
+        // 2124-02-29 is a leap day again; 2025 has none: 28 February.
+        (100, 4_864_883_696_u64),
+        (1, 1_740_746_096),
+    ] {
+        let ca = Authority::init(
+            &dir.path().join(format!("ca{years}")),
+            &InitOptions {
+                validity_years: years,
+                ..InitOptions::default()
+            },
+            start,
+        )
+        .unwrap();
+        assert_eq!(ca.issuer().root().not_after, end, "{years} years");
+    }
 }

@@ -307,3 +307,82 @@ fn openssl_peers_handshake_with_our_certificates() {
         );
     }
 }
+
+/// A P-256 request whose public key is a compressed point (legal in X.509, sent by some
+/// stacks), signed properly.
+fn compressed_request(host: &str, key: &PrivateKey) -> Vec<u8> {
+    use der::asn1::{BitString, SetOfVec};
+    use der::{Decode, Encode};
+    use p256::elliptic_curve::sec1::ToSec1Point;
+    use std::str::FromStr;
+    let PrivateKey::P256(secret) = key else {
+        unreachable!("a P-256 key was generated")
+    };
+    let point = secret.public_key().to_sec1_point(true);
+    let full = spki::SubjectPublicKeyInfoOwned::from_der(&key.public_key_der().unwrap()).unwrap();
+    let info = x509_cert::request::CertReqInfo {
+        version: x509_cert::request::Version::V1,
+        subject: x509_cert::name::Name::from_str(&format!("CN={host}")).unwrap(),
+        public_key: spki::SubjectPublicKeyInfoOwned {
+            algorithm: full.algorithm,
+            subject_public_key: BitString::from_bytes(point.as_bytes()).unwrap(),
+        },
+        attributes: SetOfVec::new(),
+    };
+    let signed = info.to_der().unwrap();
+    let signature: p256::ecdsa::DerSignature =
+        signature::Signer::sign(&p256::ecdsa::SigningKey::from(secret), &signed);
+    x509_cert::request::CertReq {
+        info,
+        algorithm: spki::AlgorithmIdentifierOwned {
+            oid: const_oid::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2"),
+            parameters: None,
+        },
+        signature: BitString::from_bytes(signature.as_bytes()).unwrap(),
+    }
+    .to_der()
+    .unwrap()
+}
+
+#[test]
+fn a_compressed_point_request_ends_in_a_certificate_rustls_can_use() {
+    use der::Decode;
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let mut ca = Authority::init(&dir.path().join("ca"), &InitOptions::default(), now).unwrap();
+    let ms = issue(&mut ca, "mgt01.company.local", KeyType::EcdsaP256);
+    let key = PrivateKey::generate(KeyType::EcdsaP256).unwrap();
+    let request = compressed_request("agent01.company.local", &key);
+    let id = ca
+        .submit(&request, "agent01.company.local.req", now)
+        .unwrap()
+        .record
+        .id;
+    let record = ca.resubmit(id, now).unwrap();
+    assert!(
+        record
+            .message
+            .contains("compressed EC point is written uncompressed"),
+        "{}",
+        record.message
+    );
+    let der = record.certificate.unwrap();
+    let cert = x509_cert::Certificate::from_der(&der).unwrap();
+    let point = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .raw_bytes()
+        .to_vec();
+    assert_eq!(point.len(), 65, "uncompressed: 0x04, x, y");
+    assert_eq!(point[0], 0x04);
+    let agent = (
+        vec![CertificateDer::from(der)],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            key.to_pkcs8_der().unwrap().to_vec(),
+        )),
+    );
+    let (server, client) = handshake(&ca, ms, &ca, agent);
+    assert_eq!(server, Ok(b"hello".to_vec()));
+    assert_eq!(client, Ok(b"world".to_vec()));
+}

@@ -177,26 +177,21 @@ pub fn open_authority(
     dir: &std::path::Path,
     password: &PasswordArgs,
 ) -> anyhow::Result<opsmgr_ca::Authority> {
-    let key_path = dir.join(opsmgr_ca::CA_KEY);
-    let head = std::fs::read(&key_path).with_context(|| {
-        format!(
+    if !dir.join(opsmgr_ca::CA_KEY).exists() {
+        bail!(
             "{} is not a CA folder (no {})",
             dir.display(),
             opsmgr_ca::CA_KEY
-        )
-    })?;
-    let encrypted = head.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----");
-    let secret = if encrypted {
-        Some(read_password(
-            &password.source(),
-            "Password of the CA's key: ",
-            false,
-        )?)
-    } else {
-        None
-    };
-    opsmgr_ca::Authority::open(dir, secret.as_deref().map(String::as_str))
-        .with_context(|| format!("opening the CA in {}", dir.display()))
+        );
+    }
+    let context = || format!("opening the CA in {}", dir.display());
+    match opsmgr_ca::Authority::open(dir, None) {
+        Err(opsmgr_ca::Error::PasswordRequired(_)) => {
+            let secret = read_password(&password.source(), "Password of the CA's key: ", false)?;
+            opsmgr_ca::Authority::open(dir, Some(&secret)).with_context(context)
+        }
+        other => other.with_context(context),
+    }
 }
 
 /// The first line of a password file's bytes, read as the text Windows tools write: UTF-8
