@@ -345,20 +345,40 @@ fn plan(
     options: &ProcessOptions,
     issue: bool,
 ) -> Vec<Step> {
-    let mut first_of: HashMap<&[u8], &str> = HashMap::new();
+    // Of copies of one request, the one processed is the file named exactly as the request's
+    // common name is spelled (the host's own file; a copy under another case is someone
+    // else's), else the first in name order.
+    let exact = |x: &Readable| x.review.as_ref().is_ok_and(|a| a.common_name == x.spelled);
+    let mut chosen: HashMap<&[u8], (usize, bool)> = HashMap::new();
+    for (i, r) in reviewed.iter().enumerate() {
+        if let Read::Readable(x) = &r.read {
+            let this = (i, exact(x));
+            chosen
+                .entry(&x.digest)
+                .and_modify(|best| {
+                    if this.1 && !best.1 {
+                        *best = this;
+                    }
+                })
+                .or_insert(this);
+        }
+    }
     let mut issuing: HashSet<&str> = HashSet::new();
     reviewed
         .iter()
-        .map(|r| match &r.read {
+        .enumerate()
+        .map(|(i, r)| match &r.read {
             Read::Settling => Step::Wait,
             Read::Refused(why) => Step::Refuse(why.clone()),
             Read::Readable(x) => {
-                if let Some(first) = first_of.get(x.digest.as_slice()) {
+                if let Some(&(first, _)) = chosen.get(x.digest.as_slice())
+                    && first != i
+                {
                     return Step::Duplicate(format!(
-                        "the same request as {first}, which this batch processed; this copy was not"
+                        "the same request as {}, which this batch processed; this copy was not",
+                        reviewed[first].file
                     ));
                 }
-                first_of.insert(&x.digest, &r.file);
                 let pending = known
                     .get(&x.digest)
                     .is_none_or(|rec| rec.disposition == Disposition::Pending);
@@ -495,7 +515,9 @@ pub fn process_share(
     } else {
         options.jobs
     };
-    share.remove_temporaries().map_err(io_err(&share))?;
+    for dir in [&share, &processed, &rejected] {
+        dir.remove_temporaries().map_err(io_err(dir))?;
+    }
     let names: Vec<OsString> = share
         .entries()
         .map_err(io_err(&share))?
@@ -600,7 +622,16 @@ pub fn process_share(
             let mut raced = HashMap::new();
             for ((i, a), s) in to_sign.iter().zip(signed) {
                 let Some(id) = ids[*i] else { continue };
-                let s = s?;
+                let s = match s {
+                    Ok(s) => s,
+                    Err(e) => {
+                        raced.insert(
+                            *i,
+                            format!("it could not be signed ({e}); it stays pending"),
+                        );
+                        continue;
+                    }
+                };
                 let message = if a.notes.is_empty() {
                     "Issued".to_owned()
                 } else {
@@ -763,22 +794,42 @@ pub fn process_share(
     Ok(summary)
 }
 
-/// Moves a refused entry to `rejected/` beside `<name>.reason.txt`. A link, pipe or folder is
-/// moved as it is (a link is never followed), so the share is left clean for the next run.
+/// Moves a refused entry to `rejected/` beside `<name>.reason.txt`, under a name whose reason
+/// file is free too. A link, pipe or folder is moved as it is (a link is never followed), so
+/// the share is left clean for the next run. The move comes first: a reason never stands
+/// without its request.
 fn reject(
     share: &UntrustedDir,
     rejected: &UntrustedDir,
     raw: &OsStr,
     reason: &str,
 ) -> std::io::Result<()> {
-    let dest = free_name(rejected, raw);
-    let mut reason_name = dest.clone();
-    reason_name.push(".reason.txt");
-    rejected.replace_file(
-        &reason_name,
-        format!("{}\n", escape_control(reason)).as_bytes(),
-    )?;
-    share.move_into(raw, rejected, &dest)
+    let reason_of = |name: &OsStr| {
+        let mut r = name.to_owned();
+        r.push(".reason.txt");
+        r
+    };
+    let mut last = None;
+    for n in 0..64 {
+        let mut dest = raw.to_owned();
+        if n > 0 {
+            dest.push(format!(".{n}"));
+        }
+        if !matches!(rejected.kind(&reason_of(&dest)), Ok(None)) {
+            continue;
+        }
+        match share.move_into(raw, rejected, &dest) {
+            Ok(()) => {
+                return rejected.replace_file(
+                    &reason_of(&dest),
+                    format!("{}\n", escape_control(reason)).as_bytes(),
+                );
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free name in rejected/")))
 }
 
 #[cfg(test)]

@@ -750,8 +750,11 @@ fn the_same_request_under_case_variant_names_is_issued_once_and_later_runs_work(
         .iter()
         .map(|f| entry(&v, f)["result"].as_str().unwrap().to_owned())
         .collect();
-    results.sort();
-    assert_eq!(results, ["duplicate", "issued"], "{v:#}");
+    // The host's own file (named as its request's CN is spelled) wins over the copy, whatever
+    // the name order: the certificate lands where the agent looks for it.
+    assert_eq!(results, ["issued", "duplicate"], "{v:#}");
+    assert!(share.join("host10.company.local.cer").is_file());
+    assert!(!share.join("HOST10.company.local.cer").exists());
     let mut results11: Vec<String> = ["host11.company.local.req", "Host11.Company.Local.req"]
         .iter()
         .map(|f| entry(&v, f)["result"].as_str().unwrap().to_owned())
@@ -1234,4 +1237,27 @@ fn a_request_still_being_written_is_left_for_the_next_run() {
     assert_eq!(r.code, Some(0), "{}", r.describe());
     w.assert_issued(&r.json(), host);
     w.assert_untouched(&before);
+}
+
+#[test]
+fn a_folder_planted_at_a_reason_files_name_does_not_block_the_rejection() {
+    let w = World::new();
+    let share = w.share();
+    std::fs::create_dir_all(share.join("rejected/junk.company.local.req.reason.txt")).unwrap();
+    std::fs::write(share.join("junk.company.local.req"), b"not a request").unwrap();
+    age(&share.join("junk.company.local.req"));
+    let r = w.process(&["--issue", "--json"]);
+    let v = r.json();
+    assert_eq!(
+        entry(&v, "junk.company.local.req")["result"],
+        "rejected",
+        "{v:#}"
+    );
+    assert!(!share.join("junk.company.local.req").exists(), "moved out");
+    let moved = share.join("rejected/junk.company.local.req.1");
+    assert_eq!(std::fs::read(&moved).unwrap(), b"not a request");
+    let reason =
+        std::fs::read_to_string(share.join("rejected/junk.company.local.req.1.reason.txt"))
+            .unwrap();
+    assert!(reason.contains("certificate request"), "{reason}");
 }
