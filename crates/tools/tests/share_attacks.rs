@@ -746,7 +746,7 @@ fn the_same_request_under_case_variant_names_is_issued_once_and_later_runs_work(
     for h in honest {
         w.assert_issued(&v, h);
     }
-    let mut results: Vec<String> = ["host10.company.local.req", "HOST10.company.local.req"]
+    let results: Vec<String> = ["host10.company.local.req", "HOST10.company.local.req"]
         .iter()
         .map(|f| entry(&v, f)["result"].as_str().unwrap().to_owned())
         .collect();
