@@ -198,6 +198,8 @@ struct Readable {
     host: String,
     /// The host as the file's name spells it (the certificate and bundle are named so).
     spelled: String,
+    /// For a renewal, the certificate it proves to hold the key of (or why not).
+    renewal: Option<std::result::Result<crate::cert::CertInfo, String>>,
     review: std::result::Result<Approved, String>,
 }
 
@@ -324,8 +326,16 @@ fn read_one(
             }
         }
     }
+    let renewal = request.renewal().cloned();
+    if let (Ok(a), Some(Ok(old))) = (&mut review, &renewal) {
+        a.notes.push(format!(
+            "renews certificate {} (proved with its key)",
+            old.serial_hex()
+        ));
+    }
     let der = request.der().to_vec();
     Read::Readable(Box::new(Readable {
+        renewal,
         digest: Sha256::digest(&der).to_vec(),
         der,
         subject: escape_control(&request.request().info.subject.to_string()),
@@ -391,12 +401,26 @@ fn plan(
                         x.host
                     ))
                 } else if let Some(held) = holders.get(&x.host) {
-                    Some(format!(
-                        "{} already holds certificate {} from this CA, valid until Unix time {}; an operator decides (om-certutil -config CA -resubmit ID), or revoke it first",
-                        x.host,
-                        held.serial.as_deref().unwrap_or("?"),
-                        held.not_after.unwrap_or(0)
-                    ))
+                    let serial = held.serial.as_deref().unwrap_or("?");
+                    match &x.renewal {
+                        // A renewal proved with the key of the host's current certificate.
+                        Some(Ok(old)) if held.certificate.as_ref() == Some(&old.der) => None,
+                        Some(Ok(old)) => Some(format!(
+                            "the renewal proves certificate {}, not {}'s current one ({serial}); an operator decides (om-certutil -config CA -resubmit ID)",
+                            old.serial_hex(),
+                            x.host
+                        )),
+                        Some(Err(why)) => Some(format!(
+                            "{} already holds certificate {serial} and this renewal's proof fails: {}",
+                            x.host,
+                            escape_control(why)
+                        )),
+                        None => Some(format!(
+                            "{} already holds certificate {serial} from this CA, valid until Unix time {}; renew with om-certreq -new -renew (proved with that certificate's key), or an operator decides (om-certutil -config CA -resubmit ID)",
+                            x.host,
+                            held.not_after.unwrap_or(0)
+                        )),
+                    }
                 } else if issue && issuing.contains(x.host.as_str()) {
                     Some(format!(
                         "another request for {} was issued in this batch",
@@ -405,7 +429,12 @@ fn plan(
                 } else {
                     None
                 };
-                let to_issue = issue && approved && pending && hold.is_none();
+                // A renewal proved with the current certificate's key is issued at once.
+                let proven = matches!(
+                    (&x.renewal, holders.get(&x.host)),
+                    (Some(Ok(old)), Some(held)) if held.certificate.as_ref() == Some(&old.der)
+                );
+                let to_issue = (issue || proven) && approved && pending && hold.is_none();
                 if to_issue {
                     issuing.insert(&x.host);
                 }

@@ -100,6 +100,9 @@ pub struct RequestPolicy {
     pub machine_key_set: bool,
     /// The friendly name to store with the certificate.
     pub friendly_name: Option<String>,
+    /// `RenewalCert`: the certificate (its thumbprint or serial number) this request renews,
+    /// proved with that certificate's key.
+    pub renewal_cert: Option<String>,
 }
 
 /// Options a caller may give the policy reader.
@@ -420,6 +423,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
     let mut exportable = false;
     let mut machine_key_set = false;
     let mut friendly_name = None;
+    let mut renewal_cert = None;
     let mut seen: Vec<String> = Vec::new();
     for e in find("NewRequest").flat_map(|s| &s.entries) {
         let v = value(e)?;
@@ -441,6 +445,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
             "exportable" => exportable = parse_bool(&v).map_err(bad)?,
             "machinekeyset" => machine_key_set = parse_bool(&v).map_err(bad)?,
             "friendlyname" => friendly_name = Some(v),
+            "renewalcert" => renewal_cert = Some(v),
             "keyspec" => match parse_number(&v).map_err(bad)? {
                 1 | 2 => {}
                 n => {
@@ -633,6 +638,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
         exportable,
         machine_key_set,
         friendly_name,
+        renewal_cert,
     })
 }
 

@@ -134,6 +134,41 @@ impl PrivateKey {
             .map_err(|e| Error::Key(format!("not an RSA, P-256 or P-384 PKCS#8 key: {e}")))
     }
 
+    /// Signs `message` with the key's usual algorithm (RSA: PKCS #1 v1.5 with SHA-256, with
+    /// blinding; P-256: ECDSA with SHA-256; P-384: ECDSA with SHA-384): the algorithm's
+    /// identifier and the signature.
+    pub fn sign(&self, message: &[u8]) -> Result<(spki::AlgorithmIdentifierOwned, Vec<u8>)> {
+        use signature::{RandomizedSigner, SignatureEncoding, Signer};
+        use spki::DynSignatureAlgorithmIdentifier;
+        let err = |e: spki::Error| Error::Key(format!("signing: {e}"));
+        match self {
+            PrivateKey::Rsa(k) => {
+                let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
+                let sig = signer.sign_with_rng(&mut os_rng(), message);
+                Ok((
+                    signer.signature_algorithm_identifier().map_err(err)?,
+                    sig.to_vec(),
+                ))
+            }
+            PrivateKey::P256(k) => {
+                let signer = p256::ecdsa::SigningKey::from(k);
+                let sig: p256::ecdsa::DerSignature = signer.sign(message);
+                Ok((
+                    signer.signature_algorithm_identifier().map_err(err)?,
+                    sig.to_vec(),
+                ))
+            }
+            PrivateKey::P384(k) => {
+                let signer = p384::ecdsa::SigningKey::from(k);
+                let sig: p384::ecdsa::DerSignature = signer.sign(message);
+                Ok((
+                    signer.signature_algorithm_identifier().map_err(err)?,
+                    sig.to_vec(),
+                ))
+            }
+        }
+    }
+
     /// The public key as SubjectPublicKeyInfo DER.
     pub fn public_key_der(&self) -> Result<Vec<u8>> {
         use spki::EncodePublicKey;

@@ -35,6 +35,7 @@ mod inf;
 mod keys;
 mod names;
 mod pfx;
+mod renewal;
 mod request;
 mod sigalg;
 mod store;
@@ -66,9 +67,10 @@ pub use inf::{
 pub use keys::PrivateKey;
 pub use names::check_dns_name;
 pub use pfx::{MAX_PFX_BYTES, Pfx, PfxEncryption, read_pfx, write_pfx};
+pub use renewal::wrap_renewal;
 pub use request::{
     MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, ReceivedRequest, build_request,
-    parse_request, request_to_pem, to_x509_name, verify_request,
+    parse_request, request_der_to_pem, request_to_pem, to_x509_name, verify_request,
 };
 pub use sigalg::{SignatureAlgorithm, verify_certificate, verify_signature};
 pub use store::{

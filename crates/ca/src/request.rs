@@ -179,6 +179,13 @@ pub fn build_request(policy: &RequestPolicy, key: &PrivateKey) -> Result<CertReq
     signed.map_err(|e| Error::Request(format!("signing: {e}")))
 }
 
+/// A request's DER (plain or a renewal wrapper) as certreq writes it: base64 between
+/// `-----BEGIN NEW CERTIFICATE REQUEST-----` lines, CRLF line endings.
+pub fn request_der_to_pem(der: &[u8]) -> Result<String> {
+    der::pem::encode_string(NEW_REQUEST_LABEL, LineEnding::CRLF, der)
+        .map_err(|e| Error::Request(e.to_string()))
+}
+
 /// The request as certreq writes it: base64 between `-----BEGIN NEW CERTIFICATE REQUEST-----`
 /// lines, CRLF line endings.
 pub fn request_to_pem(request: &CertReq) -> Result<String> {
@@ -199,6 +206,7 @@ pub struct ReceivedRequest {
     info: std::ops::Range<usize>,
     request: CertReq,
     algorithm: Result<SignatureAlgorithm, String>,
+    renewal: Option<std::result::Result<crate::cert::CertInfo, String>>,
 }
 
 impl ReceivedRequest {
@@ -233,22 +241,45 @@ impl ReceivedRequest {
         Self::from_der(der)
     }
 
-    /// Reads a request's DER bytes.
+    /// Reads a request's DER bytes: a PKCS #10 request, or a renewal (the request wrapped in
+    /// CMS SignedData signed by the renewed certificate's key, as certreq's `RenewalCert`
+    /// writes it; see [`crate::wrap_renewal`]). CMC (`RequestType = CMC`) is refused.
     pub fn from_der(der: Vec<u8>) -> Result<Self> {
-        let request = match CertReq::from_der(&der) {
-            Ok(r) => r,
-            Err(_) if is_signed_data(&der) => return Err(cmc_refusal()),
-            Err(e) => return Err(Error::Request(format!("not a PKCS#10 request: {e}"))),
+        let (inner, renewal) = match CertReq::from_der(&der) {
+            Ok(_) => (0..der.len(), None),
+            Err(e) => match signed_data(&der) {
+                None => return Err(Error::Request(format!("not a PKCS#10 request: {e}"))),
+                Some(Err(())) => return Err(cmc_refusal()),
+                Some(Ok(signed)) => {
+                    let opened =
+                        crate::renewal::unwrap_renewal(&signed).map_err(|_| cmc_refusal())?;
+                    let start = der
+                        .windows(opened.request.len().max(1))
+                        .position(|w| w == opened.request.as_slice())
+                        .ok_or_else(cmc_refusal)?;
+                    (start..start + opened.request.len(), Some(opened.proof))
+                }
+            },
         };
-        let info = crate::sigalg::signed_range(&der)
+        let request = CertReq::from_der(&der[inner.clone()])
             .map_err(|e| Error::Request(format!("not a PKCS#10 request: {e}")))?;
+        let info = crate::sigalg::signed_range(&der[inner.clone()])
+            .map_err(|e| Error::Request(format!("not a PKCS#10 request: {e}")))?;
+        let info = inner.start + info.start..inner.start + info.end;
         let algorithm = SignatureAlgorithm::from_identifier(&request.algorithm);
         Ok(Self {
             der,
             info,
             request,
             algorithm,
+            renewal,
         })
+    }
+
+    /// For a renewal: the certificate it renews when the old key's signature proves it (else
+    /// why not). `None` for a plain request.
+    pub fn renewal(&self) -> Option<&std::result::Result<crate::cert::CertInfo, String>> {
+        self.renewal.as_ref()
     }
 
     /// The request's bytes as received (DER).
@@ -292,11 +323,14 @@ fn cmc_refusal() -> Error {
     )
 }
 
-/// Whether `der` is a CMS ContentInfo holding SignedData.
-fn is_signed_data(der: &[u8]) -> bool {
-    cms::content_info::ContentInfo::from_der(der)
-        .map(|ci| ci.content_type == ID_SIGNED_DATA)
-        .unwrap_or(false)
+/// The SignedData of a CMS ContentInfo, when `der` is one (`Err` when it says SignedData but
+/// is not readable as one).
+fn signed_data(der: &[u8]) -> Option<std::result::Result<cms::signed_data::SignedData, ()>> {
+    let info = cms::content_info::ContentInfo::from_der(der).ok()?;
+    if info.content_type != ID_SIGNED_DATA {
+        return None;
+    }
+    Some(info.content.decode_as().map_err(|_| ()))
 }
 
 /// Reads a request file; see [`ReceivedRequest::parse`].

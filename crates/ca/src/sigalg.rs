@@ -171,7 +171,7 @@ fn pss_parameters(id: &AlgorithmIdentifierOwned) -> Result<SignatureAlgorithm, S
 }
 
 impl Hash {
-    fn digest(self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn digest(self, message: &[u8]) -> Vec<u8> {
         use sha2::Digest;
         match self {
             Hash::Sha1 => sha1::Sha1::digest(message).to_vec(),

@@ -631,3 +631,122 @@ fn install_finds_a_key_pending_in_the_users_store_and_says_the_agent_cannot_use_
     let settings = w.machine(host).join("Agent/settings.json");
     assert!(!settings.exists(), "no channel certificate was recorded");
 }
+
+#[test]
+fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits() {
+    let w = World::new();
+    let host = "agent07.company.local";
+    let machine = s(&w.machine(host));
+    w.enroll(host, "KeyAlgorithm = ECDSA_P256");
+    ok(&w.process(&["--issue"]));
+    let pin = w.root_thumbprint();
+    let bundle = s(&w.share().join(format!("{host}.bundle")));
+    ok(&run(
+        "certreq",
+        &[
+            "-install",
+            &bundle,
+            "--machine",
+            &machine,
+            "--trust-root",
+            &pin,
+        ],
+    ));
+    let first = std::fs::read(w.share().join(format!("{host}.cer"))).unwrap();
+
+    // A plain second request for the host (a new key, no proof): it waits for an operator,
+    // even with --issue.
+    w.enroll(host, "KeyAlgorithm = ECDSA_P256");
+    let plain = w.process(&["--issue", "--json"]);
+    assert_eq!(plain.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert_eq!(v["files"][0]["result"], "pending", "{v:#}");
+    let said = v["files"][0]["message"].as_str().unwrap();
+    assert!(said.contains("already holds certificate"), "{said}");
+    assert_eq!(
+        std::fs::read(w.share().join(format!("{host}.cer"))).unwrap(),
+        first
+    );
+
+    // The renewal (om-certreq -new -renew, proved with the installed certificate's key)
+    // replaces the plain request in the share and is issued without --issue.
+    let inf = w.dir.path().join(format!("{host}.inf"));
+    let req = s(&w.share().join(format!("{host}.req")));
+    ok(&run(
+        "certreq",
+        &[
+            "-new",
+            "-renew",
+            "-q",
+            "-f",
+            &s(&inf),
+            &req,
+            "--machine",
+            &machine,
+        ],
+    ));
+    let renewed = w.process(&["--json"]);
+    assert_eq!(renewed.status.code(), Some(0), "{}", text(&renewed.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&renewed.stdout).unwrap();
+    assert_eq!(v["files"][0]["result"], "issued", "{v:#}");
+    let first_serial = opsmgr_ca::CertInfo::parse(&first).unwrap().serial_hex();
+    assert!(
+        v["files"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "renews certificate {first_serial} (proved with its key)"
+            )),
+        "{v:#}"
+    );
+    let second = std::fs::read(w.share().join(format!("{host}.cer"))).unwrap();
+    assert_ne!(second, first, "a new certificate");
+
+    // A renewal whose proof was tampered with proves nothing: it waits.
+    let inf2 = w.dir.path().join("renew2.inf");
+    std::fs::copy(&inf, &inf2).unwrap();
+    ok(&run(
+        "certreq",
+        &[
+            "-new",
+            "-renew",
+            "-q",
+            "-f",
+            &s(&inf2),
+            &req,
+            "--machine",
+            &machine,
+        ],
+    ));
+    let pem = std::fs::read(&req).unwrap();
+    let (label, mut der) = der::pem::decode_vec(&pem).unwrap();
+    // The wrapper's last byte is the old key's signature.
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    std::fs::write(
+        &req,
+        der::pem::encode_string(label, der::pem::LineEnding::CRLF, &der).unwrap(),
+    )
+    .unwrap();
+    let forged = w.process(&["--issue", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&forged.stdout).unwrap();
+    assert_eq!(v["files"][0]["result"], "pending", "{v:#}");
+    assert!(
+        v["files"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this renewal's proof fails"),
+        "{v:#}"
+    );
+
+    // What expires: both certificates within two years, none within a day.
+    let ca = s(&w.ca());
+    let soon = ok(&run(
+        "ca",
+        &["expiring", "--ca", &ca, "--within", "730d", "--json"],
+    ));
+    let list: serde_json::Value = serde_json::from_str(&soon).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list:#}");
+    let none = ok(&run("ca", &["expiring", "--ca", &ca, "--within", "1d"]));
+    assert!(none.contains("0 certificates expire within 1day"), "{none}");
+}

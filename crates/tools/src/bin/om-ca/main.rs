@@ -77,6 +77,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lists the issued certificates (not revoked) that expire within a time: what to renew.
+    Expiring {
+        /// The CA's folder.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// How far ahead to look: `60d`, `2weeks`, `1y`.
+        #[arg(long, value_name = "DURATION", default_value = "60d", value_parser = humantime::parse_duration)]
+        within: std::time::Duration,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Processes the drop folder.
     Process {
         /// The drop folder.
@@ -178,6 +192,60 @@ fn run() -> Result<ExitCode> {
                 writeln!(out, "  Thumbprint: {}", root.thumbprint)?;
                 writeln!(out, "  NotAfter: {}", format_utc(root.not_after))?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Expiring {
+            ca,
+            within,
+            password,
+            json,
+        } => {
+            let authority = open_authority(&ca, &password)?;
+            let now = SystemTime::now();
+            let now_secs = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let horizon = now_secs.saturating_add(within.as_secs());
+            let filter = opsmgr_ca::Filter {
+                disposition: Some(opsmgr_ca::Disposition::Issued),
+                ..opsmgr_ca::Filter::default()
+            };
+            let mut records: Vec<opsmgr_ca::Record> = authority
+                .db()
+                .list(&filter)?
+                .into_iter()
+                .filter(|r| r.not_after.is_some_and(|t| t <= horizon))
+                .collect();
+            records.sort_by_key(|r| (r.not_after, r.id));
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            if json {
+                serde_json::to_writer_pretty(&mut out, &records)?;
+                writeln!(out)?;
+            } else {
+                for r in &records {
+                    let end = r.not_after.unwrap_or(0);
+                    let state = if end <= now_secs {
+                        "expired".to_owned()
+                    } else {
+                        format!("{} days left", (end - now_secs) / 86_400)
+                    };
+                    writeln!(
+                        out,
+                        "{:>6}  {:<32}  {:<32}  {}  {state}",
+                        r.id,
+                        r.common_name.as_deref().unwrap_or(&r.subject),
+                        r.serial.as_deref().unwrap_or("-"),
+                        format_utc(end)
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "{} certificates expire within {}.",
+                    records.len(),
+                    humantime::format_duration(within)
+                )?;
+            }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Process {

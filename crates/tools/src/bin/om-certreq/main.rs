@@ -71,6 +71,11 @@ struct Cli {
     /// root must already be in Root (om-certutil -addstore root).
     #[arg(long, value_name = "HASH")]
     trust_root: Option<String>,
+    /// -new: a renewal of this machine's current certificate for the policy's name (or the
+    /// one the policy's RenewalCert names), proved with that certificate's key: the CA issues
+    /// it though the host already holds a certificate.
+    #[arg(long)]
+    renew: bool,
     /// -accept and -install: only the user's stores (certreq -user), for a request made with
     /// MachineKeySet = FALSE. Without it the machine's stores are tried first, then the user's.
     #[arg(long)]
@@ -94,7 +99,7 @@ struct Cli {
 }
 
 /// certreq's single-dash (or slash) words, in any case, become clap's double-dash flags.
-const SWITCHES: [(&str, &str); 8] = [
+const SWITCHES: [(&str, &str); 9] = [
     ("new", "--new"),
     ("accept", "--accept"),
     ("install", "--install"),
@@ -103,6 +108,7 @@ const SWITCHES: [(&str, &str); 8] = [
     ("config", "--config"),
     ("binary", "--binary"),
     ("user", "--user"),
+    ("renew", "--renew"),
 ];
 
 #[derive(Serialize)]
@@ -149,9 +155,15 @@ fn run() -> Result<ExitCode> {
         bail!("{} exists; -f overwrites it", request_path.display());
     }
     let stores = Stores::open(&machine_dir(cli.machine.clone())?, policy.machine_key_set)?;
+    let renewing = renewed_certificate(&cli, &policy, &stores)?;
     let key = PrivateKey::generate(policy.key)?;
     let request = build_request(&policy, &key)?;
-    let pem = request_to_pem(&request)?;
+    let pem = match &renewing {
+        None => request_to_pem(&request)?,
+        Some((cert, old_key)) => {
+            opsmgr_ca::request_der_to_pem(&opsmgr_ca::wrap_renewal(&request, &cert.der, old_key)?)?
+        }
+    };
     let info = PendingInfo {
         subject: policy.subject.to_string(),
         exportable: policy.exportable,
@@ -192,6 +204,40 @@ struct AcceptReport {
     not_after: String,
     thumbprint: String,
     already_installed: bool,
+}
+
+/// The certificate a renewal renews, with its key: the one the policy's `RenewalCert` names,
+/// else (with `-renew`) the newest certificate in My for the policy's common name that has its
+/// key. `None` when this is no renewal.
+fn renewed_certificate(
+    cli: &Cli,
+    policy: &opsmgr_ca::RequestPolicy,
+    stores: &Stores,
+) -> Result<Option<(opsmgr_ca::CertInfo, PrivateKey)>> {
+    let entry = match (&policy.renewal_cert, cli.renew) {
+        (Some(id), _) => stores
+            .find(opsmgr_ca::StoreName::My, id)
+            .with_context(|| format!("RenewalCert = {id}"))?,
+        (None, true) => {
+            let cn = policy.subject.common_name().unwrap_or_default().to_owned();
+            stores
+                .list(opsmgr_ca::StoreName::My)?
+                .into_iter()
+                .filter(|e| e.has_key && e.cert.as_ref().is_some_and(|c| c.names_host(&cn)))
+                .max_by_key(|e| e.cert.as_ref().map(|c| (c.not_before, c.not_after)))
+                .with_context(|| {
+                    format!("-renew: no certificate for {cn} with its key in My to renew")
+                })?
+        }
+        (None, false) => return Ok(None),
+    };
+    let cert = entry
+        .cert
+        .with_context(|| format!("{} is not a certificate", entry.id))?;
+    let key = stores
+        .my_key(&cert.thumbprint)?
+        .with_context(|| format!("the key of {} is not in My", cert.thumbprint))?;
+    Ok(Some((cert, key)))
 }
 
 /// certreq -accept: the machine's store first, then the user's.
