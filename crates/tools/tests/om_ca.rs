@@ -13,33 +13,13 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 mod common;
-use common::text;
+use common::{bin, ok, text};
 
 #[path = "../../ca/tests/support/openssl.rs"]
 mod openssl;
 
-fn bin(name: &str) -> &'static str {
-    match name {
-        "ca" => env!("CARGO_BIN_EXE_om-ca"),
-        "certreq" => env!("CARGO_BIN_EXE_om-certreq"),
-        "certutil" => env!("CARGO_BIN_EXE_om-certutil"),
-        _ => env!("CARGO_BIN_EXE_om-momcertimport"),
-    }
-}
-
 fn run(name: &str, args: &[&str]) -> Output {
     common::run(bin(name), args)
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 fn s(p: &Path) -> String {

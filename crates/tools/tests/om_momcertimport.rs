@@ -11,29 +11,17 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::text;
+use common::{ok, text};
+
+fn tool(name: &str, args: &[&str], machine: &Path) -> Output {
+    common::on_machine(name, args, machine)
+}
 
 #[path = "../../ca/tests/support/openssl.rs"]
 mod openssl;
 use openssl::{OpensslCa, Sign};
 
 const HOST: &str = "agent01.company.local";
-
-fn tool(name: &str, args: &[&str], machine: &Path) -> Output {
-    let bin = match name {
-        "certreq" => env!("CARGO_BIN_EXE_om-certreq"),
-        "certutil" => env!("CARGO_BIN_EXE_om-certutil"),
-        _ => env!("CARGO_BIN_EXE_om-momcertimport"),
-    };
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--machine", machine.to_str().unwrap()]);
-    common::run(bin, &all)
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    text(&out.stdout)
-}
 
 struct Agent {
     dir: tempfile::TempDir,

@@ -15,7 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::text;
+use common::{ok, text};
+
+fn tool(name: &str, args: &[&str], machine: &Path) -> Output {
+    common::on_machine(name, args, machine)
+}
 
 #[path = "../../ca/tests/support/openssl.rs"]
 mod openssl;
@@ -24,28 +28,6 @@ use openssl::{OpensslCa, Sign, openssl};
 const HOST: &str = "agent01.company.local";
 const PASSWORD: &str = "Pfx pässword 42!";
 const CHANNEL: &str = "extendedKeyUsage = serverAuth, clientAuth\nsubjectAltName = DNS:agent01.company.local\nbasicConstraints = CA:FALSE";
-
-fn tool(name: &str, args: &[&str], machine: &Path) -> Output {
-    let bin = match name {
-        "certreq" => env!("CARGO_BIN_EXE_om-certreq"),
-        "certutil" => env!("CARGO_BIN_EXE_om-certutil"),
-        _ => env!("CARGO_BIN_EXE_om-momcertimport"),
-    };
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--machine", machine.to_str().unwrap()]);
-    common::run(bin, &all)
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
 
 fn refused(out: &Output) -> String {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));

@@ -5,6 +5,7 @@
     reason = "each test binary uses its own part of this module"
 )]
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs the tool at `bin` with `args`, without standard input.
@@ -19,4 +20,34 @@ pub(crate) fn run(bin: &str, args: &[&str]) -> Output {
 /// Output bytes as text, lossily.
 pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The certificate tools by their short names.
+pub(crate) fn bin(name: &str) -> &'static str {
+    match name {
+        "ca" => env!("CARGO_BIN_EXE_om-ca"),
+        "certreq" => env!("CARGO_BIN_EXE_om-certreq"),
+        "certutil" => env!("CARGO_BIN_EXE_om-certutil"),
+        "momcertimport" => env!("CARGO_BIN_EXE_om-momcertimport"),
+        other => panic!("no tool named {other}"),
+    }
+}
+
+/// Runs the certificate tool `name` with `args` on the machine folder `machine`.
+pub(crate) fn on_machine(name: &str, args: &[&str], machine: &Path) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--machine", machine.to_str().expect("a UTF-8 path")]);
+    run(bin(name), &all)
+}
+
+/// Standard output of a run that must have succeeded (exit 0); its output when it did not.
+pub(crate) fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
 }
