@@ -223,7 +223,7 @@ fn batch(c: &mut Criterion, requests: &Path, place: Place) {
             for _ in 0..iters {
                 let dir = iteration(&work);
                 openssl_ca(&dir);
-                let mut names: Vec<String> = must(std::fs::read_dir(&requests))
+                let mut names: Vec<String> = must(std::fs::read_dir(requests))
                     .map(|e| requests.join(must(e).file_name()).display().to_string())
                     .collect();
                 names.sort();

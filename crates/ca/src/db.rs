@@ -321,13 +321,12 @@ impl Database {
 
     /// The request with this digest.
     pub fn by_digest(&self, sha256: &[u8]) -> Result<Option<Record>> {
+        // Cached: a batch asks once per request file.
         self.conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM requests WHERE request_sha256 = ?1"),
-                [sha256],
-                record,
-            )
-            .optional()
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM requests WHERE request_sha256 = ?1"
+            ))
+            .and_then(|mut stmt| stmt.query_row([sha256], record).optional())
             .map_err(db_err)
     }
 

@@ -297,13 +297,19 @@ fn run() -> Result<ExitCode> {
                 bar.finish_and_clear();
             }
             let seconds = started.elapsed().as_secs_f64();
+            // Said once for the run, not in every request's message.
+            let note = authority.issuer().truncation(SystemTime::now());
             let mut out = io::stdout().lock();
             if json {
                 let mut value = serde_json::to_value(&summary)?;
                 value["seconds"] = serde_json::json!(seconds);
+                value["note"] = serde_json::json!(note);
                 serde_json::to_writer_pretty(&mut out, &value)?;
                 writeln!(out)?;
             } else {
+                if let Some(note) = &note {
+                    writeln!(out, "note: {note}")?;
+                }
                 for f in summary.files.iter().filter(|f| f.result != Outcome::Issued) {
                     writeln!(out, "{}: {}: {}", f.file, f.result, f.message)?;
                 }
