@@ -460,8 +460,14 @@ fn pending_message(a: &Approved, hold: Option<&str>) -> String {
     m
 }
 
-/// The files of an issued record, written only when they differ from the database's.
-fn write_outputs(share: &UntrustedDir, host: &str, record: &Record, root_der: &[u8]) -> Result<()> {
+/// The files of an issued record, written unless an earlier run wrote them the same.
+fn write_outputs(
+    share: &UntrustedDir,
+    host: &str,
+    record: &Record,
+    root_der: &[u8],
+    issued_before: bool,
+) -> Result<()> {
     let der = record
         .certificate
         .as_deref()
@@ -470,9 +476,12 @@ fn write_outputs(share: &UntrustedDir, host: &str, record: &Record, root_der: &[
     let bundle = write_bundle(der, root_der)?;
     for (ext, bytes) in [("cer", pem.as_bytes()), ("bundle", bundle.as_bytes())] {
         let name = OsString::from(format!("{host}.{ext}"));
-        let same = share
-            .read_file(&name, MAX_CERT_BYTES, None)
-            .is_ok_and(|old| old == bytes);
+        // Only a certificate issued by an earlier run can have its files already (a run
+        // killed before the requests moved): a fresh one is written without a look.
+        let same = issued_before
+            && share
+                .read_file(&name, MAX_CERT_BYTES, None)
+                .is_ok_and(|old| old == bytes);
         if !same {
             share.replace_file(&name, bytes).map_err(|e| {
                 let what = match share.kind(&name) {
@@ -548,11 +557,10 @@ pub fn process_share(
         dir.remove_temporaries().map_err(io_err(dir))?;
     }
     let names: Vec<OsString> = share
-        .entries()
+        .names()
         .map_err(io_err(&share))?
         .into_iter()
-        .filter(|e| is_request_name(&e.name))
-        .map(|e| e.name)
+        .filter(|n| is_request_name(n))
         .collect();
     let total = names.len();
     let settled_before = (!options.settle.is_zero()).then(|| now - options.settle);
@@ -755,18 +763,26 @@ pub fn process_share(
         });
         records.push(record);
     }
-    let outputs: Vec<(usize, String, &Record)> = outcomes
+    let outputs: Vec<(usize, String, &Record, bool)> = outcomes
         .iter()
         .zip(&records)
         .enumerate()
         .filter_map(|(i, (f, rec))| match (f.result, &f.host, rec) {
-            (Outcome::Issued, Some(host), Some(rec)) => Some((i, host.clone(), rec)),
+            (Outcome::Issued, Some(host), Some(rec)) => {
+                let before = match &reviewed[i].read {
+                    Read::Readable(x) => known
+                        .get(&x.digest)
+                        .is_some_and(|k| k.disposition == Disposition::Issued),
+                    _ => false,
+                };
+                Some((i, host.clone(), rec, before))
+            }
             _ => None,
         })
         .collect();
     let written = AtomicUsize::new(0);
-    let write_results = par_map(&outputs, jobs, |(_, host, rec)| {
-        let r = write_outputs(&share, host, rec, &root_der);
+    let write_results = par_map(&outputs, jobs, |(_, host, rec, before)| {
+        let r = write_outputs(&share, host, rec, &root_der, *before);
         progress(
             Stage::Write,
             written.fetch_add(1, Ordering::Relaxed) + 1,
@@ -774,7 +790,7 @@ pub fn process_share(
         );
         r
     });
-    for ((i, _, _), result) in outputs.iter().zip(write_results) {
+    for ((i, _, _, _), result) in outputs.iter().zip(write_results) {
         if let Err(e) = result {
             let o = &mut outcomes[*i];
             o.result = Outcome::Failed;

@@ -178,6 +178,22 @@ impl UntrustedDir {
         }
     }
 
+    /// The names of every entry but `.` and `..`, in name order, without looking at what they
+    /// are (one `getdents` pass; [`UntrustedDir::read_file`] checks each file it opens).
+    pub fn names(&self) -> io::Result<Vec<OsString>> {
+        let dir = rustix::fs::Dir::read_from(&self.fd)?;
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                out.push(OsStr::from_bytes(name).to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Every entry but `.` and `..`, each looked at without following it, in name order.
     pub fn entries(&self) -> io::Result<Vec<Entry>> {
         let dir = rustix::fs::Dir::read_from(&self.fd)?;
@@ -294,9 +310,9 @@ impl UntrustedDir {
     /// sure no writer is running. Returns how many were removed.
     pub fn remove_temporaries(&self) -> io::Result<usize> {
         let mut removed = 0;
-        for entry in self.entries()? {
-            if is_temporary(&entry.name) && entry.kind != EntryKind::Dir {
-                match self.remove(&entry.name) {
+        for name in self.names()?.into_iter().filter(|n| is_temporary(n)) {
+            if self.kind(&name)? != Some(EntryKind::Dir) {
+                match self.remove(&name) {
                     Ok(()) => removed += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
