@@ -916,7 +916,7 @@ impl Authority {
     /// Revokes the certificate with serial number `serial` (hex) for RFC 5280 reason `reason`
     /// (certutil -revoke). Revoking again keeps the first time and reason.
     pub fn revoke(&mut self, serial: &str, reason: u8, now: SystemTime) -> Result<Record> {
-        let bytes = crate::db::unhex(serial)
+        let bytes = crate::hex::decode(serial)
             .ok_or_else(|| Error::Authority(format!("serial number '{serial}' is not hex")))?;
         let id = self
             .db

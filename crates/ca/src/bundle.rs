@@ -116,10 +116,7 @@ pub fn pin_matches(pin: &str, cert: &CertInfo) -> bool {
         .filter(|c| !c.is_whitespace() && *c != ':')
         .collect::<String>()
         .to_ascii_uppercase();
-    let sha256: String = sha2::Sha256::digest(&cert.der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
+    let sha256 = crate::hex::upper(&sha2::Sha256::digest(&cert.der));
     !pin.is_empty() && (pin == cert.thumbprint || pin == sha256)
 }
 

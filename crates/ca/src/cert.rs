@@ -111,10 +111,7 @@ impl CertInfo {
             .to_der()
             .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
-            thumbprint: Sha1::digest(&der)
-                .iter()
-                .map(|b| format!("{b:02X}"))
-                .collect(),
+            thumbprint: crate::hex::upper(&Sha1::digest(&der)),
             serial: tbs.serial_number().as_bytes().to_vec(),
             subject: tbs.subject().to_string(),
             issuer: tbs.issuer().to_string(),
@@ -131,7 +128,7 @@ impl CertInfo {
 
     /// The serial number as upper-case hex.
     pub fn serial_hex(&self) -> String {
-        self.serial.iter().map(|b| format!("{b:02X}")).collect()
+        crate::hex::upper(&self.serial)
     }
 
     /// Whether the certificate names `host` (case-insensitively, a trailing dot ignored) in its

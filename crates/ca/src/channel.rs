@@ -74,7 +74,8 @@ impl AgentSettings {
 
     /// Records `cert` as the channel certificate.
     pub fn set_channel_certificate(&mut self, cert: &CertInfo) {
-        self.channel_certificate_serial_number = Some(hex(&channel_serial_number(&cert.serial)));
+        self.channel_certificate_serial_number =
+            Some(crate::hex::upper(&channel_serial_number(&cert.serial)));
         self.channel_certificate_hash = Some(cert.thumbprint.clone());
     }
 
@@ -93,10 +94,6 @@ impl AgentSettings {
 /// whatever its length.
 pub fn channel_serial_number(serial: &[u8]) -> Vec<u8> {
     serial.iter().rev().copied().collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// Why a certificate in `My` cannot be the agent's channel certificate.

@@ -194,22 +194,6 @@ fn db_err(e: rusqlite::Error) -> Error {
     Error::Database(e.to_string())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// Hex (case and spaces ignored) to bytes.
-pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.is_empty() || !digits.len().is_multiple_of(2) {
-        return None;
-    }
-    digits
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-        .collect()
-}
-
 const COLUMNS: &str = "id, received, requester, request_sha256, subject, common_name, disposition, \
      message, serial, certificate, not_after, revoked_at, revocation_reason";
 
@@ -222,7 +206,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         id: row.get(0)?,
         received: as_u64(row.get(1)?).unwrap_or(0),
         requester: row.get(2)?,
-        request_sha256: hex(&digest).to_ascii_lowercase(),
+        request_sha256: crate::hex::lower(&digest),
         subject: row.get(4)?,
         common_name: row.get(5)?,
         disposition: Disposition::parse(&disposition).ok_or_else(|| {
@@ -233,7 +217,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
             )
         })?,
         message: row.get(7)?,
-        serial: serial.as_deref().map(hex),
+        serial: serial.as_deref().map(crate::hex::upper),
         certificate: row.get(9)?,
         not_after: as_u64(row.get(10)?),
         revoked_at: as_u64(row.get(11)?),
@@ -360,7 +344,7 @@ impl Database {
     pub fn list(&self, filter: &Filter) -> Result<Vec<Record>> {
         let serial = match &filter.serial {
             Some(s) => Some(
-                unhex(s)
+                crate::hex::decode(s)
                     .ok_or_else(|| Error::Database(format!("serial number '{s}' is not hex")))?,
             ),
             None => None,
@@ -485,7 +469,7 @@ impl Batch<'_> {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(Error::SerialInUse(hex(i.serial)))
+                Err(Error::SerialInUse(crate::hex::upper(i.serial)))
             }
             Err(e) => Err(db_err(e)),
         }
@@ -539,7 +523,7 @@ impl Batch<'_> {
             .optional()
             .map_err(db_err)?;
         let Some((id, disposition)) = row else {
-            return Err(Error::NoSuchSerial(hex(serial)));
+            return Err(Error::NoSuchSerial(crate::hex::upper(serial)));
         };
         if disposition == "issued" {
             self.tx

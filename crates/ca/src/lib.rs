@@ -31,6 +31,7 @@ mod db;
 mod dn;
 mod dropfolder;
 mod error;
+mod hex;
 mod inf;
 mod keys;
 mod names;

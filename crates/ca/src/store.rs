@@ -70,10 +70,7 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// The store's id for a public key.
 pub fn key_id(public_key_der: &[u8]) -> String {
-    Sha256::digest(public_key_der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::lower(&Sha256::digest(public_key_der))
 }
 
 impl Stores {
