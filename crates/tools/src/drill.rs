@@ -84,6 +84,8 @@ pub struct Report {
 /// What the drill reports as it goes.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
+    /// A phase started (its name).
+    Start(&'static str),
     /// A phase finished.
     Phase(&'a Phase),
     /// A check was made.
@@ -124,6 +126,7 @@ impl Drill<'_> {
         name: &'static str,
         f: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<T> {
+        (self.events)(Event::Start(name));
         let start = Instant::now();
         let out = f(self).with_context(|| format!("phase '{name}'"))?;
         let phase = Phase {

@@ -61,6 +61,10 @@ pub(crate) enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// JSON indented for reading (the default on a terminal; compact otherwise, for
+        /// scripts and for size: 100,000 agents make hundreds of MB indented).
+        #[arg(long)]
+        pretty: bool,
     },
     /// Exits 0 when the group is balanced within tolerance, 1 with a one-line reason when not.
     Check {

@@ -3,7 +3,7 @@
 mod cli;
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -20,12 +20,16 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse_from(opsmgr_tools::windows_args(std::env::args(), &[]));
-    let mut out = io::stdout().lock();
+    // One buffered writer: a plan for 100,000 agents is written in large blocks, not a system
+    // call per line.
+    let terminal = io::stdout().is_terminal();
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     match cli.command {
         Command::Plan {
             input,
             policy,
             format,
+            pretty,
         } => {
             let inventory = load(&input)?;
             let policy = policy.policy();
@@ -33,8 +37,12 @@ fn run() -> Result<ExitCode> {
             warn(&plan);
             match format {
                 Format::Table => out.write_all(table(&plan, &policy).as_bytes())?,
-                Format::Json => {
+                Format::Json if pretty || terminal => {
                     serde_json::to_writer_pretty(&mut out, &plan)?;
+                    out.write_all(b"\n")?;
+                }
+                Format::Json => {
+                    serde_json::to_writer(&mut out, &plan)?;
                     out.write_all(b"\n")?;
                 }
                 Format::Ps2007 => write_powershell(&plan, Shell::OpsMgr2007, &mut out)?,

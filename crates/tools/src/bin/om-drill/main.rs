@@ -1,13 +1,15 @@
 //! `om-drill`: the seeds' whole story on real files (see [`opsmgr_tools::drill`]): the
 //! README's main job.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Parser;
-use opsmgr_tools::drill::{Event, run_drill};
+use indicatif::ProgressBar;
+use opsmgr_tools::drill::{Event, Phase, run_drill};
 
 /// Runs the disaster-recovery drill of the seeds on real files.
 ///
@@ -23,16 +25,17 @@ use opsmgr_tools::drill::{Event, run_drill};
     after_help = "Exit codes: 0 every check passed, 1 a check failed, 2 the drill could not run."
 )]
 struct Cli {
-    /// How many agents.
-    #[arg(long, default_value_t = 200)]
-    agents: usize,
+    /// How many agents (at least one).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    agents: u32,
     /// Work in this folder (created; must be empty or missing) instead of a fresh temporary one.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Keep the files afterwards (always kept with --dir).
     #[arg(long)]
     keep: bool,
-    /// Report as JSON: {"phases": [{"name", "seconds"}], "checks": [{"name", "passed", "detail"}]}.
+    /// Report as JSON: {"phases": [{"name", "seconds"}], "checks": [{"name", "passed",
+    /// "detail"}], "total_seconds"}; the clean-up of the temporary folder is a phase too.
     #[arg(long)]
     json: bool,
 }
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse_from(opsmgr_tools::windows_args(std::env::args(), &[]));
+    let agents = usize::try_from(cli.agents)?;
     let (dir, guard) = match &cli.dir {
         Some(d) => (d.clone(), None),
         None => {
@@ -50,33 +54,78 @@ fn run() -> Result<ExitCode> {
             (temp.path().join("drill"), Some(temp))
         }
     };
-    let mut out = io::stdout().lock();
+    let mut out = io::BufWriter::new(io::stdout().lock());
     if !cli.json {
-        writeln!(out, "Drill with {} agents in {}", cli.agents, dir.display())?;
+        writeln!(out, "Drill with {agents} agents in {}", dir.display())?;
+        out.flush()?;
     }
     let json = cli.json;
+    // A spinner per phase on a terminal: phase 2 runs for minutes at 10,000 agents.
+    let spinner = (!json && io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
     let mut failed_write = None;
-    let report = run_drill(&dir, cli.agents, &mut |event| {
+    let mut report = run_drill(&dir, agents, &mut |event| {
+        if let (Some(bar), Event::Start(name)) = (&spinner, &event) {
+            bar.set_message(*name);
+        }
         if json {
             return;
         }
         let line = match event {
+            Event::Start(_) => return,
             Event::Phase(p) => format!("{:<44} {:>8.2} s", p.name, p.seconds),
             Event::Check(c) => {
                 let result = if c.passed { "PASS" } else { "FAIL" };
                 format!("{result} {}: {}", c.name, c.detail)
             }
         };
-        if let Err(e) = writeln!(out, "{line}") {
+        let written = match &spinner {
+            Some(bar) => bar.suspend(|| writeln!(out, "{line}").and_then(|()| out.flush())),
+            None => writeln!(out, "{line}").and_then(|()| out.flush()),
+        };
+        if let Err(e) = written {
             failed_write.get_or_insert(e);
         }
     })?;
     if let Some(e) = failed_write {
         return Err(e.into());
     }
+    // The clean-up is part of what the drill costs: timed and reported like a phase.
+    let kept = match guard {
+        Some(temp) if !cli.keep => {
+            if let Some(bar) = &spinner {
+                bar.set_message("6. clean-up");
+            }
+            let start = Instant::now();
+            temp.close()?;
+            let phase = Phase {
+                name: "6. clean-up (the temporary folder)",
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            if let Some(bar) = &spinner {
+                bar.finish_and_clear();
+            }
+            if !json {
+                writeln!(out, "{:<44} {:>8.2} s", phase.name, phase.seconds)?;
+            }
+            report.phases.push(phase);
+            None
+        }
+        Some(temp) => Some(temp.keep().join("drill")),
+        None => None,
+    };
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
     let passed = report.checks.iter().all(|c| c.passed);
+    let total: f64 = report.phases.iter().map(|p| p.seconds).sum();
     if json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        let mut value = serde_json::to_value(&report)?;
+        value["total_seconds"] = serde_json::json!(total);
+        serde_json::to_writer(&mut out, &value)?;
         writeln!(out)?;
     } else {
         let width = report
@@ -90,14 +139,11 @@ fn run() -> Result<ExitCode> {
             let result = if c.passed { "pass" } else { "FAIL" };
             writeln!(out, "{:<width$}  {result:>6}", c.name)?;
         }
-        let total: f64 = report.phases.iter().map(|p| p.seconds).sum();
         writeln!(out, "{:<width$}  {total:>6.2} s", "total")?;
-    }
-    if let (Some(temp), true) = (guard, cli.keep) {
-        let kept = temp.keep();
-        if !json {
-            writeln!(out, "Files kept in {}", kept.join("drill").display())?;
+        if let Some(kept) = kept {
+            writeln!(out, "Files kept in {}", kept.display())?;
         }
     }
+    out.flush()?;
     Ok(ExitCode::from(if passed { 0 } else { 1 }))
 }
