@@ -53,36 +53,16 @@ fn host_edit(
     doc.edit(targets, new_rms, &options)
 }
 
-/// Refuses a value that is not a DNS host name (letters, digits and hyphens in labels of at
-/// most 63 characters, at most 253 in all): a management server's name is written only when it
-/// is one.
+/// Refuses a value that is not a DNS host name (the workspace's one rule,
+/// [`opsmgr_hostname::HostName`]: letters, digits and hyphens in labels of at most 63
+/// characters, at most 253 in all): a management server's name is written only when it is one.
 pub fn check_host_name(name: &str) -> Result<()> {
-    let refuse = |reason: String| {
-        Err(Error::InvalidValue {
+    opsmgr_hostname::HostName::new(name)
+        .map(|_| ())
+        .map_err(|e| Error::InvalidValue {
             value: name.to_owned(),
-            reason,
+            reason: e.to_string(),
         })
-    };
-    if name.is_empty() || name.len() > 253 {
-        return refuse(format!(
-            "a host name has 1 to 253 characters, not {}",
-            name.len()
-        ));
-    }
-    for label in name.split('.') {
-        let ok_chars = label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if label.is_empty() || label.len() > 63 || !ok_chars {
-            return refuse(format!(
-                "label '{label}' is not 1 to 63 letters, digits or hyphens"
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return refuse(format!("label '{label}' starts or ends with '-'"));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

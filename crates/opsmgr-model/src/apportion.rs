@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 
 use crate::HostName;
-use crate::hostname::mix;
+use crate::hash::mix;
 
 /// Target counts for `total` items over choices with `weights` (all above zero): each target is
 /// the floor or the ceiling of `total * w / sum(w)`, and the targets sum to `total`.

@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 
 use crate::apportion::{Item, rebalance};
 use crate::error::{Error, Result};
-use crate::hostname::stable_hash;
+use crate::hash::stable_hash;
 use crate::inventory::{NONE, Resolved};
 use crate::{Agent, HostName, Inventory, Server, ServerRole};
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::HostName;
 use crate::apportion::sort_by_hash;
 use crate::error::{Error, Location, Problem, Result};
-use crate::hostname::stable_hash;
+use crate::hash::stable_hash;
 use crate::text::{Lines, decode};
 
 /// Agents a management server supports (Operations Manager 2007 R2 sizing).

@@ -42,7 +42,7 @@
 mod apportion;
 mod balance;
 mod error;
-mod hostname;
+mod hash;
 mod inventory;
 mod promotion;
 mod script;
@@ -52,12 +52,12 @@ pub use balance::{
     Assignment, Change, FailureImpact, Plan, Policy, Pool, PoolReport, Warning, plan,
 };
 pub use error::{Error, InvalidInput, Location, Problem, Result};
-pub use hostname::{HostName, HostNameError};
 pub use inventory::{
     Agent, CSV_COLUMNS, GATEWAY_CAPACITY, Inventory, MANAGEMENT_GROUP_FORBIDDEN,
     MANAGEMENT_GROUP_NAME_MAX, MANAGEMENT_SERVER_CAPACITY, Server, ServerRole,
     check_management_group_name,
 };
+pub use opsmgr_hostname::{HostName, HostNameError};
 pub use promotion::{
     Promotion, PromotionError, RUNBOOKS, Runbook, Step, Stranded, promote_rms, runbook,
     stranded_agents,

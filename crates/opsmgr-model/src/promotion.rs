@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::hostname::HostName;
+use crate::HostName;
 use crate::inventory::{Inventory, ServerRole};
 
 /// Why a management server cannot be promoted.

@@ -1,4 +1,9 @@
 //! Host names: validated DNS names that compare case-insensitively and keep their spelling.
+//!
+//! One type and one rule for every crate of the workspace that handles host names (the
+//! management group's model, the CA, which also makes file names of them, and the config
+//! rewriters): a leaf crate that depends on nothing of ours, as `rustls-pki-types` is shared by
+//! rustls and webpki. A valid name can never be `..`, hold a path separator, or be empty.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -18,13 +23,13 @@ const MAX_LABEL_LEN: usize = 63;
 /// Windows and DNS treat them: `MGT01.prod.local` and `mgt01.PROD.local` are the same server.
 ///
 /// ```
-/// use opsmgr_model::HostName;
+/// use opsmgr_hostname::HostName;
 /// let a: HostName = "MGT01.prod.local".parse()?;
 /// let b: HostName = "mgt01.PROD.local".parse()?;
 /// assert_eq!(a, b);
 /// assert_eq!(b.as_str(), "mgt01.PROD.local");
 /// assert!("../etc".parse::<HostName>().is_err());
-/// # Ok::<(), opsmgr_model::HostNameError>(())
+/// # Ok::<(), opsmgr_hostname::HostNameError>(())
 /// ```
 #[derive(Clone)]
 pub struct HostName(String);
@@ -83,7 +88,8 @@ impl HostName {
         self.0.to_ascii_lowercase()
     }
 
-    fn lower_bytes(&self) -> impl Iterator<Item = u8> + '_ {
+    /// The name's bytes, ASCII lower-cased: what equality, hashing and ordering use.
+    pub fn lower_bytes(&self) -> impl Iterator<Item = u8> + '_ {
         self.0.bytes().map(|b| b.to_ascii_lowercase())
     }
 }
@@ -209,44 +215,6 @@ impl<'de> Deserialize<'de> for HostName {
     }
 }
 
-/// A 64-bit hash of a name that is the same on every machine and in every release, used
-/// where the balancer needs a stable pseudo-random order (std's hashers promise neither).
-///
-/// The bytes are taken eight at a time as little-endian words (the last one padded with
-/// zeros), with bit 0x20 set in every byte: for the characters a host name may hold (letters,
-/// digits, `-` and `.`) that is exactly ASCII lower-casing. Each word is folded in with a
-/// multiply and a rotation, and the result goes through SplitMix64's finaliser.
-pub(crate) fn stable_hash(name: &HostName) -> u64 {
-    const LOWER: u64 = 0x2020_2020_2020_2020;
-    let fold = |h: u64, word: u64| {
-        (h ^ (word | LOWER))
-            .wrapping_mul(0xff51_afd7_ed55_8ccd)
-            .rotate_left(29)
-    };
-    let bytes = name.0.as_bytes();
-    let mut h = 0x9e37_79b9_7f4a_7c15 ^ bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        h = fold(h, u64::from_le_bytes(word));
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        h = fold(h, u64::from_le_bytes(word));
-    }
-    mix(h)
-}
-
-/// SplitMix64's finaliser: a bijective mixer of 64-bit values.
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +270,6 @@ mod tests {
         let b = HostName::new("mgt01.prod.local").unwrap();
         assert_eq!(a, b);
         assert_eq!(a.cmp(&b), Ordering::Equal);
-        assert_eq!(stable_hash(&a), stable_hash(&b));
         let set: HashSet<_> = [a.clone(), b].into_iter().collect();
         assert_eq!(set.len(), 1);
         assert_eq!(a.to_string(), "MGT01.Prod.Local");
@@ -320,16 +287,5 @@ mod tests {
             s.finish()
         };
         assert_eq!(hash(&a), hash(&b));
-    }
-
-    #[test]
-    fn stable_hash_is_fixed_forever() {
-        // Balancing plans depend on this value: changing it reshuffles every management group.
-        let h = stable_hash(&HostName::new("server01.company.local").unwrap());
-        assert_eq!(
-            h,
-            stable_hash(&HostName::new("SERVER01.company.local").unwrap())
-        );
-        assert_eq!(h, 0xb751_c6ad_4570_81aa, "got {h:#x}");
     }
 }
