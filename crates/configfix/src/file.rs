@@ -1,7 +1,6 @@
 //! Rewriting files in place: atomically, keeping permissions, with a backup.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -93,12 +92,7 @@ fn write_atomic(path: &Path, bytes: &[u8], permissions: Option<fs::Permissions>)
         path: path.to_owned(),
         source,
     };
-    let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    if let Some(p) = permissions {
-        file.set_permissions(p).map_err(io)?;
-    }
-    file.commit().map_err(io)
+    opsmgr_fsutil::write_atomic_with(path, permissions, |w| w.write_all(bytes)).map_err(io)
 }
 
 /// `PATH.bak`, or `PATH.bak.<YYYYMMDDTHHMMSSZ>` when that exists, or with `-N` after it.

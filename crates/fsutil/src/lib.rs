@@ -53,8 +53,26 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Writes `bytes` to `path` atomically; a replaced file keeps its permissions, a new one gets
 /// the default mode. For files that are not secret (requests, certificates, reports).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, None, |w| w.write_all(bytes))
+}
+
+/// Writes `path` atomically with what `fill` writes (through a buffer, so a large document is
+/// streamed, never held twice): `permissions` are set on the new file when given, else a
+/// replaced file keeps its own and a new one gets the default mode.
+pub fn write_atomic_with(
+    path: &Path,
+    permissions: Option<fs::Permissions>,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
-    file.write_all(bytes)?;
+    {
+        let mut buffered = io::BufWriter::new(&mut file);
+        fill(&mut buffered)?;
+        buffered.flush()?;
+    }
+    if let Some(p) = permissions {
+        file.set_permissions(p)?;
+    }
     file.commit()
 }
 

@@ -549,10 +549,7 @@ impl Inventory {
             path: path.to_owned(),
             source,
         };
-        let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(io_err)?;
-        self.to_json_writer(io::BufWriter::new(&mut file))
-            .map_err(io_err)?;
-        file.commit().map_err(io_err)
+        opsmgr_fsutil::write_atomic_with(path, None, |w| self.to_json_writer(w)).map_err(io_err)
     }
 }
 
