@@ -28,9 +28,9 @@ use serde::Serialize;
 use crate::group::Group;
 
 /// The seed's Reporting server config (OpsMgr extensions, naming the RMS) and Web Console
-/// config, as shipped with configfix's tests.
-const REPORTING_CONFIG: &[u8] = include_bytes!("../../configfix/tests/data/rsreportserver.config");
-const WEB_CONFIG: &[u8] = include_bytes!("../../configfix/tests/data/web.config");
+/// config: the tools' own data (`crates/tools/data`).
+const REPORTING_CONFIG: &[u8] = include_bytes!("../data/rsreportserver.config");
+const WEB_CONFIG: &[u8] = include_bytes!("../data/web.config");
 
 const DOMAIN: &str = "prod.local";
 const RMS: &str = "RMS.prod.local";
