@@ -153,13 +153,51 @@ impl CaSigner {
     }
 }
 
-/// Issuer and subject, no implicit extensions: every extension is added explicitly.
-struct Profile {
-    issuer: Name,
-    subject: Name,
+/// The root's profile: self-signed; basicConstraints CA (critical, path length 0), keyUsage
+/// keyCertSign + cRLSign, subject key identifier.
+struct RootProfile {
+    name: Name,
 }
 
-impl BuilderProfile for Profile {
+impl BuilderProfile for RootProfile {
+    fn get_issuer(&self, _subject: &Name) -> Name {
+        self.name.clone()
+    }
+    fn get_subject(&self) -> Name {
+        self.name.clone()
+    }
+    fn build_extensions(
+        &self,
+        spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
+        tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        let subject = tbs.subject();
+        Ok(vec![
+            BasicConstraints {
+                ca: true,
+                path_len_constraint: Some(0),
+            }
+            .to_extension(subject, &[])?,
+            KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign).to_extension(subject, &[])?,
+            SubjectKeyIdentifier::try_from(spk)?.to_extension(subject, &[])?,
+        ])
+    }
+}
+
+/// An agent certificate's profile: the CA decides every extension, nothing comes from the
+/// request but the names the review approved. basicConstraints CA:FALSE; keyUsage as given;
+/// server and client authentication; the DNS names; subject and authority key identifiers.
+struct AgentProfile {
+    issuer: Name,
+    subject: Name,
+    dns_names: Vec<String>,
+    key_usage: KeyUsage,
+    /// The root's subject key identifier.
+    aki: Vec<u8>,
+}
+
+impl BuilderProfile for AgentProfile {
     fn get_issuer(&self, _subject: &Name) -> Name {
         self.issuer.clone()
     }
@@ -168,11 +206,34 @@ impl BuilderProfile for Profile {
     }
     fn build_extensions(
         &self,
-        _spk: spki::SubjectPublicKeyInfoRef<'_>,
+        spk: spki::SubjectPublicKeyInfoRef<'_>,
         _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
-        _tbs: &TbsCertificate,
+        tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
-        Ok(Vec::new())
+        let subject = tbs.subject();
+        let names = self
+            .dns_names
+            .iter()
+            .map(|n| Ia5String::new(n).map(GeneralName::DnsName))
+            .collect::<der::Result<Vec<_>>>()?;
+        Ok(vec![
+            BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            }
+            .to_extension(subject, &[])?,
+            self.key_usage.to_extension(subject, &[])?,
+            ExtendedKeyUsage(vec![ID_KP_SERVER_AUTH, ID_KP_CLIENT_AUTH])
+                .to_extension(subject, &[])?,
+            SubjectAltName(names).to_extension(subject, &[])?,
+            SubjectKeyIdentifier::try_from(spk)?.to_extension(subject, &[])?,
+            AuthorityKeyIdentifier {
+                key_identifier: Some(OctetString::new(self.aki.clone())?),
+                authority_cert_issuer: None,
+                authority_cert_serial_number: None,
+            }
+            .to_extension(subject, &[])?,
+        ])
     }
 }
 
@@ -231,11 +292,11 @@ fn ext_err(what: &str) -> impl Fn(der::Error) -> Error + '_ {
 
 /// 16 random octets, positive, the first one non-zero: always 16 octets in DER, 126 bits of
 /// randomness, never derived from the key.
-fn random_serial() -> Result<Vec<u8>> {
+fn random_serial(rng: &mut impl getrandom::rand_core::CryptoRng) -> Vec<u8> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Authority(format!("random serial: {e}")))?;
+    rng.fill_bytes(&mut bytes);
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
-    Ok(bytes.to_vec())
+    bytes.to_vec()
 }
 
 /// Whether `name` (lower case) lies below the DNS suffix `suffix` (`.company.local` or
@@ -491,58 +552,35 @@ impl Issuer {
 
     /// Signs the certificate for an approved request with a fresh random serial number.
     pub fn sign(&self, a: &Approved) -> Result<Signed> {
-        let serial = random_serial()?;
-        let subject =
-            Name::from_str(&format!("CN={}", a.common_name)).map_err(ext_err("subject"))?;
-        let validity = Validity::new(time_at(a.not_before)?, time_at(a.not_after)?);
-        let mut builder = CertificateBuilder::new(
-            Profile {
-                issuer: self.root.tbs_certificate().subject().clone(),
-                subject,
-            },
+        self.sign_with_rng(a, &mut os_rng())
+    }
+
+    /// As [`Issuer::sign`], the serial number drawn from `rng` (tests make it repeatable).
+    pub fn sign_with_rng(
+        &self,
+        a: &Approved,
+        rng: &mut impl getrandom::rand_core::CryptoRng,
+    ) -> Result<Signed> {
+        let serial = random_serial(rng);
+        let profile = AgentProfile {
+            issuer: self.root.tbs_certificate().subject().clone(),
+            subject: Name::from_str(&format!("CN={}", a.common_name))
+                .map_err(ext_err("subject"))?,
+            dns_names: a.dns_names.clone(),
+            key_usage: KeyUsage(if a.rsa {
+                KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment
+            } else {
+                KeyUsages::DigitalSignature.into()
+            }),
+            aki: self.root_ski.clone(),
+        };
+        let builder = CertificateBuilder::new(
+            profile,
             SerialNumber::new(&serial).map_err(ext_err("serial"))?,
-            validity,
+            Validity::new(time_at(a.not_before)?, time_at(a.not_after)?),
             a.public_key.clone(),
         )
         .map_err(|e| Error::Authority(format!("certificate: {e}")))?;
-        let usage = if a.rsa {
-            KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment
-        } else {
-            KeyUsages::DigitalSignature.into()
-        };
-        let names = a
-            .dns_names
-            .iter()
-            .map(|n| Ia5String::new(n).map(GeneralName::DnsName))
-            .collect::<der::Result<Vec<_>>>()
-            .map_err(ext_err("DNS name"))?;
-        let ski = SubjectKeyIdentifier::try_from(a.public_key.owned_to_ref())
-            .map_err(ext_err("subject key identifier"))?;
-        let aki = AuthorityKeyIdentifier {
-            key_identifier: Some(OctetString::new(self.root_ski.clone()).map_err(ext_err("AKI"))?),
-            authority_cert_issuer: None,
-            authority_cert_serial_number: None,
-        };
-        builder
-            .add_extension(&BasicConstraints {
-                ca: false,
-                path_len_constraint: None,
-            })
-            .map_err(ext_err("basic constraints"))?;
-        builder
-            .add_extension(&KeyUsage(usage))
-            .map_err(ext_err("key usage"))?;
-        builder
-            .add_extension(&ExtendedKeyUsage(vec![
-                ID_KP_SERVER_AUTH,
-                ID_KP_CLIENT_AUTH,
-            ]))
-            .map_err(ext_err("extended key usage"))?;
-        builder
-            .add_extension(&SubjectAltName(names))
-            .map_err(ext_err("subject alternative name"))?;
-        builder.add_extension(&ski).map_err(ext_err("SKI"))?;
-        builder.add_extension(&aki).map_err(ext_err("AKI"))?;
         let cert = self.signer.sign(builder)?;
         Ok(Signed {
             serial,
@@ -637,27 +675,13 @@ impl Authority {
         let name = Name::from_str(&format!("CN={}", options.name)).map_err(ext_err("name"))?;
         let start = secs(now);
         let end = add_years(now, options.validity_years)?;
-        let mut builder = CertificateBuilder::new(
-            Profile {
-                issuer: name.clone(),
-                subject: name,
-            },
-            SerialNumber::new(&random_serial()?).map_err(ext_err("serial"))?,
+        let builder = CertificateBuilder::new(
+            RootProfile { name },
+            SerialNumber::new(&random_serial(&mut os_rng())).map_err(ext_err("serial"))?,
             Validity::new(time_at(start)?, time_at(end)?),
-            spki.clone(),
+            spki,
         )
         .map_err(|e| Error::Authority(format!("root: {e}")))?;
-        let ski = SubjectKeyIdentifier::try_from(spki.owned_to_ref()).map_err(ext_err("SKI"))?;
-        builder
-            .add_extension(&BasicConstraints {
-                ca: true,
-                path_len_constraint: Some(0),
-            })
-            .map_err(ext_err("basic constraints"))?;
-        builder
-            .add_extension(&KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))
-            .map_err(ext_err("key usage"))?;
-        builder.add_extension(&ski).map_err(ext_err("SKI"))?;
         let root = signer.sign(builder)?;
         let root_der = root.to_der().map_err(ext_err("root"))?;
 

@@ -628,3 +628,56 @@ fn a_hundred_year_root_ends_a_hundred_calendar_years_later() {
         assert_eq!(ca.issuer().root().not_after, end, "{years} years");
     }
 }
+
+/// A repeatable generator for tests: the same seed, the same bytes.
+struct Counter(u8);
+
+impl getrandom::rand_core::TryRng for Counter {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for b in dst {
+            self.0 = self.0.wrapping_add(1);
+            *b = self.0;
+        }
+        Ok(())
+    }
+}
+
+impl getrandom::rand_core::TryCryptoRng for Counter {}
+
+#[test]
+fn serial_numbers_come_from_the_generator_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let ca = Authority::init(&dir.path().join("ca"), &InitOptions::default(), now).unwrap();
+    let request =
+        opsmgr_ca::parse_request(&our_request("a.company.local", KeyType::EcdsaP256, "")).unwrap();
+    let approved = ca.issuer().review(&request, now).unwrap();
+    let one = ca
+        .issuer()
+        .sign_with_rng(&approved, &mut Counter(0x80))
+        .unwrap();
+    let two = ca
+        .issuer()
+        .sign_with_rng(&approved, &mut Counter(0x80))
+        .unwrap();
+    // 16 octets from the generator, positive with a non-zero first octet.
+    let mut expected: Vec<u8> = (0x81..=0x90).collect();
+    expected[0] = (expected[0] & 0x7f) | 0x01;
+    assert_eq!(one.serial, expected);
+    assert_eq!(
+        two.serial, one.serial,
+        "the same generator, the same serial"
+    );
+    assert_eq!(CertInfo::parse(&one.der).unwrap().serial, expected);
+}
