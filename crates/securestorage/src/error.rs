@@ -85,6 +85,28 @@ pub enum Error {
     /// The machine already has a key store.
     #[error("a key store already exists at {}", .0.display())]
     KeyStoreExists(PathBuf),
+    /// A restore found a different key store and was not told to replace it.
+    #[error(
+        "{} holds a different key store (current key {existing}; the backup's is {incoming}); use --force to replace it (the old store is saved beside it)", path.display()
+    )]
+    KeyStoreDiffers {
+        /// The store.
+        path: PathBuf,
+        /// Its current key id.
+        existing: String,
+        /// The current key id of the store that would replace it.
+        incoming: String,
+    },
+    /// A restore found a key store it cannot read and was not told to replace it.
+    #[error(
+        "{} cannot be read ({reason}); use --force to move it aside (its bytes are kept) and restore", path.display()
+    )]
+    KeyStoreUnreadable {
+        /// The store.
+        path: PathBuf,
+        /// Why it cannot be read.
+        reason: String,
+    },
     /// The operating system's random generator failed.
     #[error("the operating system's random generator failed: {0}")]
     Random(String),

@@ -354,18 +354,215 @@ impl KeyStore {
     }
 
     /// Writes the store to `path` atomically, readable by its owner only (0600), creating its
-    /// folder (0700) when missing. Replaces an existing store.
+    /// folder (0700) when missing. Replaces an existing store. Takes the store's lock for the
+    /// write; a caller that reads, changes and writes holds [`KeyStoreLock`] across all three
+    /// and calls [`KeyStore::save_locked`].
     pub fn save(&self, path: &Path) -> Result<()> {
+        let lock = KeyStoreLock::take(path)?;
+        self.save_locked(path, &lock)
+    }
+
+    /// Writes the store to `path` as [`KeyStore::save`], under a lock the caller holds.
+    pub fn save_locked(&self, path: &Path, lock: &KeyStoreLock) -> Result<()> {
+        lock.check(path)?;
         write_private(path, &self.to_bytes())
     }
 
-    /// Writes the store to `path` as [`KeyStore::save`], refusing when one exists there.
+    /// Writes the store to `path` as [`KeyStore::save`], refusing when one exists there (the
+    /// check and the write under one lock).
     pub fn save_new(&self, path: &Path) -> Result<()> {
+        let lock = KeyStoreLock::take(path)?;
         if path.exists() {
             return Err(Error::KeyStoreExists(path.to_owned()));
         }
-        self.save(path)
+        self.save_locked(path, &lock)
     }
+}
+
+/// The exclusive lock of a key store: every write of the store holds it, so two writers (a
+/// restore and `om-msconfigtool NewKey`'s rotation, or two restores) take turns. It is an
+/// advisory lock on `<store>.lock` beside the store, released when dropped.
+#[derive(Debug)]
+pub struct KeyStoreLock {
+    _file: fs::File,
+    store: PathBuf,
+}
+
+impl KeyStoreLock {
+    /// Takes the lock of the store at `path`, waiting for another holder; creates the store's
+    /// folder (0700) when missing.
+    pub fn take(path: &Path) -> Result<Self> {
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |source| Error::Io { path: p, source }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            opsmgr_fsutil::create_private_dir(dir).map_err(io(dir))?;
+        }
+        let lock_path = lock_path(path);
+        let file = opsmgr_fsutil::lock_exclusive(&lock_path).map_err(io(&lock_path))?;
+        Ok(Self {
+            _file: file,
+            store: path.to_owned(),
+        })
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        if self.store != path {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source: std::io::Error::other(format!(
+                    "the lock held is that of {}",
+                    self.store.display()
+                )),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn lock_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// What [`install`] found at the store's path and did with it.
+#[derive(Debug)]
+pub enum Installed {
+    /// There was no store: the new one was written.
+    New,
+    /// The store already held these keys: nothing was written.
+    Unchanged,
+    /// A different, readable store was moved aside to `saved`, then the new one written.
+    ReplacedReadable {
+        /// Where the old store's bytes are now.
+        saved: PathBuf,
+        /// Keys of the old store the new one does not hold, oldest first: what they sealed
+        /// no longer opens on this machine (their secrets stay in `saved`).
+        missing: Vec<KeyId>,
+    },
+    /// An unreadable (corrupt) store was moved aside to `saved`, byte for byte, then the new
+    /// one written.
+    ReplacedUnreadable {
+        /// Where the old store's bytes are now.
+        saved: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+}
+
+/// Writes `store` at `path` (a restore), under the store's lock. A store already there with
+/// the same keys is left alone. A different one, or one that cannot be read, is refused
+/// unless `force`; with `force` its bytes are first saved beside it, exactly as they were,
+/// under a name no other file has (`<store>.replaced-<UTC stamp>-<counter>`, created
+/// exclusively, never overwriting), and only then is the new store written.
+pub fn install(store: &KeyStore, path: &Path, force: bool, now: SystemTime) -> Result<Installed> {
+    let lock = KeyStoreLock::take(path)?;
+    let old = match fs::read(path) {
+        Ok(bytes) => Some(Zeroizing::new(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let outcome = match old {
+        None => Installed::New,
+        Some(bytes) => match KeyStore::from_bytes(&bytes) {
+            Ok(existing) if existing.same_as(store) => return Ok(Installed::Unchanged),
+            Ok(existing) => {
+                if !force {
+                    return Err(Error::KeyStoreDiffers {
+                        path: path.to_owned(),
+                        existing: existing.current().id().to_string(),
+                        incoming: store.current().id().to_string(),
+                    });
+                }
+                let saved = set_aside(path, &bytes, now)?;
+                let missing = existing
+                    .keys()
+                    .iter()
+                    .map(Key::id)
+                    .filter(|id| !store.contains(*id))
+                    .collect();
+                Installed::ReplacedReadable { saved, missing }
+            }
+            Err(e) => {
+                if !force {
+                    return Err(Error::KeyStoreUnreadable {
+                        path: path.to_owned(),
+                        reason: e.to_string(),
+                    });
+                }
+                let saved = set_aside(path, &bytes, now)?;
+                Installed::ReplacedUnreadable {
+                    saved,
+                    reason: e.to_string(),
+                }
+            }
+        },
+    };
+    store.save_locked(path, &lock)?;
+    Ok(outcome)
+}
+
+/// Saves `bytes` beside `path` as `<name>.replaced-<YYYYMMDDTHHMMSSZ>-<n>`, the first `n`
+/// from 1 whose name is free, created exclusively (0600) and flushed.
+fn set_aside(path: &Path, bytes: &[u8], now: SystemTime) -> Result<PathBuf> {
+    use std::io::Write;
+    let stamp = utc_stamp(unix_seconds(now));
+    for n in 1u32.. {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".replaced-{stamp}-{n}"));
+        let saved = PathBuf::from(name);
+        let mut options = fs::File::options();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&saved) {
+            Ok(mut file) => {
+                let written = file.write_all(bytes).and_then(|()| file.sync_all());
+                written.map_err(|source| Error::Io {
+                    path: saved.clone(),
+                    source,
+                })?;
+                return Ok(saved);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => {
+                return Err(Error::Io {
+                    path: saved,
+                    source,
+                });
+            }
+        }
+    }
+    unreachable!("more than 4 billion stores replaced in one second")
+}
+
+/// `YYYYMMDDTHHMMSSZ` for seconds since the Unix epoch (UTC, proleptic Gregorian).
+fn utc_stamp(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Writes `bytes` to `path` atomically and owner-only: a temporary file in the same folder
@@ -375,4 +572,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_stamp;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_795_363_447), "20261122T160407Z");
+        // 2100 is not a leap year.
+        assert_eq!(utc_stamp(4_107_542_399), "21000228T235959Z");
+    }
 }

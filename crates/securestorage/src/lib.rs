@@ -38,5 +38,8 @@ pub use backup::{
     inspect_backup, limits, open_backup, seal_backup, seal_backup_with,
 };
 pub use error::{Error, Result};
-pub use keystore::{KEY_LEN, KEYSTORE_FILE, Key, KeyId, KeyStore, keystore_path, write_private};
+pub use keystore::{
+    Installed, KEY_LEN, KEYSTORE_FILE, Key, KeyId, KeyStore, KeyStoreLock, install, keystore_path,
+    write_private,
+};
 pub use random::{OsRandom, RandomSource};

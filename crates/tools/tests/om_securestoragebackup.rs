@@ -276,3 +276,121 @@ fn password_files_saved_by_notepad_or_powershell_open_the_same_backup() {
     );
     assert_eq!(typed.status.code(), Some(0), "{}", text(&typed.stderr));
 }
+
+#[test]
+fn restore_over_a_corrupt_key_store_on_the_worst_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rms, mgt) = (dir.path().join("RMS"), dir.path().join("MGT01"));
+    let file = dir.path().join("k.bak");
+    let f = file.to_str().unwrap();
+    let pw = Some("worst day of the year\n");
+    assert_eq!(run(&rms, &["createkey"], None).status.code(), Some(0));
+    assert_eq!(run(&mgt, &["createkey"], None).status.code(), Some(0));
+    let made = run(&rms, &["backup", f, "--password-stdin"], pw);
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    let store = mgt.join("SecureStorage/keystore.bin");
+    let mut bytes = std::fs::read(&store).unwrap();
+    bytes[30] ^= 1;
+    std::fs::write(&store, &bytes).unwrap();
+
+    // Without --force: refused, exit 2, and the message blames the store, not the backup.
+    let refused = run(&mgt, &["restore", f, "--password-stdin"], pw);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let err = text(&refused.stderr);
+    assert!(err.contains("keystore.bin cannot be read"), "{err}");
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert!(err.contains("use --force to move it aside"), "{err}");
+    assert_eq!(std::fs::read(&store).unwrap(), bytes);
+
+    let forced = run(&mgt, &["Restore", f, "--force", "--password-stdin"], pw);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
+    assert!(text(&forced.stderr).contains("could not be read (not a valid key store"));
+    assert!(text(&forced.stdout).contains("Restored 1 key(s)"));
+    let saved: Vec<_> = std::fs::read_dir(store.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("keystore.bin.replaced-"))
+        .collect();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(std::fs::read(&saved[0]).unwrap(), bytes, "byte for byte");
+    let verify = run(&mgt, &["verify", f, "--password-stdin"], pw);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+
+    // A readable store with a key the backup lacks: restored with a warning naming it.
+    std::fs::remove_file(&store).unwrap();
+    assert_eq!(run(&mgt, &["createkey"], None).status.code(), Some(0));
+    let current = std::fs::read(&store).unwrap()[7..23]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let forced = run(&mgt, &["restore", f, "--force", "--password-stdin"], pw);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
+    assert!(
+        text(&forced.stderr).contains(&format!(
+            "warning: the replaced key store held 1 key(s) the backup does not: {current}"
+        )),
+        "{}",
+        text(&forced.stderr)
+    );
+}
+
+#[test]
+fn two_restores_at_once_leave_one_consistent_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, m) = (
+        dir.path().join("A"),
+        dir.path().join("B"),
+        dir.path().join("M"),
+    );
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "two at once, please\n").unwrap();
+    let p = pw.to_str().unwrap();
+    let mut files = Vec::new();
+    for (machine, name) in [(&a, "a.bak"), (&b, "b.bak")] {
+        assert_eq!(run(machine, &["createkey"], None).status.code(), Some(0));
+        let file = dir.path().join(name).to_str().unwrap().to_owned();
+        let made = run(machine, &["backup", &file, "--password-file", p], None);
+        assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+        files.push(file);
+    }
+    assert_eq!(run(&m, &["createkey"], None).status.code(), Some(0));
+    let spawn = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_om-securestoragebackup"))
+            .arg("--machine")
+            .arg(&m)
+            .args(["restore", file, "--force", "--password-file", p])
+            .env_remove("OPSMGR_MACHINE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(&files[0]), spawn(&files[1]));
+    for child in [first, second] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    // The store in place opens and is one of the two backups; both replaced stores are kept.
+    let holds = files
+        .iter()
+        .filter(|f| {
+            run(&m, &["verify", f, "--password-file", p], None)
+                .status
+                .code()
+                == Some(0)
+        })
+        .count();
+    assert_eq!(holds, 1);
+    let saved = std::fs::read_dir(m.join("SecureStorage"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("keystore.bin.replaced-")
+        })
+        .count();
+    assert_eq!(saved, 2);
+}

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use opsmgr_securestorage::{
-    CURRENT_VERSION, Error, KdfParams, KeyStore, OsRandom, check_password, keystore_path,
-    open_backup, seal_backup, write_private,
+    CURRENT_VERSION, Error, Installed, KdfParams, KeyStore, OsRandom, check_password, install,
+    keystore_path, open_backup, seal_backup, write_private,
 };
 use opsmgr_tools::{
     PasswordArgs, PasswordSource, exit, machine_dir, password_weakness, read_password, windows_args,
@@ -322,8 +322,8 @@ fn open(
 }
 
 fn restore(store: &KeyStore, path: &Path, force: bool, out: &mut impl Write) -> Result<()> {
-    match KeyStore::load(path) {
-        Ok(existing) if existing.same_as(store) => {
+    match install(store, path, force, SystemTime::now())? {
+        Installed::Unchanged => {
             writeln!(
                 out,
                 "The machine already holds these keys (current {}); nothing changed",
@@ -331,26 +331,27 @@ fn restore(store: &KeyStore, path: &Path, force: bool, out: &mut impl Write) -> 
             )?;
             return Ok(());
         }
-        Ok(existing) if !force => bail!(
-            "{} holds a different key store (current key {}; the backup's is {}); use --force to replace it (the old store is saved beside it)",
-            path.display(),
-            existing.current().id(),
-            store.current().id()
-        ),
-        Ok(existing) => {
-            let mut saved = path.as_os_str().to_owned();
-            let stamp = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            saved.push(format!(".replaced-{stamp}"));
-            let saved = PathBuf::from(saved);
-            existing.save(&saved)?;
+        Installed::ReplacedReadable { saved, missing } => {
+            writeln!(out, "Saved the replaced key store as {}", saved.display())?;
+            if !missing.is_empty() {
+                let ids: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                warn(&format!(
+                    "the replaced key store held {} key(s) the backup does not: {}; secrets they sealed will not open here (their keys are kept in {})",
+                    missing.len(),
+                    ids.join(", "),
+                    saved.display()
+                ));
+            }
+        }
+        Installed::ReplacedUnreadable { saved, reason } => {
+            warn(&format!(
+                "the key store could not be read ({reason}); its bytes are kept unchanged in {}",
+                saved.display()
+            ));
             writeln!(out, "Saved the replaced key store as {}", saved.display())?;
         }
-        Err(e) if matches!(e.inner(), Error::NoKeyStore(_)) => {}
-        Err(e) => return Err(e.into()),
+        Installed::New => {}
     }
-    store.save(path)?;
     writeln!(
         out,
         "Restored {} key(s), current {}, to {}",
