@@ -4,7 +4,7 @@ use std::fmt;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -38,6 +38,57 @@ pub mod limits {
     pub const MAX_SALT: usize = 64;
     /// Largest sealed key store, in bytes (16 MiB; a store of 65,535 keys is 3.8 MiB).
     pub const MAX_CIPHERTEXT: usize = 16 * 1024 * 1024;
+}
+
+/// How much key-derivation work a reader accepts before deriving anything, like age's maximum
+/// work factor: a crafted header within the hard [`limits`] (4 GiB × 16 passes) would still
+/// cost minutes of CPU and an allocation that can exhaust the server. The default accepts at
+/// most 1 GiB of memory and 4 GiB·passes of work (memory × passes); an operator who trusts a
+/// file raises it with [`ReadPolicy::max_memory_mib`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPolicy {
+    /// Most memory, in KiB.
+    pub max_memory_kib: u32,
+    /// Most memory × passes, in KiB·passes.
+    pub max_work: u64,
+}
+
+impl ReadPolicy {
+    /// 1 GiB of memory, 4 GiB·passes of work: sixteen times what every writer has written.
+    pub const DEFAULT: ReadPolicy = ReadPolicy {
+        max_memory_kib: 1024 * 1024,
+        max_work: 4 * 1024 * 1024,
+    };
+
+    /// At most `mib` MiB of memory and four times that in MiB·passes (the default's ratio).
+    /// The hard [`limits`] still apply above it.
+    pub fn max_memory_mib(mib: u32) -> ReadPolicy {
+        let max_memory_kib = mib.saturating_mul(1024);
+        ReadPolicy {
+            max_memory_kib,
+            max_work: 4 * u64::from(max_memory_kib),
+        }
+    }
+
+    /// Refuses parameters above this policy.
+    pub fn check(&self, kdf: &KdfParams) -> Result<()> {
+        let work = u64::from(kdf.memory_kib) * u64::from(kdf.passes);
+        if kdf.memory_kib > self.max_memory_kib || work > self.max_work {
+            return Err(Error::WorkOutOfPolicy {
+                memory_kib: kdf.memory_kib,
+                passes: kdf.passes,
+                max_memory_kib: self.max_memory_kib,
+                max_work: self.max_work,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for ReadPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// Argon2id parameters.
@@ -91,9 +142,22 @@ impl KdfParams {
         };
         let params =
             Params::new(self.memory_kib, self.passes, self.lanes, Some(32)).map_err(refused)?;
+        // The working memory is ours: allocated fallibly (a refusal, not an abort) and zeroized
+        // when dropped, whatever Argon2 left in it.
+        let blocks = params.block_count();
+        let mut memory: Zeroizing<Vec<Block>> = Zeroizing::new(Vec::new());
+        memory
+            .try_reserve_exact(blocks)
+            .map_err(|_| Error::KdfMemory(u64::from(self.memory_kib)))?;
+        memory.resize(blocks, Block::new());
         let mut key = Zeroizing::new([0u8; 32]);
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(password.as_bytes(), salt, key.as_mut_slice())
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt,
+                key.as_mut_slice(),
+                memory.as_mut_slice(),
+            )
             .map_err(refused)?;
         Ok(key)
     }
@@ -281,8 +345,22 @@ pub fn inspect_backup(bytes: &[u8]) -> Result<BackupInfo> {
 /// backup or is damaged ([`Error::Corrupt`]), a wrong password or tampering
 /// ([`Error::WrongPasswordOrTampered`]), and parameters out of policy ([`Error::OutOfPolicy`]),
 /// all decided before anything is allocated for the key derivation but the last.
+///
+/// The work the header asks for must lie within [`ReadPolicy::DEFAULT`]; see
+/// [`open_backup_with`] to accept more for a trusted file.
 pub fn open_backup(bytes: &[u8], password: &str) -> Result<(KeyStore, BackupInfo)> {
+    open_backup_with(bytes, password, &ReadPolicy::DEFAULT)
+}
+
+/// Opens a backup as [`open_backup`], accepting the key-derivation work `policy` allows
+/// (refused with [`Error::WorkOutOfPolicy`] before anything is allocated).
+pub fn open_backup_with(
+    bytes: &[u8],
+    password: &str,
+    policy: &ReadPolicy,
+) -> Result<(KeyStore, BackupInfo)> {
     let parsed = parse(bytes)?;
+    policy.check(&parsed.info.kdf)?;
     let key = parsed.info.kdf.derive(password, parsed.salt)?;
     let plaintext = Zeroizing::new(
         cipher(&key)

@@ -63,6 +63,24 @@ pub enum Error {
         /// What is accepted.
         range: &'static str,
     },
+    /// The backup asks for more key-derivation work than the reader's policy accepts.
+    #[error(
+        "the backup asks for {} MiB × {passes} passes of key derivation, out of policy (at most {} MiB and {} MiB·passes); refusing before deriving a key",
+        f64::from(*.memory_kib) / 1024.0, .max_memory_kib / 1024, .max_work / 1024
+    )]
+    WorkOutOfPolicy {
+        /// The memory the file asks for, in KiB.
+        memory_kib: u32,
+        /// The passes it asks for.
+        passes: u32,
+        /// The most memory accepted, in KiB.
+        max_memory_kib: u32,
+        /// The most memory × passes accepted, in KiB·passes.
+        max_work: u64,
+    },
+    /// The memory for the key derivation could not be allocated.
+    #[error("could not allocate {0} KiB for the key derivation")]
+    KdfMemory(u64),
     /// The backup was written by a newer release, in a format version this one does not know.
     #[error("backup format version {0} is newer than this release reads (1); use a newer release")]
     UnsupportedVersion(u16),

@@ -8,7 +8,8 @@
 //! - [`seal_backup`] and [`open_backup`] write and read the backup file: Argon2id with fixed
 //!   parameters (64 MiB, 3 passes, 4 lanes) derives the key from the password, AES-256-GCM
 //!   seals the key store, and the whole header is authenticated. The format is specified in
-//!   `FORMAT.md`; every version ever written stays readable.
+//!   `FORMAT.md`; every version ever written stays readable. A reader refuses a header asking
+//!   for more work than its [`ReadPolicy`] (default 1 GiB, 4 GiB·passes) before allocating.
 //!
 //! ```
 //! use std::time::SystemTime;
@@ -34,8 +35,8 @@ mod keystore;
 mod random;
 
 pub use backup::{
-    BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, check_password,
-    inspect_backup, limits, open_backup, seal_backup, seal_backup_with,
+    BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, ReadPolicy, check_password,
+    inspect_backup, limits, open_backup, open_backup_with, seal_backup, seal_backup_with,
 };
 pub use error::{Error, Result};
 pub use keystore::{

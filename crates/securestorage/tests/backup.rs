@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use opsmgr_securestorage::{
-    CURRENT_VERSION, Error, KdfParams, KeyStore, OsRandom, RandomSource, inspect_backup,
-    open_backup, seal_backup, seal_backup_with,
+    CURRENT_VERSION, Error, KdfParams, KeyStore, OsRandom, RandomSource, ReadPolicy,
+    inspect_backup, open_backup, open_backup_with, seal_backup, seal_backup_with,
 };
 
 /// Cheap parameters, so that the tests that open a backup a thousand times stay fast.
@@ -107,14 +107,22 @@ fn golden_files_of_every_version_restore() {
 fn every_flipped_bit_is_refused() {
     let s = store();
     let backup = seal_backup_with(&s, "flip every bit please", CHEAP, &mut OsRandom).unwrap();
+    // A flip in the memory field asks for up to 2 GiB; this reader accepts 4 MiB (16 MiB·passes),
+    // so the test derives with a few MiB at most and refuses the rest before allocating.
+    let reader = ReadPolicy::max_memory_mib(4);
     for i in 0..backup.len() * 8 {
         let mut bad = backup.clone();
         bad[i / 8] ^= 1 << (i % 8);
-        match open_backup(&bad, "flip every bit please") {
+        if let Ok(info) = inspect_backup(&bad) {
+            let derived = reader.check(&info.kdf).is_ok();
+            assert!(!derived || info.kdf.memory_kib <= 4096, "bit {i}: {info:?}");
+        }
+        match open_backup_with(&bad, "flip every bit please", &reader) {
             Err(
                 Error::WrongPasswordOrTampered
                 | Error::Corrupt { .. }
                 | Error::OutOfPolicy { .. }
+                | Error::WorkOutOfPolicy { .. }
                 | Error::UnsupportedVersion(_),
             ) => {}
             Ok(_) => panic!("bit {i} flipped and the backup still opened"),
@@ -255,4 +263,56 @@ fn a_failing_random_source_is_an_error_not_a_weak_backup() {
         KeyStore::generate(UNIX_EPOCH, &mut Broken),
         Err(Error::Random(_))
     ));
+}
+
+#[test]
+fn more_work_than_the_readers_policy_is_refused_before_deriving() {
+    let backup = seal_backup_with(&store(), "work budget please", CHEAP, &mut OsRandom).unwrap();
+    let work =
+        |b: &[u8], policy: &ReadPolicy| match open_backup_with(b, "work budget please", policy) {
+            Err(Error::WorkOutOfPolicy {
+                memory_kib, passes, ..
+            }) => (memory_kib, passes),
+            other => panic!("{other:?}"),
+        };
+    // The hostile header: 4 GiB × 16 passes, within the hard limits, refused by default.
+    let hostile = with_field(
+        &with_field(&backup, 11, &(4u32 << 20).to_be_bytes()),
+        15,
+        &16u32.to_be_bytes(),
+    );
+    assert!(inspect_backup(&hostile).is_ok(), "within the hard limits");
+    assert_eq!(work(&hostile, &ReadPolicy::DEFAULT), (4 << 20, 16));
+    let e = open_backup(&hostile, "work budget please").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the backup asks for 4096 MiB × 16 passes of key derivation, out of policy (at most 1024 MiB and 4096 MiB·passes); refusing before deriving a key"
+    );
+    // 1 GiB is within the memory bound, but not 1 GiB × 5 passes.
+    let long = with_field(
+        &with_field(&backup, 11, &(1u32 << 20).to_be_bytes()),
+        15,
+        &5u32.to_be_bytes(),
+    );
+    assert_eq!(work(&long, &ReadPolicy::DEFAULT), (1 << 20, 5));
+
+    // A trusted file above a tight policy opens once the policy is raised.
+    let two_mib = KdfParams {
+        memory_kib: 2048,
+        passes: 2,
+        lanes: 1,
+    };
+    let trusted = seal_backup_with(&store(), "work budget please", two_mib, &mut OsRandom).unwrap();
+    assert_eq!(work(&trusted, &ReadPolicy::max_memory_mib(1)), (2048, 2));
+    assert!(
+        open_backup_with(
+            &trusted,
+            "work budget please",
+            &ReadPolicy::max_memory_mib(2)
+        )
+        .is_ok()
+    );
+    // The default parameters are within the default policy, with room for 16 times the work.
+    assert!(ReadPolicy::DEFAULT.check(&KdfParams::DEFAULT).is_ok());
+    assert_eq!(ReadPolicy::max_memory_mib(1024), ReadPolicy::DEFAULT);
 }

@@ -394,3 +394,49 @@ fn two_restores_at_once_leave_one_consistent_store() {
         .count();
     assert_eq!(saved, 2);
 }
+
+#[test]
+fn a_hostile_work_factor_is_refused_unless_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("M");
+    let file = dir.path().join("k.bak");
+    let f = file.to_str().unwrap();
+    let pw = Some("hostile header test\n");
+    assert_eq!(run(&m, &["createkey"], None).status.code(), Some(0));
+    assert_eq!(
+        run(&m, &["backup", f, "--password-stdin"], pw)
+            .status
+            .code(),
+        Some(0)
+    );
+    // 2 GiB of memory: within the format's hard limit, over the reader's default budget.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[11..15].copy_from_slice(&(2u32 << 20).to_be_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let started = std::time::Instant::now();
+    let out = run(&m, &["verify", f, "--password-stdin"], pw);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("2048 MiB × 3 passes of key derivation, out of policy"),
+        "{err}"
+    );
+    assert!(err.contains("--max-kdf-memory 2048 accepts it"), "{err}");
+    assert!(started.elapsed().as_secs() < 5, "refused before deriving");
+    // The flag sets the budget: 1 MiB refuses even a default backup, 64 MiB accepts it.
+    bytes[11..15].copy_from_slice(&(64u32 << 10).to_be_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let out = run(
+        &m,
+        &["verify", f, "--password-stdin", "--max-kdf-memory", "1"],
+        pw,
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("64 MiB × 3 passes"));
+    let out = run(
+        &m,
+        &["verify", f, "--password-stdin", "--max-kdf-memory", "64"],
+        pw,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use opsmgr_securestorage::{
-    CURRENT_VERSION, Error, Installed, KdfParams, KeyStore, OsRandom, check_password, install,
-    keystore_path, open_backup, seal_backup, write_private,
+    BackupInfo, CURRENT_VERSION, Error, Installed, KdfParams, KeyStore, OsRandom, ReadPolicy,
+    check_password, install, keystore_path, open_backup_with, seal_backup, write_private,
 };
 use opsmgr_tools::{
     PasswordArgs, PasswordSource, exit, machine_dir, password_weakness, read_password, windows_args,
@@ -38,12 +38,17 @@ mod code {
     version,
     after_help = "Exit codes: 0 success, 1 verify: the backup does not hold the machine's current key, \
 2 bad usage or refused (nothing written), 3 wrong password or tampered file, \
-4 not a backup or corrupt or truncated, 5 parameters out of policy or a newer format version."
+4 not a backup or corrupt or truncated, 5 parameters out of policy (including more key-derivation \
+work than --max-kdf-memory allows) or a newer format version."
 )]
 struct Cli {
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
     #[arg(long, global = true, value_name = "DIR")]
     machine: Option<PathBuf>,
+    /// Accept a backup whose key derivation needs up to MIB MiB of memory and 4 × MIB
+    /// MiB·passes [default: 1024]; only for a file you trust.
+    #[arg(long, global = true, value_name = "MIB")]
+    max_kdf_memory: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -136,7 +141,11 @@ fn main() -> ExitCode {
         match e.downcast_ref::<Error>().map(Error::inner) {
             Some(Error::WrongPasswordOrTampered) => code::WRONG_PASSWORD,
             Some(Error::Corrupt { .. }) => code::CORRUPT,
-            Some(Error::OutOfPolicy { .. } | Error::UnsupportedVersion(_)) => code::POLICY,
+            Some(
+                Error::OutOfPolicy { .. }
+                | Error::WorkOutOfPolicy { .. }
+                | Error::UnsupportedVersion(_),
+            ) => code::POLICY,
             _ => exit::INPUT,
         }
     })
@@ -153,6 +162,9 @@ fn run() -> Result<ExitCode> {
         cli.machine.is_some() || std::env::var_os(opsmgr_tools::MACHINE_ENV).is_some();
     let machine = machine_dir(cli.machine)?;
     let store_path = keystore_path(&machine);
+    let policy = cli
+        .max_kdf_memory
+        .map_or(ReadPolicy::DEFAULT, ReadPolicy::max_memory_mib);
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Createkey => {
@@ -190,7 +202,7 @@ fn run() -> Result<ExitCode> {
             force,
             password,
         } => {
-            let (store, _) = open(&file, &password)?;
+            let (store, _) = open(&file, &password, &policy)?;
             restore(&store, &store_path, force, &mut out)?;
         }
         Command::Verify {
@@ -198,7 +210,7 @@ fn run() -> Result<ExitCode> {
             json,
             password,
         } => {
-            let (store, info) = open(&file, &password)?;
+            let (store, info) = open(&file, &password, &policy)?;
             let machine_key =
                 if explicit_machine {
                     Some(KeyStore::load(&store_path).with_context(|| {
@@ -254,7 +266,7 @@ fn run() -> Result<ExitCode> {
             new_password_file,
             new_password_env,
         } => {
-            let (store, _) = open(&file, &password)?;
+            let (store, _) = open(&file, &password, &policy)?;
             let source = match (new_password_file, new_password_env) {
                 (Some(f), _) => PasswordSource::File(f),
                 (_, Some(v)) => PasswordSource::Env(v),
@@ -268,8 +280,7 @@ fn run() -> Result<ExitCode> {
             let password = read_password(&password.source(), "Password for the backup: ", false)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let (store, info) = open_backup(&bytes, &password)
-                .map_err(|e| anyhow::Error::new(e).context(file.display().to_string()))?;
+            let (store, info) = opened(&file, open_backup_with(&bytes, &password, &policy))?;
             if info.version == CURRENT_VERSION && info.kdf == KdfParams::DEFAULT {
                 writeln!(
                     out,
@@ -314,11 +325,34 @@ struct VerifyReport {
 fn open(
     file: &Path,
     password: &PasswordArgs,
-) -> Result<(KeyStore, opsmgr_securestorage::BackupInfo)> {
+    policy: &ReadPolicy,
+) -> Result<(KeyStore, BackupInfo)> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let password = read_password(&password.source(), "Password for the backup: ", false)?;
-    open_backup(&bytes, &password)
-        .map_err(|e| anyhow::Error::new(e).context(file.display().to_string()))
+    opened(file, open_backup_with(&bytes, &password, policy))
+}
+
+/// A backup's opening, its error about the file, with the way out of a work refusal.
+fn opened(
+    file: &Path,
+    result: opsmgr_securestorage::Result<(KeyStore, BackupInfo)>,
+) -> Result<(KeyStore, BackupInfo)> {
+    result.map_err(|e| {
+        if let Error::WorkOutOfPolicy {
+            memory_kib, passes, ..
+        } = e
+        {
+            let kib = u64::from(memory_kib);
+            let mib = kib
+                .max((kib * u64::from(passes)).div_ceil(4))
+                .div_ceil(1024);
+            warn(&format!(
+                "if you trust {}, --max-kdf-memory {mib} accepts it",
+                file.display()
+            ));
+        }
+        anyhow::Error::new(e).context(file.display().to_string())
+    })
 }
 
 fn restore(store: &KeyStore, path: &Path, force: bool, out: &mut impl Write) -> Result<()> {
