@@ -111,6 +111,20 @@ impl KdfParams {
         lanes: 4,
     };
 
+    /// The cost parameters (memory, passes) in which `self` is below `other`, by name: a file
+    /// with parameters `self` is weaker than one `other` writes. Lanes are not a cost (they
+    /// split the same memory and passes).
+    pub fn below(&self, other: &KdfParams) -> Vec<&'static str> {
+        let mut below = Vec::new();
+        if self.memory_kib < other.memory_kib {
+            below.push("memory");
+        }
+        if self.passes < other.passes {
+            below.push("passes");
+        }
+        below
+    }
+
     fn check(&self) -> Result<()> {
         let out = |parameter, value: u32, range| Error::OutOfPolicy {
             parameter,

@@ -316,3 +316,15 @@ fn more_work_than_the_readers_policy_is_refused_before_deriving() {
     assert!(ReadPolicy::DEFAULT.check(&KdfParams::DEFAULT).is_ok());
     assert_eq!(ReadPolicy::max_memory_mib(1024), ReadPolicy::DEFAULT);
 }
+
+#[test]
+fn which_parameters_are_below_the_writers() {
+    let d = KdfParams::DEFAULT;
+    assert!(d.below(&d).is_empty());
+    assert_eq!(CHEAP.below(&d), ["memory", "passes"]);
+    let more_lanes = KdfParams { lanes: 8, ..d };
+    assert!(d.below(&more_lanes).is_empty(), "lanes are not a cost");
+    let longer = KdfParams { passes: 4, ..d };
+    assert_eq!(d.below(&longer), ["passes"]);
+    assert!(longer.below(&d).is_empty());
+}

@@ -440,3 +440,95 @@ fn a_hostile_work_factor_is_refused_unless_raised() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn rewrites_are_checked_keep_a_copy_and_never_lower_the_cost() {
+    use opsmgr_securestorage::{KdfParams, KeyStore, OsRandom, keystore_path, seal_backup_with};
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("M");
+    let file = dir.path().join("k.bak");
+    let f = file.to_str().unwrap();
+    let bak = dir.path().join("k.bak.bak");
+    let pw = Some("never weaker, never alone\n");
+    assert_eq!(run(&m, &["createkey"], None).status.code(), Some(0));
+    let store = KeyStore::load(&keystore_path(&m)).unwrap();
+
+    // An old, cheap backup (as an earlier writer might have made): Verify warns, Upgrade
+    // rewrites it at the current parameters, keeping the old file.
+    let cheap = KdfParams {
+        memory_kib: 8 * 1024,
+        passes: 2,
+        lanes: 1,
+    };
+    let old = seal_backup_with(&store, "never weaker, never alone", cheap, &mut OsRandom).unwrap();
+    std::fs::write(&file, &old).unwrap();
+    let verify = run(&m, &["verify", f, "--password-stdin", "--json"], pw);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+    assert!(
+        text(&verify.stderr).contains(
+            "uses argon2id, 8 MiB, 2 passes, 1 lanes, below the current writer's argon2id, 64 MiB, 3 passes, 4 lanes in memory and passes; `Upgrade` rewrites it"
+        ),
+        "{}",
+        text(&verify.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["below_current_parameters"], true);
+    let up = run(&m, &["upgrade", f, "--password-stdin"], pw);
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up.stderr));
+    assert!(text(&up.stdout).contains("The previous file is kept as"));
+    assert_eq!(std::fs::read(&bak).unwrap(), old, "the old file, unchanged");
+    assert!(!dir.path().join("k.bak.new").exists());
+    let verify = run(&m, &["verify", f, "--password-stdin", "--json"], pw);
+    assert_eq!(verify.status.code(), Some(0));
+    assert!(!text(&verify.stderr).contains("below the current writer's"));
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["below_current_parameters"], false);
+    assert_eq!(v["kdf"], "argon2id, 64 MiB, 3 passes, 4 lanes");
+
+    // A stronger file than the writer's: Upgrade refuses, says why, changes nothing.
+    let strong = KdfParams {
+        memory_kib: 64 * 1024,
+        passes: 4,
+        lanes: 4,
+    };
+    let strong_bytes =
+        seal_backup_with(&store, "never weaker, never alone", strong, &mut OsRandom).unwrap();
+    std::fs::write(&file, &strong_bytes).unwrap();
+    let refused = run(&m, &["upgrade", f, "--password-stdin"], pw);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains(
+            "uses argon2id, 64 MiB, 4 passes, 4 lanes, above the current writer's argon2id, 64 MiB, 3 passes, 4 lanes in passes: rewriting would lower its cost; unchanged"
+        ),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), strong_bytes);
+
+    // Rekey and Backup --force keep the file they replace.
+    let new_pw = dir.path().join("new.txt");
+    std::fs::write(&new_pw, "the next custodian's phrase\n").unwrap();
+    let before = std::fs::read(&file).unwrap();
+    let rekey = run(
+        &m,
+        &[
+            "rekey",
+            f,
+            "--password-stdin",
+            "--new-password-file",
+            new_pw.to_str().unwrap(),
+        ],
+        pw,
+    );
+    assert_eq!(rekey.status.code(), Some(0), "{}", text(&rekey.stderr));
+    assert_eq!(std::fs::read(&bak).unwrap(), before);
+    let before = std::fs::read(&file).unwrap();
+    let again = run(&m, &["backup", f, "--force", "--password-stdin"], pw);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(std::fs::read(&bak).unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&bak).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!dir.path().join("k.bak.new").exists());
+}

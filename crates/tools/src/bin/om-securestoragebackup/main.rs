@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use opsmgr_securestorage::{
     BackupInfo, CURRENT_VERSION, Error, Installed, KdfParams, KeyStore, OsRandom, ReadPolicy,
-    check_password, install, keystore_path, open_backup_with, seal_backup, write_private,
+    check_password, inspect_backup, install, keystore_path, open_backup, open_backup_with,
+    seal_backup, write_private,
 };
 use opsmgr_tools::{
     PasswordArgs, PasswordSource, exit, machine_dir, password_weakness, read_password, windows_args,
@@ -61,7 +62,7 @@ enum Command {
     Backup {
         /// The backup file.
         file: PathBuf,
-        /// Overwrite FILE if it exists.
+        /// Overwrite FILE if it exists (the previous file is kept as FILE.bak).
         #[arg(long)]
         force: bool,
         #[command(flatten)]
@@ -88,7 +89,7 @@ enum Command {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// Changes the backup's password.
+    /// Changes the backup's password (the previous file is kept as FILE.bak).
     Rekey {
         /// The backup file.
         file: PathBuf,
@@ -101,7 +102,8 @@ enum Command {
         #[arg(long, value_name = "VAR")]
         new_password_env: Option<String>,
     },
-    /// Rewrites an older backup in the current format version and parameters.
+    /// Rewrites an older or weaker backup in the current format version and parameters; never
+    /// lowers the cost (the previous file is kept as FILE.bak).
     Upgrade {
         /// The backup file.
         file: PathBuf,
@@ -188,7 +190,7 @@ fn run() -> Result<ExitCode> {
             }
             let password = new_password(&password.source(), "Password for the backup: ")?;
             let bytes = seal_backup(&store, &password, &mut OsRandom)?;
-            write_private(&file, &bytes)?;
+            let kept = replace_checked(&file, &bytes, &store, &password)?;
             writeln!(
                 out,
                 "Backed up {} key(s), current {}, to {}",
@@ -196,6 +198,7 @@ fn run() -> Result<ExitCode> {
                 store.current().id(),
                 file.display()
             )?;
+            say_kept(&mut out, kept.as_deref())?;
         }
         Command::Restore {
             file,
@@ -219,6 +222,16 @@ fn run() -> Result<ExitCode> {
                 } else {
                     None
                 };
+            let below = info.kdf.below(&KdfParams::DEFAULT);
+            if !below.is_empty() {
+                warn(&format!(
+                    "{} uses {}, below the current writer's {} in {}; `Upgrade` rewrites it",
+                    file.display(),
+                    info.kdf,
+                    KdfParams::DEFAULT,
+                    below.join(" and ")
+                ));
+            }
             let holds = machine_key
                 .as_ref()
                 .map(|m| store.contains(m.current().id()));
@@ -226,6 +239,7 @@ fn run() -> Result<ExitCode> {
                 file: file.display().to_string(),
                 version: info.version,
                 kdf: info.kdf.to_string(),
+                below_current_parameters: !info.kdf.below(&KdfParams::DEFAULT).is_empty(),
                 keys: store.keys().iter().map(|k| k.id().to_string()).collect(),
                 current: store.current().id().to_string(),
                 machine_current: machine_key.as_ref().map(|m| m.current().id().to_string()),
@@ -273,13 +287,31 @@ fn run() -> Result<ExitCode> {
                 _ => PasswordSource::Prompt,
             };
             let new = new_password(&source, "New password for the backup: ")?;
-            write_private(&file, &seal_backup(&store, &new, &mut OsRandom)?)?;
+            let kept = replace_checked(
+                &file,
+                &seal_backup(&store, &new, &mut OsRandom)?,
+                &store,
+                &new,
+            )?;
             writeln!(out, "Changed the password of {}", file.display())?;
+            say_kept(&mut out, kept.as_deref())?;
         }
         Command::Upgrade { file, password } => {
-            let password = read_password(&password.source(), "Password for the backup: ", false)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            // Never weaker: decided from the header, before asking for the password.
+            let header = opened_info(&file, inspect_backup(&bytes))?;
+            let lowered = KdfParams::DEFAULT.below(&header.kdf);
+            if !lowered.is_empty() {
+                bail!(
+                    "{} uses {}, above the current writer's {} in {}: rewriting would lower its cost; unchanged",
+                    file.display(),
+                    header.kdf,
+                    KdfParams::DEFAULT,
+                    lowered.join(" and ")
+                );
+            }
+            let password = read_password(&password.source(), "Password for the backup: ", false)?;
             let (store, info) = opened(&file, open_backup_with(&bytes, &password, &policy))?;
             if info.version == CURRENT_VERSION && info.kdf == KdfParams::DEFAULT {
                 writeln!(
@@ -288,13 +320,17 @@ fn run() -> Result<ExitCode> {
                     file.display()
                 )?;
             } else {
-                write_private(&file, &seal_backup(&store, &password, &mut OsRandom)?)?;
+                let bytes = seal_backup(&store, &password, &mut OsRandom)?;
+                let kept = replace_checked(&file, &bytes, &store, &password)?;
                 writeln!(
                     out,
-                    "Rewrote {} from format version {} to {CURRENT_VERSION}",
+                    "Rewrote {} from format version {} ({}) to {CURRENT_VERSION} ({})",
                     file.display(),
-                    info.version
+                    info.version,
+                    info.kdf,
+                    KdfParams::DEFAULT
                 )?;
+                say_kept(&mut out, kept.as_deref())?;
             }
         }
     }
@@ -320,6 +356,7 @@ struct VerifyReport {
     current: String,
     machine_current: Option<String>,
     holds_machine_key: Option<bool>,
+    below_current_parameters: bool,
 }
 
 fn open(
@@ -330,6 +367,67 @@ fn open(
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let password = read_password(&password.source(), "Password for the backup: ", false)?;
     opened(file, open_backup_with(&bytes, &password, policy))
+}
+
+/// Replaces (or creates) the backup `file` with `bytes` without ever being left without a
+/// good copy: the new bytes go to `<file>.new` beside it, are read back from the disk and
+/// opened with `password` (they must hold `store`), the previous file is copied to
+/// `<file>.bak`, and only then is the new one renamed over it. Returns the `.bak` path when a
+/// previous file was kept.
+fn replace_checked(
+    file: &Path,
+    bytes: &[u8],
+    store: &KeyStore,
+    password: &str,
+) -> Result<Option<PathBuf>> {
+    let beside = |suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let new = beside(".new");
+    write_private(&new, bytes)?;
+    let checked = std::fs::read(&new)
+        .with_context(|| format!("reading back {}", new.display()))
+        .and_then(|back| {
+            let (opened, _) = open_backup(&back, password)
+                .with_context(|| format!("opening {} as written", new.display()))?;
+            if !opened.same_as(store) {
+                bail!("{} as written does not hold the key store", new.display());
+            }
+            Ok(())
+        });
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&new);
+        return Err(e.context(format!("{} unchanged", file.display())));
+    }
+    let kept = match std::fs::read(file) {
+        Ok(previous) => {
+            let bak = beside(".bak");
+            write_private(&bak, &previous)?;
+            Some(bak)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", file.display()))),
+    };
+    std::fs::rename(&new, file)
+        .with_context(|| format!("renaming {} to {}", new.display(), file.display()))?;
+    Ok(kept)
+}
+
+fn say_kept(out: &mut impl Write, kept: Option<&Path>) -> Result<()> {
+    if let Some(bak) = kept {
+        writeln!(out, "The previous file is kept as {}", bak.display())?;
+    }
+    Ok(())
+}
+
+/// A backup header's reading, its error about the file.
+fn opened_info(
+    file: &Path,
+    result: opsmgr_securestorage::Result<BackupInfo>,
+) -> Result<BackupInfo> {
+    result.map_err(|e| anyhow::Error::new(e).context(file.display().to_string()))
 }
 
 /// A backup's opening, its error about the file, with the way out of a work refusal.
