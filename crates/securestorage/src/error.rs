@@ -45,7 +45,7 @@ pub enum Error {
     /// A sealed secret does not open with its key: it was changed, or the key store holds a
     /// different key under its id.
     #[error(
-        "the sealed secret does not open with key {key_id}: it was changed, or the key is not the one it was sealed with"
+        "the sealed secret does not open with key {key_id}: it was changed, the key is not the one it was sealed with, or it was sealed for another account or management group"
     )]
     SecretTampered {
         /// The key id the secret names.

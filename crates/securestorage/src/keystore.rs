@@ -27,8 +27,35 @@ const DIGEST_LEN: usize = 32;
 const CURRENT: u8 = 1;
 
 const SEAL_MAGIC: &[u8; 4] = b"OMSS";
-const SEAL_VERSION: u8 = 1;
+/// Bound to the key id only (read forever, no longer written by `seal_for`).
+const SEAL_V1: u8 = 1;
+/// Bound to the key id, the management group and the account.
+const SEAL_V2: u8 = 2;
 const SEAL_HEADER: usize = 4 + 1 + ID_LEN;
+
+/// Whose secret a sealed blob is: the management group and the Run As account. Bound into the
+/// sealed secret (version 2) so that a blob moved to another account, or another group, does
+/// not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedFor<'a> {
+    /// The management group's name.
+    pub management_group: &'a str,
+    /// The Run As account's name.
+    pub account: &'a str,
+}
+
+impl SealedFor<'_> {
+    /// The associated data after the header: each name as a 2-byte length and its UTF-8.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        for name in [self.management_group, self.account] {
+            let len = u16::try_from(name.len())
+                .map_err(|_| Error::corrupt("sealed secret", "a name longer than 65,535 bytes"))?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+        Ok(())
+    }
+}
 
 /// The file name of a machine's key store, below its machine folder.
 pub const KEYSTORE_FILE: &str = "SecureStorage/keystore.bin";
@@ -205,13 +232,35 @@ impl KeyStore {
     }
 
     /// Seals a secret with the current key: AES-256-GCM with a fresh random nonce, the key id
-    /// bound in as associated data.
+    /// bound in as associated data (sealed secret version 1). Use [`KeyStore::seal_for`] for
+    /// a secret that belongs to an account.
     pub fn seal(&self, plaintext: &[u8], rng: &mut dyn RandomSource) -> Result<Vec<u8>> {
+        self.seal_with(plaintext, None, rng)
+    }
+
+    /// Seals a secret as [`KeyStore::seal`], also binding in whose it is (sealed secret
+    /// version 2): it opens only with the same management group and account.
+    pub fn seal_for(
+        &self,
+        plaintext: &[u8],
+        owner: SealedFor<'_>,
+        rng: &mut dyn RandomSource,
+    ) -> Result<Vec<u8>> {
+        self.seal_with(plaintext, Some(owner), rng)
+    }
+
+    fn seal_with(
+        &self,
+        plaintext: &[u8],
+        owner: Option<SealedFor<'_>>,
+        rng: &mut dyn RandomSource,
+    ) -> Result<Vec<u8>> {
         let key = self.current();
         let mut out = Vec::with_capacity(SEAL_HEADER + NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(SEAL_MAGIC);
-        out.push(SEAL_VERSION);
+        out.push(if owner.is_some() { SEAL_V2 } else { SEAL_V1 });
         out.extend_from_slice(&key.id.0);
+        let aad = associated_data(&out, owner)?;
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill(&mut nonce)?;
         let ciphertext = key
@@ -220,7 +269,7 @@ impl KeyStore {
                 &Nonce::from(nonce),
                 Payload {
                     msg: plaintext,
-                    aad: &out[..SEAL_HEADER],
+                    aad: &aad,
                 },
             )
             .map_err(|_| Error::corrupt("secret", "encryption failed"))?;
@@ -234,7 +283,7 @@ impl KeyStore {
         if sealed.len() < SEAL_HEADER + NONCE_LEN + TAG_LEN || &sealed[..4] != SEAL_MAGIC {
             return Err(Error::corrupt("sealed secret", "too short or wrong magic"));
         }
-        if sealed[4] != SEAL_VERSION {
+        if sealed[4] != SEAL_V1 && sealed[4] != SEAL_V2 {
             return Err(Error::corrupt(
                 "sealed secret",
                 format!("unknown version {}", sealed[4]),
@@ -245,14 +294,37 @@ impl KeyStore {
         Ok(KeyId(id))
     }
 
-    /// Opens a secret sealed with any key of this store.
+    /// Opens a secret sealed with any key of this store by [`KeyStore::seal`] (version 1). A
+    /// secret sealed for an account needs [`KeyStore::open_for`].
     pub fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        self.open_with(sealed, None)
+    }
+
+    /// Opens a secret of `owner`: one sealed for that management group and account (version
+    /// 2), or one sealed before secrets were bound to their account (version 1, bound to
+    /// the key id only).
+    pub fn open_for(&self, sealed: &[u8], owner: SealedFor<'_>) -> Result<Zeroizing<Vec<u8>>> {
+        self.open_with(sealed, Some(owner))
+    }
+
+    fn open_with(&self, sealed: &[u8], owner: Option<SealedFor<'_>>) -> Result<Zeroizing<Vec<u8>>> {
         let id = Self::sealed_key_id(sealed)?;
+        let owner = match (sealed[4], owner) {
+            (SEAL_V1, _) => None,
+            (_, Some(owner)) => Some(owner),
+            (_, None) => {
+                return Err(Error::corrupt(
+                    "sealed secret",
+                    "it is bound to an account; open it with its account and management group",
+                ));
+            }
+        };
         let key = self
             .keys
             .iter()
             .find(|k| k.id == id)
             .ok_or_else(|| Error::UnknownKey(id.to_string()))?;
+        let aad = associated_data(&sealed[..SEAL_HEADER], owner)?;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&sealed[SEAL_HEADER..SEAL_HEADER + NONCE_LEN]);
         key.cipher()
@@ -260,7 +332,7 @@ impl KeyStore {
                 &Nonce::from(nonce),
                 Payload {
                     msg: &sealed[SEAL_HEADER + NONCE_LEN..],
-                    aad: &sealed[..SEAL_HEADER],
+                    aad: &aad,
                 },
             )
             .map(Zeroizing::new)
@@ -377,6 +449,15 @@ impl KeyStore {
         }
         self.save_locked(path, &lock)
     }
+}
+
+/// A sealed secret's associated data: its header, then (version 2) whose it is.
+fn associated_data(header: &[u8], owner: Option<SealedFor<'_>>) -> Result<Vec<u8>> {
+    let mut aad = header.to_vec();
+    if let Some(owner) = owner {
+        owner.encode(&mut aad)?;
+    }
+    Ok(aad)
 }
 
 /// The exclusive lock of a key store: every write of the store holds it, so two writers (a

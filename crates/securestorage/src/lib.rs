@@ -40,7 +40,7 @@ pub use backup::{
 };
 pub use error::{Error, Result};
 pub use keystore::{
-    Installed, KEY_LEN, KEYSTORE_FILE, Key, KeyId, KeyStore, KeyStoreLock, install, keystore_path,
-    write_private,
+    Installed, KEY_LEN, KEYSTORE_FILE, Key, KeyId, KeyStore, KeyStoreLock, SealedFor, install,
+    keystore_path, write_private,
 };
 pub use random::{OsRandom, RandomSource};

@@ -276,3 +276,57 @@ fn concurrent_restores_take_turns() {
         }
     }
 }
+
+#[test]
+fn secrets_sealed_for_an_account_open_only_for_it() {
+    use opsmgr_securestorage::SealedFor;
+    let store = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    let sql = SealedFor {
+        management_group: "PROD",
+        account: "SQL Action Account",
+    };
+    let sealed = store.seal_for(b"P@ssw0rd-sql", sql, &mut OsRandom).unwrap();
+    assert_eq!(sealed[4], 2, "sealed secret version 2");
+    assert_eq!(
+        store.open_for(&sealed, sql).unwrap().as_slice(),
+        b"P@ssw0rd-sql"
+    );
+    for other in [
+        SealedFor {
+            account: "Web Action Account",
+            ..sql
+        },
+        SealedFor {
+            management_group: "TEST",
+            ..sql
+        },
+        // The length prefixes keep the boundary between the two names.
+        SealedFor {
+            management_group: "PRODS",
+            account: "QL Action Account",
+        },
+    ] {
+        assert!(
+            matches!(
+                store.open_for(&sealed, other),
+                Err(Error::SecretTampered { .. })
+            ),
+            "{other:?}"
+        );
+    }
+    assert!(matches!(store.open(&sealed), Err(Error::Corrupt { .. })));
+    // Version 1 (bound to the key id only) still opens, for any account.
+    let old = store.seal(b"sealed in 2009", &mut OsRandom).unwrap();
+    assert_eq!(old[4], 1);
+    assert_eq!(
+        store.open_for(&old, sql).unwrap().as_slice(),
+        b"sealed in 2009"
+    );
+    // Flipping the version byte does not unbind a blob.
+    let mut unbound = sealed.clone();
+    unbound[4] = 1;
+    assert!(matches!(
+        store.open(&unbound),
+        Err(Error::SecretTampered { .. })
+    ));
+}
