@@ -7,6 +7,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use zeroize::Zeroizing;
 
+use crate::custody::{Custody, ParsedCustody, parse_custody};
 use crate::error::{Error, Result};
 use crate::keystore::KeyStore;
 use crate::random::RandomSource;
@@ -18,10 +19,12 @@ pub const CURRENT_VERSION: u16 = 1;
 /// The shortest password accepted for a new backup (the seed's rule).
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
-const KDF_ARGON2ID: u8 = 1;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
+pub(crate) const KDF_ARGON2ID: u8 = 1;
+pub(crate) const NONCE_LEN: usize = 12;
+pub(crate) const TAG_LEN: usize = 16;
 const FIXED_HEADER: usize = 8 + 2 + 1 + 4 + 4 + 4 + 1;
+/// The newest format version this release reads: 1 (one password) and 2 (k-of-n custody).
+pub const NEWEST_VERSION: u16 = crate::custody::CUSTODY_VERSION;
 
 /// The bounds a backup's parameters must lie in before any key is derived: a crafted file
 /// cannot make a restore allocate more than 4 GiB or run for hours.
@@ -125,7 +128,7 @@ impl KdfParams {
         below
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let out = |parameter, value: u32, range| Error::OutOfPolicy {
             parameter,
             value: u64::from(value),
@@ -147,7 +150,7 @@ impl KdfParams {
         Ok(())
     }
 
-    fn derive(&self, password: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+    pub(crate) fn derive(&self, password: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
         // `check` ran first, so Argon2 refusing these is a combination it does not cover.
         let refused = |_| Error::OutOfPolicy {
             parameter: "Argon2 parameters",
@@ -198,6 +201,9 @@ pub struct BackupInfo {
     pub kdf: KdfParams,
     /// Its salt length.
     pub salt_len: usize,
+    /// For a custody backup (version 2): its threshold and custodians; `None` for a
+    /// single-password backup.
+    pub custody: Option<Custody>,
 }
 
 /// Refuses a password shorter than [`MIN_PASSWORD_CHARS`].
@@ -262,7 +268,7 @@ pub fn seal_backup_with(
     Ok(out)
 }
 
-fn cipher(key: &[u8; 32]) -> Aes256Gcm {
+pub(crate) fn cipher(key: &[u8; 32]) -> Aes256Gcm {
     match Aes256Gcm::new_from_slice(key) {
         Ok(c) => c,
         Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
@@ -273,9 +279,16 @@ fn cipher(key: &[u8; 32]) -> Aes256Gcm {
 struct Parsed<'b> {
     info: BackupInfo,
     salt: &'b [u8],
-    nonce: [u8; NONCE_LEN],
-    header: &'b [u8],
-    ciphertext: &'b [u8],
+    body: Body<'b>,
+}
+
+enum Body<'b> {
+    Single {
+        nonce: [u8; NONCE_LEN],
+        header: &'b [u8],
+        ciphertext: &'b [u8],
+    },
+    Custody(ParsedCustody<'b>),
 }
 
 fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
@@ -294,10 +307,10 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
     if version == 0 {
         return Err(corrupt("format version 0 does not exist"));
     }
-    if version > CURRENT_VERSION {
+    if version > NEWEST_VERSION {
         return Err(Error::UnsupportedVersion(version));
     }
-    // Version 1 is the only one so far; later versions branch here and keep this path.
+    // Versions 1 and 2 share the header up to the salt; they branch after it.
     if bytes[10] != KDF_ARGON2ID {
         return Err(Error::OutOfPolicy {
             parameter: "key-derivation function",
@@ -317,6 +330,23 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
             parameter: "salt length",
             value: salt_len as u64,
             range: "16 to 64 bytes",
+        });
+    }
+    let salt_end = FIXED_HEADER + salt_len;
+    if version == crate::custody::CUSTODY_VERSION {
+        if bytes.len() < salt_end {
+            return Err(corrupt("truncated in the header"));
+        }
+        let custody = parse_custody(bytes, salt_end)?;
+        return Ok(Parsed {
+            info: BackupInfo {
+                version,
+                kdf,
+                salt_len,
+                custody: Some(custody.custody.clone()),
+            },
+            salt: &bytes[FIXED_HEADER..salt_end],
+            body: Body::Custody(custody),
         });
     }
     let header_len = FIXED_HEADER + salt_len + NONCE_LEN + 4;
@@ -341,11 +371,14 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
             version,
             kdf,
             salt_len,
+            custody: None,
         },
-        salt: &bytes[FIXED_HEADER..FIXED_HEADER + salt_len],
-        nonce,
-        header: &bytes[..header_len],
-        ciphertext: &bytes[header_len..],
+        salt: &bytes[FIXED_HEADER..salt_end],
+        body: Body::Single {
+            nonce,
+            header: &bytes[..header_len],
+            ciphertext: &bytes[header_len..],
+        },
     })
 }
 
@@ -367,26 +400,77 @@ pub fn open_backup(bytes: &[u8], password: &str) -> Result<(KeyStore, BackupInfo
 }
 
 /// Opens a backup as [`open_backup`], accepting the key-derivation work `policy` allows
-/// (refused with [`Error::WorkOutOfPolicy`] before anything is allocated).
+/// (refused with [`Error::WorkOutOfPolicy`] before anything is allocated). A custody backup
+/// (version 2) opens with one password only if that password opens enough shares; see
+/// [`open_backup_with_passwords`].
 pub fn open_backup_with(
     bytes: &[u8],
     password: &str,
     policy: &ReadPolicy,
 ) -> Result<(KeyStore, BackupInfo)> {
+    open_backup_with_passwords(bytes, &[password], policy).map(|o| (o.store, o.info))
+}
+
+/// A backup opened.
+#[derive(Debug)]
+pub struct Opened {
+    /// The key store it holds.
+    pub store: KeyStore,
+    /// Its header.
+    pub info: BackupInfo,
+    /// For a custody backup, the labels of the custodians whose shares opened, in the file's
+    /// order; empty for a single-password backup.
+    pub custodians: Vec<String>,
+}
+
+/// Opens a backup of any version with the passwords given: a single-password backup with the
+/// first; a custody backup with any `threshold` custodians' passwords, in any order (each
+/// costs one key derivation), refused with [`Error::NotEnoughCustodians`] when fewer open.
+pub fn open_backup_with_passwords(
+    bytes: &[u8],
+    passwords: &[&str],
+    policy: &ReadPolicy,
+) -> Result<Opened> {
     let parsed = parse(bytes)?;
     policy.check(&parsed.info.kdf)?;
-    let key = parsed.info.kdf.derive(password, parsed.salt)?;
-    let plaintext = Zeroizing::new(
-        cipher(&key)
-            .decrypt(
-                &Nonce::from(parsed.nonce),
-                Payload {
-                    msg: parsed.ciphertext,
-                    aad: parsed.header,
-                },
-            )
-            .map_err(|_| Error::WrongPasswordOrTampered)?,
-    );
-    let store = KeyStore::from_bytes(&plaintext)?;
-    Ok((store, parsed.info))
+    match &parsed.body {
+        Body::Custody(custody) => {
+            let (store, custodians) = crate::custody::open_custody(
+                custody,
+                &parsed.info.kdf,
+                parsed.salt,
+                passwords,
+                policy,
+            )?;
+            Ok(Opened {
+                store,
+                info: parsed.info,
+                custodians,
+            })
+        }
+        Body::Single {
+            nonce,
+            header,
+            ciphertext,
+        } => {
+            let password = passwords.first().copied().unwrap_or_default();
+            let key = parsed.info.kdf.derive(password, parsed.salt)?;
+            let plaintext = Zeroizing::new(
+                cipher(&key)
+                    .decrypt(
+                        &Nonce::from(*nonce),
+                        Payload {
+                            msg: ciphertext,
+                            aad: header,
+                        },
+                    )
+                    .map_err(|_| Error::WrongPasswordOrTampered)?,
+            );
+            Ok(Opened {
+                store: KeyStore::from_bytes(&plaintext)?,
+                info: parsed.info,
+                custodians: Vec::new(),
+            })
+        }
+    }
 }

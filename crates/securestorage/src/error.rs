@@ -82,7 +82,7 @@ pub enum Error {
     #[error("could not allocate {0} KiB for the key derivation")]
     KdfMemory(u64),
     /// The backup was written by a newer release, in a format version this one does not know.
-    #[error("backup format version {0} is newer than this release reads (1); use a newer release")]
+    #[error("backup format version {0} is newer than this release reads (2); use a newer release")]
     UnsupportedVersion(u16),
     /// A password is shorter than the minimum.
     #[error("the password has {length} characters; at least {minimum} are required")]
@@ -124,6 +124,32 @@ pub enum Error {
         path: PathBuf,
         /// Why it cannot be read.
         reason: String,
+    },
+    /// A custody backup's shape is impossible: 2 to 16 custodians, a threshold from 2 to
+    /// their number.
+    #[error(
+        "{threshold} of {custodians} custodians is not a custody backup's shape: 2 to 16 custodians, a threshold from 2 to their number"
+    )]
+    CustodyShape {
+        /// The number of custodians.
+        custodians: usize,
+        /// The threshold.
+        threshold: usize,
+    },
+    /// Two custodians of a new custody backup have the same password.
+    #[error("custodian '{0}' has the same password as an earlier custodian; each needs their own")]
+    SamePassword(String),
+    /// Fewer custodians' passwords opened their shares than the backup needs.
+    #[error(
+        "the backup needs {threshold} custodians' passwords; {} opened{}",
+        .opened.len(),
+        if .opened.is_empty() { String::new() } else { format!(" ({})", .opened.join(", ")) }
+    )]
+    NotEnoughCustodians {
+        /// How many it needs.
+        threshold: usize,
+        /// The labels of those whose shares opened.
+        opened: Vec<String>,
     },
     /// The operating system's random generator failed.
     #[error("the operating system's random generator failed: {0}")]

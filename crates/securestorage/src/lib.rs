@@ -10,6 +10,10 @@
 //!   seals the key store, and the whole header is authenticated. The format is specified in
 //!   `FORMAT.md`; every version ever written stays readable. A reader refuses a header asking
 //!   for more work than its [`ReadPolicy`] (default 1 GiB, 4 GiB·passes) before allocating.
+//! - [`seal_custody`] writes a backup no single person holds (format version 2): the file key
+//!   is split among custodians with Shamir's scheme over GF(256), any `threshold` of whom open
+//!   it with [`open_backup_with_passwords`]. [`recovery_fingerprint`] is the check value
+//!   custodians write down and compare on restore.
 //!
 //! ```
 //! use std::time::SystemTime;
@@ -30,13 +34,19 @@
 //! ```
 
 mod backup;
+mod custody;
 mod error;
 mod keystore;
 mod random;
 
 pub use backup::{
-    BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, ReadPolicy, check_password,
-    inspect_backup, limits, open_backup, open_backup_with, seal_backup, seal_backup_with,
+    BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, NEWEST_VERSION, Opened,
+    ReadPolicy, check_password, inspect_backup, limits, open_backup, open_backup_with,
+    open_backup_with_passwords, seal_backup, seal_backup_with,
+};
+pub use custody::{
+    CUSTODY_VERSION, Custodian, Custody, MAX_CUSTODIANS, MAX_LABEL, MIN_THRESHOLD,
+    recovery_fingerprint, seal_custody,
 };
 pub use error::{Error, Result};
 pub use keystore::{

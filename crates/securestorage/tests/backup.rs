@@ -11,8 +11,9 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use opsmgr_securestorage::{
-    CURRENT_VERSION, Error, KdfParams, KeyStore, OsRandom, RandomSource, ReadPolicy,
-    inspect_backup, open_backup, open_backup_with, seal_backup, seal_backup_with,
+    CURRENT_VERSION, Error, KdfParams, KeyStore, NEWEST_VERSION, OsRandom, RandomSource,
+    ReadPolicy, inspect_backup, open_backup, open_backup_with, open_backup_with_passwords,
+    recovery_fingerprint, seal_backup, seal_backup_with,
 };
 
 /// Cheap parameters, so that the tests that open a backup a thousand times stay fast.
@@ -75,8 +76,42 @@ fn golden_files_of_every_version_restore() {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
         let text = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
-        let (store, info) =
-            open_backup(&std::fs::read(&path).unwrap(), &text(&json["password"])).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (store, info) = if let Some(passwords) = json["passwords"].as_array() {
+            // A custody backup: the last `threshold` custodians, the first one never asked.
+            let passwords: Vec<String> = passwords.iter().map(text).collect();
+            let threshold = json["threshold"].as_u64().unwrap() as usize;
+            let given: Vec<&str> = passwords[passwords.len() - threshold..]
+                .iter()
+                .map(String::as_str)
+                .collect();
+            let opened = open_backup_with_passwords(&bytes, &given, &ReadPolicy::DEFAULT).unwrap();
+            let labels: Vec<String> = json["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(text)
+                .collect();
+            assert_eq!(
+                opened.custodians,
+                labels[labels.len() - threshold..],
+                "{name}"
+            );
+            let custody = opened.info.custody.clone().unwrap();
+            assert_eq!((custody.threshold, custody.labels), (threshold, labels));
+            assert!(matches!(
+                open_backup_with_passwords(&bytes, &given[1..], &ReadPolicy::DEFAULT),
+                Err(Error::NotEnoughCustodians { .. })
+            ));
+            (opened.store, opened.info)
+        } else {
+            open_backup(&bytes, &text(&json["password"])).unwrap()
+        };
+        assert_eq!(
+            recovery_fingerprint(&store),
+            text(&json["fingerprint"]),
+            "{name}"
+        );
         assert_eq!(u64::from(info.version), json["version"].as_u64().unwrap());
         let ids = json["keys"].as_array().unwrap();
         let created = json["created"].as_array().unwrap();
@@ -116,7 +151,7 @@ fn golden_files_of_every_version_restore() {
     }
     assert_eq!(
         versions,
-        usize::from(CURRENT_VERSION),
+        usize::from(NEWEST_VERSION),
         "a golden file for each version"
     );
 }
@@ -219,10 +254,10 @@ fn versions_and_magic() {
     let backup = seal_backup_with(&store(), "versions and magic", CHEAP, &mut OsRandom).unwrap();
     assert!(matches!(
         open_backup(
-            &with_field(&backup, 8, &2u16.to_be_bytes()),
+            &with_field(&backup, 8, &3u16.to_be_bytes()),
             "versions and magic"
         ),
-        Err(Error::UnsupportedVersion(2))
+        Err(Error::UnsupportedVersion(3))
     ));
     assert!(matches!(
         open_backup(&with_field(&backup, 8, &0u16.to_be_bytes()), "x"),
