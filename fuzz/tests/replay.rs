@@ -32,6 +32,11 @@ fn backup_seeds() {
 }
 
 #[test]
+fn keystore_records_seeds() {
+    replay("keystore_records", opsmgr_fuzz::keystore_records);
+}
+
+#[test]
 fn certreq_inf_seeds() {
     replay("certreq_inf", opsmgr_fuzz::certreq_inf);
 }

@@ -4,9 +4,10 @@ use std::fmt;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use zeroize::Zeroizing;
 
+use crate::custody::{Custody, ParsedCustody, parse_custody};
 use crate::error::{Error, Result};
 use crate::keystore::KeyStore;
 use crate::random::RandomSource;
@@ -18,10 +19,12 @@ pub const CURRENT_VERSION: u16 = 1;
 /// The shortest password accepted for a new backup (the seed's rule).
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
-const KDF_ARGON2ID: u8 = 1;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
+pub(crate) const KDF_ARGON2ID: u8 = 1;
+pub(crate) const NONCE_LEN: usize = 12;
+pub(crate) const TAG_LEN: usize = 16;
 const FIXED_HEADER: usize = 8 + 2 + 1 + 4 + 4 + 4 + 1;
+/// The newest format version this release reads: 1 (one password) and 2 (k-of-n custody).
+pub const NEWEST_VERSION: u16 = crate::custody::CUSTODY_VERSION;
 
 /// The bounds a backup's parameters must lie in before any key is derived: a crafted file
 /// cannot make a restore allocate more than 4 GiB or run for hours.
@@ -38,6 +41,57 @@ pub mod limits {
     pub const MAX_SALT: usize = 64;
     /// Largest sealed key store, in bytes (16 MiB; a store of 65,535 keys is 3.8 MiB).
     pub const MAX_CIPHERTEXT: usize = 16 * 1024 * 1024;
+}
+
+/// How much key-derivation work a reader accepts before deriving anything, like age's maximum
+/// work factor: a crafted header within the hard [`limits`] (4 GiB × 16 passes) would still
+/// cost minutes of CPU and an allocation that can exhaust the server. The default accepts at
+/// most 1 GiB of memory and 4 GiB·passes of work (memory × passes); an operator who trusts a
+/// file raises it with [`ReadPolicy::max_memory_mib`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPolicy {
+    /// Most memory, in KiB.
+    pub max_memory_kib: u32,
+    /// Most memory × passes, in KiB·passes.
+    pub max_work: u64,
+}
+
+impl ReadPolicy {
+    /// 1 GiB of memory, 4 GiB·passes of work: sixteen times what every writer has written.
+    pub const DEFAULT: ReadPolicy = ReadPolicy {
+        max_memory_kib: 1024 * 1024,
+        max_work: 4 * 1024 * 1024,
+    };
+
+    /// At most `mib` MiB of memory and four times that in MiB·passes (the default's ratio).
+    /// The hard [`limits`] still apply above it.
+    pub fn max_memory_mib(mib: u32) -> ReadPolicy {
+        let max_memory_kib = mib.saturating_mul(1024);
+        ReadPolicy {
+            max_memory_kib,
+            max_work: 4 * u64::from(max_memory_kib),
+        }
+    }
+
+    /// Refuses parameters above this policy.
+    pub fn check(&self, kdf: &KdfParams) -> Result<()> {
+        let work = u64::from(kdf.memory_kib) * u64::from(kdf.passes);
+        if kdf.memory_kib > self.max_memory_kib || work > self.max_work {
+            return Err(Error::WorkOutOfPolicy {
+                memory_kib: kdf.memory_kib,
+                passes: kdf.passes,
+                max_memory_kib: self.max_memory_kib,
+                max_work: self.max_work,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for ReadPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// Argon2id parameters.
@@ -60,7 +114,21 @@ impl KdfParams {
         lanes: 4,
     };
 
-    fn check(&self) -> Result<()> {
+    /// The cost parameters (memory, passes) in which `self` is below `other`, by name: a file
+    /// with parameters `self` is weaker than one `other` writes. Lanes are not a cost (they
+    /// split the same memory and passes).
+    pub fn below(&self, other: &KdfParams) -> Vec<&'static str> {
+        let mut below = Vec::new();
+        if self.memory_kib < other.memory_kib {
+            below.push("memory");
+        }
+        if self.passes < other.passes {
+            below.push("passes");
+        }
+        below
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
         let out = |parameter, value: u32, range| Error::OutOfPolicy {
             parameter,
             value: u64::from(value),
@@ -82,7 +150,7 @@ impl KdfParams {
         Ok(())
     }
 
-    fn derive(&self, password: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+    pub(crate) fn derive(&self, password: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
         // `check` ran first, so Argon2 refusing these is a combination it does not cover.
         let refused = |_| Error::OutOfPolicy {
             parameter: "Argon2 parameters",
@@ -91,9 +159,22 @@ impl KdfParams {
         };
         let params =
             Params::new(self.memory_kib, self.passes, self.lanes, Some(32)).map_err(refused)?;
+        // The working memory is ours: allocated fallibly (a refusal, not an abort) and zeroized
+        // when dropped, whatever Argon2 left in it.
+        let blocks = params.block_count();
+        let mut memory: Zeroizing<Vec<Block>> = Zeroizing::new(Vec::new());
+        memory
+            .try_reserve_exact(blocks)
+            .map_err(|_| Error::KdfMemory(u64::from(self.memory_kib)))?;
+        memory.resize(blocks, Block::new());
         let mut key = Zeroizing::new([0u8; 32]);
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(password.as_bytes(), salt, key.as_mut_slice())
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt,
+                key.as_mut_slice(),
+                memory.as_mut_slice(),
+            )
             .map_err(refused)?;
         Ok(key)
     }
@@ -120,6 +201,9 @@ pub struct BackupInfo {
     pub kdf: KdfParams,
     /// Its salt length.
     pub salt_len: usize,
+    /// For a custody backup (version 2): its threshold and custodians; `None` for a
+    /// single-password backup.
+    pub custody: Option<Custody>,
 }
 
 /// Refuses a password shorter than [`MIN_PASSWORD_CHARS`].
@@ -184,7 +268,7 @@ pub fn seal_backup_with(
     Ok(out)
 }
 
-fn cipher(key: &[u8; 32]) -> Aes256Gcm {
+pub(crate) fn cipher(key: &[u8; 32]) -> Aes256Gcm {
     match Aes256Gcm::new_from_slice(key) {
         Ok(c) => c,
         Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
@@ -195,9 +279,16 @@ fn cipher(key: &[u8; 32]) -> Aes256Gcm {
 struct Parsed<'b> {
     info: BackupInfo,
     salt: &'b [u8],
-    nonce: [u8; NONCE_LEN],
-    header: &'b [u8],
-    ciphertext: &'b [u8],
+    body: Body<'b>,
+}
+
+enum Body<'b> {
+    Single {
+        nonce: [u8; NONCE_LEN],
+        header: &'b [u8],
+        ciphertext: &'b [u8],
+    },
+    Custody(ParsedCustody<'b>),
 }
 
 fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
@@ -216,10 +307,10 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
     if version == 0 {
         return Err(corrupt("format version 0 does not exist"));
     }
-    if version > CURRENT_VERSION {
+    if version > NEWEST_VERSION {
         return Err(Error::UnsupportedVersion(version));
     }
-    // Version 1 is the only one so far; later versions branch here and keep this path.
+    // Versions 1 and 2 share the header up to the salt; they branch after it.
     if bytes[10] != KDF_ARGON2ID {
         return Err(Error::OutOfPolicy {
             parameter: "key-derivation function",
@@ -239,6 +330,23 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
             parameter: "salt length",
             value: salt_len as u64,
             range: "16 to 64 bytes",
+        });
+    }
+    let salt_end = FIXED_HEADER + salt_len;
+    if version == crate::custody::CUSTODY_VERSION {
+        if bytes.len() < salt_end {
+            return Err(corrupt("truncated in the header"));
+        }
+        let custody = parse_custody(bytes, salt_end)?;
+        return Ok(Parsed {
+            info: BackupInfo {
+                version,
+                kdf,
+                salt_len,
+                custody: Some(custody.custody.clone()),
+            },
+            salt: &bytes[FIXED_HEADER..salt_end],
+            body: Body::Custody(custody),
         });
     }
     let header_len = FIXED_HEADER + salt_len + NONCE_LEN + 4;
@@ -263,11 +371,14 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
             version,
             kdf,
             salt_len,
+            custody: None,
         },
-        salt: &bytes[FIXED_HEADER..FIXED_HEADER + salt_len],
-        nonce,
-        header: &bytes[..header_len],
-        ciphertext: &bytes[header_len..],
+        salt: &bytes[FIXED_HEADER..salt_end],
+        body: Body::Single {
+            nonce,
+            header: &bytes[..header_len],
+            ciphertext: &bytes[header_len..],
+        },
     })
 }
 
@@ -281,20 +392,85 @@ pub fn inspect_backup(bytes: &[u8]) -> Result<BackupInfo> {
 /// backup or is damaged ([`Error::Corrupt`]), a wrong password or tampering
 /// ([`Error::WrongPasswordOrTampered`]), and parameters out of policy ([`Error::OutOfPolicy`]),
 /// all decided before anything is allocated for the key derivation but the last.
+///
+/// The work the header asks for must lie within [`ReadPolicy::DEFAULT`]; see
+/// [`open_backup_with`] to accept more for a trusted file.
 pub fn open_backup(bytes: &[u8], password: &str) -> Result<(KeyStore, BackupInfo)> {
+    open_backup_with(bytes, password, &ReadPolicy::DEFAULT)
+}
+
+/// Opens a backup as [`open_backup`], accepting the key-derivation work `policy` allows
+/// (refused with [`Error::WorkOutOfPolicy`] before anything is allocated). A custody backup
+/// (version 2) opens with one password only if that password opens enough shares; see
+/// [`open_backup_with_passwords`].
+pub fn open_backup_with(
+    bytes: &[u8],
+    password: &str,
+    policy: &ReadPolicy,
+) -> Result<(KeyStore, BackupInfo)> {
+    open_backup_with_passwords(bytes, &[password], policy).map(|o| (o.store, o.info))
+}
+
+/// A backup opened.
+#[derive(Debug)]
+pub struct Opened {
+    /// The key store it holds.
+    pub store: KeyStore,
+    /// Its header.
+    pub info: BackupInfo,
+    /// For a custody backup, the labels of the custodians whose shares opened, in the file's
+    /// order; empty for a single-password backup.
+    pub custodians: Vec<String>,
+}
+
+/// Opens a backup of any version with the passwords given: a single-password backup with the
+/// first; a custody backup with any `threshold` custodians' passwords, in any order (each
+/// costs one key derivation), refused with [`Error::NotEnoughCustodians`] when fewer open.
+pub fn open_backup_with_passwords(
+    bytes: &[u8],
+    passwords: &[&str],
+    policy: &ReadPolicy,
+) -> Result<Opened> {
     let parsed = parse(bytes)?;
-    let key = parsed.info.kdf.derive(password, parsed.salt)?;
-    let plaintext = Zeroizing::new(
-        cipher(&key)
-            .decrypt(
-                &Nonce::from(parsed.nonce),
-                Payload {
-                    msg: parsed.ciphertext,
-                    aad: parsed.header,
-                },
-            )
-            .map_err(|_| Error::WrongPasswordOrTampered)?,
-    );
-    let store = KeyStore::from_bytes(&plaintext)?;
-    Ok((store, parsed.info))
+    policy.check(&parsed.info.kdf)?;
+    match &parsed.body {
+        Body::Custody(custody) => {
+            let (store, custodians) = crate::custody::open_custody(
+                custody,
+                &parsed.info.kdf,
+                parsed.salt,
+                passwords,
+                policy,
+            )?;
+            Ok(Opened {
+                store,
+                info: parsed.info,
+                custodians,
+            })
+        }
+        Body::Single {
+            nonce,
+            header,
+            ciphertext,
+        } => {
+            let password = passwords.first().copied().unwrap_or_default();
+            let key = parsed.info.kdf.derive(password, parsed.salt)?;
+            let plaintext = Zeroizing::new(
+                cipher(&key)
+                    .decrypt(
+                        &Nonce::from(*nonce),
+                        Payload {
+                            msg: ciphertext,
+                            aad: header,
+                        },
+                    )
+                    .map_err(|_| Error::WrongPasswordOrTampered)?,
+            );
+            Ok(Opened {
+                store: KeyStore::from_bytes(&plaintext)?,
+                info: parsed.info,
+                custodians: Vec::new(),
+            })
+        }
+    }
 }

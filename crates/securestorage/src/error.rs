@@ -45,7 +45,7 @@ pub enum Error {
     /// A sealed secret does not open with its key: it was changed, or the key store holds a
     /// different key under its id.
     #[error(
-        "the sealed secret does not open with key {key_id}: it was changed, or the key is not the one it was sealed with"
+        "the sealed secret does not open with key {key_id}: it was changed, the key is not the one it was sealed with, or it was sealed for another account or management group"
     )]
     SecretTampered {
         /// The key id the secret names.
@@ -63,8 +63,26 @@ pub enum Error {
         /// What is accepted.
         range: &'static str,
     },
+    /// The backup asks for more key-derivation work than the reader's policy accepts.
+    #[error(
+        "the backup asks for {} MiB × {passes} passes of key derivation, out of policy (at most {} MiB and {} MiB·passes); refusing before deriving a key",
+        f64::from(*.memory_kib) / 1024.0, .max_memory_kib / 1024, .max_work / 1024
+    )]
+    WorkOutOfPolicy {
+        /// The memory the file asks for, in KiB.
+        memory_kib: u32,
+        /// The passes it asks for.
+        passes: u32,
+        /// The most memory accepted, in KiB.
+        max_memory_kib: u32,
+        /// The most memory × passes accepted, in KiB·passes.
+        max_work: u64,
+    },
+    /// The memory for the key derivation could not be allocated.
+    #[error("could not allocate {0} KiB for the key derivation")]
+    KdfMemory(u64),
     /// The backup was written by a newer release, in a format version this one does not know.
-    #[error("backup format version {0} is newer than this release reads (1); use a newer release")]
+    #[error("backup format version {0} is newer than this release reads (2); use a newer release")]
     UnsupportedVersion(u16),
     /// A password is shorter than the minimum.
     #[error("the password has {length} characters; at least {minimum} are required")]
@@ -85,6 +103,54 @@ pub enum Error {
     /// The machine already has a key store.
     #[error("a key store already exists at {}", .0.display())]
     KeyStoreExists(PathBuf),
+    /// A restore found a different key store and was not told to replace it.
+    #[error(
+        "{} holds a different key store (current key {existing}; the backup's is {incoming}); use --force to replace it (the old store is saved beside it)", path.display()
+    )]
+    KeyStoreDiffers {
+        /// The store.
+        path: PathBuf,
+        /// Its current key id.
+        existing: String,
+        /// The current key id of the store that would replace it.
+        incoming: String,
+    },
+    /// A restore found a key store it cannot read and was not told to replace it.
+    #[error(
+        "{} cannot be read ({reason}); use --force to move it aside (its bytes are kept) and restore", path.display()
+    )]
+    KeyStoreUnreadable {
+        /// The store.
+        path: PathBuf,
+        /// Why it cannot be read.
+        reason: String,
+    },
+    /// A custody backup's shape is impossible: 2 to 16 custodians, a threshold from 2 to
+    /// their number.
+    #[error(
+        "{threshold} of {custodians} custodians is not a custody backup's shape: 2 to 16 custodians, a threshold from 2 to their number"
+    )]
+    CustodyShape {
+        /// The number of custodians.
+        custodians: usize,
+        /// The threshold.
+        threshold: usize,
+    },
+    /// Two custodians of a new custody backup have the same password.
+    #[error("custodian '{0}' has the same password as an earlier custodian; each needs their own")]
+    SamePassword(String),
+    /// Fewer custodians' passwords opened their shares than the backup needs.
+    #[error(
+        "the backup needs {threshold} custodians' passwords; {} opened{}",
+        .opened.len(),
+        if .opened.is_empty() { String::new() } else { format!(" ({})", .opened.join(", ")) }
+    )]
+    NotEnoughCustodians {
+        /// How many it needs.
+        threshold: usize,
+        /// The labels of those whose shares opened.
+        opened: Vec<String>,
+    },
     /// The operating system's random generator failed.
     #[error("the operating system's random generator failed: {0}")]
     Random(String),

@@ -27,8 +27,35 @@ const DIGEST_LEN: usize = 32;
 const CURRENT: u8 = 1;
 
 const SEAL_MAGIC: &[u8; 4] = b"OMSS";
-const SEAL_VERSION: u8 = 1;
+/// Bound to the key id only (read forever, no longer written by `seal_for`).
+const SEAL_V1: u8 = 1;
+/// Bound to the key id, the management group and the account.
+const SEAL_V2: u8 = 2;
 const SEAL_HEADER: usize = 4 + 1 + ID_LEN;
+
+/// Whose secret a sealed blob is: the management group and the Run As account. Bound into the
+/// sealed secret (version 2) so that a blob moved to another account, or another group, does
+/// not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedFor<'a> {
+    /// The management group's name.
+    pub management_group: &'a str,
+    /// The Run As account's name.
+    pub account: &'a str,
+}
+
+impl SealedFor<'_> {
+    /// The associated data after the header: each name as a 2-byte length and its UTF-8.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        for name in [self.management_group, self.account] {
+            let len = u16::try_from(name.len())
+                .map_err(|_| Error::corrupt("sealed secret", "a name longer than 65,535 bytes"))?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+        Ok(())
+    }
+}
 
 /// The file name of a machine's key store, below its machine folder.
 pub const KEYSTORE_FILE: &str = "SecureStorage/keystore.bin";
@@ -205,13 +232,35 @@ impl KeyStore {
     }
 
     /// Seals a secret with the current key: AES-256-GCM with a fresh random nonce, the key id
-    /// bound in as associated data.
+    /// bound in as associated data (sealed secret version 1). Use [`KeyStore::seal_for`] for
+    /// a secret that belongs to an account.
     pub fn seal(&self, plaintext: &[u8], rng: &mut dyn RandomSource) -> Result<Vec<u8>> {
+        self.seal_with(plaintext, None, rng)
+    }
+
+    /// Seals a secret as [`KeyStore::seal`], also binding in whose it is (sealed secret
+    /// version 2): it opens only with the same management group and account.
+    pub fn seal_for(
+        &self,
+        plaintext: &[u8],
+        owner: SealedFor<'_>,
+        rng: &mut dyn RandomSource,
+    ) -> Result<Vec<u8>> {
+        self.seal_with(plaintext, Some(owner), rng)
+    }
+
+    fn seal_with(
+        &self,
+        plaintext: &[u8],
+        owner: Option<SealedFor<'_>>,
+        rng: &mut dyn RandomSource,
+    ) -> Result<Vec<u8>> {
         let key = self.current();
         let mut out = Vec::with_capacity(SEAL_HEADER + NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(SEAL_MAGIC);
-        out.push(SEAL_VERSION);
+        out.push(if owner.is_some() { SEAL_V2 } else { SEAL_V1 });
         out.extend_from_slice(&key.id.0);
+        let aad = associated_data(&out, owner)?;
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill(&mut nonce)?;
         let ciphertext = key
@@ -220,7 +269,7 @@ impl KeyStore {
                 &Nonce::from(nonce),
                 Payload {
                     msg: plaintext,
-                    aad: &out[..SEAL_HEADER],
+                    aad: &aad,
                 },
             )
             .map_err(|_| Error::corrupt("secret", "encryption failed"))?;
@@ -234,7 +283,7 @@ impl KeyStore {
         if sealed.len() < SEAL_HEADER + NONCE_LEN + TAG_LEN || &sealed[..4] != SEAL_MAGIC {
             return Err(Error::corrupt("sealed secret", "too short or wrong magic"));
         }
-        if sealed[4] != SEAL_VERSION {
+        if sealed[4] != SEAL_V1 && sealed[4] != SEAL_V2 {
             return Err(Error::corrupt(
                 "sealed secret",
                 format!("unknown version {}", sealed[4]),
@@ -245,14 +294,37 @@ impl KeyStore {
         Ok(KeyId(id))
     }
 
-    /// Opens a secret sealed with any key of this store.
+    /// Opens a secret sealed with any key of this store by [`KeyStore::seal`] (version 1). A
+    /// secret sealed for an account needs [`KeyStore::open_for`].
     pub fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        self.open_with(sealed, None)
+    }
+
+    /// Opens a secret of `owner`: one sealed for that management group and account (version
+    /// 2), or one sealed before secrets were bound to their account (version 1, bound to
+    /// the key id only).
+    pub fn open_for(&self, sealed: &[u8], owner: SealedFor<'_>) -> Result<Zeroizing<Vec<u8>>> {
+        self.open_with(sealed, Some(owner))
+    }
+
+    fn open_with(&self, sealed: &[u8], owner: Option<SealedFor<'_>>) -> Result<Zeroizing<Vec<u8>>> {
         let id = Self::sealed_key_id(sealed)?;
+        let owner = match (sealed[4], owner) {
+            (SEAL_V1, _) => None,
+            (_, Some(owner)) => Some(owner),
+            (_, None) => {
+                return Err(Error::corrupt(
+                    "sealed secret",
+                    "it is bound to an account; open it with its account and management group",
+                ));
+            }
+        };
         let key = self
             .keys
             .iter()
             .find(|k| k.id == id)
             .ok_or_else(|| Error::UnknownKey(id.to_string()))?;
+        let aad = associated_data(&sealed[..SEAL_HEADER], owner)?;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&sealed[SEAL_HEADER..SEAL_HEADER + NONCE_LEN]);
         key.cipher()
@@ -260,7 +332,7 @@ impl KeyStore {
                 &Nonce::from(nonce),
                 Payload {
                     msg: &sealed[SEAL_HEADER + NONCE_LEN..],
-                    aad: &sealed[..SEAL_HEADER],
+                    aad: &aad,
                 },
             )
             .map(Zeroizing::new)
@@ -354,18 +426,224 @@ impl KeyStore {
     }
 
     /// Writes the store to `path` atomically, readable by its owner only (0600), creating its
-    /// folder (0700) when missing. Replaces an existing store.
+    /// folder (0700) when missing. Replaces an existing store. Takes the store's lock for the
+    /// write; a caller that reads, changes and writes holds [`KeyStoreLock`] across all three
+    /// and calls [`KeyStore::save_locked`].
     pub fn save(&self, path: &Path) -> Result<()> {
+        let lock = KeyStoreLock::take(path)?;
+        self.save_locked(path, &lock)
+    }
+
+    /// Writes the store to `path` as [`KeyStore::save`], under a lock the caller holds.
+    pub fn save_locked(&self, path: &Path, lock: &KeyStoreLock) -> Result<()> {
+        lock.check(path)?;
         write_private(path, &self.to_bytes())
     }
 
-    /// Writes the store to `path` as [`KeyStore::save`], refusing when one exists there.
+    /// Writes the store to `path` as [`KeyStore::save`], refusing when one exists there (the
+    /// check and the write under one lock).
     pub fn save_new(&self, path: &Path) -> Result<()> {
+        let lock = KeyStoreLock::take(path)?;
         if path.exists() {
             return Err(Error::KeyStoreExists(path.to_owned()));
         }
-        self.save(path)
+        self.save_locked(path, &lock)
     }
+}
+
+/// A sealed secret's associated data: its header, then (version 2) whose it is.
+fn associated_data(header: &[u8], owner: Option<SealedFor<'_>>) -> Result<Vec<u8>> {
+    let mut aad = header.to_vec();
+    if let Some(owner) = owner {
+        owner.encode(&mut aad)?;
+    }
+    Ok(aad)
+}
+
+/// The exclusive lock of a key store: every write of the store holds it, so two writers (a
+/// restore and `om-msconfigtool NewKey`'s rotation, or two restores) take turns. It is an
+/// advisory lock on `<store>.lock` beside the store, released when dropped.
+#[derive(Debug)]
+pub struct KeyStoreLock {
+    _file: fs::File,
+    store: PathBuf,
+}
+
+impl KeyStoreLock {
+    /// Takes the lock of the store at `path`, waiting for another holder; creates the store's
+    /// folder (0700) when missing.
+    pub fn take(path: &Path) -> Result<Self> {
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |source| Error::Io { path: p, source }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            opsmgr_fsutil::create_private_dir(dir).map_err(io(dir))?;
+        }
+        let lock_path = lock_path(path);
+        let file = opsmgr_fsutil::lock_exclusive(&lock_path).map_err(io(&lock_path))?;
+        Ok(Self {
+            _file: file,
+            store: path.to_owned(),
+        })
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        if self.store != path {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source: std::io::Error::other(format!(
+                    "the lock held is that of {}",
+                    self.store.display()
+                )),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn lock_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// What [`install`] found at the store's path and did with it.
+#[derive(Debug)]
+pub enum Installed {
+    /// There was no store: the new one was written.
+    New,
+    /// The store already held these keys: nothing was written.
+    Unchanged,
+    /// A different, readable store was moved aside to `saved`, then the new one written.
+    ReplacedReadable {
+        /// Where the old store's bytes are now.
+        saved: PathBuf,
+        /// Keys of the old store the new one does not hold, oldest first: what they sealed
+        /// no longer opens on this machine (their secrets stay in `saved`).
+        missing: Vec<KeyId>,
+    },
+    /// An unreadable (corrupt) store was moved aside to `saved`, byte for byte, then the new
+    /// one written.
+    ReplacedUnreadable {
+        /// Where the old store's bytes are now.
+        saved: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+}
+
+/// Writes `store` at `path` (a restore), under the store's lock. A store already there with
+/// the same keys is left alone. A different one, or one that cannot be read, is refused
+/// unless `force`; with `force` its bytes are first saved beside it, exactly as they were,
+/// under a name no other file has (`<store>.replaced-<UTC stamp>-<counter>`, created
+/// exclusively, never overwriting), and only then is the new store written.
+pub fn install(store: &KeyStore, path: &Path, force: bool, now: SystemTime) -> Result<Installed> {
+    let lock = KeyStoreLock::take(path)?;
+    let old = match fs::read(path) {
+        Ok(bytes) => Some(Zeroizing::new(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let outcome = match old {
+        None => Installed::New,
+        Some(bytes) => match KeyStore::from_bytes(&bytes) {
+            Ok(existing) if existing.same_as(store) => return Ok(Installed::Unchanged),
+            Ok(existing) => {
+                if !force {
+                    return Err(Error::KeyStoreDiffers {
+                        path: path.to_owned(),
+                        existing: existing.current().id().to_string(),
+                        incoming: store.current().id().to_string(),
+                    });
+                }
+                let saved = set_aside(path, &bytes, now)?;
+                let missing = existing
+                    .keys()
+                    .iter()
+                    .map(Key::id)
+                    .filter(|id| !store.contains(*id))
+                    .collect();
+                Installed::ReplacedReadable { saved, missing }
+            }
+            Err(e) => {
+                if !force {
+                    return Err(Error::KeyStoreUnreadable {
+                        path: path.to_owned(),
+                        reason: e.to_string(),
+                    });
+                }
+                let saved = set_aside(path, &bytes, now)?;
+                Installed::ReplacedUnreadable {
+                    saved,
+                    reason: e.to_string(),
+                }
+            }
+        },
+    };
+    store.save_locked(path, &lock)?;
+    Ok(outcome)
+}
+
+/// Saves `bytes` beside `path` as `<name>.replaced-<YYYYMMDDTHHMMSSZ>-<n>`, the first `n`
+/// from 1 whose name is free, created exclusively (0600) and flushed.
+fn set_aside(path: &Path, bytes: &[u8], now: SystemTime) -> Result<PathBuf> {
+    use std::io::Write;
+    let stamp = utc_stamp(unix_seconds(now));
+    for n in 1u32.. {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".replaced-{stamp}-{n}"));
+        let saved = PathBuf::from(name);
+        let mut options = fs::File::options();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&saved) {
+            Ok(mut file) => {
+                let written = file.write_all(bytes).and_then(|()| file.sync_all());
+                written.map_err(|source| Error::Io {
+                    path: saved.clone(),
+                    source,
+                })?;
+                return Ok(saved);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => {
+                return Err(Error::Io {
+                    path: saved,
+                    source,
+                });
+            }
+        }
+    }
+    unreachable!("more than 4 billion stores replaced in one second")
+}
+
+/// `YYYYMMDDTHHMMSSZ` for seconds since the Unix epoch (UTC, proleptic Gregorian).
+fn utc_stamp(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Writes `bytes` to `path` atomically and owner-only: a temporary file in the same folder
@@ -375,4 +653,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_stamp;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_795_363_447), "20261122T160407Z");
+        // 2100 is not a leap year.
+        assert_eq!(utc_stamp(4_107_542_399), "21000228T235959Z");
+    }
 }

@@ -8,7 +8,12 @@
 //! - [`seal_backup`] and [`open_backup`] write and read the backup file: Argon2id with fixed
 //!   parameters (64 MiB, 3 passes, 4 lanes) derives the key from the password, AES-256-GCM
 //!   seals the key store, and the whole header is authenticated. The format is specified in
-//!   `FORMAT.md`; every version ever written stays readable.
+//!   `FORMAT.md`; every version ever written stays readable. A reader refuses a header asking
+//!   for more work than its [`ReadPolicy`] (default 1 GiB, 4 GiB·passes) before allocating.
+//! - [`seal_custody`] writes a backup no single person holds (format version 2): the file key
+//!   is split among custodians with Shamir's scheme over GF(256), any `threshold` of whom open
+//!   it with [`open_backup_with_passwords`]. [`recovery_fingerprint`] is the check value
+//!   custodians write down and compare on restore.
 //!
 //! ```
 //! use std::time::SystemTime;
@@ -29,14 +34,23 @@
 //! ```
 
 mod backup;
+mod custody;
 mod error;
 mod keystore;
 mod random;
 
 pub use backup::{
-    BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, check_password,
-    inspect_backup, limits, open_backup, seal_backup, seal_backup_with,
+    BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, NEWEST_VERSION, Opened,
+    ReadPolicy, check_password, inspect_backup, limits, open_backup, open_backup_with,
+    open_backup_with_passwords, seal_backup, seal_backup_with,
+};
+pub use custody::{
+    CUSTODY_VERSION, Custodian, Custody, MAX_CUSTODIANS, MAX_LABEL, MIN_THRESHOLD,
+    recovery_fingerprint, seal_custody,
 };
 pub use error::{Error, Result};
-pub use keystore::{KEY_LEN, KEYSTORE_FILE, Key, KeyId, KeyStore, keystore_path, write_private};
+pub use keystore::{
+    Installed, KEY_LEN, KEYSTORE_FILE, Key, KeyId, KeyStore, KeyStoreLock, SealedFor, install,
+    keystore_path, write_private,
+};
 pub use random::{OsRandom, RandomSource};

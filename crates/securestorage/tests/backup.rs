@@ -11,8 +11,9 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use opsmgr_securestorage::{
-    CURRENT_VERSION, Error, KdfParams, KeyStore, OsRandom, RandomSource, inspect_backup,
-    open_backup, seal_backup, seal_backup_with,
+    CURRENT_VERSION, Error, KdfParams, KeyStore, NEWEST_VERSION, OsRandom, RandomSource,
+    ReadPolicy, inspect_backup, open_backup, open_backup_with, open_backup_with_passwords,
+    recovery_fingerprint, seal_backup, seal_backup_with,
 };
 
 /// Cheap parameters, so that the tests that open a backup a thousand times stay fast.
@@ -43,11 +44,6 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn json_field<'a>(json: &'a str, name: &str) -> &'a str {
-    let at = json.find(&format!("\"{name}\": \"")).unwrap() + name.len() + 5;
-    &json[at..at + json[at..].find('"').unwrap()]
-}
-
 #[test]
 fn default_parameters_round_trip() {
     let s = store();
@@ -64,7 +60,8 @@ fn default_parameters_round_trip() {
     ));
 }
 
-/// Every format version ever written restores, forever.
+/// Every format version ever written restores, forever, to exactly the keys it was written
+/// with: every key's id, creation time, current flag and secret, in order.
 #[test]
 fn golden_files_of_every_version_restore() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
@@ -75,30 +72,86 @@ fn golden_files_of_every_version_restore() {
             continue;
         }
         versions += 1;
-        let json = std::fs::read_to_string(path.with_extension("json")).unwrap();
-        let (store, info) = open_backup(
-            &std::fs::read(&path).unwrap(),
-            json_field(&json, "password"),
-        )
-        .unwrap();
+        let name = path.display().to_string();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
+        let text = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        let (store, info) = if let Some(passwords) = json["passwords"].as_array() {
+            // A custody backup: the last `threshold` custodians, the first one never asked.
+            let passwords: Vec<String> = passwords.iter().map(text).collect();
+            let threshold = json["threshold"].as_u64().unwrap() as usize;
+            let given: Vec<&str> = passwords[passwords.len() - threshold..]
+                .iter()
+                .map(String::as_str)
+                .collect();
+            let opened = open_backup_with_passwords(&bytes, &given, &ReadPolicy::DEFAULT).unwrap();
+            let labels: Vec<String> = json["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(text)
+                .collect();
+            assert_eq!(
+                opened.custodians,
+                labels[labels.len() - threshold..],
+                "{name}"
+            );
+            let custody = opened.info.custody.clone().unwrap();
+            assert_eq!((custody.threshold, custody.labels), (threshold, labels));
+            assert!(matches!(
+                open_backup_with_passwords(&bytes, &given[1..], &ReadPolicy::DEFAULT),
+                Err(Error::NotEnoughCustodians { .. })
+            ));
+            (opened.store, opened.info)
+        } else {
+            open_backup(&bytes, &text(&json["password"])).unwrap()
+        };
         assert_eq!(
-            store.current().id().to_string(),
-            json_field(&json, "current"),
-            "{}",
-            path.display()
+            recovery_fingerprint(&store),
+            text(&json["fingerprint"]),
+            "{name}"
         );
-        assert_eq!(store.keys().len(), 2);
-        // The secrets are right: a secret sealed with the golden store still opens.
-        let opened = store.open(&hex(json_field(&json, "sealed"))).unwrap();
+        assert_eq!(u64::from(info.version), json["version"].as_u64().unwrap());
+        let ids = json["keys"].as_array().unwrap();
+        let created = json["created"].as_array().unwrap();
+        let secrets = json["secrets"].as_array().unwrap();
+        assert_eq!(store.keys().len(), ids.len(), "{name}");
+        assert_eq!(created.len(), ids.len());
+        assert_eq!(secrets.len(), ids.len());
+        let current = text(&json["current"]);
+        assert_eq!(store.current().id().to_string(), current, "{name}");
+        // The key store's encoding (FORMAT.md) as the golden file's keys make it, digest aside.
+        let mut expected = b"OMKS\x01".to_vec();
+        expected.extend_from_slice(&(ids.len() as u16).to_be_bytes());
+        for (i, key) in store.keys().iter().enumerate() {
+            assert_eq!(key.id().to_string(), text(&ids[i]), "{name}: key {i}");
+            assert_eq!(
+                key.created(),
+                created[i].as_u64().unwrap(),
+                "{name}: key {i}"
+            );
+            expected.extend_from_slice(&hex(&text(&ids[i])));
+            expected.extend_from_slice(&created[i].as_u64().unwrap().to_be_bytes());
+            expected.push(u8::from(text(&ids[i]) == current));
+            expected.extend_from_slice(&hex(&text(&secrets[i])));
+        }
+        let bytes = store.to_bytes();
+        assert_eq!(
+            &bytes[..bytes.len() - 32],
+            expected.as_slice(),
+            "{name}: every key's id, creation time, flag and secret"
+        );
+        // And the secrets work: a secret sealed with the golden store still opens.
+        let opened = store.open(&hex(&text(&json["sealed"]))).unwrap();
         assert_eq!(
             String::from_utf8(opened.to_vec()).unwrap(),
-            json_field(&json, "plaintext").replace("\\\\", "\\")
+            text(&json["plaintext"])
         );
-        assert!(json.contains(&format!("\"version\": {}", info.version)));
     }
     assert_eq!(
         versions,
-        usize::from(CURRENT_VERSION),
+        usize::from(NEWEST_VERSION),
         "a golden file for each version"
     );
 }
@@ -107,14 +160,22 @@ fn golden_files_of_every_version_restore() {
 fn every_flipped_bit_is_refused() {
     let s = store();
     let backup = seal_backup_with(&s, "flip every bit please", CHEAP, &mut OsRandom).unwrap();
+    // A flip in the memory field asks for up to 2 GiB; this reader accepts 4 MiB (16 MiB·passes),
+    // so the test derives with a few MiB at most and refuses the rest before allocating.
+    let reader = ReadPolicy::max_memory_mib(4);
     for i in 0..backup.len() * 8 {
         let mut bad = backup.clone();
         bad[i / 8] ^= 1 << (i % 8);
-        match open_backup(&bad, "flip every bit please") {
+        if let Ok(info) = inspect_backup(&bad) {
+            let derived = reader.check(&info.kdf).is_ok();
+            assert!(!derived || info.kdf.memory_kib <= 4096, "bit {i}: {info:?}");
+        }
+        match open_backup_with(&bad, "flip every bit please", &reader) {
             Err(
                 Error::WrongPasswordOrTampered
                 | Error::Corrupt { .. }
                 | Error::OutOfPolicy { .. }
+                | Error::WorkOutOfPolicy { .. }
                 | Error::UnsupportedVersion(_),
             ) => {}
             Ok(_) => panic!("bit {i} flipped and the backup still opened"),
@@ -193,10 +254,10 @@ fn versions_and_magic() {
     let backup = seal_backup_with(&store(), "versions and magic", CHEAP, &mut OsRandom).unwrap();
     assert!(matches!(
         open_backup(
-            &with_field(&backup, 8, &2u16.to_be_bytes()),
+            &with_field(&backup, 8, &3u16.to_be_bytes()),
             "versions and magic"
         ),
-        Err(Error::UnsupportedVersion(2))
+        Err(Error::UnsupportedVersion(3))
     ));
     assert!(matches!(
         open_backup(&with_field(&backup, 8, &0u16.to_be_bytes()), "x"),
@@ -255,4 +316,68 @@ fn a_failing_random_source_is_an_error_not_a_weak_backup() {
         KeyStore::generate(UNIX_EPOCH, &mut Broken),
         Err(Error::Random(_))
     ));
+}
+
+#[test]
+fn more_work_than_the_readers_policy_is_refused_before_deriving() {
+    let backup = seal_backup_with(&store(), "work budget please", CHEAP, &mut OsRandom).unwrap();
+    let work =
+        |b: &[u8], policy: &ReadPolicy| match open_backup_with(b, "work budget please", policy) {
+            Err(Error::WorkOutOfPolicy {
+                memory_kib, passes, ..
+            }) => (memory_kib, passes),
+            other => panic!("{other:?}"),
+        };
+    // The issue's hostile header: 4 GiB × 16 passes, within the hard limits, refused by default.
+    let hostile = with_field(
+        &with_field(&backup, 11, &(4u32 << 20).to_be_bytes()),
+        15,
+        &16u32.to_be_bytes(),
+    );
+    assert!(inspect_backup(&hostile).is_ok(), "within the hard limits");
+    assert_eq!(work(&hostile, &ReadPolicy::DEFAULT), (4 << 20, 16));
+    let e = open_backup(&hostile, "work budget please").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the backup asks for 4096 MiB × 16 passes of key derivation, out of policy (at most 1024 MiB and 4096 MiB·passes); refusing before deriving a key"
+    );
+    // 1 GiB is within the memory bound, but not 1 GiB × 5 passes.
+    let long = with_field(
+        &with_field(&backup, 11, &(1u32 << 20).to_be_bytes()),
+        15,
+        &5u32.to_be_bytes(),
+    );
+    assert_eq!(work(&long, &ReadPolicy::DEFAULT), (1 << 20, 5));
+
+    // A trusted file above a tight policy opens once the policy is raised.
+    let two_mib = KdfParams {
+        memory_kib: 2048,
+        passes: 2,
+        lanes: 1,
+    };
+    let trusted = seal_backup_with(&store(), "work budget please", two_mib, &mut OsRandom).unwrap();
+    assert_eq!(work(&trusted, &ReadPolicy::max_memory_mib(1)), (2048, 2));
+    assert!(
+        open_backup_with(
+            &trusted,
+            "work budget please",
+            &ReadPolicy::max_memory_mib(2)
+        )
+        .is_ok()
+    );
+    // The default parameters are within the default policy, with room for 16 times the work.
+    assert!(ReadPolicy::DEFAULT.check(&KdfParams::DEFAULT).is_ok());
+    assert_eq!(ReadPolicy::max_memory_mib(1024), ReadPolicy::DEFAULT);
+}
+
+#[test]
+fn which_parameters_are_below_the_writers() {
+    let d = KdfParams::DEFAULT;
+    assert!(d.below(&d).is_empty());
+    assert_eq!(CHEAP.below(&d), ["memory", "passes"]);
+    let more_lanes = KdfParams { lanes: 8, ..d };
+    assert!(d.below(&more_lanes).is_empty(), "lanes are not a cost");
+    let longer = KdfParams { passes: 4, ..d };
+    assert_eq!(d.below(&longer), ["passes"]);
+    assert!(longer.below(&d).is_empty());
 }

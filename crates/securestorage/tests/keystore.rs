@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, UNIX_EPOCH};
 
-use opsmgr_securestorage::{Error, KeyStore, OsRandom, keystore_path};
+use opsmgr_securestorage::{Error, Installed, KeyStore, OsRandom, install, keystore_path};
 use proptest::prelude::*;
 
 fn now() -> std::time::SystemTime {
@@ -83,10 +83,15 @@ fn the_file_is_private_atomic_and_checked() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    let mut names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
     assert_eq!(
-        std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
-        1,
-        "no temp files"
+        names,
+        ["keystore.bin", "keystore.bin.lock"],
+        "the store and its lock, no temp files"
     );
 
     let mut bytes = std::fs::read(&path).unwrap();
@@ -140,4 +145,188 @@ proptest! {
     fn key_store_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
         let _ = KeyStore::from_bytes(&bytes);
     }
+}
+
+fn replaced(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("keystore.bin.replaced-")
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_forced_restore_moves_a_corrupt_store_aside_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = keystore_path(dir.path());
+    let old = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    old.save(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 0x40; // a checksum mismatch
+    std::fs::write(&path, &bytes).unwrap();
+    let new = KeyStore::generate(now(), &mut OsRandom).unwrap();
+
+    match install(&new, &path, false, now()) {
+        Err(e @ Error::KeyStoreUnreadable { .. }) => {
+            assert!(e.to_string().contains("checksum mismatch"), "{e}");
+            assert!(e.to_string().contains("use --force"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "untouched without force"
+    );
+
+    match install(&new, &path, true, now()).unwrap() {
+        Installed::ReplacedUnreadable { saved, reason } => {
+            assert_eq!(
+                reason,
+                "not a valid key store, or corrupt or truncated: checksum mismatch"
+            );
+            assert_eq!(std::fs::read(&saved).unwrap(), bytes, "kept byte for byte");
+            assert_eq!(
+                std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert!(
+                saved
+                    .to_string_lossy()
+                    .ends_with("keystore.bin.replaced-20261122T160407Z-1"),
+                "{}",
+                saved.display()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(KeyStore::load(&path).unwrap().same_as(&new));
+}
+
+#[test]
+fn forced_restores_in_the_same_second_keep_every_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = keystore_path(dir.path());
+    let stores: Vec<KeyStore> = (0..3)
+        .map(|_| KeyStore::generate(now(), &mut OsRandom).unwrap())
+        .collect();
+    stores[0].save(&path).unwrap();
+    let mut missing = Vec::new();
+    for s in &stores[1..] {
+        match install(s, &path, true, now()).unwrap() {
+            Installed::ReplacedReadable { missing: m, .. } => missing.extend(m),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Each replaced store's only key was missing from the one that replaced it.
+    assert_eq!(
+        missing,
+        vec![stores[0].current().id(), stores[1].current().id()]
+    );
+    let saved = replaced(path.parent().unwrap());
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    assert!(saved[0].to_string_lossy().ends_with("-1"));
+    assert!(saved[1].to_string_lossy().ends_with("-2"));
+    assert!(KeyStore::load(&saved[0]).unwrap().same_as(&stores[0]));
+    assert!(KeyStore::load(&saved[1]).unwrap().same_as(&stores[1]));
+    assert!(matches!(
+        install(&stores[2], &path, true, now()).unwrap(),
+        Installed::Unchanged
+    ));
+    assert!(matches!(
+        install(&stores[0], &path, false, now()),
+        Err(Error::KeyStoreDiffers { .. })
+    ));
+}
+
+#[test]
+fn concurrent_restores_take_turns() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = keystore_path(dir.path());
+        let first = KeyStore::generate(now(), &mut OsRandom).unwrap();
+        first.save(&path).unwrap();
+        let racers: Vec<KeyStore> = (0..4)
+            .map(|_| KeyStore::generate(now(), &mut OsRandom).unwrap())
+            .collect();
+        std::thread::scope(|s| {
+            for r in &racers {
+                let path = &path;
+                s.spawn(move || install(r, path, true, now()).unwrap());
+            }
+        });
+        // One racer's store is in place; every store it replaced was saved, none lost.
+        let last = KeyStore::load(&path).unwrap();
+        let saved: Vec<KeyStore> = replaced(path.parent().unwrap())
+            .iter()
+            .map(|p| KeyStore::load(p).unwrap())
+            .collect();
+        assert_eq!(saved.len(), racers.len());
+        let all: Vec<&KeyStore> = std::iter::once(&first).chain(&racers).collect();
+        for s in &all {
+            let kept = usize::from(last.same_as(s)) + saved.iter().filter(|x| x.same_as(s)).count();
+            assert_eq!(kept, 1, "every store is either in place or saved, once");
+        }
+    }
+}
+
+#[test]
+fn secrets_sealed_for_an_account_open_only_for_it() {
+    use opsmgr_securestorage::SealedFor;
+    let store = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    let sql = SealedFor {
+        management_group: "PROD",
+        account: "SQL Action Account",
+    };
+    let sealed = store.seal_for(b"P@ssw0rd-sql", sql, &mut OsRandom).unwrap();
+    assert_eq!(sealed[4], 2, "sealed secret version 2");
+    assert_eq!(
+        store.open_for(&sealed, sql).unwrap().as_slice(),
+        b"P@ssw0rd-sql"
+    );
+    for other in [
+        SealedFor {
+            account: "Web Action Account",
+            ..sql
+        },
+        SealedFor {
+            management_group: "TEST",
+            ..sql
+        },
+        // The length prefixes keep the boundary between the two names.
+        SealedFor {
+            management_group: "PRODS",
+            account: "QL Action Account",
+        },
+    ] {
+        assert!(
+            matches!(
+                store.open_for(&sealed, other),
+                Err(Error::SecretTampered { .. })
+            ),
+            "{other:?}"
+        );
+    }
+    assert!(matches!(store.open(&sealed), Err(Error::Corrupt { .. })));
+    // Version 1 (bound to the key id only) still opens, for any account.
+    let old = store.seal(b"sealed in 2009", &mut OsRandom).unwrap();
+    assert_eq!(old[4], 1);
+    assert_eq!(
+        store.open_for(&old, sql).unwrap().as_slice(),
+        b"sealed in 2009"
+    );
+    // Flipping the version byte does not unbind a blob.
+    let mut unbound = sealed.clone();
+    unbound[4] = 1;
+    assert!(matches!(
+        store.open(&unbound),
+        Err(Error::SecretTampered { .. })
+    ));
 }

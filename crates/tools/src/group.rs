@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use opsmgr_model::{HostName, Inventory};
-use opsmgr_securestorage::{KeyStore, RandomSource};
+use opsmgr_securestorage::{KeyStore, RandomSource, SealedFor};
 use serde::{Deserialize, Serialize};
 
 /// The inventory's file in a group folder.
@@ -127,7 +127,8 @@ impl Group {
             .with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Seals `secret` with `store`'s current key and adds it as Run As account `name`.
+    /// Seals `secret` with `store`'s current key, bound to this management group and account
+    /// `name` (a blob moved to another account does not open), and adds it.
     pub fn add_secret(
         &mut self,
         store: &KeyStore,
@@ -135,7 +136,7 @@ impl Group {
         secret: &[u8],
         rng: &mut dyn RandomSource,
     ) -> Result<()> {
-        let sealed = store.seal(secret, rng)?;
+        let sealed = store.seal_for(secret, self.owner(name), rng)?;
         self.runas.secrets.push(RunAsSecret {
             name: name.to_owned(),
             sealed: hex(&sealed),
@@ -148,7 +149,9 @@ impl Group {
         self.runas
             .secrets
             .iter()
-            .filter(|s| unhex(&s.sealed).is_none_or(|b| store.open(&b).is_err()))
+            .filter(|s| {
+                unhex(&s.sealed).is_none_or(|b| store.open_for(&b, self.owner(&s.name)).is_err())
+            })
             .map(|s| s.name.clone())
             .collect()
     }
@@ -162,7 +165,16 @@ impl Group {
             .find(|s| s.name == name)
             .with_context(|| format!("no Run As account named '{name}'"))?;
         let bytes = unhex(&s.sealed).with_context(|| format!("'{name}': not hex"))?;
-        Ok(store.open(&bytes)?)
+        Ok(store.open_for(&bytes, self.owner(name))?)
+    }
+
+    /// Whose a Run As secret is: this group's account `name`. Secrets sealed before they were
+    /// bound (sealed secret version 1) still open.
+    fn owner<'a>(&'a self, name: &'a str) -> SealedFor<'a> {
+        SealedFor {
+            management_group: &self.inventory.management_group,
+            account: name,
+        }
     }
 
     /// Copies the current inventory and secrets to `history/<UTC stamp>/` before a change the

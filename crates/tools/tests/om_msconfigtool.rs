@@ -348,3 +348,53 @@ fn runbooks_print_numbered_steps_with_the_exact_commands() {
         "no runbook 'nope': restore-clustered-rms, promote-pre-sp1",
     );
 }
+
+#[test]
+fn run_as_secrets_swapped_between_accounts_do_not_open() {
+    let s = Setup::new();
+    let store = KeyStore::load(&keystore_path(&s.machine("RMS.prod.local"))).unwrap();
+    let mut group = Group::load(&s.group()).unwrap();
+    assert!(group.unopenable(&store).is_empty());
+    assert_eq!(
+        group
+            .open_secret(&store, "SQL Action Account")
+            .unwrap()
+            .as_slice(),
+        b"s3cret-1"
+    );
+    // Someone with write access to runas.json swaps the two blobs.
+    let (a, b) = (
+        group.runas.secrets[0].sealed.clone(),
+        group.runas.secrets[1].sealed.clone(),
+    );
+    group.runas.secrets[0].sealed = b;
+    group.runas.secrets[1].sealed = a;
+    group.save_runas().unwrap();
+    let group = Group::load(&s.group()).unwrap();
+    assert_eq!(
+        group.unopenable(&store),
+        ["SQL Action Account", "Data Warehouse Write"]
+    );
+    assert!(group.open_secret(&store, "SQL Action Account").is_err());
+
+    // Unswapped, but read as another management group's: they do not open either.
+    let s = Setup::new();
+    let store = KeyStore::load(&keystore_path(&s.machine("RMS.prod.local"))).unwrap();
+    let mut group = Group::load(&s.group()).unwrap();
+    assert!(group.unopenable(&store).is_empty());
+    group.inventory.management_group = "TEST".into();
+    assert_eq!(group.unopenable(&store).len(), 2);
+
+    // A secret sealed before secrets were bound to their account still opens.
+    group.inventory.management_group = "PROD".into();
+    let old = store.seal(b"sealed by 1.0", &mut OsRandom).unwrap();
+    group.runas.secrets[0].sealed = old.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(group.unopenable(&store).is_empty());
+    assert_eq!(
+        group
+            .open_secret(&store, "SQL Action Account")
+            .unwrap()
+            .as_slice(),
+        b"sealed by 1.0"
+    );
+}

@@ -13,7 +13,7 @@ use opsmgr_configfix::{
     Document, Edit, REPORTING_EXPECTED, WriteOptions, edit_file, reporting, webconsole,
 };
 use opsmgr_model::{RUNBOOKS, promote_rms, runbook};
-use opsmgr_securestorage::{KeyStore, OsRandom, keystore_path};
+use opsmgr_securestorage::{KeyStore, KeyStoreLock, OsRandom, keystore_path};
 use opsmgr_tools::group::{Group, INVENTORY_FILE, machine_host};
 use opsmgr_tools::{exit, machine_dir, windows_args};
 use serde::Serialize;
@@ -382,6 +382,8 @@ fn new_key(target: &Target) -> Result<ExitCode> {
     }
     let path = keystore_path(&machine);
     let now = SystemTime::now();
+    // Read, rotate and write under the store's lock: a restore cannot slip in between.
+    let lock = KeyStoreLock::take(&path)?;
     let (store, kept) = if path.exists() {
         let mut store = KeyStore::load(&path)?;
         if !group.runas.secrets.is_empty() && group.unopenable(&store).is_empty() {
@@ -396,7 +398,8 @@ fn new_key(target: &Target) -> Result<ExitCode> {
         (KeyStore::generate(now, &mut OsRandom)?, false)
     };
     group.keep_history(now)?;
-    store.save(&path)?;
+    store.save_locked(&path, &lock)?;
+    drop(lock);
     let report = NewKeyReport {
         machine: host.to_string(),
         kept_old_keys: kept,

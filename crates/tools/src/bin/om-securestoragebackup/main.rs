@@ -9,8 +9,9 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use opsmgr_securestorage::{
-    CURRENT_VERSION, Error, KdfParams, KeyStore, OsRandom, check_password, keystore_path,
-    open_backup, seal_backup, write_private,
+    BackupInfo, CURRENT_VERSION, Custodian, Error, Installed, KdfParams, KeyStore, Opened,
+    OsRandom, ReadPolicy, check_password, inspect_backup, install, keystore_path, open_backup_with,
+    open_backup_with_passwords, recovery_fingerprint, seal_backup, seal_custody, write_private,
 };
 use opsmgr_tools::{
     PasswordArgs, PasswordSource, exit, machine_dir, password_weakness, read_password, windows_args,
@@ -19,7 +20,8 @@ use serde::Serialize;
 
 /// Exit codes beyond the shared ones.
 mod code {
-    /// The password is wrong or the file was tampered with.
+    /// The password is wrong or the file was tampered with (for a custody backup: fewer
+    /// custodians' passwords opened than it needs).
     pub(crate) const WRONG_PASSWORD: u8 = 3;
     /// The file is not a backup, or is corrupt or truncated.
     pub(crate) const CORRUPT: u8 = 4;
@@ -37,30 +39,78 @@ mod code {
     name = "om-securestoragebackup",
     version,
     after_help = "Exit codes: 0 success, 1 verify: the backup does not hold the machine's current key, \
-2 bad usage or refused (nothing written), 3 wrong password or tampered file, \
-4 not a backup or corrupt or truncated, 5 parameters out of policy or a newer format version."
+2 bad usage or refused (nothing written), 3 wrong password or tampered file (custody backup: fewer \
+than K custodians' passwords opened), 4 not a backup or corrupt or truncated, 5 parameters out of policy (including more key-derivation \
+work than --max-kdf-memory allows) or a newer format version."
 )]
 struct Cli {
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
     #[arg(long, global = true, value_name = "DIR")]
     machine: Option<PathBuf>,
+    /// Accept a backup whose key derivation needs up to MIB MiB of memory and 4 × MIB
+    /// MiB·passes [default: 1024]; only for a file you trust.
+    #[arg(long, global = true, value_name = "MIB")]
+    max_kdf_memory: Option<u32>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Password switches that may repeat: a custody backup takes one password per custodian.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct Passwords {
+    /// Read a password from the first line of this file. Repeat it for a custody backup:
+    /// Backup takes one per custodian, in order; Restore and Verify any K, in any order.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"])]
+    password_file: Vec<PathBuf>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password_env")]
+    password_stdin: bool,
+    /// Read a password from this environment variable (repeatable, as --password-file).
+    #[arg(long, value_name = "VAR")]
+    password_env: Vec<String>,
+}
+
+impl Passwords {
+    /// The sources given, in order; none means the prompt.
+    fn sources(&self) -> Vec<PasswordSource> {
+        let mut sources: Vec<PasswordSource> = self
+            .password_file
+            .iter()
+            .cloned()
+            .map(PasswordSource::File)
+            .collect();
+        if self.password_stdin {
+            sources.push(PasswordSource::Stdin);
+        }
+        sources.extend(self.password_env.iter().cloned().map(PasswordSource::Env));
+        sources
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Creates the group's key store on a machine that has none (setup on the first RMS).
     Createkey,
-    /// Seals the machine's key store into FILE with a password.
+    /// Seals the machine's key store into FILE with a password, or splits it among
+    /// custodians (--custodians N --threshold K), each with their own password.
     Backup {
         /// The backup file.
         file: PathBuf,
-        /// Overwrite FILE if it exists.
+        /// Overwrite FILE if it exists (the previous file is kept as FILE.bak).
         #[arg(long)]
         force: bool,
+        /// Split the backup among N custodians (2 to 16), any --threshold of whom restore it.
+        #[arg(long, value_name = "N", requires = "threshold", value_parser = clap::value_parser!(u8).range(2..=16))]
+        custodians: Option<u8>,
+        /// How many custodians a restore needs (2 to N).
+        #[arg(long, value_name = "K", requires = "custodians", value_parser = clap::value_parser!(u8).range(2..=16))]
+        threshold: Option<u8>,
+        /// A custodian's label, as restores name them; once per custodian, in order
+        /// [default: custodian 1, custodian 2, ...].
+        #[arg(long = "label", value_name = "LABEL", requires = "custodians")]
+        labels: Vec<String>,
         #[command(flatten)]
-        password: PasswordArgs,
+        password: Passwords,
     },
     /// Restores the key store from FILE onto the machine.
     Restore {
@@ -70,7 +120,7 @@ enum Command {
         #[arg(long)]
         force: bool,
         #[command(flatten)]
-        password: PasswordArgs,
+        password: Passwords,
     },
     /// Checks the password and the file without restoring; with --machine (or
     /// $OPSMGR_MACHINE), also that it holds the key that machine uses now.
@@ -81,9 +131,9 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        password: PasswordArgs,
+        password: Passwords,
     },
-    /// Changes the backup's password.
+    /// Changes the backup's password (the previous file is kept as FILE.bak).
     Rekey {
         /// The backup file.
         file: PathBuf,
@@ -96,7 +146,8 @@ enum Command {
         #[arg(long, value_name = "VAR")]
         new_password_env: Option<String>,
     },
-    /// Rewrites an older backup in the current format version and parameters.
+    /// Rewrites an older or weaker backup in the current format version and parameters; never
+    /// lowers the cost (the previous file is kept as FILE.bak).
     Upgrade {
         /// The backup file.
         file: PathBuf,
@@ -134,9 +185,15 @@ fn normalize_args(args: Vec<String>) -> Vec<String> {
 fn main() -> ExitCode {
     opsmgr_tools::main_with_codes("om-securestoragebackup", run, |e| {
         match e.downcast_ref::<Error>().map(Error::inner) {
-            Some(Error::WrongPasswordOrTampered) => code::WRONG_PASSWORD,
-            Some(Error::Corrupt { .. }) => code::CORRUPT,
-            Some(Error::OutOfPolicy { .. } | Error::UnsupportedVersion(_)) => code::POLICY,
+            Some(Error::WrongPasswordOrTampered | Error::NotEnoughCustodians { .. }) => {
+                code::WRONG_PASSWORD
+            }
+            Some(Error::Corrupt { .. } | Error::CustodyShape { .. }) => code::CORRUPT,
+            Some(
+                Error::OutOfPolicy { .. }
+                | Error::WorkOutOfPolicy { .. }
+                | Error::UnsupportedVersion(_),
+            ) => code::POLICY,
             _ => exit::INPUT,
         }
     })
@@ -153,6 +210,9 @@ fn run() -> Result<ExitCode> {
         cli.machine.is_some() || std::env::var_os(opsmgr_tools::MACHINE_ENV).is_some();
     let machine = machine_dir(cli.machine)?;
     let store_path = keystore_path(&machine);
+    let policy = cli
+        .max_kdf_memory
+        .map_or(ReadPolicy::DEFAULT, ReadPolicy::max_memory_mib);
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Createkey => {
@@ -168,37 +228,95 @@ fn run() -> Result<ExitCode> {
         Command::Backup {
             file,
             force,
+            custodians,
+            threshold,
+            labels,
             password,
         } => {
             let store = KeyStore::load(&store_path)?;
             if file.exists() && !force {
                 bail!("{} exists; use --force to replace it", file.display());
             }
-            let password = new_password(&password.source(), "Password for the backup: ")?;
-            let bytes = seal_backup(&store, &password, &mut OsRandom)?;
-            write_private(&file, &bytes)?;
+            let sources = password.sources();
+            let (bytes, passwords, split) = match (custodians, threshold) {
+                (Some(n), Some(k)) => {
+                    let (n, k) = (usize::from(n), usize::from(k));
+                    if k > n {
+                        bail!("--threshold {k} is more than --custodians {n}");
+                    }
+                    let labels = match labels.len() {
+                        0 => (1..=n).map(|i| format!("custodian {i}")).collect(),
+                        given if given == n => labels,
+                        given => bail!("{given} --label given for {n} custodians"),
+                    };
+                    let sources = match sources.len() {
+                        0 => vec![PasswordSource::Prompt; n],
+                        given if given == n && !password.password_stdin => sources,
+                        _ => bail!(
+                            "a custody backup takes one --password-file or --password-env per custodian ({n}), in order, or asks each custodian at the prompt"
+                        ),
+                    };
+                    let mut passwords = Vec::with_capacity(n);
+                    for (label, source) in labels.iter().zip(&sources) {
+                        passwords.push(new_password(
+                            source,
+                            &format!("Password of custodian '{label}': "),
+                        )?);
+                    }
+                    let custodians: Vec<Custodian<'_>> = labels
+                        .iter()
+                        .zip(&passwords)
+                        .map(|(label, password)| Custodian {
+                            label,
+                            password: password.as_str(),
+                        })
+                        .collect();
+                    let bytes =
+                        seal_custody(&store, &custodians, k, KdfParams::DEFAULT, &mut OsRandom)?;
+                    let split = format!(" for any {k} of {n} custodians ({})", labels.join(", "));
+                    (bytes, passwords, split)
+                }
+                _ => {
+                    if sources.len() > 1 {
+                        bail!(
+                            "a single-password backup takes one password; --custodians N --threshold K splits it among custodians"
+                        );
+                    }
+                    let source = sources.into_iter().next().unwrap_or(PasswordSource::Prompt);
+                    let password = new_password(&source, "Password for the backup: ")?;
+                    let bytes = seal_backup(&store, &password, &mut OsRandom)?;
+                    (bytes, vec![password], String::new())
+                }
+            };
+            let refs: Vec<&str> = passwords.iter().map(|p| p.as_str()).collect();
+            let kept = replace_checked(&file, &bytes, &store, &refs)?;
             writeln!(
                 out,
-                "Backed up {} key(s), current {}, to {}",
+                "Backed up {} key(s), current {}, to {}{split}",
                 store.keys().len(),
                 store.current().id(),
                 file.display()
             )?;
+            say_fingerprint(&mut out, &store)?;
+            say_kept(&mut out, kept.as_deref())?;
         }
         Command::Restore {
             file,
             force,
             password,
         } => {
-            let (store, _) = open(&file, &password)?;
-            restore(&store, &store_path, force, &mut out)?;
+            let opened = open_any(&file, &password, &policy)?;
+            say_custodians(&mut out, &opened)?;
+            restore(&opened.store, &store_path, force, &mut out)?;
+            say_fingerprint(&mut out, &opened.store)?;
         }
         Command::Verify {
             file,
             json,
             password,
         } => {
-            let (store, info) = open(&file, &password)?;
+            let opened = open_any(&file, &password, &policy)?;
+            let (store, info) = (&opened.store, &opened.info);
             let machine_key =
                 if explicit_machine {
                     Some(KeyStore::load(&store_path).with_context(|| {
@@ -207,6 +325,16 @@ fn run() -> Result<ExitCode> {
                 } else {
                     None
                 };
+            let below = info.kdf.below(&KdfParams::DEFAULT);
+            if !below.is_empty() {
+                warn(&format!(
+                    "{} uses {}, below the current writer's {} in {}; `Upgrade` rewrites it",
+                    file.display(),
+                    info.kdf,
+                    KdfParams::DEFAULT,
+                    below.join(" and ")
+                ));
+            }
             let holds = machine_key
                 .as_ref()
                 .map(|m| store.contains(m.current().id()));
@@ -214,10 +342,18 @@ fn run() -> Result<ExitCode> {
                 file: file.display().to_string(),
                 version: info.version,
                 kdf: info.kdf.to_string(),
+                below_current_parameters: !info.kdf.below(&KdfParams::DEFAULT).is_empty(),
                 keys: store.keys().iter().map(|k| k.id().to_string()).collect(),
                 current: store.current().id().to_string(),
                 machine_current: machine_key.as_ref().map(|m| m.current().id().to_string()),
                 holds_machine_key: holds,
+                threshold: info.custody.as_ref().map(|c| c.threshold),
+                custodians: info
+                    .custody
+                    .as_ref()
+                    .map_or_else(Vec::new, |c| c.labels.clone()),
+                custodians_opened: opened.custodians.clone(),
+                recovery_fingerprint: recovery_fingerprint(store),
             };
             if json {
                 serde_json::to_writer_pretty(&mut out, &report)?;
@@ -232,6 +368,8 @@ fn run() -> Result<ExitCode> {
                     report.keys.len(),
                     report.current
                 )?;
+                say_custodians(&mut out, &opened)?;
+                say_fingerprint(&mut out, store)?;
                 match (&report.machine_current, holds) {
                     (Some(id), Some(true)) => writeln!(
                         out,
@@ -254,22 +392,40 @@ fn run() -> Result<ExitCode> {
             new_password_file,
             new_password_env,
         } => {
-            let (store, _) = open(&file, &password)?;
+            let (store, _) = open_single(&file, &password, &policy)?;
             let source = match (new_password_file, new_password_env) {
                 (Some(f), _) => PasswordSource::File(f),
                 (_, Some(v)) => PasswordSource::Env(v),
                 _ => PasswordSource::Prompt,
             };
             let new = new_password(&source, "New password for the backup: ")?;
-            write_private(&file, &seal_backup(&store, &new, &mut OsRandom)?)?;
+            let kept = replace_checked(
+                &file,
+                &seal_backup(&store, &new, &mut OsRandom)?,
+                &store,
+                &[new.as_str()],
+            )?;
             writeln!(out, "Changed the password of {}", file.display())?;
+            say_kept(&mut out, kept.as_deref())?;
         }
         Command::Upgrade { file, password } => {
-            let password = read_password(&password.source(), "Password for the backup: ", false)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let (store, info) = open_backup(&bytes, &password)
-                .map_err(|e| anyhow::Error::new(e).context(file.display().to_string()))?;
+            // Never weaker: decided from the header, before asking for the password.
+            let header = opened(&file, inspect_backup(&bytes))?;
+            refuse_custody(&file, &header, "Upgrade")?;
+            let lowered = KdfParams::DEFAULT.below(&header.kdf);
+            if !lowered.is_empty() {
+                bail!(
+                    "{} uses {}, above the current writer's {} in {}: rewriting would lower its cost; unchanged",
+                    file.display(),
+                    header.kdf,
+                    KdfParams::DEFAULT,
+                    lowered.join(" and ")
+                );
+            }
+            let password = read_password(&password.source(), "Password for the backup: ", false)?;
+            let (store, info) = opened(&file, open_backup_with(&bytes, &password, &policy))?;
             if info.version == CURRENT_VERSION && info.kdf == KdfParams::DEFAULT {
                 writeln!(
                     out,
@@ -277,13 +433,17 @@ fn run() -> Result<ExitCode> {
                     file.display()
                 )?;
             } else {
-                write_private(&file, &seal_backup(&store, &password, &mut OsRandom)?)?;
+                let bytes = seal_backup(&store, &password, &mut OsRandom)?;
+                let kept = replace_checked(&file, &bytes, &store, &[password.as_str()])?;
                 writeln!(
                     out,
-                    "Rewrote {} from format version {} to {CURRENT_VERSION}",
+                    "Rewrote {} from format version {} ({}) to {CURRENT_VERSION} ({})",
                     file.display(),
-                    info.version
+                    info.version,
+                    info.kdf,
+                    KdfParams::DEFAULT
                 )?;
+                say_kept(&mut out, kept.as_deref())?;
             }
         }
     }
@@ -309,21 +469,187 @@ struct VerifyReport {
     current: String,
     machine_current: Option<String>,
     holds_machine_key: Option<bool>,
+    below_current_parameters: bool,
+    threshold: Option<usize>,
+    custodians: Vec<String>,
+    custodians_opened: Vec<String>,
+    recovery_fingerprint: String,
 }
 
-fn open(
+/// Opens a single-password backup for a verb that rewrites it with one password.
+fn open_single(
     file: &Path,
     password: &PasswordArgs,
-) -> Result<(KeyStore, opsmgr_securestorage::BackupInfo)> {
+    policy: &ReadPolicy,
+) -> Result<(KeyStore, BackupInfo)> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    refuse_custody(file, &opened(file, inspect_backup(&bytes))?, "Rekey")?;
     let password = read_password(&password.source(), "Password for the backup: ", false)?;
-    open_backup(&bytes, &password)
-        .map_err(|e| anyhow::Error::new(e).context(file.display().to_string()))
+    opened(file, open_backup_with(&bytes, &password, policy))
+}
+
+fn refuse_custody(file: &Path, info: &BackupInfo, verb: &str) -> Result<()> {
+    if let Some(c) = &info.custody {
+        bail!(
+            "{} is a custody backup (any {} of {} custodians): {verb} does not rewrite one; make a new one with Backup --custodians; unchanged",
+            file.display(),
+            c.threshold,
+            c.labels.len()
+        );
+    }
+    Ok(())
+}
+
+/// Opens a backup of any version: with the passwords given (a custody backup takes any K,
+/// in any order), else asking at the prompt (a custody backup asks K custodians, then one
+/// more at a time while too few opened).
+fn open_any(file: &Path, password: &Passwords, policy: &ReadPolicy) -> Result<Opened> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let header = opened(file, inspect_backup(&bytes))?;
+    let sources = password.sources();
+    let mut passwords = Vec::new();
+    for source in &sources {
+        passwords.push(read_password(source, "", false)?);
+    }
+    if !sources.is_empty() {
+        let given: Vec<&str> = passwords.iter().map(|p| p.as_str()).collect();
+        return opened(file, open_backup_with_passwords(&bytes, &given, policy));
+    }
+    let Some(custody) = &header.custody else {
+        let password = read_password(&PasswordSource::Prompt, "Password for the backup: ", false)?;
+        return opened(
+            file,
+            open_backup_with_passwords(&bytes, &[&password], policy),
+        );
+    };
+    loop {
+        passwords.push(read_password(
+            &PasswordSource::Prompt,
+            &format!(
+                "Password of a custodian ({} of the {} needed): ",
+                passwords.len() + 1,
+                custody.threshold
+            ),
+            false,
+        )?);
+        if passwords.len() < custody.threshold {
+            continue;
+        }
+        let given: Vec<&str> = passwords.iter().map(|p| p.as_str()).collect();
+        match open_backup_with_passwords(&bytes, &given, policy) {
+            Err(Error::NotEnoughCustodians { opened: who, .. })
+                if passwords.len() < custody.labels.len() =>
+            {
+                warn(&format!(
+                    "{} of {} custodians opened so far ({}); another custodian, please",
+                    who.len(),
+                    custody.threshold,
+                    who.join(", ")
+                ));
+            }
+            other => return opened(file, other),
+        }
+    }
+}
+
+fn say_custodians(out: &mut impl Write, opened: &Opened) -> Result<()> {
+    if let Some(c) = &opened.info.custody {
+        writeln!(
+            out,
+            "Opened by {} of the {} custodians needed: {}",
+            opened.custodians.len(),
+            c.threshold,
+            opened.custodians.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+fn say_fingerprint(out: &mut impl Write, store: &KeyStore) -> Result<()> {
+    writeln!(
+        out,
+        "Recovery fingerprint: {} (custodians write it down at backup and compare it on restore)",
+        recovery_fingerprint(store)
+    )?;
+    Ok(())
+}
+
+/// Replaces (or creates) the backup `file` with `bytes` without ever being left without a
+/// good copy: the new bytes go to `<file>.new` beside it, are read back from the disk and
+/// opened with `passwords` (they must hold `store`), the previous file is copied to
+/// `<file>.bak`, and only then is the new one renamed over it. Returns the `.bak` path when a
+/// previous file was kept.
+fn replace_checked(
+    file: &Path,
+    bytes: &[u8],
+    store: &KeyStore,
+    passwords: &[&str],
+) -> Result<Option<PathBuf>> {
+    let beside = |suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let new = beside(".new");
+    write_private(&new, bytes)?;
+    let checked = std::fs::read(&new)
+        .with_context(|| format!("reading back {}", new.display()))
+        .and_then(|back| {
+            let opened = open_backup_with_passwords(&back, passwords, &ReadPolicy::DEFAULT)
+                .with_context(|| format!("opening {} as written", new.display()))?;
+            if !opened.store.same_as(store) {
+                bail!("{} as written does not hold the key store", new.display());
+            }
+            Ok(())
+        });
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&new);
+        return Err(e.context(format!("{} unchanged", file.display())));
+    }
+    let kept = match std::fs::read(file) {
+        Ok(previous) => {
+            let bak = beside(".bak");
+            write_private(&bak, &previous)?;
+            Some(bak)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", file.display()))),
+    };
+    std::fs::rename(&new, file)
+        .with_context(|| format!("renaming {} to {}", new.display(), file.display()))?;
+    Ok(kept)
+}
+
+fn say_kept(out: &mut impl Write, kept: Option<&Path>) -> Result<()> {
+    if let Some(bak) = kept {
+        writeln!(out, "The previous file is kept as {}", bak.display())?;
+    }
+    Ok(())
+}
+
+/// A backup's opening, its error about the file, with the way out of a work refusal.
+fn opened<T>(file: &Path, result: opsmgr_securestorage::Result<T>) -> Result<T> {
+    result.map_err(|e| {
+        if let Error::WorkOutOfPolicy {
+            memory_kib, passes, ..
+        } = e
+        {
+            let kib = u64::from(memory_kib);
+            let mib = kib
+                .max((kib * u64::from(passes)).div_ceil(4))
+                .div_ceil(1024);
+            warn(&format!(
+                "if you trust {}, --max-kdf-memory {mib} accepts it",
+                file.display()
+            ));
+        }
+        anyhow::Error::new(e).context(file.display().to_string())
+    })
 }
 
 fn restore(store: &KeyStore, path: &Path, force: bool, out: &mut impl Write) -> Result<()> {
-    match KeyStore::load(path) {
-        Ok(existing) if existing.same_as(store) => {
+    match install(store, path, force, SystemTime::now())? {
+        Installed::Unchanged => {
             writeln!(
                 out,
                 "The machine already holds these keys (current {}); nothing changed",
@@ -331,26 +657,27 @@ fn restore(store: &KeyStore, path: &Path, force: bool, out: &mut impl Write) -> 
             )?;
             return Ok(());
         }
-        Ok(existing) if !force => bail!(
-            "{} holds a different key store (current key {}; the backup's is {}); use --force to replace it (the old store is saved beside it)",
-            path.display(),
-            existing.current().id(),
-            store.current().id()
-        ),
-        Ok(existing) => {
-            let mut saved = path.as_os_str().to_owned();
-            let stamp = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            saved.push(format!(".replaced-{stamp}"));
-            let saved = PathBuf::from(saved);
-            existing.save(&saved)?;
+        Installed::ReplacedReadable { saved, missing } => {
+            writeln!(out, "Saved the replaced key store as {}", saved.display())?;
+            if !missing.is_empty() {
+                let ids: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                warn(&format!(
+                    "the replaced key store held {} key(s) the backup does not: {}; secrets they sealed will not open here (their keys are kept in {})",
+                    missing.len(),
+                    ids.join(", "),
+                    saved.display()
+                ));
+            }
+        }
+        Installed::ReplacedUnreadable { saved, reason } => {
+            warn(&format!(
+                "the key store could not be read ({reason}); its bytes are kept unchanged in {}",
+                saved.display()
+            ));
             writeln!(out, "Saved the replaced key store as {}", saved.display())?;
         }
-        Err(e) if matches!(e.inner(), Error::NoKeyStore(_)) => {}
-        Err(e) => return Err(e.into()),
+        Installed::New => {}
     }
-    store.save(path)?;
     writeln!(
         out,
         "Restored {} key(s), current {}, to {}",

@@ -1,0 +1,263 @@
+//! k-of-n custody backups (format version 2): every 3-subset of a 3-of-5 restores, every
+//! 2-subset is refused, in any order and among wrong passwords; every flipped bit and every
+//! truncation is refused; the shapes and passwords a writer refuses; the recovery fingerprint.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use opsmgr_securestorage::{
+    CUSTODY_VERSION, Custodian, Error, KdfParams, KeyStore, OsRandom, ReadPolicy, inspect_backup,
+    open_backup, open_backup_with_passwords, recovery_fingerprint, seal_custody,
+};
+use proptest::prelude::*;
+
+/// Cheap parameters, test-only: a 3-of-5 restore from every subset derives dozens of keys.
+const CHEAP: KdfParams = KdfParams {
+    memory_kib: 64,
+    passes: 1,
+    lanes: 1,
+};
+
+const LABELS: [&str; 5] = [
+    "Alice (CISO)",
+    "Bob (ops)",
+    "Carol (DBA)",
+    "Dan (audit)",
+    "Eve",
+];
+const PASSWORDS: [&str; 5] = [
+    "alice's long passphrase",
+    "bob: correct horse",
+    "carol's battery staple",
+    "dan audits everything",
+    "eve, the fifth one",
+];
+
+fn store() -> KeyStore {
+    let mut s = KeyStore::generate(
+        UNIX_EPOCH + Duration::from_secs(1_258_000_000),
+        &mut OsRandom,
+    )
+    .unwrap();
+    s.rotate(
+        UNIX_EPOCH + Duration::from_secs(1_795_363_447),
+        &mut OsRandom,
+    )
+    .unwrap();
+    s
+}
+
+fn custodians() -> Vec<Custodian<'static>> {
+    LABELS
+        .iter()
+        .zip(PASSWORDS)
+        .map(|(label, password)| Custodian { label, password })
+        .collect()
+}
+
+fn three_of_five(s: &KeyStore) -> Vec<u8> {
+    seal_custody(s, &custodians(), 3, CHEAP, &mut OsRandom).unwrap()
+}
+
+fn open(
+    backup: &[u8],
+    who: &[usize],
+) -> opsmgr_securestorage::Result<opsmgr_securestorage::Opened> {
+    let passwords: Vec<&str> = who.iter().map(|&i| PASSWORDS[i]).collect();
+    open_backup_with_passwords(backup, &passwords, &ReadPolicy::DEFAULT)
+}
+
+/// Every subset of 0..5, as index lists.
+fn subsets() -> Vec<Vec<usize>> {
+    (0u32..32)
+        .map(|bits| (0..5).filter(|i| bits & (1 << i) != 0).collect())
+        .collect()
+}
+
+#[test]
+fn every_three_custodians_restore_and_no_two_do() {
+    let s = store();
+    let backup = three_of_five(&s);
+    let info = inspect_backup(&backup).unwrap();
+    assert_eq!(info.version, CUSTODY_VERSION);
+    let custody = info.custody.unwrap();
+    assert_eq!(custody.threshold, 3);
+    assert_eq!(custody.labels, LABELS);
+    let (mut restored, mut refused) = (0, 0);
+    for who in subsets() {
+        match open(&backup, &who) {
+            Ok(opened) => {
+                assert!(who.len() >= 3, "{who:?} opened");
+                assert!(opened.store.same_as(&s));
+                // The first three given are the ones used and named, in the file's order.
+                let named: Vec<&str> = who[..3].iter().map(|&i| LABELS[i]).collect();
+                assert_eq!(opened.custodians, named);
+                restored += 1;
+            }
+            Err(Error::NotEnoughCustodians { threshold, opened }) => {
+                assert!(who.len() < 3, "{who:?} refused");
+                assert_eq!(threshold, 3);
+                let named: Vec<&str> = who.iter().map(|&i| LABELS[i]).collect();
+                assert_eq!(opened, named);
+                refused += 1;
+            }
+            Err(e) => panic!("{who:?}: {e}"),
+        }
+    }
+    // C(5,3) + C(5,4) + C(5,5) = 16 restore; the 16 smaller subsets are refused.
+    assert_eq!((restored, refused), (16, 16));
+    let e = open(&backup, &[4, 1]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the backup needs 3 custodians' passwords; 2 opened (Bob (ops), Eve)"
+    );
+    let e = open(&backup, &[]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the backup needs 3 custodians' passwords; 0 opened"
+    );
+    // A single-password reader is refused the same way.
+    assert!(matches!(
+        open_backup(&backup, PASSWORDS[0]),
+        Err(Error::NotEnoughCustodians { .. })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any 3 custodians, in any order, among wrong passwords and repeats, restore; any 2 never.
+    #[test]
+    fn any_three_in_any_order_among_wrong_passwords(
+        order in Just((0usize..5).collect::<Vec<_>>()).prop_shuffle(),
+        wrong in proptest::collection::vec("[a-z ]{8,20}", 0..3),
+        repeat in any::<bool>(),
+    ) {
+        let s = store();
+        let backup = three_of_five(&s);
+        let mut passwords: Vec<&str> = wrong.iter().map(String::as_str).collect();
+        for &i in &order[..2] {
+            passwords.push(PASSWORDS[i]);
+            if repeat {
+                passwords.push(PASSWORDS[i]);
+            }
+        }
+        let two = open_backup_with_passwords(&backup, &passwords, &ReadPolicy::DEFAULT);
+        let refused = matches!(two, Err(Error::NotEnoughCustodians { ref opened, .. }) if opened.len() == 2);
+        prop_assert!(refused);
+        passwords.insert(passwords.len() / 2, PASSWORDS[order[2]]);
+        let opened = open_backup_with_passwords(&backup, &passwords, &ReadPolicy::DEFAULT).unwrap();
+        prop_assert!(opened.store.same_as(&s));
+        prop_assert_eq!(opened.custodians.len(), 3);
+    }
+}
+
+#[test]
+fn every_flipped_bit_is_refused() {
+    let backup = seal_custody(&store(), &custodians()[..3], 2, CHEAP, &mut OsRandom).unwrap();
+    let reader = ReadPolicy::max_memory_mib(4);
+    for i in 0..backup.len() * 8 {
+        let mut bad = backup.clone();
+        bad[i / 8] ^= 1 << (i % 8);
+        match open_backup_with_passwords(&bad, &PASSWORDS[..3], &reader) {
+            Err(
+                Error::WrongPasswordOrTampered
+                | Error::NotEnoughCustodians { .. }
+                | Error::Corrupt { .. }
+                | Error::OutOfPolicy { .. }
+                | Error::WorkOutOfPolicy { .. }
+                | Error::CustodyShape { .. }
+                | Error::UnsupportedVersion(_),
+            ) => {}
+            Ok(_) => panic!("bit {i} flipped and the backup still opened"),
+            Err(e) => panic!("bit {i}: unexpected {e}"),
+        }
+    }
+}
+
+#[test]
+fn truncation_at_every_length_is_refused_as_corrupt() {
+    let backup = seal_custody(&store(), &custodians()[..3], 2, CHEAP, &mut OsRandom).unwrap();
+    for len in 0..backup.len() {
+        match open_backup_with_passwords(&backup[..len], &PASSWORDS[..3], &ReadPolicy::DEFAULT) {
+            Err(Error::Corrupt { what: "backup", .. }) => {}
+            other => panic!("length {len}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn shapes_and_passwords_a_writer_refuses() {
+    let s = store();
+    let c = custodians();
+    for (n, k) in [(5, 1), (5, 6), (1, 1), (5, 0)] {
+        assert!(
+            matches!(
+                seal_custody(&s, &c[..n], k, CHEAP, &mut OsRandom),
+                Err(Error::CustodyShape { .. })
+            ),
+            "{k} of {n}"
+        );
+    }
+    let labels: Vec<String> = (0..17).map(|i| format!("custodian {i}")).collect();
+    let passwords: Vec<String> = (0..17).map(|i| format!("password number {i}")).collect();
+    let seventeen: Vec<Custodian<'_>> = labels
+        .iter()
+        .zip(&passwords)
+        .map(|(label, password)| Custodian { label, password })
+        .collect();
+    assert!(matches!(
+        seal_custody(&s, &seventeen, 2, CHEAP, &mut OsRandom),
+        Err(Error::CustodyShape {
+            custodians: 17,
+            threshold: 2
+        })
+    ));
+    assert!(seal_custody(&s, &seventeen[..16], 16, CHEAP, &mut OsRandom).is_ok());
+    let mut short = c.clone();
+    short[3].password = "seven!!";
+    assert!(matches!(
+        seal_custody(&s, &short, 3, CHEAP, &mut OsRandom),
+        Err(Error::PasswordTooShort { length: 7, .. })
+    ));
+    let mut same = c.clone();
+    same[2].password = same[0].password;
+    assert!(matches!(
+        seal_custody(&s, &same, 3, CHEAP, &mut OsRandom),
+        Err(Error::SamePassword(label)) if label == "Carol (DBA)"
+    ));
+    let mut twice = c.clone();
+    twice[1].label = twice[0].label;
+    assert!(seal_custody(&s, &twice, 3, CHEAP, &mut OsRandom).is_err());
+    let mut empty = c;
+    empty[1].label = "";
+    assert!(seal_custody(&s, &empty, 3, CHEAP, &mut OsRandom).is_err());
+}
+
+#[test]
+fn the_recovery_fingerprint_follows_the_key_ids() {
+    let mut s = store();
+    let fp = recovery_fingerprint(&s);
+    assert_eq!(fp.len(), 19);
+    assert!(
+        fp.split('-')
+            .all(|g| g.len() == 4 && g.chars().all(|c| c.is_ascii_hexdigit()))
+    );
+    let opened = open(&three_of_five(&s), &[0, 2, 4]).unwrap();
+    assert_eq!(
+        recovery_fingerprint(&opened.store),
+        fp,
+        "survives the backup"
+    );
+    assert_ne!(
+        recovery_fingerprint(&store()),
+        fp,
+        "other keys, another value"
+    );
+    s.rotate(UNIX_EPOCH, &mut OsRandom).unwrap();
+    assert_ne!(recovery_fingerprint(&s), fp, "a rotation changes it");
+}
