@@ -491,9 +491,11 @@ fn a_batch_killed_at_random_moments_is_finished_by_running_it_again() {
         .unwrap()
         .subsec_nanos() as u64;
     let mut interrupted = 0;
-    for _ in 0..6 {
+    // Growing, jittered delays: whatever the machine's speed, the early kills land inside the
+    // first batch (only the first run has much to do; the later ones finish what it left).
+    for base in [3u64, 6, 12, 25, 50, 100] {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        let delay = Duration::from_millis(5 + (seed >> 33) % 120);
+        let delay = Duration::from_millis(base + (seed >> 33) % base);
         let mut child = Command::new(bin("ca"))
             .args([
                 "process", "--share", &share, "--ca", &ca, "--issue", "--settle", "0s",
