@@ -10,7 +10,10 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use opsmgr_securestorage::{KeyStore, OsRandom, open_backup, seal_backup};
+use opsmgr_securestorage::{
+    Custodian, KdfParams, KeyStore, OsRandom, ReadPolicy, open_backup, open_backup_with_passwords,
+    seal_backup, seal_custody,
+};
 
 fn securestorage(c: &mut Criterion) {
     let store = match KeyStore::generate(SystemTime::now(), &mut OsRandom) {
@@ -32,6 +35,36 @@ fn securestorage(c: &mut Criterion) {
     };
     backup.bench_function("restore", |b| {
         b.iter(|| open_backup(black_box(&sealed), password))
+    });
+    // 3-of-5 custody: a backup derives five keys (one per custodian), a restore three.
+    let names = ["Alice", "Bob", "Carol", "Dave", "Eve"];
+    let passwords: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}'s long enough passphrase"))
+        .collect();
+    let custodians: Vec<Custodian<'_>> = names
+        .iter()
+        .zip(&passwords)
+        .map(|(label, password)| Custodian { label, password })
+        .collect();
+    backup.bench_function("backup-3-of-5", |b| {
+        b.iter(|| {
+            seal_custody(
+                black_box(&store),
+                &custodians,
+                3,
+                KdfParams::DEFAULT,
+                &mut OsRandom,
+            )
+        })
+    });
+    let custody = match seal_custody(&store, &custodians, 3, KdfParams::DEFAULT, &mut OsRandom) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    };
+    let three: Vec<&str> = passwords[1..4].iter().map(String::as_str).collect();
+    backup.bench_function("restore-3-of-5", |b| {
+        b.iter(|| open_backup_with_passwords(black_box(&custody), &three, &ReadPolicy::DEFAULT))
     });
     backup.finish();
 
