@@ -251,21 +251,36 @@ pub fn seal_backup_with(
     out.extend_from_slice(&kdf.lanes.to_be_bytes());
     out.push(salt.len() as u8);
     out.extend_from_slice(&salt);
-    out.extend_from_slice(&nonce);
-    let length = plaintext.len() + TAG_LEN;
-    out.extend_from_slice(&(length as u32).to_be_bytes());
     let key = kdf.derive(password, &salt)?;
-    let ciphertext = cipher(&key)
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plaintext.as_slice(),
-                aad: &out,
-            },
-        )
-        .map_err(|_| Error::corrupt("backup", "encryption failed"))?;
-    out.extend_from_slice(&ciphertext);
+    append_payload(&mut out, &key, nonce, &plaintext)?;
     Ok(out)
+}
+
+/// AES-256-GCM of `msg` under `key`, with `nonce` and `aad`.
+pub(crate) fn encrypt(
+    key: &[u8; 32],
+    nonce: [u8; NONCE_LEN],
+    msg: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>> {
+    cipher(key)
+        .encrypt(&Nonce::from(nonce), Payload { msg, aad })
+        .map_err(|_| Error::corrupt("backup", "encryption failed"))
+}
+
+/// Ends a backup with its payload: the nonce, the ciphertext's length, and `plaintext` sealed
+/// under `key` with every byte before it (the whole header) as associated data.
+pub(crate) fn append_payload(
+    out: &mut Vec<u8>,
+    key: &[u8; 32],
+    nonce: [u8; NONCE_LEN],
+    plaintext: &[u8],
+) -> Result<()> {
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&((plaintext.len() + TAG_LEN) as u32).to_be_bytes());
+    let ciphertext = encrypt(key, nonce, plaintext, out)?;
+    out.extend_from_slice(&ciphertext);
+    Ok(())
 }
 
 pub(crate) fn cipher(key: &[u8; 32]) -> Aes256Gcm {

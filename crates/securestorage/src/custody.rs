@@ -13,7 +13,8 @@ use vsss_rs::Gf256;
 use zeroize::Zeroizing;
 
 use crate::backup::{
-    KDF_ARGON2ID, KdfParams, MAGIC, NONCE_LEN, ReadPolicy, TAG_LEN, check_password, cipher, limits,
+    KDF_ARGON2ID, KdfParams, MAGIC, NONCE_LEN, ReadPolicy, TAG_LEN, append_payload, check_password,
+    cipher, encrypt, limits,
 };
 use crate::error::{Error, Result};
 use crate::keystore::KeyStore;
@@ -168,15 +169,7 @@ pub fn seal_custody(
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill(&mut nonce)?;
         let aad = stanza_aad(&out[..fixed], i, c.label);
-        let wrapped = cipher(&key)
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: share.as_slice(),
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| Error::corrupt("backup", "encryption failed"))?;
+        let wrapped = encrypt(&key, nonce, share.as_slice(), &aad)?;
         out.push(c.label.len() as u8);
         out.extend_from_slice(c.label.as_bytes());
         out.extend_from_slice(&nonce);
@@ -185,18 +178,7 @@ pub fn seal_custody(
     let plaintext = store.to_bytes();
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill(&mut nonce)?;
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&((plaintext.len() + TAG_LEN) as u32).to_be_bytes());
-    let ciphertext = cipher(&file_key)
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plaintext.as_slice(),
-                aad: &out,
-            },
-        )
-        .map_err(|_| Error::corrupt("backup", "encryption failed"))?;
-    out.extend_from_slice(&ciphertext);
+    append_payload(&mut out, &file_key, nonce, &plaintext)?;
     Ok(out)
 }
 
