@@ -400,6 +400,12 @@ fn plan(
                         "{} is a management server or gateway: it is issued only by an operator (om-certutil -config CA -resubmit ID)",
                         x.host
                     ))
+                } else if issuing.contains(x.host.as_str()) {
+                    // One certificate per host per batch, renewals included.
+                    Some(format!(
+                        "another request for {} was issued in this batch",
+                        x.host
+                    ))
                 } else if let Some(held) = holders.get(&x.host) {
                     let serial = held.serial.as_deref().unwrap_or("?");
                     match &x.renewal {
@@ -421,11 +427,6 @@ fn plan(
                             held.not_after.unwrap_or(0)
                         )),
                     }
-                } else if issue && issuing.contains(x.host.as_str()) {
-                    Some(format!(
-                        "another request for {} was issued in this batch",
-                        x.host
-                    ))
                 } else {
                     None
                 };

@@ -721,14 +721,50 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
         "{v:#}"
     );
 
-    // What expires: both certificates within two years, none within a day.
+    // Two proven renewals for one host in one batch (say, run twice by a script): one
+    // certificate, the other held.
+    // The agent installs its renewed certificate first; the tampered request leaves.
+    ok(&run(
+        "certreq",
+        &["-install", &bundle, "--machine", &machine],
+    ));
+    std::fs::remove_file(w.share().join(format!("{host}.req"))).unwrap();
+    for name in [host.to_owned(), host.to_ascii_uppercase()] {
+        let req = s(&w.share().join(format!("{name}.req")));
+        ok(&run(
+            "certreq",
+            &[
+                "-new",
+                "-renew",
+                "-q",
+                "-f",
+                &s(&inf),
+                &req,
+                "--machine",
+                &machine,
+            ],
+        ));
+    }
+    let twice = w.process(&["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&twice.stdout).unwrap();
+    let mut results: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["result"].as_str().unwrap())
+        .collect();
+    results.sort_unstable();
+    assert_eq!(results, ["issued", "pending"], "{v:#}");
+    assert!(v.to_string().contains("was issued in this batch"), "{v:#}");
+
+    // What expires: the three certificates within two years, none within a day.
     let ca = s(&w.ca());
     let soon = ok(&run(
         "ca",
         &["expiring", "--ca", &ca, "--within", "730d", "--json"],
     ));
     let list: serde_json::Value = serde_json::from_str(&soon).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 2, "{list:#}");
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list:#}");
     let none = ok(&run("ca", &["expiring", "--ca", &ca, "--within", "1d"]));
     assert!(none.contains("0 certificates expire within 1day"), "{none}");
 }
