@@ -237,6 +237,52 @@ impl BuilderProfile for AgentProfile {
     }
 }
 
+/// Why the policy refuses a request: a kind a tool can act on, with the reason in words
+/// (`Display`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denial {
+    /// Its signature does not verify, or its algorithm is not accepted.
+    Signature(String),
+    /// Part of it cannot be read (the subject, a key, the requested extensions).
+    Unreadable(String),
+    /// No common name, or one that is not a host name.
+    Name(String),
+    /// An RSA key below the policy's floor.
+    WeakKey {
+        /// The key's size.
+        bits: u32,
+        /// The policy's smallest.
+        floor: u32,
+    },
+    /// A key type or size the CA does not certify.
+    KeyType(String),
+    /// The certificate would outlive the root (`leaf_not_after = err`), or the root expired.
+    Validity(String),
+    /// Not a host of the management group's inventory.
+    NotInInventory(String),
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Denial::Signature(m)
+            | Denial::Unreadable(m)
+            | Denial::Name(m)
+            | Denial::KeyType(m)
+            | Denial::Validity(m) => f.write_str(m),
+            Denial::WeakKey { bits, floor } => write!(
+                f,
+                "an RSA key of {bits} bits is below the policy's {floor}: 1024-bit RSA is broken for authentication today. Make a new request with KeyLength = 2048 (or KeyAlgorithm = ECDSA_P256); or, to accept this one anyway, set allow_legacy_rsa1024 in the CA's config.json and -resubmit it"
+            ),
+            Denial::NotInInventory(host) => write!(
+                f,
+                "{host} is not an agent or server of the management group's inventory"
+            ),
+        }
+    }
+}
+
 /// A request the policy approved: exactly what goes into its certificate.
 #[derive(Debug, Clone)]
 pub struct Approved {
@@ -387,8 +433,10 @@ impl Issuer {
         &self,
         received: &ReceivedRequest,
         now: SystemTime,
-    ) -> std::result::Result<Approved, String> {
-        let algorithm = received.verify().map_err(|e| e.to_string())?;
+    ) -> std::result::Result<Approved, Denial> {
+        let algorithm = received
+            .verify()
+            .map_err(|e| Denial::Signature(e.to_string()))?;
         let info = &received.request().info;
         let mut notes = Vec::new();
         if algorithm.hash() == Hash::Sha1 {
@@ -401,15 +449,21 @@ impl Issuer {
         for atv in info.subject.iter() {
             if atv.oid == const_oid::db::rfc4519::CN && common_name.is_none() {
                 let cn = x509_cert::ext::pkix::name::DirectoryString::try_from(&atv.value)
-                    .map_err(|e| format!("the subject's common name cannot be read: {e}"))?;
+                    .map_err(|e| {
+                        Denial::Unreadable(format!("the subject's common name cannot be read: {e}"))
+                    })?;
                 common_name = Some(String::from(cn));
             } else {
                 notes.push(format!("subject attribute {} ignored", atv.oid));
             }
         }
-        let cn = common_name.ok_or("the request's subject has no common name (CN)")?;
-        check_dns_name(&cn)
-            .map_err(|e| format!("the common name '{cn}' is not a DNS host name: {e}"))?;
+        let cn = common_name
+            .ok_or_else(|| Denial::Name("the request's subject has no common name (CN)".into()))?;
+        check_dns_name(&cn).map_err(|e| {
+            Denial::Name(format!(
+                "the common name '{cn}' is not a DNS host name: {e}"
+            ))
+        })?;
         let common_name = cn;
 
         // The key.
@@ -417,7 +471,7 @@ impl Issuer {
         let key_oid = spki.algorithm.oid;
         let rsa = if key_oid == const_oid::db::rfc5912::RSA_ENCRYPTION {
             let key = rsa::RsaPublicKey::try_from(spki.owned_to_ref())
-                .map_err(|e| format!("the RSA key cannot be read: {e}"))?;
+                .map_err(|e| Denial::Unreadable(format!("the RSA key cannot be read: {e}")))?;
             let bits = rsa::traits::PublicKeyParts::n(&key).bits();
             let floor = if self.config.allow_legacy_rsa1024 {
                 1024
@@ -425,12 +479,12 @@ impl Issuer {
                 2048
             };
             if bits < floor {
-                return Err(format!(
-                    "an RSA key of {bits} bits is below the policy's {floor}: 1024-bit RSA is broken for authentication today. Make a new request with KeyLength = 2048 (or KeyAlgorithm = ECDSA_P256); or, to accept this one anyway, set allow_legacy_rsa1024 in the CA's config.json and -resubmit it"
-                ));
+                return Err(Denial::WeakKey { bits, floor });
             }
             if bits > 8192 {
-                return Err(format!("an RSA key of {bits} bits is larger than 8192"));
+                return Err(Denial::KeyType(format!(
+                    "an RSA key of {bits} bits is larger than 8192"
+                )));
             }
             true
         } else if key_oid == const_oid::db::rfc5912::ID_EC_PUBLIC_KEY {
@@ -441,20 +495,22 @@ impl Issuer {
             } else if let Ok(k) = p384::PublicKey::try_from(spki.owned_to_ref()) {
                 k.to_public_key_der()
             } else {
-                return Err("only ECDSA keys on P-256 or P-384 are accepted".to_owned());
+                return Err(Denial::KeyType(
+                    "only ECDSA keys on P-256 or P-384 are accepted".to_owned(),
+                ));
             }
-            .map_err(|e| format!("the EC key cannot be encoded: {e}"))?;
+            .map_err(|e| Denial::Unreadable(format!("the EC key cannot be encoded: {e}")))?;
             let uncompressed = SubjectPublicKeyInfoOwned::from_der(uncompressed.as_bytes())
-                .map_err(|e| format!("the EC key cannot be encoded: {e}"))?;
+                .map_err(|e| Denial::Unreadable(format!("the EC key cannot be encoded: {e}")))?;
             if uncompressed != spki {
                 notes.push("the compressed EC point is written uncompressed".into());
                 spki = uncompressed;
             }
             false
         } else {
-            return Err(format!(
+            return Err(Denial::KeyType(format!(
                 "key algorithm {key_oid} is not accepted: RSA (2048 bits or more) or ECDSA P-256 or P-384"
-            ));
+            )));
         };
 
         // Requested extensions: DNS names the policy allows; everything else the CA decides.
@@ -468,14 +524,16 @@ impl Issuer {
                 continue;
             }
             for value in attr.values.iter() {
-                let exts: Vec<Extension> = value
-                    .decode_as()
-                    .map_err(|e| format!("the requested extensions cannot be read: {e}"))?;
+                let exts: Vec<Extension> = value.decode_as().map_err(|e| {
+                    Denial::Unreadable(format!("the requested extensions cannot be read: {e}"))
+                })?;
                 for ext in exts {
                     if ext.extn_id == ID_CE_SUBJECT_ALT_NAME {
                         let san =
                             SubjectAltName::from_der(ext.extn_value.as_bytes()).map_err(|e| {
-                                format!("the requested alternative names cannot be read: {e}")
+                                Denial::Unreadable(format!(
+                                    "the requested alternative names cannot be read: {e}"
+                                ))
                             })?;
                         for name in san.0 {
                             self.consider_name(&name, &mut dns_names, &mut notes);
@@ -499,15 +557,17 @@ impl Issuer {
                 // Said once by `truncation`, not in every request's message.
                 LeafNotAfter::Truncate => not_after = root_end,
                 LeafNotAfter::Err => {
-                    return Err(format!(
+                    return Err(Denial::Validity(format!(
                         "a certificate of {} days would outlive the root, which ends at Unix time {root_end} (leaf_not_after = err)",
                         self.config.validity_days
-                    ));
+                    )));
                 }
             }
         }
         if not_after <= now {
-            return Err("the root has expired: nothing can be issued".into());
+            return Err(Denial::Validity(
+                "the root has expired: nothing can be issued".into(),
+            ));
         }
         Ok(Approved {
             common_name,
@@ -831,7 +891,7 @@ impl Authority {
             ),
             Err(reason) => (
                 Disposition::Denied,
-                crate::dropfolder::escape_control(reason),
+                crate::dropfolder::escape_control(&reason.to_string()),
                 None,
             ),
         };
@@ -919,7 +979,7 @@ impl Authority {
         match self.issuer.review(&request, now) {
             Ok(approved) => self.issue_approved(id, &approved, reopen),
             Err(reason) => {
-                let reason = crate::dropfolder::escape_control(&reason);
+                let reason = crate::dropfolder::escape_control(&reason.to_string());
                 self.db.transaction(|b| {
                     if reopen {
                         b.reopen(id)?;

@@ -35,7 +35,7 @@ use opsmgr_fsutil::untrusted::{EntryKind, ReadRefusal, UntrustedDir};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::authority::{Approved, Authority, Issuer, Signed};
+use crate::authority::{Approved, Authority, Denial, Issuer, Signed};
 use crate::bundle::write_bundle;
 use crate::cert::MAX_CERT_BYTES;
 use crate::db::{Disposition, Issue, NewRequest, Record};
@@ -200,7 +200,7 @@ struct Readable {
     spelled: String,
     /// For a renewal, the certificate it proves to hold the key of (or why not).
     renewal: Option<std::result::Result<crate::cert::CertInfo, String>>,
-    review: std::result::Result<Approved, String>,
+    review: std::result::Result<Approved, Denial>,
 }
 
 /// What the plan does with one file.
@@ -304,9 +304,7 @@ fn read_one(
     }
     if let (Ok(a), Some(allowed)) = (&mut review, &options.allowed_hosts) {
         if !allowed.contains(&host) {
-            review = Err(format!(
-                "{host} is not an agent or server of the management group's inventory"
-            ));
+            review = Err(Denial::NotInInventory(host.clone()));
         } else {
             // Every other DNS name would let this host speak for another: with an inventory,
             // a certificate names its own host only.
@@ -611,7 +609,7 @@ pub fn process_share(
                 (Read::Readable(x), Step::Record { hold, .. }) => {
                     let (disposition, message) = match &x.review {
                         Ok(a) => (Disposition::Pending, pending_message(a, hold.as_deref())),
-                        Err(reason) => (Disposition::Denied, escape_control(reason)),
+                        Err(reason) => (Disposition::Denied, escape_control(&reason.to_string())),
                     };
                     b.insert(&NewRequest {
                         received,

@@ -42,7 +42,7 @@ mod sigalg;
 mod store;
 
 pub use authority::{
-    Approved, Authority, CA_CERT, CA_CONFIG, CA_DB, CA_KEY, CaConfig, InitOptions, Issuer,
+    Approved, Authority, CA_CERT, CA_CONFIG, CA_DB, CA_KEY, CaConfig, Denial, InitOptions, Issuer,
     LeafNotAfter, Signed, Submitted, parse_reason, parse_request_id,
 };
 pub use bundle::{

@@ -681,3 +681,63 @@ fn serial_numbers_come_from_the_generator_given() {
     );
     assert_eq!(CertInfo::parse(&one.der).unwrap().serial, expected);
 }
+
+#[test]
+fn a_denial_has_a_kind_a_tool_can_act_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let now = SystemTime::now();
+    let ca = Authority::init(&d.join("ca"), &InitOptions::default(), now).unwrap();
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=old.company.local",
+            "-keyout",
+            "old.key",
+            "-out",
+            "old.req",
+        ],
+    );
+    let request = opsmgr_ca::parse_request(&std::fs::read(d.join("old.req")).unwrap()).unwrap();
+    let denial = ca.issuer().review(&request, now).unwrap_err();
+    assert_eq!(
+        denial,
+        opsmgr_ca::Denial::WeakKey {
+            bits: 1024,
+            floor: 2048
+        }
+    );
+    assert!(
+        denial
+            .to_string()
+            .contains("Make a new request with KeyLength = 2048"),
+        "{denial}"
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/O=No Name",
+            "-keyout",
+            "anon.key",
+            "-out",
+            "anon.req",
+        ],
+    );
+    let anon = opsmgr_ca::parse_request(&std::fs::read(d.join("anon.req")).unwrap()).unwrap();
+    assert!(matches!(
+        ca.issuer().review(&anon, now),
+        Err(opsmgr_ca::Denial::Name(_))
+    ));
+}
