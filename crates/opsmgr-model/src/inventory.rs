@@ -531,13 +531,10 @@ impl Inventory {
     }
 
     /// The inventory as pretty-printed JSON with a final newline.
-    pub fn to_json_string(&self) -> String {
+    pub fn to_json_string(&self) -> io::Result<String> {
         let mut out = Vec::new();
-        // Writing to a Vec cannot fail, and every field serialises.
-        if self.to_json_writer(&mut out).is_err() {
-            unreachable!("serialising an inventory to memory failed");
-        }
-        String::from_utf8_lossy(&out).into_owned()
+        self.to_json_writer(&mut out)?;
+        String::from_utf8(out).map_err(io::Error::other)
     }
 
     /// Validates the inventory and writes it to `path` atomically: a temporary file in the
@@ -667,10 +664,14 @@ mod tests {
         assert_eq!(inv.servers[2].capacity(), 2000);
         assert_eq!(inv.agents[1].primary, None);
         assert_eq!(inv.rms().map(|s| s.name.as_str()), Some("RMS.prod.local"));
-        let again = Inventory::from_json_str(&inv.to_json_string(), "again").unwrap();
+        let again = Inventory::from_json_str(&inv.to_json_string().unwrap(), "again").unwrap();
         assert_eq!(again, inv);
         // Defaults are not written out.
-        assert!(!inv.to_json_string().contains("agent_reachable\": true"));
+        assert!(
+            !inv.to_json_string()
+                .unwrap()
+                .contains("agent_reachable\": true")
+        );
     }
 
     #[test]

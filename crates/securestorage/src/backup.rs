@@ -283,11 +283,9 @@ pub(crate) fn append_payload(
     Ok(())
 }
 
+/// AES-256-GCM under a 32-byte key: the key's type makes a wrong length impossible.
 pub(crate) fn cipher(key: &[u8; 32]) -> Aes256Gcm {
-    match Aes256Gcm::new_from_slice(key) {
-        Ok(c) => c,
-        Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
-    }
+    Aes256Gcm::new(&aes_gcm::Key::<Aes256Gcm>::from(*key))
 }
 
 /// A parsed header, borrowing the file.

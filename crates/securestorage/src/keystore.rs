@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -123,11 +123,7 @@ impl Key {
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        // A 32-byte key is the one length AES-256 takes.
-        match Aes256Gcm::new_from_slice(self.secret.as_slice()) {
-            Ok(c) => c,
-            Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
-        }
+        crate::backup::cipher(&self.secret)
     }
 
     /// Whether both hold the same secret under the same id (compared without early exit).
@@ -595,7 +591,10 @@ pub fn install(store: &KeyStore, path: &Path, force: bool, now: SystemTime) -> R
 fn set_aside(path: &Path, bytes: &[u8], now: SystemTime) -> Result<PathBuf> {
     use std::io::Write;
     let stamp = utc_stamp(unix_seconds(now));
-    for n in 1u32.. {
+    // A bounded search: a folder holding thousands of names for this second is not a store
+    // folder any more, and saying so beats looping.
+    const TRIES: u32 = 10_000;
+    for n in 1..=TRIES {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".replaced-{stamp}-{n}"));
         let saved = PathBuf::from(name);
@@ -621,7 +620,13 @@ fn set_aside(path: &Path, bytes: &[u8], now: SystemTime) -> Result<PathBuf> {
             }
         }
     }
-    unreachable!("more than 4 billion stores replaced in one second")
+    Err(Error::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{TRIES} replaced stores already carry the stamp {stamp}; move some away"),
+        ),
+    })
 }
 
 /// `YYYYMMDDTHHMMSSZ` for seconds since the Unix epoch (UTC, proleptic Gregorian).
