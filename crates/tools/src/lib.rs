@@ -113,6 +113,13 @@ pub fn read_bounded(path: &std::path::Path, max: usize) -> anyhow::Result<Vec<u8
     Ok(bytes)
 }
 
+/// Standard output through one 64 KiB buffer, for every tool: the standard library's stdout
+/// is line-buffered, a system call per line, which a report of thousands of lines pays for
+/// each. Flush it before asking a question; it is flushed when dropped.
+pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
+    io::BufWriter::with_capacity(64 * 1024, io::stdout().lock())
+}
+
 /// The environment variable that names the machine folder when `--machine` is not given.
 pub const MACHINE_ENV: &str = "OPSMGR_MACHINE";
 

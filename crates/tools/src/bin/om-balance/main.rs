@@ -23,7 +23,7 @@ fn run() -> Result<ExitCode> {
     // One buffered writer: a plan for 100,000 agents is written in large blocks, not a system
     // call per line.
     let terminal = io::stdout().is_terminal();
-    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut out = opsmgr_tools::stdout();
     match cli.command {
         Command::Plan {
             input,

@@ -169,7 +169,7 @@ fn run() -> Result<ExitCode> {
                 ca.set_config(config)?;
             }
             let root = ca.issuer().root();
-            let mut out = io::stdout().lock();
+            let mut out = opsmgr_tools::stdout();
             if json {
                 let report = serde_json::json!({
                     "dir": dir.display().to_string(),
@@ -217,7 +217,7 @@ fn run() -> Result<ExitCode> {
                 .filter(|r| r.not_after.is_some_and(|t| t <= horizon))
                 .collect();
             records.sort_by_key(|r| (r.not_after, r.id));
-            let mut out = io::BufWriter::new(io::stdout().lock());
+            let mut out = opsmgr_tools::stdout();
             if json {
                 serde_json::to_writer_pretty(&mut out, &records)?;
                 writeln!(out)?;
@@ -299,7 +299,7 @@ fn run() -> Result<ExitCode> {
             let seconds = started.elapsed().as_secs_f64();
             // Said once for the run, not in every request's message.
             let note = authority.issuer().truncation(SystemTime::now());
-            let mut out = io::stdout().lock();
+            let mut out = opsmgr_tools::stdout();
             if json {
                 let mut value = serde_json::to_value(&summary)?;
                 value["seconds"] = serde_json::json!(seconds);

@@ -3,7 +3,7 @@
 //! `-accept` installs the issued certificate; `-install` does what the seed's installer did
 //! with a bundle. Against a CA folder: `-submit` and `-retrieve`.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -179,7 +179,7 @@ fn run() -> Result<ExitCode> {
     };
     opsmgr_fsutil::write_atomic(request_path, pem.as_bytes())
         .with_context(|| format!("writing {}", request_path.display()))?;
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     if cli.json {
         let report = Report {
             request: request_path.display().to_string(),
@@ -283,7 +283,7 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
         thumbprint: c.thumbprint.clone(),
         already_installed: done.already,
     };
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     if cli.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
@@ -302,7 +302,7 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
 }
 
 fn print_json(value: &impl Serialize) -> Result<()> {
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
     Ok(())
@@ -355,7 +355,7 @@ fn install(cli: &Cli) -> Result<ExitCode> {
             }
         });
     }
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     writeln!(out, "Installed Certificate:")?;
     writeln!(out, "  Serial Number: {}", c.serial_hex())?;
     writeln!(out, "  Subject: {}", c.subject)?;
@@ -488,7 +488,7 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
             "written": written,
         }))?;
     } else {
-        let mut out = io::stdout().lock();
+        let mut out = opsmgr_tools::stdout();
         writeln!(out, "RequestId: {}", record.id)?;
         writeln!(out, "RequestId: \"{}\"", record.id)?;
         for line in lines {

@@ -228,7 +228,7 @@ fn add_store(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
         .add_root(&lock, &bytes, cli.force)
         .with_context(|| file.to_string())?;
     let entry = stores.find(StoreName::Root, &added.cert.thumbprint)?;
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     if cli.json {
         serde_json::to_writer_pretty(&mut out, &EntryReport::from(&entry))?;
         writeln!(out)?;
@@ -370,7 +370,7 @@ fn import_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
     drop(lock);
     let entry = stores.find(StoreName::My, &imported.cert.thumbprint)?;
     if cli.json {
-        let mut out = io::stdout().lock();
+        let mut out = opsmgr_tools::stdout();
         serde_json::to_writer_pretty(
             &mut out,
             &serde_json::json!({
@@ -384,7 +384,7 @@ fn import_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     writeln!(
         out,
         "Certificate \"{}\" {}.",
@@ -414,7 +414,7 @@ fn import_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
 }
 
 fn report(cli: &Cli, entries: &[Entry], verb: &str) -> Result<ExitCode> {
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     if cli.json {
         let list: Vec<EntryReport> = entries.iter().map(EntryReport::from).collect();
         serde_json::to_writer_pretty(&mut out, &list)?;
@@ -482,7 +482,7 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
     let mut ca = opsmgr_tools::open_authority(dir, &cli.password)?;
     let now = std::time::SystemTime::now();
     let args: Vec<&str> = cli.args.iter().map(String::as_str).collect();
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     if cli.view {
         if !args.is_empty() {
             bail!("-view takes no arguments; filter with --disposition, --subject, --serial");

@@ -2,7 +2,7 @@
 
 mod cli;
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -84,7 +84,7 @@ struct MatchReport<'a> {
 }
 
 fn report(done: &FileEdit, common: &Common, what: &str, value: &str) -> Result<()> {
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     let file = done.path.display().to_string();
     if common.dry_run
         && !common.json

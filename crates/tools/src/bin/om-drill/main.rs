@@ -54,7 +54,7 @@ fn run() -> Result<ExitCode> {
             (temp.path().join("drill"), Some(temp))
         }
     };
-    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut out = opsmgr_tools::stdout();
     if !cli.json {
         writeln!(out, "Drill with {agents} agents in {}", dir.display())?;
         out.flush()?;

@@ -1,7 +1,7 @@
 //! `om-momcertimport`: MOMCertImport. Chooses the agent's channel certificate from the
 //! machine's `My` store and records it in the agent's settings, or clears it.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -142,7 +142,7 @@ fn run() -> Result<ExitCode> {
     let stores = Stores::open(&machine, true)?;
     let lock = stores.lock()?;
     let mut settings = AgentSettings::load(&machine)?;
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
 
     let imported = match &cli.file {
         Some(file) => {

@@ -139,7 +139,7 @@ fn run() -> Result<ExitCode> {
 }
 
 fn print_runbook(name: Option<&str>) -> Result<ExitCode> {
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     let Some(name) = name else {
         for r in &RUNBOOKS {
             writeln!(out, "{:<24} {}", r.name, r.title)?;
@@ -257,7 +257,7 @@ fn promote(
         fix,
         steps_left,
     };
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     if dry_run {
         if !target.json {
             writeln!(
@@ -405,7 +405,7 @@ fn new_key(target: &Target) -> Result<ExitCode> {
         kept_old_keys: kept,
         reenter: group.unopenable(&store),
     };
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     if target.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;

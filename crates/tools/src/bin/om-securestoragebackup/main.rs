@@ -213,7 +213,7 @@ fn run() -> Result<ExitCode> {
     let policy = cli
         .max_kdf_memory
         .map_or(ReadPolicy::DEFAULT, ReadPolicy::max_memory_mib);
-    let mut out = io::stdout().lock();
+    let mut out = opsmgr_tools::stdout();
     match cli.command {
         Command::Createkey => {
             let store = KeyStore::generate(SystemTime::now(), &mut OsRandom)?;
