@@ -667,6 +667,9 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
             &machine,
         ],
     ));
+    // Certificates are dated to the second: the renewed one must start after the first, or
+    // "the newest" would be a coin toss between two of the same second.
+    std::thread::sleep(Duration::from_millis(1100));
     let renewed = w.process(&["--json"]);
     assert_eq!(renewed.status.code(), Some(0), "{}", text(&renewed.stdout));
     let v: serde_json::Value = serde_json::from_slice(&renewed.stdout).unwrap();

@@ -219,15 +219,28 @@ fn renewed_certificate(
             .find(opsmgr_ca::StoreName::My, id)
             .with_context(|| format!("RenewalCert = {id}"))?,
         (None, true) => {
+            // The agent's channel certificate when it is one for this name (what the agent
+            // uses, and so what the CA knows as current), else the newest.
             let cn = policy.subject.common_name().unwrap_or_default().to_owned();
-            stores
+            let channel = opsmgr_ca::AgentSettings::load(&machine_dir(cli.machine.clone())?)?
+                .channel_certificate_hash;
+            let candidates: Vec<_> = stores
                 .list(opsmgr_ca::StoreName::My)?
                 .into_iter()
                 .filter(|e| e.has_key && e.cert.as_ref().is_some_and(|c| c.names_host(&cn)))
-                .max_by_key(|e| e.cert.as_ref().map(|c| (c.not_before, c.not_after)))
-                .with_context(|| {
-                    format!("-renew: no certificate for {cn} with its key in My to renew")
-                })?
+                .collect();
+            let in_use = candidates
+                .iter()
+                .position(|e| channel.as_deref() == Some(e.id.as_str()));
+            match in_use {
+                Some(i) => candidates.into_iter().nth(i),
+                None => candidates
+                    .into_iter()
+                    .max_by_key(|e| e.cert.as_ref().map(|c| (c.not_before, c.not_after))),
+            }
+            .with_context(|| {
+                format!("-renew: no certificate for {cn} with its key in My to renew")
+            })?
         }
         (None, false) => return Ok(None),
     };
