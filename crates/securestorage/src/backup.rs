@@ -256,6 +256,20 @@ pub fn seal_backup_with(
     Ok(out)
 }
 
+/// Checks the sealed payload's declared `length` against the `available` bytes after the
+/// header: a possible length, and exactly the bytes that remain.
+pub(crate) fn check_payload_length(available: usize, length: usize) -> Result<()> {
+    let corrupt = |reason: &str| Error::corrupt("backup", reason);
+    if !(TAG_LEN..=limits::MAX_CIPHERTEXT).contains(&length) {
+        return Err(corrupt("the sealed length is impossible"));
+    }
+    match available.cmp(&length) {
+        std::cmp::Ordering::Less => Err(corrupt("truncated: the sealed key store is cut short")),
+        std::cmp::Ordering::Greater => Err(corrupt("bytes follow the end of the backup")),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
 /// AES-256-GCM of `msg` under `key`, with `nonce` and `aad`.
 pub(crate) fn encrypt(
     key: &[u8; 32],
@@ -367,16 +381,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
         return Err(corrupt("truncated in the header"));
     }
     let length = be32(header_len - 4) as usize;
-    if !(TAG_LEN..=limits::MAX_CIPHERTEXT).contains(&length) {
-        return Err(corrupt("the sealed length is impossible"));
-    }
-    match (bytes.len() - header_len).cmp(&length) {
-        std::cmp::Ordering::Less => {
-            return Err(corrupt("truncated: the sealed key store is cut short"));
-        }
-        std::cmp::Ordering::Greater => return Err(corrupt("bytes follow the end of the backup")),
-        std::cmp::Ordering::Equal => {}
-    }
+    check_payload_length(bytes.len() - header_len, length)?;
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&bytes[FIXED_HEADER + salt_len..FIXED_HEADER + salt_len + NONCE_LEN]);
     Ok(Parsed {

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::backup::{
     KDF_ARGON2ID, KdfParams, MAGIC, NONCE_LEN, ReadPolicy, TAG_LEN, append_payload, check_password,
-    cipher, encrypt, limits,
+    check_payload_length, cipher, encrypt,
 };
 use crate::error::{Error, Result};
 use crate::keystore::KeyStore;
@@ -263,16 +263,7 @@ pub(crate) fn parse_custody(bytes: &[u8], at: usize) -> Result<ParsedCustody<'_>
         .ok_or_else(truncated)?;
     let length = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
     let header_len = pos + NONCE_LEN + 4;
-    if !(TAG_LEN..=limits::MAX_CIPHERTEXT).contains(&length) {
-        return Err(corrupt("the sealed length is impossible"));
-    }
-    match (bytes.len() - header_len).cmp(&length) {
-        std::cmp::Ordering::Less => {
-            return Err(corrupt("truncated: the sealed key store is cut short"));
-        }
-        std::cmp::Ordering::Greater => return Err(corrupt("bytes follow the end of the backup")),
-        std::cmp::Ordering::Equal => {}
-    }
+    check_payload_length(bytes.len() - header_len, length)?;
     Ok(ParsedCustody {
         custody: Custody {
             threshold: k,
