@@ -192,8 +192,7 @@ pub fn request_to_pem(request: &CertReq) -> Result<String> {
     let der = request
         .to_der()
         .map_err(|e| Error::Request(e.to_string()))?;
-    der::pem::encode_string(NEW_REQUEST_LABEL, LineEnding::CRLF, &der)
-        .map_err(|e| Error::Request(e.to_string()))
+    request_der_to_pem(&der)
 }
 
 /// A request exactly as it was received: its DER bytes (after PEM decoding), where its

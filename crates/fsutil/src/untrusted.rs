@@ -63,17 +63,6 @@ impl fmt::Display for EntryKind {
     }
 }
 
-/// One entry of the folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Its name, as the file system has it.
-    pub name: OsString,
-    /// What it is (not following a link).
-    pub kind: EntryKind,
-    /// When it was last modified.
-    pub modified: SystemTime,
-}
-
 /// Why a file of the folder was not read.
 #[derive(Debug)]
 pub enum ReadRefusal {
@@ -191,32 +180,6 @@ impl UntrustedDir {
             }
         }
         out.sort();
-        Ok(out)
-    }
-
-    /// Every entry but `.` and `..`, each looked at without following it, in name order.
-    pub fn entries(&self) -> io::Result<Vec<Entry>> {
-        let dir = rustix::fs::Dir::read_from(&self.fd)?;
-        let mut out = Vec::new();
-        for entry in dir {
-            let entry = entry?;
-            let name = entry.file_name();
-            if name.to_bytes() == b"." || name.to_bytes() == b".." {
-                continue;
-            }
-            let name = OsStr::from_bytes(name.to_bytes()).to_owned();
-            match rustix::fs::statat(&self.fd, &name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => out.push(Entry {
-                    kind: kind_of(&stat),
-                    modified: time(stat.st_mtime, stat.st_mtime_nsec as i64),
-                    name,
-                }),
-                // Gone between the listing and the look: not ours to report.
-                Err(rustix::io::Errno::NOENT) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -356,10 +319,15 @@ mod tests {
         std::fs::write(share.join("ok.req"), b"hello").unwrap();
         let d = UntrustedDir::open(&share).unwrap();
         let kinds: Vec<(String, EntryKind)> = d
-            .entries()
+            .names()
             .unwrap()
             .into_iter()
-            .map(|e| (e.name.to_string_lossy().into_owned(), e.kind))
+            .map(|n| {
+                (
+                    n.to_string_lossy().into_owned(),
+                    d.kind(&n).unwrap().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
             kinds,

@@ -654,19 +654,23 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
     // replaces the plain request in the share and is issued without --issue.
     let inf = w.dir.path().join(format!("{host}.inf"));
     let req = s(&w.share().join(format!("{host}.req")));
-    ok(&run(
-        "certreq",
-        &[
-            "-new",
-            "-renew",
-            "-q",
-            "-f",
-            &s(&inf),
-            &req,
-            "--machine",
-            &machine,
-        ],
-    ));
+    // om-certreq -new -renew on the agent, the request written to `req`.
+    let renew = |inf: &Path, req: &str| {
+        ok(&run(
+            "certreq",
+            &[
+                "-new",
+                "-renew",
+                "-q",
+                "-f",
+                &s(inf),
+                req,
+                "--machine",
+                &machine,
+            ],
+        ))
+    };
+    renew(&inf, &req);
     // Certificates are dated to the second: the renewed one must start after the first, or
     // "the newest" would be a coin toss between two of the same second.
     std::thread::sleep(Duration::from_millis(1100));
@@ -690,19 +694,7 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
     // A renewal whose proof was tampered with proves nothing: it waits.
     let inf2 = w.dir.path().join("renew2.inf");
     std::fs::copy(&inf, &inf2).unwrap();
-    ok(&run(
-        "certreq",
-        &[
-            "-new",
-            "-renew",
-            "-q",
-            "-f",
-            &s(&inf2),
-            &req,
-            "--machine",
-            &machine,
-        ],
-    ));
+    renew(&inf2, &req);
     let pem = std::fs::read(&req).unwrap();
     let (label, mut der) = der::pem::decode_vec(&pem).unwrap();
     // The wrapper's last byte is the old key's signature.
@@ -733,20 +725,7 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
     ));
     std::fs::remove_file(w.share().join(format!("{host}.req"))).unwrap();
     for name in [host.to_owned(), host.to_ascii_uppercase()] {
-        let req = s(&w.share().join(format!("{name}.req")));
-        ok(&run(
-            "certreq",
-            &[
-                "-new",
-                "-renew",
-                "-q",
-                "-f",
-                &s(&inf),
-                &req,
-                "--machine",
-                &machine,
-            ],
-        ));
+        renew(&inf, &s(&w.share().join(format!("{name}.req"))));
     }
     let twice = w.process(&["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&twice.stdout).unwrap();
