@@ -241,13 +241,7 @@ fn select_and_record(
     now: std::time::SystemTime,
 ) -> Result<Installed> {
     let selection = crate::select_channel_certificate(stores, host, now)?;
-    let mut settings = crate::AgentSettings::load(machine)?;
-    let before = settings.clone();
-    settings.set_channel_certificate(&selection.chosen);
-    let settings_changed = settings != before;
-    if settings_changed {
-        settings.save(machine)?;
-    }
+    let (_, settings_changed) = crate::AgentSettings::record(machine, Some(&selection.chosen))?;
     Ok(Installed {
         leaf,
         root,

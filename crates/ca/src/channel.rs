@@ -87,6 +87,25 @@ impl AgentSettings {
         self.channel_certificate_hash = None;
         had
     }
+
+    /// MOMCertImport's write: records `cert` as the machine's channel certificate, or forgets
+    /// it with `None` (`/Remove`), writing the settings only when they change. Returns the
+    /// settings now in force and whether they changed. The caller holds the stores' lock.
+    pub fn record(machine: &Path, cert: Option<&CertInfo>) -> Result<(Self, bool)> {
+        let mut settings = Self::load(machine)?;
+        let before = settings.clone();
+        match cert {
+            Some(cert) => settings.set_channel_certificate(cert),
+            None => {
+                settings.clear_channel_certificate();
+            }
+        }
+        let changed = settings != before;
+        if changed {
+            settings.save(machine)?;
+        }
+        Ok((settings, changed))
+    }
 }
 
 /// The serial number as MOMCertImport records it: the certificate's serial number bytes (as

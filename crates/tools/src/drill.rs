@@ -1,8 +1,10 @@
 //! The drill of `om-drill`: the seeds' whole story on real files in a folder, with nothing to
 //! install or configure. A management group is built, every machine enrolls a certificate
 //! through the drop folder, the agents are balanced, the RMS key is backed up, the RMS is lost,
-//! MGT01 takes its role, and every claim is verified. The same library calls as the per-task
-//! tools; no shortcuts. In the library so that the benchmarks run it too.
+//! MGT01 takes its role, and every claim is verified. Every step a tool does is done by that
+//! tool's job ([`crate::jobs`]), the code the tool itself runs; the rest is the world around
+//! the tools (a bulk install, a lost machine) and the checks. In the library so that the
+//! benchmarks run it too.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,20 +14,18 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use opsmgr_ca::{
-    AgentSettings, Authority, InitOptions, Outcome, PendingInfo, PrivateKey, ProcessOptions,
-    StoreName, Stores, build_request, install_bundle, parse_policy, process_share, request_to_pem,
+    AgentSettings, Authority, InitOptions, Outcome, PolicyOptions, PrivateKey, ProcessOptions,
+    StoreName, Stores, build_request, parse_policy, process_share, request_to_pem,
     select_channel_certificate,
 };
-use opsmgr_configfix::{
-    Document, REPORTING_EXPECTED, REPORTING_TARGETS, WEBCONSOLE_TARGET, WriteOptions, edit_file,
-    reporting, webconsole,
-};
-use opsmgr_model::{Agent, HostName, Inventory, Policy, Server, ServerRole, plan, promote_rms};
-use opsmgr_securestorage::{KeyStore, OsRandom, keystore_path, open_backup, seal_backup};
+use opsmgr_configfix::{Document, REPORTING_TARGETS, WEBCONSOLE_TARGET};
+use opsmgr_model::{Agent, HostName, Inventory, Policy, Server, ServerRole, plan};
+use opsmgr_securestorage::{KeyStore, OsRandom, ReadPolicy, keystore_path};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde::Serialize;
 
-use crate::group::Group;
+use crate::group::{Group, INVENTORY_FILE};
+use crate::jobs;
 
 /// The seed's Reporting server config (OpsMgr extensions, naming the RMS) and Web Console
 /// config: the tools' own data (`crates/tools/data`).
@@ -172,8 +172,8 @@ impl Drill<'_> {
             agents: Vec::new(),
         };
         let mut group = Group::create(&self.group_dir(), inventory)?;
-        let store = KeyStore::generate(SystemTime::now(), &mut OsRandom)?;
-        store.save(&keystore_path(&self.machine(RMS)))?;
+        // SecureStorageBackup's setup on the first RMS.
+        let store = jobs::create_key(&self.machine(RMS), SystemTime::now(), &mut OsRandom)?;
         for (name, secret) in RUNAS {
             group.add_secret(&store, name, secret.as_bytes(), &mut OsRandom)?;
         }
@@ -203,37 +203,21 @@ impl Drill<'_> {
             .chain(self.agents.iter().map(ToString::to_string))
             .collect();
         for h in &hosts {
-            // What `om-certreq -new -q -f certreq.inf <FQDN>.req` does on each machine.
+            // `om-certreq -new -q -f certreq.inf <share>/<FQDN>.req` on each machine.
             let machine = self.machine(h);
             std::fs::create_dir_all(&machine)?;
-            let inf = format!(
-                "[NewRequest]\r\nSubject = \"CN={h}\"\r\nKeyAlgorithm = ECDSA_P256\r\nExportable = FALSE\r\nMachineKeySet = TRUE\r\n"
-            );
-            let inf_path = machine.join("certreq.inf");
-            opsmgr_fsutil::write_atomic(&inf_path, inf.as_bytes())?;
-            let policy = parse_policy(
-                &std::fs::read(&inf_path)?,
-                "certreq.inf",
-                Default::default(),
-            )?;
-            let key = PrivateKey::generate(policy.key)?;
-            let request = build_request(&policy, &key)?;
-            let stores = Stores::open(&machine, policy.machine_key_set)?;
-            {
-                let lock = stores.lock()?;
-                let info = PendingInfo {
-                    subject: policy.subject.to_string(),
-                    exportable: policy.exportable,
-                    friendly_name: None,
-                    created: SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs()),
-                };
-                stores.add_pending(&lock, &key, &info)?;
-            }
-            opsmgr_fsutil::write_atomic(
-                &share.join(format!("{h}.req")),
-                request_to_pem(&request)?.as_bytes(),
+            let policy = machine.join("certreq.inf");
+            opsmgr_fsutil::write_atomic(&policy, certreq_inf(h).as_bytes())?;
+            jobs::enroll(
+                &jobs::Enroll {
+                    machine: &machine,
+                    policy: &policy,
+                    request: &share.join(format!("{h}.req")),
+                    overwrite: true,
+                    renew: false,
+                    options: PolicyOptions::default(),
+                },
+                SystemTime::now(),
             )?;
         }
         let allowed = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
@@ -268,10 +252,10 @@ impl Drill<'_> {
         // (never taken from the share).
         let root = ca.issuer().root().thumbprint.clone();
         for h in &hosts {
-            let bundle = std::fs::read(share.join(format!("{h}.bundle")))?;
-            install_bundle(
+            // `om-certreq -install <share>/<FQDN>.bundle --trust-root <thumbprint>`.
+            jobs::install(
                 &self.machine(h),
-                &bundle,
+                &share.join(format!("{h}.bundle")),
                 false,
                 Some(&root),
                 SystemTime::now(),
@@ -295,55 +279,55 @@ impl Drill<'_> {
             })
             .collect();
         group.save_inventory()?;
-        let applied = plan(&group.inventory, &Policy::default())?.apply();
-        group.inventory = applied;
-        group.save_inventory()
+        // `om-balance apply inventory.json -o inventory.json`.
+        let inventory = group.dir.join(INVENTORY_FILE);
+        jobs::balance(&group.inventory, &Policy::default(), &inventory)?;
+        Ok(())
     }
 
     /// Phase 4: back up the key, lose the RMS, restore on MGT01, promote, rewrite both
     /// configs, move the agents the promotion strands.
     fn recover(&mut self) -> Result<()> {
+        // `om-securestoragebackup --machine RMS Backup backup/BackupKey.bin` on the RMS.
         let rms = self.machine(RMS);
-        let store = KeyStore::load(&keystore_path(&rms))?;
         let backup = self.dir.join("backup").join("BackupKey.bin");
         std::fs::create_dir_all(backup.parent().unwrap_or(&self.dir))?;
-        opsmgr_fsutil::write_private(
+        jobs::backup(
+            &KeyStore::load(&keystore_path(&rms))?,
             &backup,
-            &seal_backup(&store, BACKUP_PASSWORD, &mut OsRandom)?,
+            &jobs::Sealing::Password(BACKUP_PASSWORD),
+            false,
+            &mut OsRandom,
         )?;
-        drop(store);
         std::fs::remove_dir_all(&rms).context("losing the RMS")?;
 
+        // `om-securestoragebackup --machine MGT01 Restore backup/BackupKey.bin`.
         let mgt01 = self.machine(NEW_RMS);
-        let (restored, _) = open_backup(&std::fs::read(&backup)?, BACKUP_PASSWORD)?;
-        restored.save(&keystore_path(&mgt01))?;
+        let opened = jobs::open_backup(&backup, &[BACKUP_PASSWORD], &ReadPolicy::DEFAULT)?;
+        jobs::restore(&mgt01, &opened, false, SystemTime::now())?;
 
-        let mut group = Group::load(&self.group_dir())?;
-        let unopened = group.unopenable(&restored);
-        if !unopened.is_empty() {
-            bail!("MGT01 cannot open {}", unopened.join(", "));
-        }
-        let promotion = promote_rms(&group.inventory, &host(NEW_RMS)?, true)?;
-        let now = SystemTime::now();
-        group.keep_history(now)?;
-        group.inventory = promotion.inventory;
-        group.save_inventory()?;
-        edit_file(
-            &self.reporting(),
-            |d| reporting(d, NEW_RMS, Some(RMS), REPORTING_EXPECTED),
-            WriteOptions::default(),
-            now,
-        )?;
-        edit_file(
-            &self.webconsole(),
-            |d| webconsole(d, NEW_RMS, Some(RMS)),
-            WriteOptions::default(),
-            now,
-        )?;
+        // `om-msconfigtool PromoteRMS /DeleteExistingRMS:true --group group --machine MGT01
+        // --reporting ... --webconsole ... --yes`.
+        let group = self.group_dir();
+        let (reporting, webconsole) = (self.reporting(), self.webconsole());
+        let plan = jobs::plan_promotion(&jobs::Promote {
+            group: &group,
+            machine: &mgt01,
+            host: None,
+            delete_existing_rms: true,
+            reporting: Some(&reporting),
+            webconsole: Some(&webconsole),
+        })?;
+        jobs::promote(plan, SystemTime::now())?;
+
         // What the promotion's report tells the operator to run: om-balance apply.
-        let applied = plan(&group.inventory, &Policy::default())?.apply();
-        group.inventory = applied;
-        group.save_inventory()
+        let inventory = group.join(INVENTORY_FILE);
+        jobs::balance(
+            &Inventory::load(&inventory)?,
+            &Policy::default(),
+            &inventory,
+        )?;
+        Ok(())
     }
 
     /// Phase 5: every claim, checked.
@@ -560,6 +544,14 @@ impl Drill<'_> {
             )),
         }
     }
+}
+
+/// The request policy every machine of the drill enrolls with: its name, a P-256 key that
+/// never leaves it, in the machine's store.
+fn certreq_inf(host: &str) -> String {
+    format!(
+        "[NewRequest]\r\nSubject = \"CN={host}\"\r\nKeyAlgorithm = ECDSA_P256\r\nExportable = FALSE\r\nMachineKeySet = TRUE\r\n"
+    )
 }
 
 /// One mutual-TLS exchange on loopback, the server verifying the client against `root` and

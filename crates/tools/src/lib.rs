@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 
 pub mod drill;
 pub mod group;
+pub mod jobs;
 use zeroize::Zeroizing;
 
 /// The exit codes every tool documents.

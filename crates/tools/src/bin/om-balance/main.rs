@@ -74,17 +74,16 @@ fn run() -> Result<ExitCode> {
             output,
         } => {
             let inventory = load(&input)?;
-            let plan = plan(&inventory, &policy.policy())?;
-            warn(&plan);
-            plan.apply()
-                .save(&output)
-                .with_context(|| format!("writing {}", output.display()))?;
+            let done = opsmgr_tools::jobs::balance(&inventory, &policy.policy(), &output)?;
+            for w in &done.warnings {
+                warn_line(w);
+            }
             writeln!(
                 out,
                 "wrote {}: {} agent(s) changed, {} of them moved to another primary",
                 output.display(),
-                plan.changed(),
-                plan.moved()
+                done.changed,
+                done.moved
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -120,11 +119,15 @@ fn load(input: &Input) -> Result<Inventory> {
     }
 }
 
-#[allow(clippy::print_stderr, reason = "warnings go to stderr, loudly")]
 fn warn(plan: &Plan<'_>) {
     for w in plan.warnings() {
-        eprintln!("om-balance: WARNING: {w}");
+        warn_line(w);
     }
+}
+
+#[allow(clippy::print_stderr, reason = "warnings go to stderr, loudly")]
+fn warn_line(warning: &dyn std::fmt::Display) {
+    eprintln!("om-balance: WARNING: {warning}");
 }
 
 /// Whether the group is balanced within the policy, and the one line that says so or why not.

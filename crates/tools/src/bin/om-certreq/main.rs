@@ -6,15 +6,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
-use opsmgr_ca::{
-    PendingInfo, PolicyOptions, PrivateKey, Stores, USER_STORES, build_request, parse_policy,
-    request_to_pem,
-};
-use opsmgr_tools::{exit, format_utc, machine_dir, windows_args};
+use opsmgr_ca::{PolicyOptions, Stores, USER_STORES};
+use opsmgr_tools::{exit, format_utc, jobs, machine_dir, windows_args};
 use serde::Serialize;
 
 /// certreq for agents in untrusted networks.
@@ -118,6 +115,8 @@ struct Report {
     subject: String,
     key: String,
     dns_names: Vec<String>,
+    /// The thumbprint of the certificate a renewal renews.
+    renews: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -142,51 +141,30 @@ fn run() -> Result<ExitCode> {
     if cli.submit || cli.retrieve {
         return ca_verb(&cli);
     }
-    let [policy_path, request_path] = cli.files.as_slice() else {
+    let [policy, request] = cli.files.as_slice() else {
         bail!("-new takes POLICY.inf and REQUEST.req");
     };
-    let name = policy_path.display().to_string();
-    let bytes = std::fs::read(policy_path).with_context(|| format!("reading {name}"))?;
-    let options = PolicyOptions {
-        allow_legacy_rsa1024: cli.allow_legacy_rsa1024,
+    let machine = machine_dir(cli.machine.clone())?;
+    let job = jobs::Enroll {
+        machine: &machine,
+        policy,
+        request,
+        overwrite: cli.force,
+        renew: cli.renew,
+        options: PolicyOptions {
+            allow_legacy_rsa1024: cli.allow_legacy_rsa1024,
+        },
     };
-    let policy = parse_policy(&bytes, &name, options)?;
-    if request_path.exists() && !cli.force {
-        bail!("{} exists; -f overwrites it", request_path.display());
-    }
-    let stores = Stores::open(&machine_dir(cli.machine.clone())?, policy.machine_key_set)?;
-    let renewing = renewed_certificate(&cli, &policy, &stores)?;
-    let key = PrivateKey::generate(policy.key)?;
-    let request = build_request(&policy, &key)?;
-    let pem = match &renewing {
-        None => request_to_pem(&request)?,
-        Some((cert, old_key)) => {
-            opsmgr_ca::request_der_to_pem(&opsmgr_ca::wrap_renewal(&request, &cert.der, old_key)?)?
-        }
-    };
-    let info = PendingInfo {
-        subject: policy.subject.to_string(),
-        exportable: policy.exportable,
-        friendly_name: policy.friendly_name.clone(),
-        created: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    };
-    // The key is kept before the request is written: a request never exists without its key.
-    let id = {
-        let lock = stores.lock()?;
-        stores.add_pending(&lock, &key, &info)?
-    };
-    opsmgr_fsutil::write_atomic(request_path, pem.as_bytes())
-        .with_context(|| format!("writing {}", request_path.display()))?;
+    let done = jobs::enroll(&job, SystemTime::now())?;
     let mut out = opsmgr_tools::stdout();
     if cli.json {
         let report = Report {
-            request: request_path.display().to_string(),
-            pending_id: id,
-            subject: info.subject,
-            key: policy.key.to_string(),
-            dns_names: policy.dns_names,
+            request: done.request.display().to_string(),
+            pending_id: done.pending_id,
+            subject: done.subject,
+            key: done.key.to_string(),
+            dns_names: done.dns_names,
+            renews: done.renews,
         };
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
@@ -204,53 +182,6 @@ struct AcceptReport {
     not_after: String,
     thumbprint: String,
     already_installed: bool,
-}
-
-/// The certificate a renewal renews, with its key: the one the policy's `RenewalCert` names,
-/// else (with `-renew`) the newest certificate in My for the policy's common name that has its
-/// key. `None` when this is no renewal.
-fn renewed_certificate(
-    cli: &Cli,
-    policy: &opsmgr_ca::RequestPolicy,
-    stores: &Stores,
-) -> Result<Option<(opsmgr_ca::CertInfo, PrivateKey)>> {
-    let entry = match (&policy.renewal_cert, cli.renew) {
-        (Some(id), _) => stores
-            .find(opsmgr_ca::StoreName::My, id)
-            .with_context(|| format!("RenewalCert = {id}"))?,
-        (None, true) => {
-            // The agent's channel certificate when it is one for this name (what the agent
-            // uses, and so what the CA knows as current), else the newest.
-            let cn = policy.subject.common_name().unwrap_or_default().to_owned();
-            let channel = opsmgr_ca::AgentSettings::load(&machine_dir(cli.machine.clone())?)?
-                .channel_certificate_hash;
-            let candidates: Vec<_> = stores
-                .list(opsmgr_ca::StoreName::My)?
-                .into_iter()
-                .filter(|e| e.has_key && e.cert.as_ref().is_some_and(|c| c.names_host(&cn)))
-                .collect();
-            let in_use = candidates
-                .iter()
-                .position(|e| channel.as_deref() == Some(e.id.as_str()));
-            match in_use {
-                Some(i) => candidates.into_iter().nth(i),
-                None => candidates
-                    .into_iter()
-                    .max_by_key(|e| e.cert.as_ref().map(|c| (c.not_before, c.not_after))),
-            }
-            .with_context(|| {
-                format!("-renew: no certificate for {cn} with its key in My to renew")
-            })?
-        }
-        (None, false) => return Ok(None),
-    };
-    let cert = entry
-        .cert
-        .with_context(|| format!("{} is not a certificate", entry.id))?;
-    let key = stores
-        .my_key(&cert.thumbprint)?
-        .with_context(|| format!("the key of {} is not in My", cert.thumbprint))?;
-    Ok(Some((cert, key)))
 }
 
 /// certreq -accept: the machine's store first, then the user's.
@@ -326,19 +257,18 @@ fn install(cli: &Cli) -> Result<ExitCode> {
     let [bundle_path] = cli.files.as_slice() else {
         bail!("-install takes one BUNDLE");
     };
-    let bytes =
-        std::fs::read(bundle_path).with_context(|| format!("reading {}", bundle_path.display()))?;
     let machine = machine_dir(cli.machine.clone())?;
-    let done = opsmgr_ca::install_bundle(
+    let jobs::Install {
+        installed: done,
+        settings,
+    } = jobs::install(
         &machine,
-        &bytes,
+        bundle_path,
         cli.user,
         cli.trust_root.as_deref(),
         SystemTime::now(),
-    )
-    .with_context(|| bundle_path.display().to_string())?;
+    )?;
     let c = &done.leaf.cert;
-    let settings = opsmgr_ca::AgentSettings::load(&machine)?;
     let user_note = (!done.machine_key_set).then(|| {
         format!(
             "the certificate went to the user's stores, where its key was pending (the request said MachineKeySet = FALSE); the agent reads only the machine's: no channel certificate was set. Request it again with MachineKeySet = TRUE for {}.",

@@ -6,12 +6,10 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
-use opsmgr_configfix::{
-    Document, Edit, EditOptions, Expect, FileEdit, Target, WriteOptions, edit_file, reporting,
-    webconsole,
-};
+use opsmgr_configfix::{Document, FileEdit, WriteOptions};
+use opsmgr_tools::jobs;
 use serde::Serialize;
 
 use cli::{Cli, Command, Common};
@@ -34,32 +32,26 @@ fn run() -> Result<ExitCode> {
             ..
         } => (path, common, "value", value.as_str()),
     };
-    let from = common.from.as_deref();
-    let edit = |doc: &Document| -> opsmgr_configfix::Result<Edit> {
-        match &cli.command {
-            Command::Reporting { rms, expect, .. } => reporting(doc, rms, from, *expect),
-            Command::Webconsole { rms, .. } => webconsole(doc, rms, from),
-            Command::Set {
-                target,
-                value,
-                expect,
-                ..
-            } => {
-                let target: Target = target.parse()?;
-                let options = EditOptions {
-                    expect: expect.map_or(Expect::All, Expect::Exactly),
-                    from: from.map(str::to_owned),
-                    ..EditOptions::default()
-                };
-                doc.edit(&[target], value, &options)
-            }
-        }
+    let config = match &cli.command {
+        Command::Reporting { expect, .. } => jobs::Config::Reporting { expect: *expect },
+        Command::Webconsole { .. } => jobs::Config::WebConsole,
+        Command::Set { target, expect, .. } => jobs::Config::Set {
+            target,
+            expect: *expect,
+        },
+    };
+    let rewrite = jobs::Rewrite {
+        config,
+        path,
+        value,
+        from: common.from.as_deref(),
     };
     let options = WriteOptions {
         backup: !common.no_backup,
         dry_run: common.dry_run,
     };
-    let done = edit_file(path, edit, options, SystemTime::now())?;
+    let mut done = jobs::rewrite_configs(&[rewrite], options, SystemTime::now())?;
+    let done = done.pop().context("the rewrite reported no file")?;
     report(&done, common, what, value)?;
     Ok(ExitCode::SUCCESS)
 }

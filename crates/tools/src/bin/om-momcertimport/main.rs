@@ -8,11 +8,9 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser};
-use opsmgr_ca::{
-    AgentSettings, Candidate, Error, StoreName, Stores, USER_STORES, select_channel_certificate,
-};
+use opsmgr_ca::{AgentSettings, Candidate, Error};
 use opsmgr_model::HostName;
-use opsmgr_tools::{exit, format_utc, machine_dir, windows_args};
+use opsmgr_tools::{exit, format_utc, jobs, machine_dir, windows_args};
 use serde::Serialize;
 
 /// MOMCertImport for agents in untrusted networks.
@@ -115,133 +113,113 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-/// A note when the user's store (MachineKeySet = FALSE) holds a certificate for the host: the
-/// agent reads only the machine's store, a frequent slip in request policies.
-fn user_store_hint(machine: &std::path::Path, host: &str) -> Result<String> {
-    if !machine.join(USER_STORES).exists() {
-        return Ok(String::new());
-    }
-    let user = Stores::open(machine, false)?;
-    let found = user
-        .list(StoreName::My)?
-        .into_iter()
-        .filter_map(|e| e.cert)
-        .any(|c| c.names_host(host));
-    Ok(if found {
-        format!(
-            "\nnote: the user's My store holds a certificate for {host}, but the agent reads only the machine's: request it with MachineKeySet = TRUE"
-        )
-    } else {
-        String::new()
-    })
-}
-
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse_from(windows_args(std::env::args(), &SWITCHES));
     let machine = machine_dir(cli.machine.clone())?;
-    let stores = Stores::open(&machine, true)?;
-    let lock = stores.lock()?;
-    let mut settings = AgentSettings::load(&machine)?;
-    let mut out = opsmgr_tools::stdout();
-
-    let imported = match &cli.file {
+    let host = cli
+        .subject_name
+        .as_deref()
+        .map(|h| HostName::new(h).map_err(|e| anyhow::anyhow!("/SubjectName '{h}': {e}")))
+        .transpose()?;
+    let pfx = match &cli.file {
         Some(file) => {
             let bytes = opsmgr_tools::read_bounded(file, opsmgr_ca::MAX_PFX_BYTES)?;
             let password =
                 opsmgr_tools::read_password(&cli.password.source(), "PFX password: ", false)?;
-            let pfx = opsmgr_ca::read_pfx(&bytes, &password)
-                .with_context(|| file.display().to_string())?;
-            Some(stores.import_pfx(&lock, &pfx, false, false, SystemTime::now())?)
+            Some((file, bytes, password))
         }
         None => None,
     };
-    let named = imported
-        .as_ref()
-        .and_then(|i| i.cert.common_name.clone())
-        .or_else(|| cli.subject_name.clone());
-    let Some(host) = cli.subject_name.as_ref().or(named.as_ref()) else {
-        let changed = settings.clear_channel_certificate();
-        if cli.file.is_some() {
-            anyhow::bail!(
-                "the PFX's certificate has no common name: give the agent's name with /SubjectName"
-            );
+    let job = if cli.remove {
+        jobs::Channel::Remove
+    } else {
+        jobs::Channel::Select {
+            host: host.clone(),
+            pfx: pfx.as_ref().map(|(_, b, p)| (b.as_slice(), p.as_str())),
         }
-        if changed {
-            settings.save(&machine)?;
-        }
-        drop(lock);
-        if cli.json {
-            let report = Report {
-                imported: imported.as_ref().map(|i| i.cert.thumbprint.clone()),
-                installed: false,
-                changed,
-                host: None,
-                settings,
-                candidates: Vec::new(),
-            };
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
-        } else if changed {
-            writeln!(out, "Successfully removed the channel certificate setting.")?;
-            writeln!(
-                out,
-                "Restart the Health Service for the change to take effect."
-            )?;
-        } else {
-            writeln!(out, "No channel certificate was set; nothing changed.")?;
-        }
-        return Ok(ExitCode::SUCCESS);
     };
-    let host =
-        HostName::new(host.as_str()).map_err(|e| anyhow::anyhow!("/SubjectName '{host}': {e}"))?;
-    let selection = match select_channel_certificate(&stores, host.as_str(), SystemTime::now()) {
-        Ok(s) => s,
-        Err(Error::NoChannelCertificate { host, candidates }) if cli.json => {
-            let report = Report {
-                imported: imported.as_ref().map(|i| i.cert.thumbprint.clone()),
-                installed: false,
-                changed: false,
-                host: Some(host),
-                settings,
-                candidates: candidates.iter().map(CandidateReport::from).collect(),
+    let mut out = opsmgr_tools::stdout();
+    let done = jobs::record_channel(&machine, &job, SystemTime::now()).with_context(|| {
+        pfx.as_ref().map_or_else(
+            || machine.display().to_string(),
+            |(f, _, _)| f.display().to_string(),
+        )
+    })?;
+    let imported = done.imported.as_ref().map(|i| i.cert.thumbprint.clone());
+    let host = done.host.as_ref().map(ToString::to_string);
+    let selection = match done.outcome {
+        jobs::ChannelOutcome::Recorded(selection) => selection,
+        jobs::ChannelOutcome::NoneQualifies(candidates) => {
+            let host = host.unwrap_or_default();
+            if cli.json {
+                let report = Report {
+                    imported,
+                    installed: false,
+                    changed: false,
+                    host: Some(host),
+                    settings: done.settings,
+                    candidates: candidates.iter().map(CandidateReport::from).collect(),
+                };
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+                return Ok(ExitCode::from(exit::NO));
+            }
+            let refusal = Error::NoChannelCertificate {
+                host: host.clone(),
+                candidates,
             };
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
-            return Ok(ExitCode::from(exit::NO));
+            let hint = if jobs::user_store_holds(&machine, &host)? {
+                format!(
+                    "\nnote: the user's My store holds a certificate for {host}, but the agent reads only the machine's: request it with MachineKeySet = TRUE"
+                )
+            } else {
+                String::new()
+            };
+            return Err(Refused(format!("{refusal}{hint}")).into());
         }
-        Err(e @ Error::NoChannelCertificate { .. }) => {
-            return Err(
-                Refused(format!("{e}{}", user_store_hint(&machine, host.as_str())?)).into(),
-            );
+        jobs::ChannelOutcome::Removed => {
+            if cli.json {
+                let report = Report {
+                    imported,
+                    installed: false,
+                    changed: done.changed,
+                    host: None,
+                    settings: done.settings,
+                    candidates: Vec::new(),
+                };
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else if done.changed {
+                writeln!(out, "Successfully removed the channel certificate setting.")?;
+                writeln!(
+                    out,
+                    "Restart the Health Service for the change to take effect."
+                )?;
+            } else {
+                writeln!(out, "No channel certificate was set; nothing changed.")?;
+            }
+            return Ok(ExitCode::SUCCESS);
         }
-        Err(e) => return Err(e.into()),
     };
-    let before = settings.clone();
-    settings.set_channel_certificate(&selection.chosen);
-    let changed = settings != before;
-    if changed {
-        settings.save(&machine)?;
-    }
-    drop(lock);
     let c = &selection.chosen;
     if cli.json {
         let report = Report {
-            imported: imported.as_ref().map(|i| i.cert.thumbprint.clone()),
+            imported,
             installed: true,
-            changed,
-            host: Some(host.to_string()),
-            settings,
+            changed: done.changed,
+            host,
             candidates: selection
                 .candidates
                 .iter()
                 .map(CandidateReport::from)
                 .collect(),
+            settings: done.settings,
         };
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(i) = &imported {
+    if let Some(i) = &done.imported {
         writeln!(
             out,
             "Imported {} ({}) into My{}.",
@@ -256,15 +234,24 @@ fn run() -> Result<ExitCode> {
     writeln!(out, "  Serial Number: {}", c.serial_hex())?;
     writeln!(out, "  Thumbprint: {}", c.thumbprint)?;
     writeln!(out, "  NotAfter: {}", format_utc(c.not_after))?;
-    let (serial, hash) = (
+    let settings = &done.settings;
+    writeln!(
+        out,
+        "ChannelCertificateSerialNumber: {}",
         settings
             .channel_certificate_serial_number
-            .unwrap_or_default(),
-        settings.channel_certificate_hash.unwrap_or_default(),
-    );
-    writeln!(out, "ChannelCertificateSerialNumber: {serial}")?;
-    writeln!(out, "ChannelCertificateHash: {hash}")?;
-    if changed {
+            .as_deref()
+            .unwrap_or_default()
+    )?;
+    writeln!(
+        out,
+        "ChannelCertificateHash: {}",
+        settings
+            .channel_certificate_hash
+            .as_deref()
+            .unwrap_or_default()
+    )?;
+    if done.changed {
         writeln!(
             out,
             "Restart the Health Service for the change to take effect."

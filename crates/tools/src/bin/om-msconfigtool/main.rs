@@ -7,16 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use opsmgr_configfix::{
-    Document, Edit, REPORTING_EXPECTED, WriteOptions, edit_file, reporting, webconsole,
-};
-use opsmgr_model::{RUNBOOKS, promote_rms, runbook};
-use opsmgr_securestorage::{KeyStore, KeyStoreLock, OsRandom, keystore_path};
-use opsmgr_tools::group::{Group, INVENTORY_FILE, machine_host};
-use opsmgr_tools::{exit, machine_dir, windows_args};
-use serde::Serialize;
+use opsmgr_model::{RUNBOOKS, runbook};
+use opsmgr_securestorage::OsRandom;
+use opsmgr_tools::{exit, jobs, machine_dir, windows_args};
 
 /// ManagementServerConfigTool for a management group kept in a folder.
 ///
@@ -161,29 +156,6 @@ fn print_runbook(name: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct ConfigReport {
-    path: String,
-    changed: usize,
-    backup: Option<String>,
-}
-
-#[derive(Serialize)]
-struct PromoteReport {
-    new_rms: String,
-    old_rms: Option<String>,
-    dry_run: bool,
-    history: Option<String>,
-    configs: Vec<ConfigReport>,
-    stranded_agents: usize,
-    script: Option<String>,
-    fix: Option<String>,
-    steps_left: Vec<String>,
-}
-
-/// A config rewrite: configfix's reporting or webconsole edit, its arguments bound.
-type Rewrite<'a> = dyn Fn(&Document) -> opsmgr_configfix::Result<Edit> + 'a;
-
 const WARNING: &str = "Running this tool can cause irreversible damage to\nyour Operations Database.\nType Y to continue to promote the Management Server\nto become the Root Management Server.";
 
 fn promote(
@@ -191,87 +163,38 @@ fn promote(
     delete_existing_rms: bool,
     yes: bool,
     dry_run: bool,
-    reporting_path: Option<&PathBuf>,
-    webconsole_path: Option<&PathBuf>,
+    reporting: Option<&PathBuf>,
+    webconsole: Option<&PathBuf>,
 ) -> Result<ExitCode> {
-    let mut group = Group::load(&target.group)?;
     let machine = machine_dir(target.machine.clone())?;
-    let host = machine_host(&machine, target.host.as_deref())?;
-    let promotion = promote_rms(&group.inventory, &host, delete_existing_rms)?;
-
-    // The check that would have saved the seed's operator: the key is here.
-    let store_path = keystore_path(&machine);
-    if !store_path.exists() {
-        bail!(
-            "{host} has no key store ({}): restore the RMS key first (om-securestoragebackup --machine {} Restore FILE), or with no backup run NewKey; nothing was changed",
-            store_path.display(),
-            machine.display()
-        );
-    }
-    let store = KeyStore::load(&store_path)?;
-    let unopened = group.unopenable(&store);
-    if !unopened.is_empty() {
-        bail!(
-            "{host} does not hold the management group's encryption key: it cannot open {} of {} Run As secrets ({}); restore the RMS key backup on it (om-securestoragebackup Restore FILE), or with no backup run NewKey; nothing was changed",
-            unopened.len(),
-            group.runas.secrets.len(),
-            unopened.join(", ")
-        );
-    }
-
-    let old = promotion.old_rms.as_ref().map(ToString::to_string);
-    let mut steps_left = vec![];
-    if let Some(old) = &old {
-        steps_left.push(format!(
-            "Restart the Health Service on {old}: net stop HealthService && net start HealthService"
-        ));
-    }
-    steps_left.push(format!(
-        "Reconnect every Operations console to the new RMS, {host}."
-    ));
-    steps_left.push("On OpsMgr 2007 before SP1, data warehouse processing stays on the old RMS: om-msconfigtool Runbook promote-pre-sp1".into());
-    if reporting_path.is_none() {
-        steps_left.push(format!(
-            "Point the Reporting server at {host}: om-configfix reporting PATH --rms {host}"
-        ));
-    }
-    if webconsole_path.is_none() {
-        steps_left.push(format!(
-            "Point the Web Console at {host}: om-configfix webconsole PATH --rms {host}"
-        ));
-    }
-    let inventory_path = target.group.join(INVENTORY_FILE).display().to_string();
-    let fix = (!promotion.stranded.is_empty())
-        .then(|| format!("om-balance apply {inventory_path} -o {inventory_path}"));
-    // The same plan as a script for the live management group; PromoteRMS is 2007 R2's.
-    let script = (!promotion.stranded.is_empty())
-        .then(|| format!("om-balance plan {inventory_path} --format ps2007 > balance.ps1"));
-    let mut report = PromoteReport {
-        new_rms: host.to_string(),
-        old_rms: old.clone(),
-        dry_run,
-        history: None,
-        configs: Vec::new(),
-        stranded_agents: promotion.stranded.len(),
-        script,
-        fix,
-        steps_left,
-    };
+    let plan = jobs::plan_promotion(&jobs::Promote {
+        group: &target.group,
+        machine: &machine,
+        host: target.host.as_deref(),
+        delete_existing_rms,
+        reporting: reporting.map(PathBuf::as_path),
+        webconsole: webconsole.map(PathBuf::as_path),
+    })?;
     let mut out = opsmgr_tools::stdout();
+    let host = plan.report().new_rms.clone();
+    let stranded = plan.stranded().to_vec();
     if dry_run {
         if !target.json {
             writeln!(
                 out,
                 "Would promote {host} to RMS{}.",
-                old.as_deref().map_or(String::new(), |o| format!(
-                    "; {o} would become a management server"
-                ))
+                plan.report()
+                    .old_rms
+                    .as_deref()
+                    .map_or(String::new(), |o| format!(
+                        "; {o} would become a management server"
+                    ))
             )?;
-            for p in [reporting_path, webconsole_path].into_iter().flatten() {
+            for p in plan.configs() {
                 writeln!(out, "Would point {} at {host}.", p.display())?;
             }
         }
-        return finish(&mut out, target.json, &report, &promotion.stranded);
+        return finish(&mut out, target.json, plan.report(), &stranded);
     }
     if !yes {
         writeln!(out, "{WARNING}")?;
@@ -283,30 +206,10 @@ fn promote(
             return Ok(ExitCode::from(exit::NO));
         }
     }
-    let now = SystemTime::now();
-    report.history = Some(group.keep_history(now)?.display().to_string());
-    group.inventory = promotion.inventory.clone();
-    group.save_inventory()?;
-    let from = old.as_deref();
-    let new_rms = host.as_str();
-    let edits: [(Option<&PathBuf>, &Rewrite<'_>); 2] = [
-        (reporting_path, &|doc| {
-            reporting(doc, new_rms, from, REPORTING_EXPECTED)
-        }),
-        (webconsole_path, &|doc| webconsole(doc, new_rms, from)),
-    ];
-    for (path, edit) in edits {
-        let Some(path) = path else { continue };
-        let done = edit_file(path, edit, WriteOptions::default(), now)?;
-        report.configs.push(ConfigReport {
-            path: path.display().to_string(),
-            changed: done.edit.spans.len(),
-            backup: done.backup.map(|b| b.display().to_string()),
-        });
-    }
+    let report = jobs::promote(plan, SystemTime::now())?;
     if !target.json {
         writeln!(out, "{host} is now the Root Management Server.")?;
-        if let Some(o) = &old {
+        if let Some(o) = &report.old_rms {
             writeln!(out, "{o} is now a management server.")?;
         }
         if let Some(h) = &report.history {
@@ -316,13 +219,13 @@ fn promote(
             writeln!(out, "{}: {} value(s) now name {host}.", c.path, c.changed)?;
         }
     }
-    finish(&mut out, target.json, &report, &promotion.stranded)
+    finish(&mut out, target.json, &report, &stranded)
 }
 
 fn finish(
     out: &mut impl Write,
     json: bool,
-    report: &PromoteReport,
+    report: &jobs::PromoteReport,
     stranded: &[opsmgr_model::Stranded],
 ) -> Result<ExitCode> {
     if json {
@@ -362,49 +265,15 @@ fn finish(
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct NewKeyReport {
-    machine: String,
-    kept_old_keys: bool,
-    reenter: Vec<String>,
-}
-
 fn new_key(target: &Target) -> Result<ExitCode> {
-    let group = Group::load(&target.group)?;
     let machine = machine_dir(target.machine.clone())?;
-    let host = machine_host(&machine, target.host.as_deref())?;
-    let is_server = group.inventory.servers.iter().any(|s| s.name == host);
-    if !is_server {
-        bail!(
-            "{host} is not a server of management group {}",
-            group.inventory.management_group
-        );
-    }
-    let path = keystore_path(&machine);
-    let now = SystemTime::now();
-    // Read, rotate and write under the store's lock: a restore cannot slip in between.
-    let lock = KeyStoreLock::take(&path)?;
-    let (store, kept) = if path.exists() {
-        let mut store = KeyStore::load(&path)?;
-        if !group.runas.secrets.is_empty() && group.unopenable(&store).is_empty() {
-            bail!(
-                "{host} holds the group's key already (it opens every Run As secret): a new key is not needed; nothing was changed"
-            );
-        }
-        // Older keys stay in the store: whatever they sealed still opens.
-        store.rotate(now, &mut OsRandom)?;
-        (store, true)
-    } else {
-        (KeyStore::generate(now, &mut OsRandom)?, false)
-    };
-    group.keep_history(now)?;
-    store.save_locked(&path, &lock)?;
-    drop(lock);
-    let report = NewKeyReport {
-        machine: host.to_string(),
-        kept_old_keys: kept,
-        reenter: group.unopenable(&store),
-    };
+    let report = jobs::new_key(
+        &target.group,
+        &machine,
+        target.host.as_deref(),
+        SystemTime::now(),
+        &mut OsRandom,
+    )?;
     let mut out = opsmgr_tools::stdout();
     if target.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -412,7 +281,8 @@ fn new_key(target: &Target) -> Result<ExitCode> {
     } else {
         writeln!(
             out,
-            "Created a new encryption key for the management group on {host}."
+            "Created a new encryption key for the management group on {}.",
+            report.machine
         )?;
         if report.reenter.is_empty() {
             writeln!(out, "Every Run As secret opens with it.")?;

@@ -1,7 +1,7 @@
 //! `om-securestoragebackup`: creates, backs up, restores and verifies the management
 //! group's encryption key (SecureStorageBackup).
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -10,11 +10,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use opsmgr_securestorage::{
     BackupInfo, CURRENT_VERSION, Custodian, Error, Installed, KdfParams, KeyStore, Opened,
-    OsRandom, ReadPolicy, check_password, inspect_backup, install, keystore_path, open_backup_with,
-    open_backup_with_passwords, recovery_fingerprint, seal_backup, seal_custody, write_private,
+    OsRandom, ReadPolicy, check_password, inspect_backup, keystore_path, open_backup_with,
+    open_backup_with_passwords, recovery_fingerprint, seal_backup,
 };
 use opsmgr_tools::{
-    PasswordArgs, PasswordSource, exit, machine_dir, password_weakness, read_password, windows_args,
+    PasswordArgs, PasswordSource, exit, jobs, machine_dir, password_weakness, read_password,
+    windows_args,
 };
 use serde::Serialize;
 
@@ -216,8 +217,7 @@ fn run() -> Result<ExitCode> {
     let mut out = opsmgr_tools::stdout();
     match cli.command {
         Command::Createkey => {
-            let store = KeyStore::generate(SystemTime::now(), &mut OsRandom)?;
-            store.save_new(&store_path)?;
+            let store = jobs::create_key(&machine, SystemTime::now(), &mut OsRandom)?;
             writeln!(
                 out,
                 "Created the management group key {} in {}",
@@ -238,7 +238,7 @@ fn run() -> Result<ExitCode> {
                 bail!("{} exists; use --force to replace it", file.display());
             }
             let sources = password.sources();
-            let (bytes, passwords, split) = match (custodians, threshold) {
+            let done = match (custodians, threshold) {
                 (Some(n), Some(k)) => {
                     let (n, k) = (usize::from(n), usize::from(k));
                     if k > n {
@@ -271,10 +271,13 @@ fn run() -> Result<ExitCode> {
                             password: password.as_str(),
                         })
                         .collect();
-                    let bytes =
-                        seal_custody(&store, &custodians, k, KdfParams::DEFAULT, &mut OsRandom)?;
+                    let sealing = jobs::Sealing::Custody {
+                        custodians: &custodians,
+                        threshold: k,
+                    };
+                    let done = jobs::backup(&store, &file, &sealing, force, &mut OsRandom)?;
                     let split = format!(" for any {k} of {n} custodians ({})", labels.join(", "));
-                    (bytes, passwords, split)
+                    (done, split)
                 }
                 _ => {
                     if sources.len() > 1 {
@@ -284,21 +287,21 @@ fn run() -> Result<ExitCode> {
                     }
                     let source = sources.into_iter().next().unwrap_or(PasswordSource::Prompt);
                     let password = new_password(&source, "Password for the backup: ")?;
-                    let bytes = seal_backup(&store, &password, &mut OsRandom)?;
-                    (bytes, vec![password], String::new())
+                    let sealing = jobs::Sealing::Password(&password);
+                    let done = jobs::backup(&store, &file, &sealing, force, &mut OsRandom)?;
+                    (done, String::new())
                 }
             };
-            let refs: Vec<&str> = passwords.iter().map(|p| p.as_str()).collect();
-            let kept = replace_checked(&file, &bytes, &store, &refs)?;
+            let (done, split) = done;
             writeln!(
                 out,
                 "Backed up {} key(s), current {}, to {}{split}",
-                store.keys().len(),
-                store.current().id(),
+                done.keys,
+                done.current,
                 file.display()
             )?;
-            say_fingerprint(&mut out, &store)?;
-            say_kept(&mut out, kept.as_deref())?;
+            say_fingerprint(&mut out, &done.fingerprint)?;
+            say_kept(&mut out, done.kept.as_deref())?;
         }
         Command::Restore {
             file,
@@ -307,8 +310,9 @@ fn run() -> Result<ExitCode> {
         } => {
             let opened = open_any(&file, &password, &policy)?;
             say_custodians(&mut out, &opened)?;
-            restore(&opened.store, &store_path, force, &mut out)?;
-            say_fingerprint(&mut out, &opened.store)?;
+            let done = jobs::restore(&machine, &opened, force, SystemTime::now())?;
+            say_restored(&done, &opened.store, &mut out)?;
+            say_fingerprint(&mut out, &recovery_fingerprint(&opened.store))?;
         }
         Command::Verify {
             file,
@@ -369,7 +373,7 @@ fn run() -> Result<ExitCode> {
                     report.current
                 )?;
                 say_custodians(&mut out, &opened)?;
-                say_fingerprint(&mut out, store)?;
+                say_fingerprint(&mut out, &report.recovery_fingerprint)?;
                 match (&report.machine_current, holds) {
                     (Some(id), Some(true)) => writeln!(
                         out,
@@ -399,7 +403,7 @@ fn run() -> Result<ExitCode> {
                 _ => PasswordSource::Prompt,
             };
             let new = new_password(&source, "New password for the backup: ")?;
-            let kept = replace_checked(
+            let kept = jobs::replace_backup(
                 &file,
                 &seal_backup(&store, &new, &mut OsRandom)?,
                 &store,
@@ -434,7 +438,7 @@ fn run() -> Result<ExitCode> {
                 )?;
             } else {
                 let bytes = seal_backup(&store, &password, &mut OsRandom)?;
-                let kept = replace_checked(&file, &bytes, &store, &[password.as_str()])?;
+                let kept = jobs::replace_backup(&file, &bytes, &store, &[password.as_str()])?;
                 writeln!(
                     out,
                     "Rewrote {} from format version {} ({}) to {CURRENT_VERSION} ({})",
@@ -565,59 +569,12 @@ fn say_custodians(out: &mut impl Write, opened: &Opened) -> Result<()> {
     Ok(())
 }
 
-fn say_fingerprint(out: &mut impl Write, store: &KeyStore) -> Result<()> {
+fn say_fingerprint(out: &mut impl Write, fingerprint: &str) -> Result<()> {
     writeln!(
         out,
-        "Recovery fingerprint: {} (custodians write it down at backup and compare it on restore)",
-        recovery_fingerprint(store)
+        "Recovery fingerprint: {fingerprint} (custodians write it down at backup and compare it on restore)"
     )?;
     Ok(())
-}
-
-/// Replaces (or creates) the backup `file` with `bytes` without ever being left without a
-/// good copy: the new bytes go to `<file>.new` beside it, are read back from the disk and
-/// opened with `passwords` (they must hold `store`), the previous file is copied to
-/// `<file>.bak`, and only then is the new one renamed over it. Returns the `.bak` path when a
-/// previous file was kept.
-fn replace_checked(
-    file: &Path,
-    bytes: &[u8],
-    store: &KeyStore,
-    passwords: &[&str],
-) -> Result<Option<PathBuf>> {
-    let beside = |suffix: &str| {
-        let mut name = file.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
-    let new = beside(".new");
-    write_private(&new, bytes)?;
-    let checked = std::fs::read(&new)
-        .with_context(|| format!("reading back {}", new.display()))
-        .and_then(|back| {
-            let opened = open_backup_with_passwords(&back, passwords, &ReadPolicy::DEFAULT)
-                .with_context(|| format!("opening {} as written", new.display()))?;
-            if !opened.store.same_as(store) {
-                bail!("{} as written does not hold the key store", new.display());
-            }
-            Ok(())
-        });
-    if let Err(e) = checked {
-        let _ = std::fs::remove_file(&new);
-        return Err(e.context(format!("{} unchanged", file.display())));
-    }
-    let kept = match std::fs::read(file) {
-        Ok(previous) => {
-            let bak = beside(".bak");
-            write_private(&bak, &previous)?;
-            Some(bak)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", file.display()))),
-    };
-    std::fs::rename(&new, file)
-        .with_context(|| format!("renaming {} to {}", new.display(), file.display()))?;
-    Ok(kept)
 }
 
 fn say_kept(out: &mut impl Write, kept: Option<&Path>) -> Result<()> {
@@ -647,8 +604,8 @@ fn opened<T>(file: &Path, result: opsmgr_securestorage::Result<T>) -> Result<T> 
     })
 }
 
-fn restore(store: &KeyStore, path: &Path, force: bool, out: &mut impl Write) -> Result<()> {
-    match install(store, path, force, SystemTime::now())? {
+fn say_restored(done: &jobs::Restored, store: &KeyStore, out: &mut impl Write) -> Result<()> {
+    match &done.installed {
         Installed::Unchanged => {
             writeln!(
                 out,
@@ -683,7 +640,7 @@ fn restore(store: &KeyStore, path: &Path, force: bool, out: &mut impl Write) -> 
         "Restored {} key(s), current {}, to {}",
         store.keys().len(),
         store.current().id(),
-        path.display()
+        done.path.display()
     )?;
     Ok(())
 }

@@ -1,0 +1,294 @@
+//! The agent's jobs: a key and request (`om-certreq -new`), the CA's bundle installed
+//! (`om-certreq -install`), and the channel certificate chosen and recorded
+//! (`om-momcertimport`).
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use opsmgr_ca::{
+    AgentSettings, Candidate, CertInfo, Imported, Installed, KeyType, PendingInfo, PolicyOptions,
+    PrivateKey, RequestPolicy, Selection, StoreName, Stores, USER_STORES, build_request,
+    parse_policy, request_der_to_pem, request_to_pem, wrap_renewal,
+};
+use opsmgr_model::HostName;
+
+/// The largest bundle `install` reads: a certificate and its root, with room to spare.
+pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
+/// The largest request policy (certreq.inf) `enroll` reads.
+pub const MAX_POLICY_BYTES: usize = 64 * 1024;
+
+/// What [`enroll`] is asked for: certreq's `-new POLICY.inf REQUEST.req` on a machine.
+#[derive(Debug, Clone)]
+pub struct Enroll<'a> {
+    /// The machine folder.
+    pub machine: &'a Path,
+    /// The request policy (certreq.inf).
+    pub policy: &'a Path,
+    /// Where the request goes.
+    pub request: &'a Path,
+    /// Replace the request file when it exists (certreq's `-f`).
+    pub overwrite: bool,
+    /// Renew this machine's certificate for the policy's name (`-renew`), proving the request
+    /// with its key, even when the policy names no `RenewalCert`.
+    pub renew: bool,
+    /// How the policy is read.
+    pub options: PolicyOptions,
+}
+
+/// What [`enroll`] did.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    /// The request file written.
+    pub request: PathBuf,
+    /// The pending key's id in the store.
+    pub pending_id: String,
+    /// The subject asked for.
+    pub subject: String,
+    /// The key made.
+    pub key: KeyType,
+    /// The DNS names asked for.
+    pub dns_names: Vec<String>,
+    /// Whether the store kept the key in the machine's stores (else the user's).
+    pub machine_key_set: bool,
+    /// The thumbprint of the certificate this request renews, when it is a renewal.
+    pub renews: Option<String>,
+}
+
+/// certreq -new: reads the policy, makes its key, keeps the key pending in the machine's (or
+/// the user's) store, and only then writes the request, so a request never exists without
+/// its key. A renewal is wrapped and signed with the renewed certificate's key.
+pub fn enroll(job: &Enroll<'_>, now: SystemTime) -> Result<Enrolled> {
+    let name = job.policy.display().to_string();
+    let bytes = crate::read_bounded(job.policy, MAX_POLICY_BYTES)?;
+    let policy = parse_policy(&bytes, &name, job.options)?;
+    if job.request.exists() && !job.overwrite {
+        bail!("{} exists; -f overwrites it", job.request.display());
+    }
+    let stores = Stores::open(job.machine, policy.machine_key_set)?;
+    let renewing = renewed_certificate(job, &policy, &stores)?;
+    let key = PrivateKey::generate(policy.key)?;
+    let request = build_request(&policy, &key)?;
+    let pem = match &renewing {
+        None => request_to_pem(&request)?,
+        Some((cert, old_key)) => request_der_to_pem(&wrap_renewal(&request, &cert.der, old_key)?)?,
+    };
+    let info = PendingInfo {
+        subject: policy.subject.to_string(),
+        exportable: policy.exportable,
+        friendly_name: policy.friendly_name.clone(),
+        created: now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    };
+    let pending_id = {
+        let lock = stores.lock()?;
+        stores.add_pending(&lock, &key, &info)?
+    };
+    opsmgr_fsutil::write_atomic(job.request, pem.as_bytes())
+        .with_context(|| format!("writing {}", job.request.display()))?;
+    Ok(Enrolled {
+        request: job.request.to_owned(),
+        pending_id,
+        subject: info.subject,
+        key: policy.key,
+        dns_names: policy.dns_names,
+        machine_key_set: policy.machine_key_set,
+        renews: renewing.map(|(cert, _)| cert.thumbprint),
+    })
+}
+
+/// The certificate a renewal renews, with its key: the one the policy's `RenewalCert` names,
+/// else (with `renew`) the agent's channel certificate when it is one for the policy's common
+/// name (what the agent uses, and so what the CA knows as current), else the newest such
+/// certificate in My that has its key. `None` when this is no renewal.
+fn renewed_certificate(
+    job: &Enroll<'_>,
+    policy: &RequestPolicy,
+    stores: &Stores,
+) -> Result<Option<(CertInfo, PrivateKey)>> {
+    let entry = match (&policy.renewal_cert, job.renew) {
+        (Some(id), _) => stores
+            .find(StoreName::My, id)
+            .with_context(|| format!("RenewalCert = {id}"))?,
+        (None, true) => {
+            let cn = policy.subject.common_name().unwrap_or_default().to_owned();
+            let channel = AgentSettings::load(job.machine)?.channel_certificate_hash;
+            let candidates: Vec<_> = stores
+                .list(StoreName::My)?
+                .into_iter()
+                .filter(|e| e.has_key && e.cert.as_ref().is_some_and(|c| c.names_host(&cn)))
+                .collect();
+            let in_use = candidates
+                .iter()
+                .position(|e| channel.as_deref() == Some(e.id.as_str()));
+            match in_use {
+                Some(i) => candidates.into_iter().nth(i),
+                None => candidates
+                    .into_iter()
+                    .max_by_key(|e| e.cert.as_ref().map(|c| (c.not_before, c.not_after))),
+            }
+            .with_context(|| {
+                format!("-renew: no certificate for {cn} with its key in My to renew")
+            })?
+        }
+        (None, false) => return Ok(None),
+    };
+    let cert = entry
+        .cert
+        .with_context(|| format!("{} is not a certificate", entry.id))?;
+    let key = stores
+        .my_key(&cert.thumbprint)?
+        .with_context(|| format!("the key of {} is not in My", cert.thumbprint))?;
+    Ok(Some((cert, key)))
+}
+
+/// What [`install`] did: the bundle's certificate and root installed, and the agent's
+/// settings now in force.
+#[derive(Debug, Clone)]
+pub struct Install {
+    /// What the CA library installed.
+    pub installed: Installed,
+    /// The agent's settings after the install.
+    pub settings: AgentSettings,
+}
+
+/// certreq -install (the seed's installer): proves the bundle (its root pinned by
+/// `trust_root` or already in Root, its certificate for a key pending here), accepts its
+/// certificate, trusts its root and records the channel certificate (MOMCertImport).
+pub fn install(
+    machine: &Path,
+    bundle: &Path,
+    user_only: bool,
+    trust_root: Option<&str>,
+    now: SystemTime,
+) -> Result<Install> {
+    let bytes = crate::read_bounded(bundle, MAX_BUNDLE_BYTES)?;
+    let installed = opsmgr_ca::install_bundle(machine, &bytes, user_only, trust_root, now)
+        .with_context(|| bundle.display().to_string())?;
+    Ok(Install {
+        installed,
+        settings: AgentSettings::load(machine)?,
+    })
+}
+
+/// What MOMCertImport is asked to do.
+#[derive(Debug, Clone)]
+pub enum Channel<'a> {
+    /// Choose the channel certificate for the host (given, else the imported PFX's common
+    /// name), after importing the PFX into the machine's My store when one is given.
+    Select {
+        /// The agent's host name (`/SubjectName`).
+        host: Option<HostName>,
+        /// A PFX's bytes and password to import first (its key not exportable again; its root
+        /// not trusted from the file).
+        pfx: Option<(&'a [u8], &'a str)>,
+    },
+    /// Forget the channel certificate (`/Remove`).
+    Remove,
+}
+
+/// What came of MOMCertImport's selection.
+#[derive(Debug, Clone)]
+pub enum ChannelOutcome {
+    /// A certificate qualified and is the channel certificate now.
+    Recorded(Box<Selection>),
+    /// No certificate in My qualifies: each candidate with what it fails. Nothing changed in
+    /// the settings.
+    NoneQualifies(Vec<Candidate>),
+    /// The setting was forgotten (`/Remove`).
+    Removed,
+}
+
+/// What [`record_channel`] did.
+#[derive(Debug, Clone)]
+pub struct ChannelRecord {
+    /// The PFX's certificate imported into My, when one was given.
+    pub imported: Option<Imported>,
+    /// The host selected for (none for `/Remove`).
+    pub host: Option<HostName>,
+    /// What came of it.
+    pub outcome: ChannelOutcome,
+    /// The agent's settings now in force.
+    pub settings: AgentSettings,
+    /// Whether the settings changed.
+    pub changed: bool,
+}
+
+/// MOMCertImport: imports the PFX if one is given, chooses the channel certificate from the
+/// machine's My store and records it in the agent's settings (or forgets it), all under the
+/// stores' lock. No certificate qualifying is an outcome, not an error: the command ran and
+/// its answer is no.
+pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Result<ChannelRecord> {
+    let stores = Stores::open(machine, true)?;
+    let lock = stores.lock()?;
+    let (host, pfx) = match job {
+        Channel::Remove => {
+            let (settings, changed) = AgentSettings::record(machine, None)?;
+            return Ok(ChannelRecord {
+                imported: None,
+                host: None,
+                outcome: ChannelOutcome::Removed,
+                settings,
+                changed,
+            });
+        }
+        Channel::Select { host, pfx } => (host, pfx),
+    };
+    let imported = match pfx {
+        Some((bytes, password)) => {
+            let pfx = opsmgr_ca::read_pfx(bytes, password)?;
+            Some(stores.import_pfx(&lock, &pfx, false, false, now)?)
+        }
+        None => None,
+    };
+    let host = match (host, &imported) {
+        (Some(h), _) => h.clone(),
+        (None, Some(i)) => {
+            let cn = i.cert.common_name.as_deref().context(
+                "the PFX's certificate has no common name: give the agent's name with /SubjectName",
+            )?;
+            HostName::new(cn)
+                .with_context(|| format!("the PFX's certificate names '{cn}', not a host"))?
+        }
+        (None, None) => bail!("no host to choose a channel certificate for: give /SubjectName"),
+    };
+    let (outcome, settings, changed) =
+        match opsmgr_ca::select_channel_certificate(&stores, host.as_str(), now) {
+            Ok(selection) => {
+                let (settings, changed) = AgentSettings::record(machine, Some(&selection.chosen))?;
+                (
+                    ChannelOutcome::Recorded(Box::new(selection)),
+                    settings,
+                    changed,
+                )
+            }
+            Err(opsmgr_ca::Error::NoChannelCertificate { candidates, .. }) => (
+                ChannelOutcome::NoneQualifies(candidates),
+                AgentSettings::load(machine)?,
+                false,
+            ),
+            Err(e) => return Err(e.into()),
+        };
+    drop(lock);
+    Ok(ChannelRecord {
+        imported,
+        host: Some(host),
+        outcome,
+        settings,
+        changed,
+    })
+}
+
+/// Whether the user's My store (MachineKeySet = FALSE) holds a certificate for `host`: the
+/// agent reads only the machine's, a frequent slip in request policies worth naming when the
+/// machine's store has none.
+pub fn user_store_holds(machine: &Path, host: &str) -> Result<bool> {
+    if !machine.join(USER_STORES).exists() {
+        return Ok(false);
+    }
+    let user = Stores::open(machine, false)?;
+    Ok(user
+        .list(StoreName::My)?
+        .into_iter()
+        .filter_map(|e| e.cert)
+        .any(|c| c.names_host(host)))
+}

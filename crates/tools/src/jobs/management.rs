@@ -1,0 +1,336 @@
+//! The management group's jobs: agents balanced over the servers (`om-balance apply`), the RMS
+//! role moved (`om-msconfigtool PromoteRMS`) and the servers that name the RMS pointed at the
+//! new one (`om-configfix`).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use opsmgr_configfix::{
+    Document, Edit, EditOptions, Expect, FileEdit, Target, WriteOptions, edit_file,
+};
+use opsmgr_model::{Inventory, Policy, Promotion, Stranded, plan, promote_rms};
+use opsmgr_securestorage::{KeyStore, keystore_path};
+use serde::Serialize;
+
+use crate::group::{Group, INVENTORY_FILE, machine_host};
+
+/// What [`balance`] did.
+#[derive(Debug, Clone)]
+pub struct Balanced {
+    /// The inventory written.
+    pub output: PathBuf,
+    /// Agents whose primary or failovers changed.
+    pub changed: usize,
+    /// Agents moved to another primary.
+    pub moved: usize,
+    /// What the balancer wants said loudly (over capacity, nowhere to go ...).
+    pub warnings: Vec<String>,
+}
+
+/// om-balance apply: plans the balance of `inventory` under `policy` and writes the balanced
+/// inventory to `output` atomically.
+pub fn balance(inventory: &Inventory, policy: &Policy, output: &Path) -> Result<Balanced> {
+    let plan = plan(inventory, policy)?;
+    plan.apply()
+        .save(output)
+        .with_context(|| format!("writing {}", output.display()))?;
+    Ok(Balanced {
+        output: output.to_owned(),
+        changed: plan.changed(),
+        moved: plan.moved(),
+        warnings: plan.warnings().iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// Which file a [`Rewrite`] edits, and how.
+#[derive(Debug, Clone, Copy)]
+pub enum Config<'a> {
+    /// The Reporting server's rsreportserver.config: every `ServerName` of the OpsMgr
+    /// extensions, exactly `expect` of them (normally
+    /// [`opsmgr_configfix::REPORTING_EXPECTED`]).
+    Reporting {
+        /// How many values must be found.
+        expect: usize,
+    },
+    /// The Web Console's Web.config: its one `MOMServer` setting.
+    WebConsole,
+    /// Any value a target names (configfix's target syntax).
+    Set {
+        /// The target, as `configfix` parses it.
+        target: &'a str,
+        /// How many values must be found (none: all, at least one).
+        expect: Option<usize>,
+    },
+}
+
+/// One config file to point at a value (the new RMS's name, for the two named configs).
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite<'a> {
+    /// The kind of file.
+    pub config: Config<'a>,
+    /// The file.
+    pub path: &'a Path,
+    /// The new value.
+    pub value: &'a str,
+    /// Change only values that name this (compare-and-swap); values already `value` stay.
+    pub from: Option<&'a str>,
+}
+
+impl Rewrite<'_> {
+    fn edit(&self, doc: &Document) -> opsmgr_configfix::Result<Edit> {
+        match self.config {
+            Config::Reporting { expect } => {
+                opsmgr_configfix::reporting(doc, self.value, self.from, expect)
+            }
+            Config::WebConsole => opsmgr_configfix::webconsole(doc, self.value, self.from),
+            Config::Set { target, expect } => {
+                let target: Target = target.parse()?;
+                let options = EditOptions {
+                    expect: expect.map_or(Expect::All, Expect::Exactly),
+                    from: self.from.map(str::to_owned),
+                    ..EditOptions::default()
+                };
+                doc.edit(&[target], self.value, &options)
+            }
+        }
+    }
+}
+
+/// om-configfix: rewrites each file losslessly (every byte but the changed values as it was,
+/// the original kept as `PATH.bak` unless `options` say not). Every edit is computed before
+/// any file is written, so a file that cannot be edited leaves all of them as they were.
+pub fn rewrite_configs(
+    rewrites: &[Rewrite<'_>],
+    options: WriteOptions,
+    now: SystemTime,
+) -> Result<Vec<FileEdit>> {
+    let dry_run = WriteOptions {
+        dry_run: true,
+        ..options
+    };
+    for r in rewrites {
+        edit_file(r.path, |doc| r.edit(doc), dry_run, now)?;
+    }
+    rewrites
+        .iter()
+        .map(|r| Ok(edit_file(r.path, |doc| r.edit(doc), options, now)?))
+        .collect()
+}
+
+/// What PromoteRMS is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Promote<'a> {
+    /// The management group's folder.
+    pub group: &'a Path,
+    /// The machine to promote (its folder).
+    pub machine: &'a Path,
+    /// The machine's host name (default: its folder's name).
+    pub host: Option<&'a str>,
+    /// `/DeleteExistingRMS:true`: replace the group's RMS (it stays as a management server).
+    pub delete_existing_rms: bool,
+    /// The Reporting server's rsreportserver.config to point at the new RMS.
+    pub reporting: Option<&'a Path>,
+    /// The Web Console's Web.config to point at the new RMS.
+    pub webconsole: Option<&'a Path>,
+}
+
+/// One config file rewritten by a promotion.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigReport {
+    /// The file.
+    pub path: String,
+    /// How many values changed.
+    pub changed: usize,
+    /// Where the original is kept.
+    pub backup: Option<String>,
+}
+
+/// PromoteRMS's report: what changed, what is left to a person.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromoteReport {
+    /// The new RMS.
+    pub new_rms: String,
+    /// The old RMS, now a management server.
+    pub old_rms: Option<String>,
+    /// True when nothing was changed (the report of a plan).
+    pub dry_run: bool,
+    /// Where the group's previous state is kept.
+    pub history: Option<String>,
+    /// The configs rewritten.
+    pub configs: Vec<ConfigReport>,
+    /// How many agent assignments name a server agents cannot use now.
+    pub stranded_agents: usize,
+    /// The command that writes the move as a script for the live group.
+    pub script: Option<String>,
+    /// The command that records the move in the inventory.
+    pub fix: Option<String>,
+    /// Steps left to a person.
+    pub steps_left: Vec<String>,
+}
+
+/// A promotion checked and ready: nothing has been written yet. [`promote`] carries it out.
+#[derive(Debug, Clone)]
+pub struct PromotionPlan {
+    group: Group,
+    promotion: Promotion,
+    reporting: Option<PathBuf>,
+    webconsole: Option<PathBuf>,
+    report: PromoteReport,
+}
+
+impl PromotionPlan {
+    /// The report of the plan (`dry_run` true, nothing written).
+    pub fn report(&self) -> &PromoteReport {
+        &self.report
+    }
+
+    /// Agent assignments the promotion strands.
+    pub fn stranded(&self) -> &[Stranded] {
+        &self.promotion.stranded
+    }
+
+    /// The configs the promotion will point at the new RMS.
+    pub fn configs(&self) -> impl Iterator<Item = &Path> {
+        [&self.reporting, &self.webconsole]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+    }
+}
+
+/// PromoteRMS's checks, with nothing changed: the machine is a management server of the group,
+/// and it holds the group's encryption key (it opens every sealed Run As secret), which would
+/// have saved the seed's operator. Returns the plan, whose report lists the steps left.
+pub fn plan_promotion(job: &Promote<'_>) -> Result<PromotionPlan> {
+    let group = Group::load(job.group)?;
+    let host = machine_host(job.machine, job.host)?;
+    let promotion = promote_rms(&group.inventory, &host, job.delete_existing_rms)?;
+    let store_path = keystore_path(job.machine);
+    if !store_path.exists() {
+        bail!(
+            "{host} has no key store ({}): restore the RMS key first (om-securestoragebackup --machine {} Restore FILE), or with no backup run NewKey; nothing was changed",
+            store_path.display(),
+            job.machine.display()
+        );
+    }
+    let store = KeyStore::load(&store_path)?;
+    let unopened = group.unopenable(&store);
+    if !unopened.is_empty() {
+        bail!(
+            "{host} does not hold the management group's encryption key: it cannot open {} of {} Run As secrets ({}); restore the RMS key backup on it (om-securestoragebackup Restore FILE), or with no backup run NewKey; nothing was changed",
+            unopened.len(),
+            group.runas.secrets.len(),
+            unopened.join(", ")
+        );
+    }
+    let old = promotion.old_rms.as_ref().map(ToString::to_string);
+    let mut steps_left = vec![];
+    if let Some(old) = &old {
+        steps_left.push(format!(
+            "Restart the Health Service on {old}: net stop HealthService && net start HealthService"
+        ));
+    }
+    steps_left.push(format!(
+        "Reconnect every Operations console to the new RMS, {host}."
+    ));
+    steps_left.push("On OpsMgr 2007 before SP1, data warehouse processing stays on the old RMS: om-msconfigtool Runbook promote-pre-sp1".into());
+    if job.reporting.is_none() {
+        steps_left.push(format!(
+            "Point the Reporting server at {host}: om-configfix reporting PATH --rms {host}"
+        ));
+    }
+    if job.webconsole.is_none() {
+        steps_left.push(format!(
+            "Point the Web Console at {host}: om-configfix webconsole PATH --rms {host}"
+        ));
+    }
+    // A config that cannot be edited refuses the promotion before anything is written.
+    let dry_run = WriteOptions {
+        dry_run: true,
+        ..WriteOptions::default()
+    };
+    let from = old.as_deref();
+    for r in promotion_rewrites(job.reporting, job.webconsole, host.as_str(), from) {
+        edit_file(r.path, |doc| r.edit(doc), dry_run, SystemTime::now())
+            .context("nothing was changed")?;
+    }
+    let inventory_path = job.group.join(INVENTORY_FILE).display().to_string();
+    let stranded = !promotion.stranded.is_empty();
+    let report = PromoteReport {
+        new_rms: host.to_string(),
+        old_rms: old,
+        dry_run: true,
+        history: None,
+        configs: Vec::new(),
+        stranded_agents: promotion.stranded.len(),
+        // The same plan as a script for the live management group; PromoteRMS is 2007 R2's.
+        script: stranded
+            .then(|| format!("om-balance plan {inventory_path} --format ps2007 > balance.ps1")),
+        fix: stranded.then(|| format!("om-balance apply {inventory_path} -o {inventory_path}")),
+        steps_left,
+    };
+    Ok(PromotionPlan {
+        group,
+        promotion,
+        reporting: job.reporting.map(Path::to_owned),
+        webconsole: job.webconsole.map(Path::to_owned),
+        report,
+    })
+}
+
+/// PromoteRMS carried out: the group's state is kept in its history, the promoted inventory
+/// written, and the configs pointed at the new RMS (compare-and-swap from the old RMS).
+pub fn promote(plan: PromotionPlan, now: SystemTime) -> Result<PromoteReport> {
+    let PromotionPlan {
+        mut group,
+        promotion,
+        reporting,
+        webconsole,
+        mut report,
+    } = plan;
+    report.dry_run = false;
+    report.history = Some(group.keep_history(now)?.display().to_string());
+    group.inventory = promotion.inventory;
+    group.save_inventory()?;
+    let rewrites = promotion_rewrites(
+        reporting.as_deref(),
+        webconsole.as_deref(),
+        promotion.new_rms.as_str(),
+        report.old_rms.as_deref(),
+    );
+    let configs = rewrite_configs(&rewrites, WriteOptions::default(), now)?
+        .into_iter()
+        .map(|done| ConfigReport {
+            path: done.path.display().to_string(),
+            changed: done.edit.spans.len(),
+            backup: done.backup.map(|b| b.display().to_string()),
+        })
+        .collect();
+    report.configs = configs;
+    Ok(report)
+}
+
+/// The two configs a promotion points at the new RMS, those given.
+fn promotion_rewrites<'a>(
+    reporting: Option<&'a Path>,
+    webconsole: Option<&'a Path>,
+    new_rms: &'a str,
+    from: Option<&'a str>,
+) -> Vec<Rewrite<'a>> {
+    let expect = opsmgr_configfix::REPORTING_EXPECTED;
+    [
+        (reporting, Config::Reporting { expect }),
+        (webconsole, Config::WebConsole),
+    ]
+    .into_iter()
+    .filter_map(|(path, config)| {
+        path.map(|path| Rewrite {
+            config,
+            path,
+            value: new_rms,
+            from,
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,37 @@
+//! The jobs the tools do, one library function each, for the tools and the drill alike.
+//!
+//! Each job takes typed inputs (paths, parsed values, passwords already read, the time) and
+//! returns a typed report; none prints or asks. A tool parses its command line, reads what a
+//! person must type, calls its job and renders the report; the Y/N question and the progress
+//! bars stay in the tools. `om-drill` calls the same jobs, so the drill cannot pass while a
+//! tool is broken.
+//!
+//! | job | tool |
+//! |---|---|
+//! | [`enroll`] | `om-certreq -new` |
+//! | [`install`] | `om-certreq -install` |
+//! | [`record_channel`] | `om-momcertimport` |
+//! | [`create_key`], [`backup`], [`restore`] | `om-securestoragebackup` |
+//! | [`new_key`], [`plan_promotion`] + [`promote`] | `om-msconfigtool` |
+//! | [`rewrite_configs`] | `om-configfix` |
+//! | [`balance`] | `om-balance apply` |
+//!
+//! The CA's side is the `opsmgr-ca` library itself: `om-ca process` and the drill both call
+//! `opsmgr_ca::process_share`, and an operator's approval is `Authority::resubmit`.
+
+mod agent;
+mod keys;
+mod management;
+
+pub use agent::{
+    Channel, ChannelOutcome, ChannelRecord, Enroll, Enrolled, Install, MAX_BUNDLE_BYTES,
+    MAX_POLICY_BYTES, enroll, install, record_channel, user_store_holds,
+};
+pub use keys::{
+    BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, backup, create_key, new_key,
+    open_backup, replace_backup, restore,
+};
+pub use management::{
+    Balanced, Config, ConfigReport, Promote, PromoteReport, PromotionPlan, Rewrite, balance,
+    plan_promotion, promote, rewrite_configs,
+};
