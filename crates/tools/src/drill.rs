@@ -33,8 +33,10 @@ const REPORTING_CONFIG: &[u8] = include_bytes!("../data/rsreportserver.config");
 const WEB_CONFIG: &[u8] = include_bytes!("../data/web.config");
 
 const DOMAIN: &str = "prod.local";
-const RMS: &str = "RMS.prod.local";
-const NEW_RMS: &str = "MGT01.prod.local";
+/// The RMS of the drill's group, lost in phase 4.
+pub const RMS: &str = "RMS.prod.local";
+/// The management server promoted to RMS in phase 4.
+pub const NEW_RMS: &str = "MGT01.prod.local";
 /// The supported number of agents per management server.
 const AGENTS_PER_SERVER: usize = 3000;
 
@@ -50,7 +52,8 @@ const RUNAS: [(&str, &str); 3] = [
     ("Data Warehouse Write Account", "Pa55-dw-write!"),
     ("Notification Account", "Pa55-smtp!"),
 ];
-const BACKUP_PASSWORD: &str = "drill: correct horse battery staple";
+/// The password of the drill's key backup.
+pub const BACKUP_PASSWORD: &str = "drill: correct horse battery staple";
 
 /// One phase of the drill and how long it took.
 #[derive(Debug, Clone, Serialize)]
@@ -92,10 +95,142 @@ pub enum Event<'a> {
     Check(&'a Check),
 }
 
-struct Drill<'e> {
+/// The drill's world: who is in the management group and where each thing lives below the
+/// drill's folder (`machines/<host>/`, `share/`, `ca/`, `group/`, `backup/`, `reporting/`,
+/// `webconsole/`), and what happens in it that is not a tool's job (the group set up, a bulk
+/// install). Public so that a test can walk the tools through the same story.
+#[derive(Debug, Clone)]
+pub struct Scenario {
     dir: PathBuf,
     servers: Vec<String>,
     agents: Vec<HostName>,
+}
+
+impl Scenario {
+    /// The drill's group with `agents` agents (at least one) in `dir`; nothing is written.
+    pub fn new(dir: &Path, agents: usize) -> Result<Self> {
+        if agents == 0 {
+            bail!("the drill needs at least one agent");
+        }
+        let agents = (1..=agents)
+            .map(|i| host(&format!("agent{i:05}.{DOMAIN}")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            servers: management_servers(agents.len()),
+            agents,
+        })
+    }
+
+    /// The management servers (the RMS not among them), MGT01 first.
+    pub fn servers(&self) -> &[String] {
+        &self.servers
+    }
+
+    /// Every machine that enrolls: the management servers, then the agents.
+    pub fn hosts(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .cloned()
+            .chain(self.agents.iter().map(ToString::to_string))
+            .collect()
+    }
+
+    /// A machine's folder.
+    pub fn machine(&self, host: &str) -> PathBuf {
+        self.dir.join("machines").join(host)
+    }
+    /// The management group's folder.
+    pub fn group_dir(&self) -> PathBuf {
+        self.dir.join("group")
+    }
+    /// The drop share.
+    pub fn share(&self) -> PathBuf {
+        self.dir.join("share")
+    }
+    /// The CA's folder.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.join("ca")
+    }
+    /// Where the RMS key's backup goes.
+    pub fn backup_file(&self) -> PathBuf {
+        self.dir.join("backup").join("BackupKey.bin")
+    }
+    /// The Reporting server's config.
+    pub fn reporting(&self) -> PathBuf {
+        self.dir.join("reporting").join("rsreportserver.config")
+    }
+    /// The Web Console's config.
+    pub fn webconsole(&self) -> PathBuf {
+        self.dir.join("webconsole").join("Web.config")
+    }
+
+    /// The request policy every machine of the drill enrolls with: its name, a P-256 key
+    /// that never leaves it, in the machine's store.
+    pub fn certreq_inf(host: &str) -> String {
+        format!(
+            "[NewRequest]\r\nSubject = \"CN={host}\"\r\nKeyAlgorithm = ECDSA_P256\r\nExportable = FALSE\r\nMachineKeySet = TRUE\r\n"
+        )
+    }
+
+    /// Phase 1, the seed's production before any tool ran: the group's folder with its
+    /// servers, the group key on the RMS (SecureStorageBackup's setup) sealing three Run As
+    /// secrets, and the two configs naming the RMS.
+    pub fn build_group(&self) -> Result<()> {
+        let servers = std::iter::once(Server {
+            agent_reachable: false,
+            ..Server::new(host(RMS)?, ServerRole::Rms)
+        })
+        .chain(
+            self.servers
+                .iter()
+                .map(|m| Ok(Server::new(host(m)?, ServerRole::Management)))
+                .collect::<Result<Vec<_>>>()?,
+        )
+        .collect();
+        let inventory = Inventory {
+            management_group: "PROD".into(),
+            servers,
+            agents: Vec::new(),
+        };
+        let mut group = Group::create(&self.group_dir(), inventory)?;
+        let store = jobs::create_key(&self.machine(RMS), SystemTime::now(), &mut OsRandom)?;
+        for (name, secret) in RUNAS {
+            group.add_secret(&store, name, secret.as_bytes(), &mut OsRandom)?;
+        }
+        for (path, bytes) in [
+            (self.reporting(), REPORTING_CONFIG),
+            (self.webconsole(), WEB_CONFIG),
+        ] {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            opsmgr_fsutil::write_atomic(&path, bytes)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Phase 3's world: a bulk install from the console puts every agent on MGT01, with no
+    /// failovers, in the group's inventory.
+    pub fn bulk_install(&self) -> Result<()> {
+        let mut group = Group::load(&self.group_dir())?;
+        let first = host(NEW_RMS)?;
+        group.inventory.agents = self
+            .agents
+            .iter()
+            .map(|a| Agent {
+                name: a.clone(),
+                primary: Some(first.clone()),
+                failover: Vec::new(),
+            })
+            .collect();
+        group.save_inventory()
+    }
+}
+
+struct Drill<'e> {
+    w: Scenario,
     report: Report,
     events: &'e mut dyn FnMut(Event<'_>),
 }
@@ -105,22 +240,6 @@ fn host(name: &str) -> Result<HostName> {
 }
 
 impl Drill<'_> {
-    fn machine(&self, host: &str) -> PathBuf {
-        self.dir.join("machines").join(host)
-    }
-    fn group_dir(&self) -> PathBuf {
-        self.dir.join("group")
-    }
-    fn share(&self) -> PathBuf {
-        self.dir.join("share")
-    }
-    fn reporting(&self) -> PathBuf {
-        self.dir.join("reporting").join("rsreportserver.config")
-    }
-    fn webconsole(&self) -> PathBuf {
-        self.dir.join("webconsole").join("Web.config")
-    }
-
     fn phase<T>(
         &mut self,
         name: &'static str,
@@ -153,61 +272,19 @@ impl Drill<'_> {
         Ok(())
     }
 
-    /// Phase 1: the seed's production.
-    fn build_group(&mut self) -> Result<()> {
-        let servers = std::iter::once(Server {
-            agent_reachable: false,
-            ..Server::new(host(RMS)?, ServerRole::Rms)
-        })
-        .chain(
-            self.servers
-                .iter()
-                .map(|m| Ok(Server::new(host(m)?, ServerRole::Management)))
-                .collect::<Result<Vec<_>>>()?,
-        )
-        .collect();
-        let inventory = Inventory {
-            management_group: "PROD".into(),
-            servers,
-            agents: Vec::new(),
-        };
-        let mut group = Group::create(&self.group_dir(), inventory)?;
-        // SecureStorageBackup's setup on the first RMS.
-        let store = jobs::create_key(&self.machine(RMS), SystemTime::now(), &mut OsRandom)?;
-        for (name, secret) in RUNAS {
-            group.add_secret(&store, name, secret.as_bytes(), &mut OsRandom)?;
-        }
-        for (path, bytes) in [
-            (self.reporting(), REPORTING_CONFIG),
-            (self.webconsole(), WEB_CONFIG),
-        ] {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            opsmgr_fsutil::write_atomic(&path, bytes)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        Ok(())
-    }
-
     /// Phase 2: every management server and agent enrolls through the drop folder.
     fn enroll(&mut self) -> Result<()> {
-        let ca_dir = self.dir.join("ca");
+        let ca_dir = self.w.ca_dir();
         let mut ca = Authority::init(&ca_dir, &InitOptions::default(), SystemTime::now())?;
-        let share = self.share();
+        let share = self.w.share();
         std::fs::create_dir_all(&share)?;
-        let hosts: Vec<String> = self
-            .servers
-            .iter()
-            .cloned()
-            .chain(self.agents.iter().map(ToString::to_string))
-            .collect();
+        let hosts = self.w.hosts();
         for h in &hosts {
             // `om-certreq -new -q -f certreq.inf <share>/<FQDN>.req` on each machine.
-            let machine = self.machine(h);
+            let machine = self.w.machine(h);
             std::fs::create_dir_all(&machine)?;
             let policy = machine.join("certreq.inf");
-            opsmgr_fsutil::write_atomic(&policy, certreq_inf(h).as_bytes())?;
+            opsmgr_fsutil::write_atomic(&policy, Scenario::certreq_inf(h).as_bytes())?;
             jobs::enroll(
                 &jobs::Enroll {
                     machine: &machine,
@@ -227,6 +304,7 @@ impl Drill<'_> {
             allowed_hosts: Some(allowed),
             // Management servers are issued only by an operator's -resubmit.
             operator_only: self
+                .w
                 .servers
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
@@ -254,7 +332,7 @@ impl Drill<'_> {
         for h in &hosts {
             // `om-certreq -install <share>/<FQDN>.bundle --trust-root <thumbprint>`.
             jobs::install(
-                &self.machine(h),
+                &self.w.machine(h),
                 &share.join(format!("{h}.bundle")),
                 false,
                 Some(&root),
@@ -267,21 +345,14 @@ impl Drill<'_> {
 
     /// Phase 3: a bulk install puts every agent on MGT01; the balancer spreads them.
     fn balance(&mut self) -> Result<()> {
-        let mut group = Group::load(&self.group_dir())?;
-        let first = host(NEW_RMS)?;
-        group.inventory.agents = self
-            .agents
-            .iter()
-            .map(|a| Agent {
-                name: a.clone(),
-                primary: Some(first.clone()),
-                failover: Vec::new(),
-            })
-            .collect();
-        group.save_inventory()?;
+        self.w.bulk_install()?;
         // `om-balance apply inventory.json -o inventory.json`.
-        let inventory = group.dir.join(INVENTORY_FILE);
-        jobs::balance(&group.inventory, &Policy::default(), &inventory)?;
+        let inventory = self.w.group_dir().join(INVENTORY_FILE);
+        jobs::balance(
+            &Inventory::load(&inventory)?,
+            &Policy::default(),
+            &inventory,
+        )?;
         Ok(())
     }
 
@@ -289,9 +360,8 @@ impl Drill<'_> {
     /// configs, move the agents the promotion strands.
     fn recover(&mut self) -> Result<()> {
         // `om-securestoragebackup --machine RMS Backup backup/BackupKey.bin` on the RMS.
-        let rms = self.machine(RMS);
-        let backup = self.dir.join("backup").join("BackupKey.bin");
-        std::fs::create_dir_all(backup.parent().unwrap_or(&self.dir))?;
+        let rms = self.w.machine(RMS);
+        let backup = self.w.backup_file();
         jobs::backup(
             &KeyStore::load(&keystore_path(&rms))?,
             &backup,
@@ -302,14 +372,14 @@ impl Drill<'_> {
         std::fs::remove_dir_all(&rms).context("losing the RMS")?;
 
         // `om-securestoragebackup --machine MGT01 Restore backup/BackupKey.bin`.
-        let mgt01 = self.machine(NEW_RMS);
+        let mgt01 = self.w.machine(NEW_RMS);
         let opened = jobs::open_backup(&backup, &[BACKUP_PASSWORD], &ReadPolicy::DEFAULT)?;
         jobs::restore(&mgt01, &opened, false, SystemTime::now())?;
 
         // `om-msconfigtool PromoteRMS /DeleteExistingRMS:true --group group --machine MGT01
         // --reporting ... --webconsole ... --yes`.
-        let group = self.group_dir();
-        let (reporting, webconsole) = (self.reporting(), self.webconsole());
+        let group = self.w.group_dir();
+        let (reporting, webconsole) = (self.w.reporting(), self.w.webconsole());
         let plan = jobs::plan_promotion(&jobs::Promote {
             group: &group,
             machine: &mgt01,
@@ -359,8 +429,8 @@ impl Drill<'_> {
 
     fn check_channels(&self) -> Result<String> {
         let now = SystemTime::now();
-        for a in &self.agents {
-            let machine = self.machine(a.as_str());
+        for a in &self.w.agents {
+            let machine = self.w.machine(a.as_str());
             let settings = AgentSettings::load(&machine)?;
             let stores = Stores::open(&machine, true)?;
             let chosen = select_channel_certificate(&stores, a.as_str(), now)?.chosen;
@@ -370,12 +440,12 @@ impl Drill<'_> {
         }
         Ok(format!(
             "{} agents, each verified by rustls-webpki",
-            self.agents.len()
+            self.w.agents.len()
         ))
     }
 
     fn check_balance(&self) -> Result<String> {
-        let group = Group::load(&self.group_dir())?;
+        let group = Group::load(&self.w.group_dir())?;
         let p = plan(&group.inventory, &Policy::default())?;
         if p.changed() != 0 {
             bail!("planning again would change {} agents", p.changed());
@@ -426,22 +496,22 @@ impl Drill<'_> {
     }
 
     fn check_secrets(&self) -> Result<String> {
-        let group = Group::load(&self.group_dir())?;
-        let store = KeyStore::load(&keystore_path(&self.machine(NEW_RMS)))?;
+        let group = Group::load(&self.w.group_dir())?;
+        let store = KeyStore::load(&keystore_path(&self.w.machine(NEW_RMS)))?;
         for (name, secret) in RUNAS {
             if *group.open_secret(&store, name)? != *secret.as_bytes() {
                 bail!("{name} opened to something else");
             }
         }
-        if self.machine(RMS).exists() {
+        if self.w.machine(RMS).exists() {
             bail!("the lost RMS's folder still exists");
         }
         Ok(format!("{} of {} secrets", RUNAS.len(), RUNAS.len()))
     }
 
     fn check_configs(&self) -> Result<String> {
-        let report_now = std::fs::read(self.reporting())?;
-        let web_now = std::fs::read(self.webconsole())?;
+        let report_now = std::fs::read(self.w.reporting())?;
+        let web_now = std::fs::read(self.w.webconsole())?;
         let doc = Document::parse(report_now.clone())?;
         let mut values = 0;
         for t in REPORTING_TARGETS {
@@ -475,7 +545,7 @@ impl Drill<'_> {
         &self,
         h: &str,
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-        let machine = self.machine(h);
+        let machine = self.w.machine(h);
         let settings = AgentSettings::load(&machine)?;
         let thumb = settings
             .channel_certificate_hash
@@ -491,7 +561,7 @@ impl Drill<'_> {
     }
 
     fn check_tls(&self) -> Result<String> {
-        let group = Group::load(&self.group_dir())?;
+        let group = Group::load(&self.w.group_dir())?;
         let agent = group.inventory.agents.first().context("no agents")?;
         let primary = agent
             .primary
@@ -499,7 +569,7 @@ impl Drill<'_> {
             .context("the agent has no primary")?
             .to_string();
         let root = CertificateDer::from(
-            Authority::open(&self.dir.join("ca"), None)?
+            Authority::open(&self.w.ca_dir(), None)?
                 .issuer()
                 .root()
                 .der
@@ -510,7 +580,7 @@ impl Drill<'_> {
             .context("with our certificates")?;
         // An intruder: the agent's name, a certificate from another root.
         let mut other = Authority::init(
-            &self.dir.join("intruder-ca"),
+            &self.w.dir.join("intruder-ca"),
             &InitOptions {
                 name: "INTRUDER".into(),
                 ..InitOptions::default()
@@ -544,14 +614,6 @@ impl Drill<'_> {
             )),
         }
     }
-}
-
-/// The request policy every machine of the drill enrolls with: its name, a P-256 key that
-/// never leaves it, in the machine's store.
-fn certreq_inf(host: &str) -> String {
-    format!(
-        "[NewRequest]\r\nSubject = \"CN={host}\"\r\nKeyAlgorithm = ECDSA_P256\r\nExportable = FALSE\r\nMachineKeySet = TRUE\r\n"
-    )
 }
 
 /// One mutual-TLS exchange on loopback, the server verifying the client against `root` and
@@ -616,9 +678,7 @@ fn handshake(
 /// Runs the drill with `agents` agents in `dir` (an empty or missing folder), telling
 /// `events` about each phase and check as it happens.
 pub fn run_drill(dir: &Path, agents: usize, events: &mut dyn FnMut(Event<'_>)) -> Result<Report> {
-    if agents == 0 {
-        bail!("the drill needs at least one agent");
-    }
+    let scenario = Scenario::new(dir, agents)?;
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         bail!(
             "{} is not empty; the drill needs a fresh folder",
@@ -626,17 +686,12 @@ pub fn run_drill(dir: &Path, agents: usize, events: &mut dyn FnMut(Event<'_>)) -
         );
     }
     std::fs::create_dir_all(dir)?;
-    let agents = (1..=agents)
-        .map(|i| host(&format!("agent{i:05}.{DOMAIN}")))
-        .collect::<Result<Vec<_>>>()?;
     let mut drill = Drill {
-        dir: dir.to_owned(),
-        servers: management_servers(agents.len()),
-        agents,
+        w: scenario,
         report: Report::default(),
         events,
     };
-    drill.phase("1. management group", Drill::build_group)?;
+    drill.phase("1. management group", |d| d.w.build_group())?;
     drill.phase("2. certificates (drop folder, install)", Drill::enroll)?;
     drill.phase("3. bulk install balanced", Drill::balance)?;
     drill.phase("4. RMS lost, key restored, MGT01 promoted", Drill::recover)?;
