@@ -58,10 +58,7 @@ pub use inventory::{
     check_management_group_name,
 };
 pub use opsmgr_hostname::{HostName, HostNameError};
-pub use promotion::{
-    Promotion, PromotionError, RUNBOOKS, Runbook, Step, Stranded, promote_rms, runbook,
-    stranded_agents,
-};
+pub use promotion::{Promotion, PromotionError, Stranded, promote_rms, stranded_agents};
 pub use script::{
     EXPORT_CSV_HEADER, Shell, ps_comment, ps_quote, write_export_script, write_powershell,
 };

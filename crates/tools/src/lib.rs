@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 pub mod drill;
 pub mod group;
 pub mod jobs;
+pub mod runbooks;
 use zeroize::Zeroizing;
 
 /// The exit codes every tool documents.

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use opsmgr_model::{RUNBOOKS, runbook};
 use opsmgr_securestorage::OsRandom;
+use opsmgr_tools::runbooks::{RUNBOOKS, runbook};
 use opsmgr_tools::{exit, jobs, machine_dir, windows_args};
 
 /// ManagementServerConfigTool for a management group kept in a folder.
