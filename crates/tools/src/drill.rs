@@ -211,6 +211,17 @@ impl Scenario {
         Ok(())
     }
 
+    /// `om-balance apply group/inventory.json -o group/inventory.json`.
+    fn balance(&self) -> Result<()> {
+        let inventory = self.group_dir().join(INVENTORY_FILE);
+        jobs::balance(
+            &Inventory::load(&inventory)?,
+            &Policy::default(),
+            &inventory,
+        )?;
+        Ok(())
+    }
+
     /// Phase 3's world: a bulk install from the console puts every agent on MGT01, with no
     /// failovers, in the group's inventory.
     pub fn bulk_install(&self) -> Result<()> {
@@ -346,14 +357,7 @@ impl Drill<'_> {
     /// Phase 3: a bulk install puts every agent on MGT01; the balancer spreads them.
     fn balance(&mut self) -> Result<()> {
         self.w.bulk_install()?;
-        // `om-balance apply inventory.json -o inventory.json`.
-        let inventory = self.w.group_dir().join(INVENTORY_FILE);
-        jobs::balance(
-            &Inventory::load(&inventory)?,
-            &Policy::default(),
-            &inventory,
-        )?;
-        Ok(())
+        self.w.balance()
     }
 
     /// Phase 4: back up the key, lose the RMS, restore on MGT01, promote, rewrite both
@@ -390,14 +394,8 @@ impl Drill<'_> {
         })?;
         jobs::promote(plan, SystemTime::now())?;
 
-        // What the promotion's report tells the operator to run: om-balance apply.
-        let inventory = group.join(INVENTORY_FILE);
-        jobs::balance(
-            &Inventory::load(&inventory)?,
-            &Policy::default(),
-            &inventory,
-        )?;
-        Ok(())
+        // What the promotion's report tells the operator to run.
+        self.w.balance()
     }
 
     /// Phase 5: every claim, checked.
