@@ -104,8 +104,8 @@ pub enum Error {
     },
     /// A bundle whose root this machine does not trust and no pin names.
     #[error(
-        "the bundle's root {subject} (thumbprint {thumbprint}) is not in this machine's Root store{}: add it with om-certutil -addstore root, or give its thumbprint or SHA-256 (from the CA's operator, not from the share) with --trust-root; nothing was installed",
-        if *pinned { " and is not the one --trust-root names" } else { "" }
+        "the bundle's root {subject} (thumbprint {thumbprint}) is not in this machine's Root store{}; nothing was installed",
+        if *pinned { " and is not the pinned root" } else { "" }
     )]
     UntrustedRoot {
         /// The bundle root's subject.

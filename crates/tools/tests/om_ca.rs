@@ -196,7 +196,8 @@ fn drop_folder_to_installed_channel_certificates() {
         );
         assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stdout));
         assert!(
-            text(&refused.stderr).contains("is not in this machine's Root store"),
+            text(&refused.stderr).contains("is not in this machine's Root store")
+                && text(&refused.stderr).contains("with --trust-root"),
             "{}",
             text(&refused.stderr)
         );

@@ -267,7 +267,19 @@ fn install(cli: &Cli) -> Result<ExitCode> {
         cli.user,
         cli.trust_root.as_deref(),
         SystemTime::now(),
-    )?;
+    )
+    .map_err(|e| {
+        if matches!(
+            e.downcast_ref::<opsmgr_ca::Error>(),
+            Some(opsmgr_ca::Error::UntrustedRoot { .. })
+        ) {
+            anyhow::anyhow!(
+                "{e:#}: add the root with om-certutil -addstore root, or give its thumbprint or SHA-256 (from the CA's operator, not from the share) with --trust-root"
+            )
+        } else {
+            e
+        }
+    })?;
     let c = &done.leaf.cert;
     let user_note = (!done.machine_key_set).then(|| {
         format!(
