@@ -39,8 +39,14 @@ pub struct Policy {
     /// Use the RMS as a primary and failover server. Off by default: the RMS is often not
     /// reachable by agents, and should not carry them when it is.
     pub include_rms: bool,
-    /// How many failover servers each agent gets; `None` (the default): all other eligible
-    /// servers of its pool, as the seed's script does. Capped at that number.
+    /// How many failover servers each agent gets, capped at the other eligible servers of its
+    /// pool; `Some(2)` by default. `None`: all of them, as the seed's script does.
+    ///
+    /// Two survive a server failing while another is down (the first failover alone already
+    /// spreads a single failure evenly) and keep plans local: adding one of `n` servers
+    /// rewrites the lists of about `2m/(n+1)` of `m` agents (those that move to it and those
+    /// that take it as first failover), draining one about `(1 + k)m/n` (those that name
+    /// it). With `None` every list names every server, so either change rewrites all `m`.
     pub failovers: Option<usize>,
     /// The share of a pool's agents (0.0 to 1.0) that may stand above their server's target
     /// before primaries move; 0.05 by default. Agents on ineligible servers always move, and
@@ -54,7 +60,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             include_rms: false,
-            failovers: None,
+            failovers: Some(2),
             tolerance: 0.05,
             exclude: Vec::new(),
         }

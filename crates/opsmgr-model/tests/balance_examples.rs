@@ -44,6 +44,20 @@ fn seed_group(agents: usize) -> Inventory {
     }
 }
 
+/// A larger group after a bulk install: an RMS agents cannot reach and `servers` equal
+/// management servers, with `agents` agents all on MGT01 without failovers.
+fn bulk_group(agents: usize, servers: usize) -> Inventory {
+    let mut inv = seed_group(agents);
+    inv.servers.truncate(1);
+    inv.servers.extend((1..=servers).map(|i| {
+        Server::new(
+            host(&format!("MGT{i:02}.prod.local")),
+            ServerRole::Management,
+        )
+    }));
+    inv
+}
+
 /// The seed's jamaLoadBalanceManagementServers.ps1: agents in turn get MGT01, MGT02, MGT03
 /// as primary, each with the other two in a fixed rotation as failovers.
 fn seed_round_robin(inv: &Inventory) -> Inventory {
@@ -165,6 +179,36 @@ fn the_shipped_example_balances_onto_three_servers() {
     );
     assert_eq!(p.moved(), 24);
     assert_eq!(p.changed(), 36);
+}
+
+#[test]
+fn two_failovers_by_default_and_all_when_asked() {
+    let bulk = bulk_group(1000, 20);
+    let two = plan(&bulk, &Policy::default()).unwrap();
+    assert_eq!(two.pools()[0].failovers, 2);
+    assert!(two.assignments().all(|a| a.failover.len() == 2));
+
+    // `None` is the seed's "every other server", as before.
+    let all = Policy {
+        failovers: None,
+        ..Policy::default()
+    };
+    let p = plan(&bulk, &all).unwrap();
+    assert_eq!(p.pools()[0].failovers, 19);
+    for a in p.assignments() {
+        let mut servers: Vec<&HostName> = a.failover.clone();
+        servers.push(a.primary);
+        servers.sort();
+        servers.dedup();
+        assert_eq!(servers.len(), 20, "{a:?}");
+        assert!(servers.iter().all(|s| s.as_str().starts_with("MGT")));
+    }
+    // A group balanced with all keeps all; with the default, the lists shrink to two.
+    let applied = p.apply();
+    assert_eq!(plan(&applied, &all).unwrap().changed(), 0);
+    let shrunk = plan(&applied, &Policy::default()).unwrap();
+    assert_eq!((shrunk.moved(), shrunk.changed()), (0, 1000));
+    assert!(shrunk.assignments().all(|a| a.failover.len() == 2));
 }
 
 #[test]

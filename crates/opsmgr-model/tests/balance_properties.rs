@@ -302,6 +302,11 @@ proptest! {
 
     #[test]
     fn properties_hold_with_all_failovers(inv in inventory()) {
+        assert_properties(&inv, &Policy { failovers: None, ..exact() })?;
+    }
+
+    #[test]
+    fn properties_hold_with_the_default_failovers(inv in inventory()) {
         assert_properties(&inv, &exact())?;
     }
 
