@@ -48,12 +48,16 @@ pub(crate) fn apportion(total: u64, weights: &[u64], current: &[u64]) -> Vec<u64
     targets
 }
 
-/// One item to place: its stable hash, its name (to break hash ties), and its current choice.
+/// One item to place: its stable hash, its name (to break hash ties), its current choice, and
+/// whether moving it costs a change of its own.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Item<'a> {
     pub(crate) hash: u64,
     pub(crate) name: &'a HostName,
     pub(crate) current: Option<u32>,
+    /// False when the item changes anyway, whatever its choice: such items leave a choice
+    /// above its target before any settled one does.
+    pub(crate) settled: bool,
 }
 
 /// The result of [`rebalance`].
@@ -114,18 +118,21 @@ pub(crate) fn rebalance(
             if surplus == 0 {
                 continue;
             }
-            // The items that score lowest with this choice leave it (rendezvous hashing).
+            // Items that change anyway leave first; then the settled items that score lowest
+            // with this choice (rendezvous hashing).
             let salt = salts[c];
-            let mut scored: Vec<(u64, u32)> = group
+            let (mut leaving, mut settled): (Vec<_>, Vec<_>) = group
                 .iter()
                 .map(|&i| (mix(items[i as usize].hash ^ salt), i))
-                .collect();
-            if surplus < scored.len() {
-                scored.select_nth_unstable_by(surplus - 1, |a, b| by_key_then_name(items, a, b));
-                scored.truncate(surplus);
+                .partition(|&(_, i)| !items[i as usize].settled);
+            if surplus < leaving.len() {
+                lowest(items, &mut leaving, surplus);
+            } else {
+                lowest(items, &mut settled, surplus - leaving.len());
+                leaving.append(&mut settled);
             }
             // (Selecting leaves the rest unordered; the movers are sorted below.)
-            for &(_, i) in &scored {
+            for &(_, i) in &leaving {
                 choice[i as usize] = u32::MAX;
                 movers.push((items[i as usize].hash, i));
             }
@@ -143,6 +150,16 @@ pub(crate) fn rebalance(
         choice,
         excess,
         held,
+    }
+}
+
+/// Keeps the `n` pairs of lowest key (name breaking ties), in no order.
+fn lowest(items: &[Item<'_>], scored: &mut Vec<(u64, u32)>, n: usize) {
+    if n < scored.len() {
+        if n > 0 {
+            scored.select_nth_unstable_by(n - 1, |a, b| by_key_then_name(items, a, b));
+        }
+        scored.truncate(n);
     }
 }
 

@@ -39,8 +39,16 @@ pub struct Policy {
     /// Use the RMS as a primary and failover server. Off by default: the RMS is often not
     /// reachable by agents, and should not carry them when it is.
     pub include_rms: bool,
-    /// How many failover servers each agent gets; `None` (the default): all other eligible
-    /// servers of its pool, as the seed's script does. Capped at that number.
+    /// How many failover servers each agent gets, capped at the other eligible servers of its
+    /// pool; `Some(2)` by default. `None`: all of them, as the seed's script does.
+    ///
+    /// Two survive a server failing while another is down (the first failover alone already
+    /// spreads a single failure evenly) and keep plans local: adding one of `n` servers
+    /// rewrites the lists of about `2m/(n+1)` of `m` agents (those that move to it and those
+    /// that take it as first failover, and a few whose first failover is rebalanced),
+    /// draining one those of the about `(1 + k)m/n` agents that name it (and, in groups of
+    /// fewer than `(n-1)(n-2)` agents, at most one agent per server pair for rounding). With
+    /// `None` every list names every server, so either change rewrites all `m`.
     pub failovers: Option<usize>,
     /// The share of a pool's agents (0.0 to 1.0) that may stand above their server's target
     /// before primaries move; 0.05 by default. Agents on ineligible servers always move, and
@@ -54,7 +62,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             include_rms: false,
-            failovers: None,
+            failovers: Some(2),
             tolerance: 0.05,
             exclude: Vec::new(),
         }
@@ -391,6 +399,8 @@ impl<'a> PoolContext<'a, '_> {
                 hash: self.resolved.hashes[a],
                 name: &self.agents[a].name,
                 current: local_of(self.resolved.primary[a]),
+                // Moving a primary is always a change.
+                settled: true,
             })
             .collect();
         let must_move = items.iter().filter(|i| i.current.is_none()).count() as u64;
@@ -415,18 +425,23 @@ impl<'a> PoolContext<'a, '_> {
             // positions skip `s`.
             let candidates: Vec<u32> = (0..n as u32).filter(|&c| c as usize != s).collect();
             let to_candidate = |l: u32| if l as usize > s { l - 1 } else { l };
+            let usable = |f: u32| local_of(f).filter(|&l| l as usize != s);
             let cand_items: Vec<Item<'_>> = group
                 .iter()
-                .map(|&pos| Item {
-                    // The first of its failovers that is still usable.
-                    current: self
-                        .resolved
-                        .failover_of(members[pos])
-                        .iter()
-                        .filter_map(|&f| local_of(f))
-                        .find(|&l| l as usize != s)
-                        .map(to_candidate),
-                    ..items[pos]
+                .map(|&pos| {
+                    let old = self.resolved.failover_of(members[pos]);
+                    Item {
+                        // The first of its failovers that is still usable.
+                        current: old.iter().find_map(|&f| usable(f)).map(to_candidate),
+                        // An agent that keeps its primary and a full list of usable servers
+                        // keeps that list unless its first failover moves; any other agent
+                        // changes anyway, so it is the one to move when a first failover
+                        // has too many.
+                        settled: items[pos].current == Some(s as u32)
+                            && old.len() == k
+                            && old.iter().all(|&f| usable(f).is_some()),
+                        ..items[pos]
+                    }
                 })
                 .collect();
             let cand_weights: Vec<u64> = candidates.iter().map(|&c| weights[c as usize]).collect();

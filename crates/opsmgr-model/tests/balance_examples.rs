@@ -44,6 +44,20 @@ fn seed_group(agents: usize) -> Inventory {
     }
 }
 
+/// A larger group after a bulk install: an RMS agents cannot reach and `servers` equal
+/// management servers, with `agents` agents all on MGT01 without failovers.
+fn bulk_group(agents: usize, servers: usize) -> Inventory {
+    let mut inv = seed_group(agents);
+    inv.servers.truncate(1);
+    inv.servers.extend((1..=servers).map(|i| {
+        Server::new(
+            host(&format!("MGT{i:02}.prod.local")),
+            ServerRole::Management,
+        )
+    }));
+    inv
+}
+
 /// The seed's jamaLoadBalanceManagementServers.ps1: agents in turn get MGT01, MGT02, MGT03
 /// as primary, each with the other two in a fixed rotation as failovers.
 fn seed_round_robin(inv: &Inventory) -> Inventory {
@@ -165,6 +179,131 @@ fn the_shipped_example_balances_onto_three_servers() {
     );
     assert_eq!(p.moved(), 24);
     assert_eq!(p.changed(), 36);
+}
+
+#[test]
+fn two_failovers_by_default_and_all_when_asked() {
+    let bulk = bulk_group(1000, 20);
+    let two = plan(&bulk, &Policy::default()).unwrap();
+    assert_eq!(two.pools()[0].failovers, 2);
+    assert!(two.assignments().all(|a| a.failover.len() == 2));
+
+    // `None` is the seed's "every other server", as before.
+    let all = Policy {
+        failovers: None,
+        ..Policy::default()
+    };
+    let p = plan(&bulk, &all).unwrap();
+    assert_eq!(p.pools()[0].failovers, 19);
+    for a in p.assignments() {
+        let mut servers: Vec<&HostName> = a.failover.clone();
+        servers.push(a.primary);
+        servers.sort();
+        servers.dedup();
+        assert_eq!(servers.len(), 20, "{a:?}");
+        assert!(servers.iter().all(|s| s.as_str().starts_with("MGT")));
+    }
+    // A group balanced with all keeps all; with the default, the lists shrink to two.
+    let applied = p.apply();
+    assert_eq!(plan(&applied, &all).unwrap().changed(), 0);
+    let shrunk = plan(&applied, &Policy::default()).unwrap();
+    assert_eq!((shrunk.moved(), shrunk.changed()), (0, 1000));
+    assert!(shrunk.assignments().all(|a| a.failover.len() == 2));
+}
+
+/// Whether `server` is the agent's primary or in its failover list.
+fn names(agent: &Agent, server: &HostName) -> bool {
+    agent.primary.as_ref() == Some(server) || agent.failover.contains(server)
+}
+
+/// Adding or draining one of `n` equal servers rewrites a bounded share of the `m` agents'
+/// failover lists, about `2/(n+1)` and `(1 + k)/n`, where all failovers rewrite every list.
+#[test]
+fn one_server_more_or_less_rewrites_only_the_lists_it_concerns() {
+    let (m, n) = (10_000usize, 20usize);
+    let exact = Policy {
+        tolerance: 0.0,
+        ..Policy::default()
+    };
+    let default_k = Policy::default()
+        .failovers
+        .expect("the default is a number of failovers");
+    for k in [default_k, 1, 3] {
+        let policy = Policy {
+            failovers: Some(k),
+            ..exact.clone()
+        };
+        let balanced = plan(&bulk_group(m, n), &policy).unwrap().apply();
+
+        // Adding MGT21. `moved` agents move to it (its share). In each old server's group of
+        // g agents, every list had k usable entries and keeps them (kept entries come first),
+        // so a list changes only when its first failover does. Those are rebalanced with
+        // as few moves as the new targets allow: the new server's share, at most
+        // ceil(g/n), plus each old candidate's shortfall. A candidate held at least
+        // floor(g/(n-1)) agents and its target is at most ceil(g'/n) <= floor(g/(n-1)) + 1
+        // (the group shrank to g', the candidates grew), so its shortfall is at most the
+        // agents that left it (moved to the new server) plus 1. Over the n groups:
+        // changed <= moved + (m - moved)/n + n + moved + n(n - 1).
+        let mut grown = balanced.clone();
+        grown.servers.push(Server::new(
+            host("MGT21.prod.local"),
+            ServerRole::Management,
+        ));
+        let p = plan(&grown, &policy).unwrap();
+        let moved = p.moved();
+        assert!(
+            moved == m / (n + 1) || moved == m.div_ceil(n + 1),
+            "{moved}"
+        );
+        let bound = 2 * moved + (m - moved).div_ceil(n) + n + n * (n - 1);
+        assert!(p.changed() <= bound, "k {k}: {} > {bound}", p.changed());
+
+        // Draining MGT10: exactly the agents that name it change. They must; and no other
+        // does: the survivors keep their agents (equal capacities), and in each survivor's
+        // group of g agents the target of every remaining first failover grows from
+        // g/(n-1) to at least g/(n-2), by g/((n-1)(n-2)) >= 1 here, so no candidate holds
+        // more agents with an intact list than its target, and the agents that change
+        // anyway are the ones moved off a full candidate.
+        assert!(m / n >= (n - 1) * (n - 2));
+        let gone = host("MGT10.prod.local");
+        let drained = Policy {
+            exclude: vec![gone.clone()],
+            ..policy.clone()
+        };
+        let after = plan(&balanced, &drained).unwrap().apply();
+        let mut named = 0;
+        for (b, a) in balanced.agents.iter().zip(&after.agents) {
+            assert_eq!(b != a, names(b, &gone), "k {k}: {b:?} -> {a:?}");
+            named += usize::from(names(b, &gone));
+        }
+        // And they are about (1 + k)/n of the agents: its own m/n agents; its share of
+        // first failovers in each of the n - 1 other groups, at most (m - m/n)/(n-1) + n - 1;
+        // and in each of the k - 1 later places, which the agent's hash fills from a
+        // rotation of the other servers, about m/n more (allowing twice that).
+        let bound = m.div_ceil(n) + (m - m / n).div_ceil(n - 1) + (n - 1) + 2 * (k - 1) * m / n;
+        assert!(
+            named <= bound,
+            "k {k}: {named} agents name {gone}, > {bound}"
+        );
+    }
+
+    // With all failovers every list names every server: both changes rewrite every agent.
+    let all = Policy {
+        failovers: None,
+        ..exact
+    };
+    let balanced = plan(&bulk_group(m, n), &all).unwrap().apply();
+    let mut grown = balanced.clone();
+    grown.servers.push(Server::new(
+        host("MGT21.prod.local"),
+        ServerRole::Management,
+    ));
+    assert_eq!(plan(&grown, &all).unwrap().changed(), m);
+    let drained = Policy {
+        exclude: vec![host("MGT10.prod.local")],
+        ..all
+    };
+    assert_eq!(plan(&balanced, &drained).unwrap().changed(), m);
 }
 
 #[test]

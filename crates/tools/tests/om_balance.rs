@@ -313,3 +313,61 @@ fn help_examples_are_read_as_documented() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["assignments"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn two_failovers_by_default_all_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("five.json");
+    let servers: Vec<String> = (1..=5)
+        .map(|i| format!(r#"{{"name": "MGT0{i}.prod.local", "role": "management"}}"#))
+        .collect();
+    let agents: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"name": "a{i:02}.local", "primary": "MGT01.prod.local"}}"#))
+        .collect();
+    std::fs::write(
+        &inv,
+        format!(
+            r#"{{"management_group": "PROD", "servers": [{}], "agents": [{}]}}"#,
+            servers.join(","),
+            agents.join(",")
+        ),
+    )
+    .unwrap();
+    let lengths = |extra: &[&str]| -> Vec<usize> {
+        let mut args = vec!["plan", inv.to_str().unwrap(), "--format", "json"];
+        args.extend(extra);
+        let out = om_balance(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["failover"].as_array().unwrap().len())
+            .collect()
+    };
+    assert_eq!(lengths(&[]), [2; 20]);
+    assert_eq!(lengths(&["--failovers", "all"]), [4; 20]);
+    assert_eq!(lengths(&["--failovers", "ALL"]), [4; 20]);
+    assert_eq!(lengths(&["--failovers", "1"]), [1; 20]);
+    assert_eq!(lengths(&["--failovers", "9"]), [4; 20], "capped");
+
+    let table = text(&om_balance(&["plan", inv.to_str().unwrap(), "--failovers", "all"]).stdout);
+    assert!(
+        table.contains("failovers: all other eligible servers"),
+        "{table}"
+    );
+    let table = text(&om_balance(&["plan", inv.to_str().unwrap()]).stdout);
+    assert!(table.contains("failovers: 2,"), "{table}");
+
+    let out = om_balance(&["plan", inv.to_str().unwrap(), "--failovers", "many"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("'many' is not a number of failover servers or 'all'"),
+        "{}",
+        text(&out.stderr)
+    );
+    let help = text(&om_balance(&["plan", "--help"]).stdout);
+    assert!(help.contains("--failovers <K|all>"), "{help}");
+    assert!(help.contains("[default: 2]"), "{help}");
+}

@@ -1,5 +1,6 @@
 //! Command-line arguments of om-balance.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -106,9 +107,16 @@ pub(crate) struct Input {
 
 #[derive(Debug, Args)]
 pub(crate) struct PolicyArgs {
-    /// Failover servers per agent [default: all other eligible servers].
-    #[arg(long, value_name = "K")]
-    failovers: Option<usize>,
+    /// Failover servers per agent: a number, or `all` for every other eligible server of
+    /// the agent's pool (a long list, rewritten for every agent whenever a server is added
+    /// or drained). Capped at the other eligible servers.
+    #[arg(
+        long,
+        value_name = "K|all",
+        default_value_t = Failovers(Policy::default().failovers),
+        value_parser = failovers
+    )]
+    failovers: Failovers,
     /// Let the RMS carry agents (only when agents can reach it).
     #[arg(long)]
     include_rms: bool,
@@ -118,6 +126,28 @@ pub(crate) struct PolicyArgs {
     /// Drain this server: its agents move and nobody fails over to it. Repeatable.
     #[arg(long, value_name = "SERVER")]
     exclude: Vec<HostName>,
+}
+
+/// `--failovers`: a count, or `None` for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Failovers(Option<usize>);
+
+impl fmt::Display for Failovers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(k) => write!(f, "{k}"),
+            None => f.write_str("all"),
+        }
+    }
+}
+
+fn failovers(s: &str) -> Result<Failovers, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(Failovers(None));
+    }
+    s.parse()
+        .map(|k| Failovers(Some(k)))
+        .map_err(|_| format!("'{s}' is not a number of failover servers or 'all'"))
 }
 
 fn percent(s: &str) -> Result<f64, String> {
@@ -136,7 +166,7 @@ impl PolicyArgs {
     pub(crate) fn policy(&self) -> Policy {
         Policy {
             include_rms: self.include_rms,
-            failovers: self.failovers,
+            failovers: self.failovers.0,
             tolerance: self.tolerance / 100.0,
             exclude: self.exclude.clone(),
         }
