@@ -13,9 +13,10 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use opsmgr_ca::{
-    Authority, Disposition, InitOptions, KeyType, NewRequest, PrivateKey, ProcessOptions,
-    build_request, parse_policy, parse_request, process_share, request_to_pem,
+use opsmgr_ca::authority::{Authority, Disposition, InitOptions};
+use opsmgr_ca::dropfolder::{ProcessOptions, process_share};
+use opsmgr_ca::request::{
+    KeyType, PrivateKey, build_request, parse_policy, parse_request, request_to_pem,
 };
 
 const BATCH: usize = 10_000;
@@ -29,11 +30,17 @@ fn must<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
     }
 }
 
-/// 10,000 request files (RSA-2048; 40 keys shared round robin: key generation is not what
-/// is measured), made once and kept in the temporary folder between runs.
+/// The batch's 10,000 request files (RSA-2048; 40 keys shared round robin: key generation is
+/// not what is measured), made once and kept in the temporary folder between runs.
 fn requests() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("opsmgr-bench-requests-{BATCH}"));
-    if std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) == BATCH {
+    request_files(&format!("opsmgr-bench-requests-{BATCH}"), 0..BATCH)
+}
+
+/// Request files like the batch's for the hosts numbered `hosts`, made once and kept in the
+/// temporary folder's `name` between runs.
+fn request_files(name: &str, hosts: std::ops::Range<usize>) -> PathBuf {
+    let dir = std::env::temp_dir().join(name);
+    if std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) == hosts.len() {
         return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -43,9 +50,9 @@ fn requests() -> PathBuf {
         .collect();
     std::thread::scope(|s| {
         for part in 0..2 {
-            let (keys, dir) = (&keys, &dir);
+            let (keys, dir, hosts) = (&keys, &dir, hosts.clone());
             s.spawn(move || {
-                for i in (part..BATCH).step_by(2) {
+                for i in hosts.skip(part).step_by(2) {
                     let host = format!("agent{i:05}.company.local");
                     let inf = format!("[NewRequest]\nSubject = \"CN={host}\"\nKeyLength = 2048\n");
                     let policy = must(parse_policy(inf.as_bytes(), "b.inf", Default::default()));
@@ -318,38 +325,52 @@ fn per_request(c: &mut Criterion, requests: &Path) {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-/// A CA whose database holds `rows` pending requests (one real request, distinct digests).
+/// A CA in `work` whose database holds `rows` requests, recorded as the CA records any: by
+/// `submit`. First up to 20,000 distinct requests like the batch's, pending (the ones
+/// `resubmit` issues); then copies of the first with the end of their signature overwritten by
+/// a counter: distinct requests of the same size, which the review records as denied.
+/// Submitted on tmpfs, where a commit waits for no disk; the closed CA's files are then copied
+/// to `work`.
 fn big_database(work: &Path, rows: usize) -> Authority {
-    let (mut ca, _) = fresh(work, &requests(), 0);
-    let mut names: Vec<PathBuf> = must(std::fs::read_dir(requests()))
-        .map(|e| must(e).path())
+    let requests = requests();
+    let more = request_files("opsmgr-bench-requests-database", BATCH..2 * BATCH);
+    let mut names: Vec<PathBuf> = [&requests, &more]
+        .into_iter()
+        .flat_map(|dir| must(std::fs::read_dir(dir)).map(|e| must(e).path()))
         .collect();
     names.sort();
-    let request = must(parse_request(&must(std::fs::read(&names[0]))));
-    let der = request.der();
-    must(ca.db_mut().transaction(|b| {
-        for i in 0..rows {
-            let digest = (i as u64).to_be_bytes().repeat(4);
-            b.insert(&NewRequest {
-                received: 0,
-                requester: "agent00000.company.local.req",
-                der,
-                sha256: &digest,
-                subject: "CN=agent00000.company.local",
-                common_name: Some("agent00000.company.local"),
-                disposition: Disposition::Pending,
-                message: "Taken Under Submission",
-            })?;
-        }
-        Ok(())
-    }));
-    ca
+    let build = work_root(&format!("database-{rows}"), Place::Tmpfs);
+    let (mut ca, _) = fresh(&build, &requests, 0);
+    let now = SystemTime::now();
+    for path in names.iter().take(rows) {
+        let requester = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let bytes = must(std::fs::read(path));
+        let submitted = must(ca.submit(&bytes, requester.as_deref().unwrap_or("?"), now));
+        assert_eq!(submitted.record.disposition, Disposition::Pending);
+    }
+    let mut copy = must(parse_request(&must(std::fs::read(&names[0]))))
+        .der()
+        .to_vec();
+    let tail = copy.len() - 8;
+    for i in names.len()..rows {
+        copy[tail..].copy_from_slice(&(i as u64).to_be_bytes());
+        let submitted = must(ca.submit(&copy, "copy.req", now));
+        assert_eq!(submitted.record.disposition, Disposition::Denied);
+    }
+    drop(ca);
+    must(std::fs::create_dir_all(work));
+    for entry in must(std::fs::read_dir(build.join("ca"))) {
+        let entry = must(entry);
+        must(std::fs::copy(entry.path(), work.join(entry.file_name())));
+    }
+    let _ = std::fs::remove_dir_all(&build);
+    must(Authority::open(work, None))
 }
 
 fn database(c: &mut Criterion) {
     let mut group = c.benchmark_group("database");
-    // Every iteration issues a fresh pending row: the time is short enough that even the
-    // smaller database never runs out (an exhausted one would panic, not mislead).
+    // Every iteration issues one of the 20,000 pending rows: the time is short enough that they
+    // never run out (when they do, the assertion fails: it never misleads).
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
@@ -361,7 +382,13 @@ fn database(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("resubmit", rows), |b| {
             b.iter(|| {
                 next += 1;
-                must(ca.resubmit(next, SystemTime::now()))
+                let record = must(ca.resubmit(next, SystemTime::now()));
+                assert_eq!(
+                    record.disposition,
+                    Disposition::Issued,
+                    "out of pending rows"
+                );
+                record
             })
         });
         let mut id = 0i64;

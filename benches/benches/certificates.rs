@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use opsmgr_ca::{
+use opsmgr_ca::request::{
     KeyType, PolicyOptions, PrivateKey, RequestPolicy, build_request, parse_policy, parse_request,
     request_to_pem, verify_request,
 };

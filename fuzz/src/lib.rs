@@ -231,7 +231,7 @@ pub fn keystore_records(data: &[u8]) {
 /// Arbitrary bytes to the certreq.inf reader: never a panic; a policy that parses names a CN,
 /// at least one DNS name and at least one EKU.
 pub fn certreq_inf(data: &[u8]) {
-    use opsmgr_ca::{PolicyOptions, parse_policy};
+    use opsmgr_ca::request::{PolicyOptions, parse_policy};
     for allow_legacy_rsa1024 in [false, true] {
         if let Ok(p) = parse_policy(
             data,
@@ -248,19 +248,19 @@ pub fn certreq_inf(data: &[u8]) {
 
 /// Arbitrary bytes to the request reader and signature check: never a panic, bounded input.
 pub fn request(data: &[u8]) {
-    if let Ok(request) = opsmgr_ca::parse_request(data) {
-        let _ = opsmgr_ca::verify_request(&request);
+    if let Ok(request) = opsmgr_ca::request::parse_request(data) {
+        let _ = opsmgr_ca::request::verify_request(&request);
     }
 }
 
 /// Arbitrary bytes as a certificate file (what `-accept` and `-addstore` read): a clean error
 /// or a certificate whose DER reads back to the same facts.
 pub fn certificate(data: &[u8]) {
-    let Ok(cert) = opsmgr_ca::CertInfo::parse(data) else {
+    let Ok(cert) = opsmgr_ca::cert::CertInfo::parse(data) else {
         return;
     };
     assert_eq!(cert.thumbprint.len(), 40);
-    let again = opsmgr_ca::CertInfo::parse(&cert.der).expect("its own DER parses");
+    let again = opsmgr_ca::cert::CertInfo::parse(&cert.der).expect("its own DER parses");
     assert_eq!(again.thumbprint, cert.thumbprint);
     assert_eq!(again.dns_names, cert.dns_names);
     let _ = cert.names_host("agent01.company.local");
@@ -269,7 +269,7 @@ pub fn certificate(data: &[u8]) {
 /// Arbitrary bytes as an installer bundle (what `om-certreq -install` reads on an agent): a
 /// clean error, or one CA certificate and one certificate it issued.
 pub fn bundle(data: &[u8]) {
-    let Ok(b) = opsmgr_ca::read_bundle(data) else {
+    let Ok(b) = opsmgr_ca::agent::read_bundle(data) else {
         return;
     };
     assert!(b.root.is_ca && !b.leaf.is_ca);
@@ -279,7 +279,7 @@ pub fn bundle(data: &[u8]) {
 /// Arbitrary bytes as a PFX opened with the password "fuzz" (what `-importPFX` and
 /// `om-momcertimport FILE.pfx` read): a clean error, or one key that is its certificate's key.
 pub fn pfx(data: &[u8]) {
-    let Ok(p) = opsmgr_ca::read_pfx(data, "fuzz") else {
+    let Ok(p) = opsmgr_ca::store::read_pfx(data, "fuzz") else {
         return;
     };
     assert_eq!(

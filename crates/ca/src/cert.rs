@@ -1,4 +1,6 @@
-//! Certificates as the stores and tools see them.
+//! Certificates as the stores, the CA and the tools see them: [`CertInfo`] reads one (PEM or
+//! DER, bounded) into the facts they print and check; [`certificate_to_pem`] and
+//! [`crl_to_pem`] write them as certutil does; [`verify_certificate`] checks a signature on one.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,6 +11,8 @@ use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, SubjectAltName};
 
 use crate::error::{Error, Result};
+
+pub use crate::sigalg::verify_certificate;
 
 /// The largest certificate file read.
 pub const MAX_CERT_BYTES: usize = 64 * 1024;

@@ -1,5 +1,5 @@
-//! The seed's automation: a share where hosts drop `<FQDN>.req`, processed in batches into
-//! `<FQDN>.cer` and `<FQDN>.bundle`.
+//! The seed's automation: a share where hosts drop `<FQDN>.req`, processed in batches
+//! ([`process_share`]) into `<FQDN>.cer` and `<FQDN>.bundle`.
 //!
 //! Everything in the share is written by machines that want certificates, some of them in
 //! untrusted networks, so nothing in it is trusted: every name is opened relative to a handle
@@ -35,10 +35,11 @@ use opsmgr_fsutil::untrusted::{EntryKind, ReadRefusal, UntrustedDir};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::authority::{Approved, Authority, Denial, Issuer, Signed};
-use crate::bundle::write_bundle;
-use crate::cert::MAX_CERT_BYTES;
-use crate::db::{Disposition, Issue, NewRequest, Record};
+use crate::agent::write_bundle;
+use crate::authority::{
+    Approved, Authority, Denial, Disposition, Issue, Issuer, NewRequest, Record, Signed,
+};
+use crate::cert::{CertInfo, MAX_CERT_BYTES, certificate_to_pem};
 use crate::error::{Error, Result};
 use crate::names::check_dns_name;
 use crate::request::{MAX_REQUEST_BYTES, parse_request};
@@ -199,7 +200,7 @@ struct Readable {
     /// The host as the file's name spells it (the certificate and bundle are named so).
     spelled: String,
     /// For a renewal, the certificate it proves to hold the key of (or why not).
-    renewal: Option<std::result::Result<crate::cert::CertInfo, String>>,
+    renewal: Option<std::result::Result<CertInfo, String>>,
     review: std::result::Result<Approved, Denial>,
 }
 
@@ -471,7 +472,7 @@ fn write_outputs(
         .certificate
         .as_deref()
         .ok_or_else(|| Error::Database(format!("request {} has no certificate", record.id)))?;
-    let pem = crate::cert::certificate_to_pem(der)?;
+    let pem = certificate_to_pem(der)?;
     let bundle = write_bundle(der, root_der)?;
     for (ext, bytes) in [("cer", pem.as_bytes()), ("bundle", bundle.as_bytes())] {
         let name = OsString::from(format!("{host}.{ext}"));

@@ -44,7 +44,7 @@ pub enum Error {
     #[error("the {store} store has no entry '{id}' (give a thumbprint, serial number or key id)")]
     NoSuchEntry {
         /// The store.
-        store: crate::StoreName,
+        store: crate::store::StoreName,
         /// The id given.
         id: String,
     },
@@ -52,7 +52,7 @@ pub enum Error {
     #[error("'{id}' names {count} entries of the {store} store; give the thumbprint")]
     Ambiguous {
         /// The store.
-        store: crate::StoreName,
+        store: crate::store::StoreName,
         /// The id given.
         id: String,
         /// How many matched.
@@ -90,7 +90,7 @@ pub enum Error {
         /// The host name asked for.
         host: String,
         /// Every certificate looked at, with its refusals.
-        candidates: Vec<crate::Candidate>,
+        candidates: Vec<crate::agent::Candidate>,
     },
     /// A key whose request said `Exportable = FALSE`.
     #[error(
@@ -126,7 +126,7 @@ pub enum Error {
     WrongPassword(String),
 }
 
-fn no_channel(host: &str, candidates: &[crate::Candidate]) -> String {
+fn no_channel(host: &str, candidates: &[crate::agent::Candidate]) -> String {
     let mut text = format!("no certificate in My can be the channel certificate of {host}");
     if candidates.is_empty() {
         text.push_str(": the My store is empty (accept the issued certificate first)");

@@ -2,19 +2,27 @@
 //! policies, keys and PKCS#10 requests, a standalone CA with its request database, the
 //! drop-folder batch processor and the agent-side stores.
 //!
-//! So far: [`parse_policy`] reads a certreq.inf into a checked [`RequestPolicy`], refusing
-//! anything it cannot honour with the file, line and key; [`PrivateKey::generate`] and
-//! [`build_request`] make the key and the signed PKCS#10 request; [`request_to_pem`] writes
-//! it as certreq does; [`parse_request`] and [`verify_request`] read and check requests from
-//! any source (ours, certreq's, OpenSSL's).
-//!
-//! On the agent: [`Stores`] keeps a machine's pending keys, its `My` certificates with their
-//! keys and its trusted `Root` certificates as files (private keys 0600, atomic writes, a lock
-//! file); [`select_channel_certificate`] makes MOMCertImport's choice, the chain checked by
-//! rustls-webpki, and [`AgentSettings`] records it as the agent's registry values.
+//! The API is grouped by who uses it:
+//! - [`request`]: making a request on the agent and reading one at the CA. [`parse_policy`]
+//!   reads a certreq.inf into a checked [`RequestPolicy`], refusing anything it cannot honour
+//!   with the file, line and key; [`PrivateKey::generate`] and [`build_request`] make the key
+//!   and the signed PKCS#10 request; [`parse_request`] and [`verify_request`] read and check
+//!   requests from any source (ours, certreq's, OpenSSL's).
+//! - [`authority`]: the CA. [`Authority`] holds its root, policy and request database, and
+//!   answers certreq's and certutil's verbs with [`Record`]s; nothing is recorded as issued
+//!   without its review.
+//! - [`dropfolder`]: the seed's automation, [`process_share`] turning a share of `<FQDN>.req`
+//!   files into certificates and installer bundles in one crash-safe batch.
+//! - [`store`]: a machine's certificate stores as files ([`Stores`]: pending keys, `My`,
+//!   `Root`; private keys 0600, atomic writes, a lock file), and PFX files.
+//! - [`agent`]: what the agent does with them: install the CA's bundle
+//!   ([`install_bundle`]), make MOMCertImport's choice of channel certificate
+//!   ([`select_channel_certificate`], the chain checked by rustls-webpki) and record it as the
+//!   agent's registry values ([`AgentSettings`]).
+//! - [`cert`]: a certificate as all of them see it ([`CertInfo`]).
 //!
 //! ```
-//! use opsmgr_ca::{parse_policy, KeyType, PolicyOptions};
+//! use opsmgr_ca::request::{KeyType, PolicyOptions, parse_policy};
 //! let inf = b"[NewRequest]\r\nSubject = \"CN=server01.company.local\"\r\nKeyLength = 2048\r\n";
 //! let policy = parse_policy(inf, "certreq.inf", PolicyOptions::default())?;
 //! assert_eq!(policy.key, KeyType::Rsa(2048));
@@ -22,60 +30,33 @@
 //! assert_eq!(policy.ekus, ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]);
 //! # Ok::<(), opsmgr_ca::Error>(())
 //! ```
+//!
+//! [`parse_policy`]: request::parse_policy
+//! [`RequestPolicy`]: request::RequestPolicy
+//! [`PrivateKey::generate`]: request::PrivateKey::generate
+//! [`build_request`]: request::build_request
+//! [`parse_request`]: request::parse_request
+//! [`verify_request`]: request::verify_request
+//! [`Authority`]: authority::Authority
+//! [`Record`]: authority::Record
+//! [`process_share`]: dropfolder::process_share
+//! [`Stores`]: store::Stores
+//! [`install_bundle`]: agent::install_bundle
+//! [`select_channel_certificate`]: agent::select_channel_certificate
+//! [`AgentSettings`]: agent::AgentSettings
+//! [`CertInfo`]: cert::CertInfo
 
-mod authority;
-mod bundle;
-mod cert;
-mod channel;
-mod db;
-mod dn;
-mod dropfolder;
+pub mod agent;
+pub mod authority;
+pub mod cert;
+pub mod dropfolder;
+pub mod request;
+pub mod store;
+
 mod error;
 mod hex;
-mod inf;
-mod keys;
 mod names;
-mod pfx;
-mod renewal;
-mod request;
+// Shared by request (request signatures) and cert (certificate signatures), which re-export it.
 mod sigalg;
-mod store;
 
-pub use authority::{
-    Approved, Authority, CA_CERT, CA_CONFIG, CA_DB, CA_KEY, CaConfig, Denial, InitOptions, Issuer,
-    LeafNotAfter, Signed, Submitted, parse_reason, parse_request_id,
-};
-pub use bundle::{
-    BUNDLE_LABEL, Bundle, Installed, MAX_BUNDLE_BYTES, install_bundle, pin_matches, read_bundle,
-    write_bundle,
-};
-pub use cert::{CertInfo, MAX_CERT_BYTES, certificate_to_pem, crl_to_pem};
-pub use channel::{
-    AGENT_SETTINGS, AgentSettings, Candidate, Held, KeyState, Refusal, Selection,
-    channel_serial_number, choose_channel_certificate, select_channel_certificate,
-};
-pub use db::{Batch, Database, Disposition, Filter, Issue, NewRequest, Record, SCHEMA_VERSION};
-pub use dn::{Attribute, DistinguishedName};
-pub use dropfolder::{
-    DROP_LOCK, FileOutcome, Outcome, PROCESSED, ProcessOptions, REJECTED, Stage, Summary,
-    escape_control, process_share,
-};
 pub use error::{Error, Result};
-pub use inf::{
-    EKU_CLIENT_AUTH, EKU_SERVER_AUTH, Hash, KeyType, MAX_INF_BYTES, PolicyOptions, RequestPolicy,
-    parse_policy,
-};
-pub use keys::PrivateKey;
-pub use names::check_dns_name;
-pub use pfx::{MAX_PFX_BYTES, Pfx, PfxEncryption, read_pfx, write_pfx};
-pub use renewal::wrap_renewal;
-pub use request::{
-    MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, ReceivedRequest, build_request,
-    parse_request, request_der_to_pem, request_to_pem, to_x509_name, verify_request,
-};
-pub use sigalg::{SignatureAlgorithm, verify_certificate, verify_signature};
-pub use store::{
-    Accepted, Added, Entry, Imported, MACHINE_STORES, Pending, PendingInfo, StoreLock, StoreName,
-    Stores, USER_STORES, key_id,
-};
-pub use x509_cert::request::CertReq;

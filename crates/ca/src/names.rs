@@ -5,7 +5,7 @@
 /// Checks that `name` is a DNS host name: letters, digits and `-` in dot-separated labels of
 /// 1 to 63 characters that neither start nor end with `-`, 253 characters at most. Such a
 /// name can never be `..`, hold a path separator, or be empty: it is safe as a file name.
-pub fn check_dns_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_dns_name(name: &str) -> Result<(), String> {
     opsmgr_hostname::HostName::new(name)
         .map(|_| ())
         .map_err(|e| e.to_string())

@@ -11,10 +11,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use opsmgr_ca::{
-    Authority, CertInfo, Disposition, Error, Filter, InitOptions, KeyType, LeafNotAfter,
-    PrivateKey, build_request, parse_policy, request_to_pem,
-};
+use opsmgr_ca::Error;
+use opsmgr_ca::authority::{Authority, Disposition, Filter, InitOptions, LeafNotAfter};
+use opsmgr_ca::cert::CertInfo;
+use opsmgr_ca::request::{KeyType, PrivateKey, build_request, parse_policy, request_to_pem};
 
 mod support;
 use support::openssl::openssl;
@@ -334,7 +334,7 @@ fn openssl_requests_small_keys_and_foreign_names() {
         .unwrap();
     assert!(again.existing);
     assert_eq!(again.record.id, 1);
-    assert_eq!(ca.db().list(&Filter::default()).unwrap().len(), 3);
+    assert_eq!(ca.list(&Filter::default()).unwrap().len(), 3);
     // A tampered request (its CN changed after signing) is recorded as denied.
     let (_, mut der) = der::pem::decode_vec(&std::fs::read(d.join("w.req")).unwrap()).unwrap();
     let at = der.windows(5).position(|w| w == b"web01").unwrap();
@@ -351,7 +351,7 @@ fn openssl_requests_small_keys_and_foreign_names() {
         ca.submit(b"not a request", "junk.req", now),
         Err(Error::Request(_))
     ));
-    assert_eq!(ca.db().list(&Filter::default()).unwrap().len(), 4);
+    assert_eq!(ca.list(&Filter::default()).unwrap().len(), 4);
 }
 
 #[test]
@@ -456,8 +456,7 @@ fn ids_denials_revocation_and_a_crl_openssl_accepts() {
         ..Filter::default()
     };
     assert_eq!(
-        ca.db()
-            .list(&filter)
+        ca.list(&filter)
             .unwrap()
             .iter()
             .map(|r| r.id)
@@ -661,7 +660,8 @@ fn serial_numbers_come_from_the_generator_given() {
     let now = SystemTime::now();
     let ca = Authority::init(&dir.path().join("ca"), &InitOptions::default(), now).unwrap();
     let request =
-        opsmgr_ca::parse_request(&our_request("a.company.local", KeyType::EcdsaP256, "")).unwrap();
+        opsmgr_ca::request::parse_request(&our_request("a.company.local", KeyType::EcdsaP256, ""))
+            .unwrap();
     let approved = ca.issuer().review(&request, now).unwrap();
     let one = ca
         .issuer()
@@ -704,11 +704,12 @@ fn a_denial_has_a_kind_a_tool_can_act_on() {
             "old.req",
         ],
     );
-    let request = opsmgr_ca::parse_request(&std::fs::read(d.join("old.req")).unwrap()).unwrap();
+    let request =
+        opsmgr_ca::request::parse_request(&std::fs::read(d.join("old.req")).unwrap()).unwrap();
     let denial = ca.issuer().review(&request, now).unwrap_err();
     assert_eq!(
         denial,
-        opsmgr_ca::Denial::WeakKey {
+        opsmgr_ca::authority::Denial::WeakKey {
             bits: 1024,
             floor: 2048
         }
@@ -735,9 +736,10 @@ fn a_denial_has_a_kind_a_tool_can_act_on() {
             "anon.req",
         ],
     );
-    let anon = opsmgr_ca::parse_request(&std::fs::read(d.join("anon.req")).unwrap()).unwrap();
+    let anon =
+        opsmgr_ca::request::parse_request(&std::fs::read(d.join("anon.req")).unwrap()).unwrap();
     assert!(matches!(
         ca.issuer().review(&anon, now),
-        Err(opsmgr_ca::Denial::Name(_))
+        Err(opsmgr_ca::authority::Denial::Name(_))
     ));
 }

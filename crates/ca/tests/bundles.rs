@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use opsmgr_ca::{
-    Authority, Error, InitOptions, PendingInfo, PrivateKey, Stores, build_request, install_bundle,
-    parse_policy, write_bundle,
-};
+use opsmgr_ca::Error;
+use opsmgr_ca::agent::{install_bundle, write_bundle};
+use opsmgr_ca::authority::{Authority, InitOptions};
+use opsmgr_ca::request::{PrivateKey, build_request, parse_policy};
+use opsmgr_ca::store::{PendingInfo, Stores};
 
 const HOST: &str = "agent01.company.local";
 

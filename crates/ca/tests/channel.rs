@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use opsmgr_ca::{
-    AgentSettings, Error, PendingInfo, PrivateKey, Refusal, StoreName, Stores, build_request,
-    channel_serial_number, parse_policy, request_to_pem, select_channel_certificate,
-};
+use opsmgr_ca::Error;
+use opsmgr_ca::agent::{AgentSettings, Refusal, channel_serial_number, select_channel_certificate};
+use opsmgr_ca::request::{PrivateKey, build_request, parse_policy, request_to_pem};
+use opsmgr_ca::store::{PendingInfo, StoreName, Stores};
 
 mod support;
 use support::openssl::{OpensslCa, Sign, openssl};
@@ -45,7 +45,7 @@ impl Machine {
     }
 
     /// Makes a key and request for `cn` here, has the CA sign it as told, accepts it.
-    fn enroll(&mut self, cn: &str, how: &Sign<'_>) -> opsmgr_ca::CertInfo {
+    fn enroll(&mut self, cn: &str, how: &Sign<'_>) -> opsmgr_ca::cert::CertInfo {
         self.n += 1;
         let inf = format!("[NewRequest]\nSubject = \"CN={cn}\"\nKeyAlgorithm = ECDSA_P256\n");
         let policy = parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
@@ -68,7 +68,7 @@ impl Machine {
         self.ca.sign(&req, &cer, how);
         let bytes = std::fs::read(&cer).unwrap();
         // accept checks validity now; expired ones are placed as accept would at issue time.
-        let at = opsmgr_ca::CertInfo::parse(&bytes).unwrap().not_before + 1;
+        let at = opsmgr_ca::cert::CertInfo::parse(&bytes).unwrap().not_before + 1;
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
         self.stores.accept(&lock, &bytes, at).unwrap().cert
     }

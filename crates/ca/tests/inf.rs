@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use opsmgr_ca::{Attribute, Hash, KeyType, PolicyOptions, RequestPolicy, parse_policy};
+use opsmgr_ca::request::{Attribute, Hash, KeyType, PolicyOptions, RequestPolicy, parse_policy};
 
 fn data(name: &str) -> Vec<u8> {
     std::fs::read(

@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::SystemTime;
 
-use opsmgr_ca::{Authority, InitOptions, KeyType, PrivateKey, build_request, parse_policy};
+use opsmgr_ca::authority::{Authority, InitOptions};
+use opsmgr_ca::request::{KeyType, PrivateKey, build_request, parse_policy};
 
 fn available() -> bool {
     let found = Command::new("lint_pkix_cert")

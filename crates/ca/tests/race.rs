@@ -10,10 +10,9 @@
 use std::sync::Once;
 use std::time::SystemTime;
 
-use opsmgr_ca::{
-    Authority, Disposition, Filter, InitOptions, Outcome, PrivateKey, ProcessOptions, Stage,
-    build_request, parse_policy, process_share, request_to_pem,
-};
+use opsmgr_ca::authority::{Authority, Disposition, Filter, InitOptions};
+use opsmgr_ca::dropfolder::{Outcome, ProcessOptions, Stage, process_share};
+use opsmgr_ca::request::{PrivateKey, build_request, parse_policy, request_to_pem};
 
 #[test]
 fn an_operator_resubmitting_during_a_batch_is_reported_not_fatal() {
@@ -65,7 +64,6 @@ fn an_operator_resubmitting_during_a_batch_is_reported_not_fatal() {
     assert_eq!(by_host(hosts[2]).result, Outcome::Issued);
     // One certificate per issued request, the operator's for a.
     let issued = ca
-        .db()
         .list(&Filter {
             disposition: Some(Disposition::Issued),
             ..Filter::default()
@@ -73,6 +71,6 @@ fn an_operator_resubmitting_during_a_batch_is_reported_not_fatal() {
         .unwrap();
     assert_eq!(issued.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 3]);
     let on_disk = std::fs::read(share.join(format!("{}.cer", hosts[0]))).unwrap();
-    let cert = opsmgr_ca::CertInfo::parse(&on_disk).unwrap();
+    let cert = opsmgr_ca::cert::CertInfo::parse(&on_disk).unwrap();
     assert_eq!(Some(cert.der), issued[0].certificate);
 }

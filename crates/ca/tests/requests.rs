@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use opsmgr_ca::{
+use opsmgr_ca::request::{
     KeyType, PolicyOptions, PrivateKey, build_request, parse_policy, parse_request, request_to_pem,
     verify_request,
 };

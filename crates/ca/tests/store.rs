@@ -8,7 +8,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use opsmgr_ca::{Error, KeyType, PendingInfo, PrivateKey, StoreName, Stores, key_id};
+use opsmgr_ca::Error;
+use opsmgr_ca::request::{KeyType, PrivateKey};
+use opsmgr_ca::store::{PendingInfo, StoreName, Stores, key_id};
 
 mod support;
 use support::openssl::{OpensslCa, Sign};
@@ -75,14 +77,17 @@ fn accept_refuses_a_certificate_outside_its_validity_and_keeps_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
     let stores = Stores::open(&dir.path().join("m"), true).unwrap();
-    let policy = opsmgr_ca::parse_policy(
+    let policy = opsmgr_ca::request::parse_policy(
         b"[NewRequest]\nSubject = \"CN=a.local\"\nKeyAlgorithm = ECDSA_P256\n",
         "a.inf",
         Default::default(),
     )
     .unwrap();
     let key = PrivateKey::generate(KeyType::EcdsaP256).unwrap();
-    let req = opsmgr_ca::request_to_pem(&opsmgr_ca::build_request(&policy, &key).unwrap()).unwrap();
+    let req = opsmgr_ca::request::request_to_pem(
+        &opsmgr_ca::request::build_request(&policy, &key).unwrap(),
+    )
+    .unwrap();
     std::fs::write(d("a.req"), req).unwrap();
     let info = PendingInfo {
         subject: "CN=a.local".into(),
@@ -118,13 +123,17 @@ fn enroll(
     exportable: bool,
 ) -> String {
     let inf = format!("[NewRequest]\nSubject = \"CN={cn}\"\nKeyAlgorithm = ECDSA_P256\n");
-    let policy = opsmgr_ca::parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
+    let policy =
+        opsmgr_ca::request::parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
     let key = PrivateKey::generate(KeyType::EcdsaP256).unwrap();
     let req = dir.join(format!("{cn}.req"));
     let cer = dir.join(format!("{cn}.cer"));
     std::fs::write(
         &req,
-        opsmgr_ca::request_to_pem(&opsmgr_ca::build_request(&policy, &key).unwrap()).unwrap(),
+        opsmgr_ca::request::request_to_pem(
+            &opsmgr_ca::request::build_request(&policy, &key).unwrap(),
+        )
+        .unwrap(),
     )
     .unwrap();
     let lock = stores.lock().unwrap();

@@ -13,7 +13,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use opsmgr_ca::{Authority, InitOptions, KeyType, PrivateKey, build_request, parse_policy};
+use opsmgr_ca::authority::{Authority, InitOptions};
+use opsmgr_ca::request::{KeyType, PrivateKey, build_request, parse_policy};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 /// A key and the certificate `ca` issues for it.
@@ -164,7 +165,11 @@ fn write_pem(
 ) -> (String, String) {
     let cert = dir.join(format!("{name}.pem"));
     let key_path = dir.join(format!("{name}.key"));
-    std::fs::write(&cert, opsmgr_ca::certificate_to_pem(&certs[0]).unwrap()).unwrap();
+    std::fs::write(
+        &cert,
+        opsmgr_ca::cert::certificate_to_pem(&certs[0]).unwrap(),
+    )
+    .unwrap();
     let pkcs8 = PrivateKey::from_pkcs8_der(key.secret_der()).unwrap();
     std::fs::write(&key_path, pkcs8.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
     (

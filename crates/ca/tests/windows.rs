@@ -18,10 +18,9 @@ use std::time::SystemTime;
 use const_oid::ObjectIdentifier;
 use der::asn1::{AnyRef, BitString, BmpString, Ia5String, OctetString, SetOfVec, Utf8StringRef};
 use der::{Any, Decode, Encode, Tag, TagNumber};
-use opsmgr_ca::{
-    Authority, InitOptions, KeyType, PrivateKey, ProcessOptions, SignatureAlgorithm, parse_request,
-    process_share,
-};
+use opsmgr_ca::authority::{Authority, InitOptions};
+use opsmgr_ca::dropfolder::{ProcessOptions, process_share};
+use opsmgr_ca::request::{KeyType, PrivateKey, SignatureAlgorithm, parse_request};
 use signature::hazmat::PrehashSigner;
 use x509_cert::attr::Attribute;
 use x509_cert::ext::Extension;
@@ -531,7 +530,7 @@ fn pss_parameters_are_checked() {
     assert_eq!(
         good,
         SignatureAlgorithm::RsaPss {
-            hash: opsmgr_ca::Hash::Sha256,
+            hash: opsmgr_ca::request::Hash::Sha256,
             salt_len: 32
         }
     );

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use opsmgr_ca::{
-    AgentSettings, Authority, InitOptions, Outcome, PolicyOptions, PrivateKey, ProcessOptions,
-    StoreName, Stores, build_request, parse_policy, process_share, request_to_pem,
-    select_channel_certificate,
-};
+use opsmgr_ca::agent::{AgentSettings, select_channel_certificate};
+use opsmgr_ca::authority::{Authority, InitOptions};
+use opsmgr_ca::dropfolder::{Outcome, ProcessOptions, process_share};
+use opsmgr_ca::request::{PolicyOptions, PrivateKey, build_request, parse_policy, request_to_pem};
+use opsmgr_ca::store::{StoreName, Stores};
 use opsmgr_configfix::{Document, REPORTING_TARGETS, WEBCONSOLE_TARGET};
 use opsmgr_model::{Agent, HostName, Inventory, Policy, Server, ServerRole, plan};
 use opsmgr_securestorage::{KeyStore, OsRandom, ReadPolicy, keystore_path};

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use opsmgr_ca::authority::{Authority, CA_KEY};
 
 pub mod drill;
 pub mod group;
@@ -182,22 +183,15 @@ impl PasswordArgs {
 }
 
 /// Opens the CA in `dir`, asking for its key's password only when the key is encrypted.
-pub fn open_authority(
-    dir: &std::path::Path,
-    password: &PasswordArgs,
-) -> anyhow::Result<opsmgr_ca::Authority> {
-    if !dir.join(opsmgr_ca::CA_KEY).exists() {
-        bail!(
-            "{} is not a CA folder (no {})",
-            dir.display(),
-            opsmgr_ca::CA_KEY
-        );
+pub fn open_authority(dir: &std::path::Path, password: &PasswordArgs) -> anyhow::Result<Authority> {
+    if !dir.join(CA_KEY).exists() {
+        bail!("{} is not a CA folder (no {})", dir.display(), CA_KEY);
     }
     let context = || format!("opening the CA in {}", dir.display());
-    match opsmgr_ca::Authority::open(dir, None) {
+    match Authority::open(dir, None) {
         Err(opsmgr_ca::Error::PasswordRequired(_)) => {
             let secret = read_password(&password.source(), "Password of the CA's key: ", false)?;
-            opsmgr_ca::Authority::open(dir, Some(&secret)).with_context(context)
+            Authority::open(dir, Some(&secret)).with_context(context)
         }
         other => other.with_context(context),
     }

@@ -110,7 +110,7 @@ fn with_the_tools(dir: &Path, allow: &Path) {
         );
     }
     run("ca", &process);
-    let root = opsmgr_ca::Authority::open(&ca, None)
+    let root = opsmgr_ca::authority::Authority::open(&ca, None)
         .unwrap()
         .issuer()
         .root()

@@ -12,6 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
+use opsmgr_ca::agent::read_bundle;
+use opsmgr_ca::authority::{Authority, Disposition, Filter};
+use opsmgr_ca::cert::CertInfo;
+use opsmgr_ca::request::{PrivateKey, build_request, parse_policy, request_to_pem};
+
 mod common;
 use common::{bin, ok, text};
 
@@ -48,7 +53,7 @@ impl World {
     /// The root's SHA-1 thumbprint, as the CA's operator hands it to the agents' installers.
     fn root_thumbprint(&self) -> String {
         let root = std::fs::read(self.ca().join("ca.cer")).unwrap();
-        opsmgr_ca::CertInfo::parse(&root).unwrap().thumbprint
+        CertInfo::parse(&root).unwrap().thumbprint
     }
     fn machine(&self, host: &str) -> PathBuf {
         self.dir.path().join("machines").join(host)
@@ -480,10 +485,9 @@ fn a_batch_killed_at_random_moments_is_finished_by_running_it_again() {
         .collect();
     for host in &hosts {
         let text = format!("[NewRequest]\nSubject = \"CN={host}\"\nKeyAlgorithm = ECDSA_P256\n");
-        let policy = opsmgr_ca::parse_policy(text.as_bytes(), "t.inf", Default::default()).unwrap();
-        let key = opsmgr_ca::PrivateKey::generate(policy.key).unwrap();
-        let pem =
-            opsmgr_ca::request_to_pem(&opsmgr_ca::build_request(&policy, &key).unwrap()).unwrap();
+        let policy = parse_policy(text.as_bytes(), "t.inf", Default::default()).unwrap();
+        let key = PrivateKey::generate(policy.key).unwrap();
+        let pem = request_to_pem(&build_request(&policy, &key).unwrap()).unwrap();
         std::fs::write(w.share().join(format!("{host}.req")), pem).unwrap();
     }
     let (share, ca) = (s(&w.share()), s(&w.ca()));
@@ -521,21 +525,21 @@ fn a_batch_killed_at_random_moments_is_finished_by_running_it_again() {
     assert_eq!(v["rejected"], 0, "{last}");
 
     // Every host: exactly one issued request, its files equal to the database's certificate.
-    let db = opsmgr_ca::Database::open(&w.ca().join("ca.db")).unwrap();
-    let records = db.list(&opsmgr_ca::Filter::default()).unwrap();
+    let ca = Authority::open(&w.ca(), None).unwrap();
+    let records = ca.list(&Filter::default()).unwrap();
     assert_eq!(records.len(), 300, "one record per request, never two");
     let mut ids: Vec<i64> = records.iter().map(|r| r.id).collect();
     ids.dedup();
     assert_eq!(ids.len(), 300);
     for r in &records {
-        assert_eq!(r.disposition, opsmgr_ca::Disposition::Issued, "{r:?}");
+        assert_eq!(r.disposition, Disposition::Issued, "{r:?}");
         let host = r.common_name.clone().unwrap();
         let on_disk = std::fs::read(w.share().join(format!("{host}.cer"))).unwrap();
-        let cert = opsmgr_ca::CertInfo::parse(&on_disk).unwrap();
+        let cert = CertInfo::parse(&on_disk).unwrap();
         assert_eq!(Some(cert.der), r.certificate, "{host}");
         let bundle = std::fs::read(w.share().join(format!("{host}.bundle"))).unwrap();
         assert_eq!(
-            opsmgr_ca::read_bundle(&bundle).unwrap().leaf.serial_hex(),
+            read_bundle(&bundle).unwrap().leaf.serial_hex(),
             r.serial.clone().unwrap()
         );
     }
@@ -679,7 +683,7 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
     assert_eq!(renewed.status.code(), Some(0), "{}", text(&renewed.stdout));
     let v: serde_json::Value = serde_json::from_slice(&renewed.stdout).unwrap();
     assert_eq!(v["files"][0]["result"], "issued", "{v:#}");
-    let first_serial = opsmgr_ca::CertInfo::parse(&first).unwrap().serial_hex();
+    let first_serial = CertInfo::parse(&first).unwrap().serial_hex();
     assert!(
         v["files"][0]["message"]
             .as_str()

@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use opsmgr_ca::agent::read_bundle;
+use opsmgr_ca::cert::CertInfo;
+use opsmgr_ca::dropfolder::DROP_LOCK;
+use opsmgr_ca::request::{PrivateKey, build_request, parse_policy, request_to_pem};
 use serde_json::Value;
 
 mod common;
@@ -193,7 +197,7 @@ impl World {
     fn snapshot(&self) -> BTreeMap<PathBuf, Node> {
         let skip: Vec<PathBuf> = std::iter::once(self.share())
             .chain(
-                ["ca.db", "ca.db-wal", "ca.db-shm", opsmgr_ca::DROP_LOCK]
+                ["ca.db", "ca.db-wal", "ca.db-shm", DROP_LOCK]
                     .iter()
                     .map(|n| self.ca_file(n)),
             )
@@ -246,9 +250,9 @@ impl World {
         let inf = format!(
             "[NewRequest]\nSubject = \"CN={host}\"\nKeyAlgorithm = ECDSA_P256\nMachineKeySet = TRUE\n{extra}"
         );
-        let policy = opsmgr_ca::parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
-        let key = opsmgr_ca::PrivateKey::generate(policy.key).unwrap();
-        opsmgr_ca::request_to_pem(&opsmgr_ca::build_request(&policy, &key).unwrap()).unwrap()
+        let policy = parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
+        let key = PrivateKey::generate(policy.key).unwrap();
+        request_to_pem(&build_request(&policy, &key).unwrap()).unwrap()
     }
 
     /// An honest host drops its request as `<host>.req`, an hour old (settled).
@@ -289,11 +293,10 @@ impl World {
         let cer = self.share().join(format!("{host}.cer"));
         let md = std::fs::symlink_metadata(&cer).unwrap();
         assert!(md.is_file(), "{host}.cer is {:?}", md.file_type());
-        let cert = opsmgr_ca::CertInfo::parse(&std::fs::read(&cer).unwrap()).unwrap();
+        let cert = CertInfo::parse(&std::fs::read(&cer).unwrap()).unwrap();
         assert_eq!(cert.common_name.as_deref(), Some(host));
         assert!(cert.names_host(host));
-        let ca =
-            opsmgr_ca::CertInfo::parse(&std::fs::read(self.ca_file("ca.cer")).unwrap()).unwrap();
+        let ca = CertInfo::parse(&std::fs::read(self.ca_file("ca.cer")).unwrap()).unwrap();
         assert_eq!(cert.issuer, ca.subject, "{host}");
         let verified = Command::new("openssl")
             .args(["verify", "-CAfile"])
@@ -309,7 +312,7 @@ impl World {
         );
         let bundle_path = self.share().join(format!("{host}.bundle"));
         assert!(std::fs::symlink_metadata(&bundle_path).unwrap().is_file());
-        let bundle = opsmgr_ca::read_bundle(&std::fs::read(&bundle_path).unwrap()).unwrap();
+        let bundle = read_bundle(&std::fs::read(&bundle_path).unwrap()).unwrap();
         assert_eq!(bundle.leaf.der, cert.der, "{host}.bundle");
         assert_eq!(bundle.root.der, ca.der, "{host}.bundle");
         assert!(
@@ -911,8 +914,7 @@ fn an_extra_name_of_another_host_is_never_certified() {
         "another host's name was certified: {san}"
     );
     let cert =
-        opsmgr_ca::CertInfo::parse(&std::fs::read(w.share().join(format!("{host}.cer"))).unwrap())
-            .unwrap();
+        CertInfo::parse(&std::fs::read(w.share().join(format!("{host}.cer"))).unwrap()).unwrap();
     assert_eq!(cert.dns_names, [host]);
 }
 

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use opsmgr_ca::{
-    AgentSettings, Candidate, CertInfo, Imported, Installed, KeyType, PendingInfo, PolicyOptions,
-    PrivateKey, RequestPolicy, Selection, StoreName, Stores, USER_STORES, build_request,
-    parse_policy, request_der_to_pem, request_to_pem, wrap_renewal,
+use opsmgr_ca::agent::{AgentSettings, Candidate, Installed, Selection};
+use opsmgr_ca::cert::CertInfo;
+use opsmgr_ca::request::{
+    KeyType, PolicyOptions, PrivateKey, RequestPolicy, build_request, parse_policy,
+    request_der_to_pem, request_to_pem, wrap_renewal,
 };
+use opsmgr_ca::store::{Imported, PendingInfo, StoreName, Stores, USER_STORES};
 use opsmgr_model::HostName;
 
 /// The largest bundle `install` reads: a certificate and its root, with room to spare.
@@ -162,7 +164,7 @@ pub fn install(
     now: SystemTime,
 ) -> Result<Install> {
     let bytes = crate::read_bounded(bundle, MAX_BUNDLE_BYTES)?;
-    let installed = opsmgr_ca::install_bundle(machine, &bytes, user_only, trust_root, now)
+    let installed = opsmgr_ca::agent::install_bundle(machine, &bytes, user_only, trust_root, now)
         .with_context(|| bundle.display().to_string())?;
     Ok(Install {
         installed,
@@ -235,7 +237,7 @@ pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Res
     };
     let imported = match pfx {
         Some((bytes, password)) => {
-            let pfx = opsmgr_ca::read_pfx(bytes, password)?;
+            let pfx = opsmgr_ca::store::read_pfx(bytes, password)?;
             Some(stores.import_pfx(&lock, &pfx, false, false, now)?)
         }
         None => None,
@@ -252,7 +254,7 @@ pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Res
         (None, None) => bail!("no host to choose a channel certificate for: give /SubjectName"),
     };
     let (outcome, settings, changed) =
-        match opsmgr_ca::select_channel_certificate(&stores, host.as_str(), now) {
+        match opsmgr_ca::agent::select_channel_certificate(&stores, host.as_str(), now) {
             Ok(selection) => {
                 let (settings, changed) = AgentSettings::record(machine, Some(&selection.chosen))?;
                 (

@@ -17,7 +17,7 @@
 //! | [`balance`] | `om-balance apply` |
 //!
 //! The CA's side is the `opsmgr-ca` library itself: `om-ca process` and the drill both call
-//! `opsmgr_ca::process_share`, and an operator's approval is `Authority::resubmit`.
+//! `opsmgr_ca::dropfolder::process_share`, and an operator's approval is `Authority::resubmit`.
 
 mod agent;
 mod keys;

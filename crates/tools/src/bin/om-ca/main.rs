@@ -10,7 +10,9 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use opsmgr_ca::{Authority, InitOptions, KeyType, Outcome, ProcessOptions, Stage, process_share};
+use opsmgr_ca::authority::{Authority, CA_CERT, Disposition, Filter, InitOptions, Record};
+use opsmgr_ca::dropfolder::{Outcome, ProcessOptions, Stage, process_share};
+use opsmgr_ca::request::KeyType;
 use opsmgr_model::Inventory;
 use opsmgr_tools::{PasswordArgs, format_utc, open_authority, password_weakness, read_password};
 
@@ -184,11 +186,7 @@ fn run() -> Result<ExitCode> {
                 writeln!(out)?;
             } else {
                 writeln!(out, "Created the CA {} in {}", root.subject, dir.display())?;
-                writeln!(
-                    out,
-                    "  Root certificate: {}",
-                    dir.join(opsmgr_ca::CA_CERT).display()
-                )?;
+                writeln!(out, "  Root certificate: {}", dir.join(CA_CERT).display())?;
                 writeln!(out, "  Thumbprint: {}", root.thumbprint)?;
                 writeln!(out, "  NotAfter: {}", format_utc(root.not_after))?;
             }
@@ -206,12 +204,11 @@ fn run() -> Result<ExitCode> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let horizon = now_secs.saturating_add(within.as_secs());
-            let filter = opsmgr_ca::Filter {
-                disposition: Some(opsmgr_ca::Disposition::Issued),
-                ..opsmgr_ca::Filter::default()
+            let filter = Filter {
+                disposition: Some(Disposition::Issued),
+                ..Filter::default()
             };
-            let mut records: Vec<opsmgr_ca::Record> = authority
-                .db()
+            let mut records: Vec<Record> = authority
                 .list(&filter)?
                 .into_iter()
                 .filter(|r| r.not_after.is_some_and(|t| t <= horizon))

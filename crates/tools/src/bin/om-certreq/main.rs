@@ -10,7 +10,10 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
-use opsmgr_ca::{PolicyOptions, Stores, USER_STORES};
+use opsmgr_ca::authority::{Disposition, Record, parse_request_id};
+use opsmgr_ca::cert::certificate_to_pem;
+use opsmgr_ca::request::PolicyOptions;
+use opsmgr_ca::store::{Stores, USER_STORES};
 use opsmgr_tools::{exit, format_utc, jobs, machine_dir, windows_args};
 use serde::Serialize;
 
@@ -353,8 +356,8 @@ fn install(cli: &Cli) -> Result<ExitCode> {
 }
 
 /// The lines certreq prints for a request's state, and the exit code that goes with it.
-fn disposition_lines(record: &opsmgr_ca::Record, retrieving: bool) -> (Vec<String>, u8) {
-    use opsmgr_ca::Disposition as D;
+fn disposition_lines(record: &Record, retrieving: bool) -> (Vec<String>, u8) {
+    use Disposition as D;
     match record.disposition {
         D::Pending => (
             vec![format!(
@@ -388,7 +391,7 @@ fn write_certificate(path: &std::path::Path, der: &[u8], binary: bool) -> Result
     let bytes = if binary {
         der.to_vec()
     } else {
-        opsmgr_ca::certificate_to_pem(der)?.into_bytes()
+        certificate_to_pem(der)?.into_bytes()
     };
     opsmgr_fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
@@ -418,12 +421,12 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
         let [id, out_path] = cli.files.as_slice() else {
             bail!("-retrieve takes ID and CERT.cer");
         };
-        let id = opsmgr_ca::parse_request_id(&id.to_string_lossy())?;
+        let id = parse_request_id(&id.to_string_lossy())?;
         (ca.record(id)?, false, Some(out_path))
     };
     let (lines, exit) = disposition_lines(&record, cli.retrieve);
     let written = match (&record.certificate, out_path, record.disposition) {
-        (Some(der), Some(path), opsmgr_ca::Disposition::Issued) => {
+        (Some(der), Some(path), Disposition::Issued) => {
             if path.exists() && !cli.force && cli.submit {
                 bail!("{} exists; -f overwrites it", path.display());
             }

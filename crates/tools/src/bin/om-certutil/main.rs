@@ -7,7 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
-use opsmgr_ca::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH, Entry, PfxEncryption, StoreName, Stores};
+use opsmgr_ca::authority::{Disposition, Filter, parse_reason, parse_request_id};
+use opsmgr_ca::cert::{CertInfo, crl_to_pem};
+use opsmgr_ca::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
+use opsmgr_ca::store::{Entry, MAX_PFX_BYTES, PfxEncryption, StoreName, Stores, read_pfx};
 use opsmgr_tools::{format_utc, machine_dir, windows_args};
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -168,7 +171,7 @@ impl From<&Entry> for EntryReport {
             id: e.id.clone(),
             subject: e.subject.clone(),
             issuer: c.map(|c| c.issuer.clone()),
-            serial: c.map(opsmgr_ca::CertInfo::serial_hex),
+            serial: c.map(CertInfo::serial_hex),
             thumbprint: c.map(|c| c.thumbprint.clone()),
             not_before: c.map(|c| format_utc(c.not_before)),
             not_after: c.map(|c| format_utc(c.not_after)),
@@ -356,9 +359,9 @@ fn import_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
         _ => bail!("-importPFX takes FILE.pfx [MODIFIERS]"),
     };
     let mods = modifiers(rest.first(), &["noexport", "noroot"])?;
-    let bytes = opsmgr_tools::read_bounded(std::path::Path::new(file), opsmgr_ca::MAX_PFX_BYTES)?;
+    let bytes = opsmgr_tools::read_bounded(std::path::Path::new(file), MAX_PFX_BYTES)?;
     let password = pfx_password(cli, false)?;
-    let pfx = opsmgr_ca::read_pfx(&bytes, &password).with_context(|| file.to_owned())?;
+    let pfx = read_pfx(&bytes, &password).with_context(|| file.to_owned())?;
     let lock = stores.lock()?;
     let imported = stores.import_pfx(
         &lock,
@@ -487,12 +490,12 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
         if !args.is_empty() {
             bail!("-view takes no arguments; filter with --disposition, --subject, --serial");
         }
-        let filter = opsmgr_ca::Filter {
+        let filter = Filter {
             disposition: cli.disposition.as_deref().map(str::parse).transpose()?,
             subject: cli.subject.clone(),
             serial: cli.serial.clone(),
         };
-        let records = ca.db().list(&filter)?;
+        let records = ca.list(&filter)?;
         if cli.json {
             serde_json::to_writer_pretty(&mut out, &records)?;
             writeln!(out)?;
@@ -524,7 +527,7 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
             _ => bail!("-crl takes at most OUT.crl"),
         };
         let der = ca.crl(now)?;
-        let pem = opsmgr_ca::crl_to_pem(&der)?;
+        let pem = crl_to_pem(&der)?;
         opsmgr_fsutil::write_atomic(&path, pem.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         writeln!(
@@ -537,7 +540,7 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
     if cli.revoke {
         let (serial, reason) = match args.as_slice() {
             [s] => (*s, 0),
-            [s, r] => (*s, opsmgr_ca::parse_reason(r)?),
+            [s, r] => (*s, parse_reason(r)?),
             _ => bail!("-revoke takes SERIAL and optionally REASON"),
         };
         let record = ca.revoke(serial, reason, now)?;
@@ -555,8 +558,8 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (id, reason) = match args.as_slice() {
-        [id] => (opsmgr_ca::parse_request_id(id)?, None),
-        [id, reason] if cli.deny => (opsmgr_ca::parse_request_id(id)?, Some(*reason)),
+        [id] => (parse_request_id(id)?, None),
+        [id, reason] if cli.deny => (parse_request_id(id)?, Some(*reason)),
         _ => bail!("-resubmit takes ID; -deny takes ID and optionally REASON"),
     };
     let record = if cli.deny {
@@ -567,7 +570,7 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
     if cli.json {
         serde_json::to_writer_pretty(&mut out, &record)?;
         writeln!(out)?;
-    } else if record.disposition == opsmgr_ca::Disposition::Issued {
+    } else if record.disposition == Disposition::Issued {
         writeln!(
             out,
             "Certificate issued.\nCertUtil: -resubmit command completed successfully."
@@ -576,7 +579,7 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
         writeln!(out, "Certificate not issued (Denied) {}", record.message)?;
     }
     Ok(
-        if cli.resubmit && record.disposition == opsmgr_ca::Disposition::Denied {
+        if cli.resubmit && record.disposition == Disposition::Denied {
             ExitCode::from(4)
         } else {
             ExitCode::SUCCESS

@@ -8,7 +8,8 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser};
-use opsmgr_ca::{AgentSettings, Candidate, Error};
+use opsmgr_ca::Error;
+use opsmgr_ca::agent::{AgentSettings, Candidate};
 use opsmgr_model::HostName;
 use opsmgr_tools::{exit, format_utc, jobs, machine_dir, windows_args};
 use serde::Serialize;
@@ -123,7 +124,7 @@ fn run() -> Result<ExitCode> {
         .transpose()?;
     let pfx = match &cli.file {
         Some(file) => {
-            let bytes = opsmgr_tools::read_bounded(file, opsmgr_ca::MAX_PFX_BYTES)?;
+            let bytes = opsmgr_tools::read_bounded(file, opsmgr_ca::store::MAX_PFX_BYTES)?;
             let password =
                 opsmgr_tools::read_password(&cli.password.source(), "PFX password: ", false)?;
             Some((file, bytes, password))

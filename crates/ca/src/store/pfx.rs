@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
-use crate::keys::PrivateKey;
+use crate::request::PrivateKey;
 
 /// The largest PFX file read (a key and a chain are a few kilobytes).
 pub const MAX_PFX_BYTES: usize = 1024 * 1024;

@@ -14,10 +14,11 @@ use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::request::CertReq;
 
-use crate::dn::{Attribute, DistinguishedName};
+use super::dn::{Attribute, DistinguishedName};
+use super::inf::{Hash, KeyType, RequestPolicy};
+use super::keys::{PrivateKey, os_rng};
+use crate::cert::CertInfo;
 use crate::error::{Error, Result};
-use crate::inf::{Hash, KeyType, RequestPolicy};
-use crate::keys::{PrivateKey, os_rng};
 use crate::sigalg::{SignatureAlgorithm, verify_signature};
 
 /// The PEM label certreq writes.
@@ -205,7 +206,7 @@ pub struct ReceivedRequest {
     info: std::ops::Range<usize>,
     request: CertReq,
     algorithm: Result<SignatureAlgorithm, String>,
-    renewal: Option<std::result::Result<crate::cert::CertInfo, String>>,
+    renewal: Option<std::result::Result<CertInfo, String>>,
 }
 
 impl ReceivedRequest {
@@ -242,7 +243,7 @@ impl ReceivedRequest {
 
     /// Reads a request's DER bytes: a PKCS #10 request, or a renewal (the request wrapped in
     /// CMS SignedData signed by the renewed certificate's key, as certreq's `RenewalCert`
-    /// writes it; see [`crate::wrap_renewal`]). CMC (`RequestType = CMC`) is refused.
+    /// writes it; see [`wrap_renewal`](super::wrap_renewal)). CMC (`RequestType = CMC`) is refused.
     pub fn from_der(der: Vec<u8>) -> Result<Self> {
         let (inner, renewal) = match CertReq::from_der(&der) {
             Ok(_) => (0..der.len(), None),
@@ -251,7 +252,7 @@ impl ReceivedRequest {
                 Some(Err(())) => return Err(cmc_refusal()),
                 Some(Ok(signed)) => {
                     let opened =
-                        crate::renewal::unwrap_renewal(&signed).map_err(|_| cmc_refusal())?;
+                        super::renewal::unwrap_renewal(&signed).map_err(|_| cmc_refusal())?;
                     let start = der
                         .windows(opened.request.len().max(1))
                         .position(|w| w == opened.request.as_slice())
@@ -277,7 +278,7 @@ impl ReceivedRequest {
 
     /// For a renewal: the certificate it renews when the old key's signature proves it (else
     /// why not). `None` for a plain request.
-    pub fn renewal(&self) -> Option<&std::result::Result<crate::cert::CertInfo, String>> {
+    pub fn renewal(&self) -> Option<&std::result::Result<CertInfo, String>> {
         self.renewal.as_ref()
     }
 

@@ -1,8 +1,18 @@
 //! The standalone CA of the seed: a self-signed root whose only job is agent certificates, its
-//! folder, its issuing policy and its CRL.
+//! folder, its issuing policy, its request database and its CRL.
+//!
+//! [`Authority`] is the CA in its folder ([`Authority::init`], [`Authority::open`]) with
+//! certreq's and certutil's verbs: [`submit`](Authority::submit),
+//! [`resubmit`](Authority::resubmit), [`deny`](Authority::deny),
+//! [`revoke`](Authority::revoke), [`crl`](Authority::crl), and the database's [`Record`]s
+//! ([`record`](Authority::record), [`list`](Authority::list)). Every certificate it records
+//! passed a review under the policy ([`Issuer::review`], [`CaConfig`]): the database itself is
+//! not public. The drop folder's batch is [`crate::dropfolder`].
 //!
 //! The folder holds `ca.key` (PKCS#8 PEM, 0600, optionally password-encrypted), `ca.cer` (the
 //! root, PEM), `config.json` (the policy) and `ca.db` (the request database).
+
+mod db;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -33,13 +43,14 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
 use crate::cert::CertInfo;
-use crate::db::{Database, Disposition, Issue, NewRequest, Record};
+use crate::dropfolder::escape_control;
 use crate::error::{Error, Result};
-use crate::inf::{Hash, KeyType};
-use crate::keys::{PrivateKey, os_rng};
 use crate::names::check_dns_name;
-use crate::request::ReceivedRequest;
+use crate::request::{Hash, KeyType, PrivateKey, ReceivedRequest, os_rng};
 use crate::store::write_private;
+use db::Database;
+pub use db::{Disposition, Filter, Record};
+pub(crate) use db::{Issue, NewRequest};
 
 /// The CA's key file in its folder.
 pub const CA_KEY: &str = "ca.key";
@@ -650,7 +661,7 @@ impl Issuer {
     }
 }
 
-/// A CA: its [`Issuer`] and its [`Database`].
+/// A CA: its [`Issuer`] and its request database.
 #[derive(Debug)]
 pub struct Authority {
     dir: PathBuf,
@@ -848,13 +859,13 @@ impl Authority {
         &self.issuer
     }
 
-    /// The database.
-    pub fn db(&self) -> &Database {
+    /// The database, for the drop folder's batch.
+    pub(crate) fn db(&self) -> &Database {
         &self.db
     }
 
-    /// The database, for transactions.
-    pub fn db_mut(&mut self) -> &mut Database {
+    /// The database, for the drop folder's transactions.
+    pub(crate) fn db_mut(&mut self) -> &mut Database {
         &mut self.db
     }
 
@@ -881,8 +892,7 @@ impl Authority {
             });
         }
         let review = self.issuer.review(&request, now);
-        let subject =
-            crate::dropfolder::escape_control(&request.request().info.subject.to_string());
+        let subject = escape_control(&request.request().info.subject.to_string());
         let (disposition, message, common_name) = match &review {
             Ok(a) => (
                 Disposition::Pending,
@@ -891,7 +901,7 @@ impl Authority {
             ),
             Err(reason) => (
                 Disposition::Denied,
-                crate::dropfolder::escape_control(&reason.to_string()),
+                escape_control(&reason.to_string()),
                 None,
             ),
         };
@@ -979,7 +989,7 @@ impl Authority {
         match self.issuer.review(&request, now) {
             Ok(approved) => self.issue_approved(id, &approved, reopen),
             Err(reason) => {
-                let reason = crate::dropfolder::escape_control(&reason.to_string());
+                let reason = escape_control(&reason.to_string());
                 self.db.transaction(|b| {
                     if reopen {
                         b.reopen(id)?;
@@ -1011,6 +1021,11 @@ impl Authority {
     /// The record of request `id`.
     pub fn record(&self, id: i64) -> Result<Record> {
         self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+    }
+
+    /// Every request `filter` selects, by id (certutil -view).
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Record>> {
+        self.db.list(filter)
     }
 
     /// A CRL signed by the root listing every revoked serial with its time and reason, valid

@@ -5,8 +5,8 @@ use getrandom::rand_core::UnwrapErr;
 use pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use zeroize::Zeroizing;
 
+use super::inf::KeyType;
 use crate::error::{Error, Result};
-use crate::inf::KeyType;
 
 /// A private key of a type the pipeline supports. Both kinds wipe their secret when dropped.
 #[derive(Clone)]

@@ -17,10 +17,10 @@ use const_oid::db::rfc5911::{ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIG
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 
+use super::inf::Hash;
+use super::keys::PrivateKey;
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
-use crate::inf::Hash;
-use crate::keys::PrivateKey;
 use crate::sigalg::{SignatureAlgorithm, verify_signature};
 
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
@@ -41,7 +41,7 @@ fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute> {
 
 /// Wraps the PKCS #10 `request` for a renewal of `old_certificate` (DER), signed by `old_key`
 /// (its key): what certreq writes for `RenewalCert`. The DER of the wrapper; write it with
-/// [`crate::request_der_to_pem`].
+/// [`request_der_to_pem`](super::request_der_to_pem).
 pub fn wrap_renewal(
     request: &x509_cert::request::CertReq,
     old_certificate: &[u8],

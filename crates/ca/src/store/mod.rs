@@ -1,9 +1,19 @@
 //! A machine's certificate stores, as files: pending requests' private keys (Windows' REQUEST
-//! store), the personal store `My` (certificates with their keys) and the trusted roots `Root`.
+//! store), the personal store `My` (certificates with their keys) and the trusted roots `Root`;
+//! and PFX files, in which Windows moves a certificate with its key from one store to another.
+//!
+//! [`Stores`] is one set of stores (the machine's or its user's): certreq's
+//! [`accept`](Stores::accept), certutil's [`list`](Stores::list),
+//! [`add_root`](Stores::add_root), [`delete`](Stores::delete),
+//! [`import_pfx`](Stores::import_pfx) and [`export_pfx`](Stores::export_pfx), each change
+//! under the stores' lock ([`Stores::lock`]). [`read_pfx`] and [`write_pfx`] are the PFX
+//! format alone, bytes in and bytes out.
 //!
 //! Layout below the stores' folder: `Request/<key id>.{key,json}`, `My/<thumbprint>.{cer,key,json}`,
 //! `Root/<thumbprint>.cer`. Keys are PKCS#8 DER, 0600; every file is written atomically, and
 //! in an order that never lets a certificate in `My` exist without its key.
+
+mod pfx;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -16,7 +26,9 @@ use zeroize::Zeroizing;
 
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
-use crate::keys::PrivateKey;
+use crate::request::PrivateKey;
+
+pub use pfx::{MAX_PFX_BYTES, Pfx, PfxEncryption, read_pfx, write_pfx};
 
 /// The folder of the machine's stores below a machine folder (`MachineKeySet = TRUE`).
 pub const MACHINE_STORES: &str = "Certificates";
@@ -399,7 +411,7 @@ impl Stores {
         // refused, force or not.
         let self_signed = cert.subject == cert.issuer;
         if self_signed {
-            crate::sigalg::verify_certificate(&cert.der, &spki(&cert)?).map_err(|e| {
+            crate::cert::verify_certificate(&cert.der, &spki(&cert)?).map_err(|e| {
                 Error::Certificate(format!(
                     "{} claims to be self-signed, but {e}",
                     cert.subject
@@ -488,7 +500,7 @@ fn verified_root<'a>(
 ) -> std::result::Result<&'a CertInfo, String> {
     let mut child = leaf;
     for parent in chain {
-        crate::sigalg::verify_certificate(&child.der, &spki(parent).map_err(|e| e.to_string())?)
+        crate::cert::verify_certificate(&child.der, &spki(parent).map_err(|e| e.to_string())?)
             .map_err(|e| format!("{} is not signed by {}: {e}", child.subject, parent.subject))?;
         child = parent;
     }
@@ -501,7 +513,7 @@ fn verified_root<'a>(
             child.subject
         ));
     }
-    crate::sigalg::verify_certificate(&child.der, &spki(child).map_err(|e| e.to_string())?)
+    crate::cert::verify_certificate(&child.der, &spki(child).map_err(|e| e.to_string())?)
         .map_err(|e| format!("{}'s self-signature: {e}", child.subject))?;
     Ok(child)
 }
@@ -514,7 +526,7 @@ impl Stores {
     pub fn import_pfx(
         &self,
         lock: &StoreLock,
-        pfx: &crate::Pfx,
+        pfx: &Pfx,
         exportable: bool,
         trust_root: bool,
         now: SystemTime,
@@ -566,7 +578,7 @@ impl Stores {
         &self,
         id: &str,
         password: &str,
-        encryption: crate::PfxEncryption,
+        encryption: PfxEncryption,
         chain: bool,
     ) -> Result<Zeroizing<Vec<u8>>> {
         let entry = self.find(StoreName::My, id)?;
@@ -581,12 +593,12 @@ impl Stores {
             .filter(|root| {
                 root.subject == cert.issuer
                     && spki(root)
-                        .is_ok_and(|k| crate::sigalg::verify_certificate(&cert.der, &k).is_ok())
+                        .is_ok_and(|k| crate::cert::verify_certificate(&cert.der, &k).is_ok())
             })
             .map(|root| root.der)
             .take(usize::from(chain))
             .collect();
-        crate::pfx::write_pfx(
+        write_pfx(
             &key,
             &cert.der,
             &chain,

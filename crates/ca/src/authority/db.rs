@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// The schema's version, kept in SQLite's `user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS requests (
@@ -105,7 +105,7 @@ impl std::str::FromStr for Disposition {
     }
 }
 
-/// One request as the database keeps it (its DER apart: see [`Database::request_der`]).
+/// One request as the CA's database keeps it (its DER apart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Record {
     /// The request id certreq prints.
@@ -137,7 +137,7 @@ pub struct Record {
     pub revocation_reason: Option<u8>,
 }
 
-/// What [`Database::list`] selects; every field that is set must match.
+/// What [`Authority::list`](super::Authority::list) selects; every field that is set must match.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// Only requests in this state.
@@ -150,43 +150,43 @@ pub struct Filter {
 
 /// A new request's row.
 #[derive(Debug, Clone)]
-pub struct NewRequest<'a> {
+pub(crate) struct NewRequest<'a> {
     /// Seconds since the Unix epoch.
-    pub received: u64,
+    pub(crate) received: u64,
     /// The request file's name.
-    pub requester: &'a str,
+    pub(crate) requester: &'a str,
     /// The request's DER.
-    pub der: &'a [u8],
+    pub(crate) der: &'a [u8],
     /// SHA-256 of `der`.
-    pub sha256: &'a [u8],
+    pub(crate) sha256: &'a [u8],
     /// The subject, RFC 4514.
-    pub subject: &'a str,
+    pub(crate) subject: &'a str,
     /// The common name.
-    pub common_name: Option<&'a str>,
+    pub(crate) common_name: Option<&'a str>,
     /// Its first state: pending, or denied with the reason.
-    pub disposition: Disposition,
+    pub(crate) disposition: Disposition,
     /// The CA's message.
-    pub message: &'a str,
+    pub(crate) message: &'a str,
 }
 
 /// An issued certificate to record.
 #[derive(Debug, Clone)]
-pub struct Issue<'a> {
+pub(crate) struct Issue<'a> {
     /// The request's id.
-    pub id: i64,
+    pub(crate) id: i64,
     /// The serial number's bytes.
-    pub serial: &'a [u8],
+    pub(crate) serial: &'a [u8],
     /// The certificate's DER.
-    pub certificate: &'a [u8],
+    pub(crate) certificate: &'a [u8],
     /// Its end of validity.
-    pub not_after: u64,
+    pub(crate) not_after: u64,
     /// The CA's message.
-    pub message: &'a str,
+    pub(crate) message: &'a str,
 }
 
 /// The CA's database.
 #[derive(Debug)]
-pub struct Database {
+pub(crate) struct Database {
     conn: Connection,
 }
 
@@ -233,7 +233,7 @@ fn secs(v: u64) -> i64 {
 
 impl Database {
     /// Opens (creating when missing) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         // A new database is owner-only from its first byte; SQLite gives its WAL and shared
         // memory files the database's permissions.
         #[cfg(unix)]
@@ -273,7 +273,7 @@ impl Database {
     }
 
     /// Runs `f` in one transaction: all of its writes land, or none.
-    pub fn transaction<T>(&mut self, f: impl FnOnce(&Batch<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn transaction<T>(&mut self, f: impl FnOnce(&Batch<'_>) -> Result<T>) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -284,27 +284,15 @@ impl Database {
     }
 
     /// The request with this id.
-    pub fn get(&self, id: i64) -> Result<Option<Record>> {
+    pub(crate) fn get(&self, id: i64) -> Result<Option<Record>> {
         self.conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM requests WHERE id = ?1"))
             .and_then(|mut stmt| stmt.query_row([id], record).optional())
             .map_err(db_err)
     }
 
-    /// The request whose certificate has this serial number.
-    pub fn by_serial(&self, serial: &[u8]) -> Result<Option<Record>> {
-        self.conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM requests WHERE serial = ?1"),
-                [serial],
-                record,
-            )
-            .optional()
-            .map_err(db_err)
-    }
-
     /// The request with this digest.
-    pub fn by_digest(&self, sha256: &[u8]) -> Result<Option<Record>> {
+    pub(crate) fn by_digest(&self, sha256: &[u8]) -> Result<Option<Record>> {
         // Cached: a batch asks once per request file.
         self.conn
             .prepare_cached(&format!(
@@ -316,7 +304,7 @@ impl Database {
 
     /// The newest certificate of this CA for `host` (its common name, any case) that is
     /// issued, not revoked and still valid at `now`.
-    pub fn valid_certificate_for(&self, host: &str, now: u64) -> Result<Option<Record>> {
+    pub(crate) fn valid_certificate_for(&self, host: &str, now: u64) -> Result<Option<Record>> {
         self.conn
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM requests
@@ -329,7 +317,7 @@ impl Database {
     }
 
     /// The stored DER of request `id`.
-    pub fn request_der(&self, id: i64) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn request_der(&self, id: i64) -> Result<Option<Vec<u8>>> {
         self.conn
             .query_row(
                 "SELECT request_der FROM requests WHERE id = ?1",
@@ -341,7 +329,7 @@ impl Database {
     }
 
     /// Every request `filter` selects, by id.
-    pub fn list(&self, filter: &Filter) -> Result<Vec<Record>> {
+    pub(crate) fn list(&self, filter: &Filter) -> Result<Vec<Record>> {
         let serial = match &filter.serial {
             Some(s) => Some(
                 crate::hex::decode(s)
@@ -373,7 +361,7 @@ impl Database {
     }
 
     /// A new CRL number, never given before.
-    pub fn next_crl_number(&mut self, now: u64) -> Result<u64> {
+    pub(crate) fn next_crl_number(&mut self, now: u64) -> Result<u64> {
         self.transaction(|b| {
             b.tx.execute("INSERT INTO crls (made) VALUES (?1)", [secs(now)])
                 .map_err(db_err)?;
@@ -382,7 +370,7 @@ impl Database {
     }
 
     /// The serial numbers, revocation times and reasons of every revoked certificate.
-    pub fn revoked(&self) -> Result<Vec<(Vec<u8>, u64, u8)>> {
+    pub(crate) fn revoked(&self) -> Result<Vec<(Vec<u8>, u64, u8)>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -405,14 +393,14 @@ impl Database {
 
 /// The writes of one transaction.
 #[derive(Debug)]
-pub struct Batch<'t> {
+pub(crate) struct Batch<'t> {
     tx: &'t Transaction<'t>,
 }
 
 impl Batch<'_> {
     /// Records a request, or finds the one with the same digest: `(id, true)` when it was
     /// there already.
-    pub fn insert(&self, r: &NewRequest<'_>) -> Result<(i64, bool)> {
+    pub(crate) fn insert(&self, r: &NewRequest<'_>) -> Result<(i64, bool)> {
         if let Some(id) = self
             .tx
             .prepare_cached("SELECT id FROM requests WHERE request_sha256 = ?1")
@@ -448,7 +436,7 @@ impl Batch<'_> {
 
     /// Records an issued certificate for a pending request. A serial number already used
     /// anywhere is refused by the database ([`Error::SerialInUse`]).
-    pub fn issue(&self, i: &Issue<'_>) -> Result<()> {
+    pub(crate) fn issue(&self, i: &Issue<'_>) -> Result<()> {
         let mut stmt = self
             .tx
             .prepare_cached(
@@ -477,7 +465,7 @@ impl Batch<'_> {
 
     /// Makes a denied request pending again, for a new review (certutil -resubmit of a failed
     /// request).
-    pub fn reopen(&self, id: i64) -> Result<()> {
+    pub(crate) fn reopen(&self, id: i64) -> Result<()> {
         let n = self
             .tx
             .execute(
@@ -494,7 +482,7 @@ impl Batch<'_> {
     }
 
     /// Denies a pending request with the reason.
-    pub fn deny(&self, id: i64, message: &str) -> Result<()> {
+    pub(crate) fn deny(&self, id: i64, message: &str) -> Result<()> {
         let n = self
             .tx
             .execute(
@@ -512,7 +500,7 @@ impl Batch<'_> {
 
     /// Revokes the issued certificate with this serial number; revoking it again is harmless
     /// and keeps the first time and reason. Returns the request's id.
-    pub fn revoke(&self, serial: &[u8], at: u64, reason: u8) -> Result<i64> {
+    pub(crate) fn revoke(&self, serial: &[u8], at: u64, reason: u8) -> Result<i64> {
         let row: Option<(i64, String)> = self
             .tx
             .query_row(
@@ -539,7 +527,7 @@ impl Batch<'_> {
     }
 
     /// The request with this id, seen from inside the transaction.
-    pub fn get(&self, id: i64) -> Result<Option<Record>> {
+    pub(crate) fn get(&self, id: i64) -> Result<Option<Record>> {
         self.tx
             .query_row(
                 &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1"),

@@ -12,7 +12,7 @@ use webpki::{ALL_VERIFICATION_ALGS, EndEntityCert, KeyUsage};
 
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
-use crate::inf::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
+use crate::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
 use crate::store::{StoreName, Stores, write_private};
 
 /// Where the agent's settings live below a machine folder.

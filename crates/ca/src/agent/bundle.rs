@@ -7,8 +7,12 @@ use cms::signed_data::{CertificateSet, SignedData};
 use der::{Decode, Encode};
 use x509_cert::Certificate;
 
+use super::channel::{
+    AgentSettings, Held, KeyState, choose_channel_certificate, select_channel_certificate,
+};
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
+use crate::store::{Accepted, Added, StoreName, Stores, USER_STORES, key_id};
 
 /// The PEM label OpenSSL reads (the `cms` crate's `CMS` label is refused by `openssl pkcs7`).
 pub const BUNDLE_LABEL: &str = "PKCS7";
@@ -94,9 +98,9 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle> {
 #[derive(Debug, Clone)]
 pub struct Installed {
     /// The agent's certificate, now in `My` with its key.
-    pub leaf: crate::Accepted,
+    pub leaf: Accepted,
     /// The root, now in `Root`.
-    pub root: crate::Added,
+    pub root: Added,
     /// Whether the pending key, and so the certificate, was in the machine's stores (else the
     /// user's: its request said `MachineKeySet = FALSE`, and the agent cannot use it).
     pub machine_key_set: bool,
@@ -145,11 +149,11 @@ pub fn install_bundle(
     let mut first_error = None;
     for machine_key_set in [true, false] {
         if (machine_key_set && user_only)
-            || (!machine_key_set && !machine.join(crate::USER_STORES).exists())
+            || (!machine_key_set && !machine.join(USER_STORES).exists())
         {
             continue;
         }
-        let stores = crate::Stores::open(machine, machine_key_set)?;
+        let stores = Stores::open(machine, machine_key_set)?;
         let lock = stores.lock()?;
         if let Err(e) = prove(&stores, &bundle, &host, trust_root, now) {
             first_error.get_or_insert(e);
@@ -175,15 +179,14 @@ pub fn install_bundle(
 
 /// The checks a bundle passes before anything is installed from it; see [`install_bundle`].
 fn prove(
-    stores: &crate::Stores,
+    stores: &Stores,
     bundle: &Bundle,
     host: &str,
     trust_root: Option<&str>,
     now: std::time::SystemTime,
 ) -> Result<()> {
-    use crate::channel::{Held, KeyState};
     let roots: Vec<CertInfo> = stores
-        .list(crate::StoreName::Root)?
+        .list(StoreName::Root)?
         .into_iter()
         .filter_map(|e| e.cert)
         .collect();
@@ -195,9 +198,9 @@ fn prove(
             pinned: trust_root.is_some(),
         });
     }
-    let id = crate::key_id(&bundle.leaf.public_key);
+    let id = key_id(&bundle.leaf.public_key);
     let in_my = stores
-        .list(crate::StoreName::My)?
+        .list(StoreName::My)?
         .iter()
         .any(|e| e.id == bundle.leaf.thumbprint && e.has_key);
     if !in_my && !stores.pending()?.iter().any(|p| p.id == id) {
@@ -210,7 +213,7 @@ fn prove(
         cert: bundle.leaf.clone(),
         key: KeyState::Matches,
     };
-    let refusals = match crate::choose_channel_certificate(
+    let refusals = match choose_channel_certificate(
         std::slice::from_ref(&leaf),
         std::slice::from_ref(&bundle.root),
         host,
@@ -234,14 +237,14 @@ fn prove(
 /// and record it in the agent's settings. The caller holds the stores' lock.
 fn select_and_record(
     machine: &std::path::Path,
-    stores: &crate::Stores,
+    stores: &Stores,
     host: &str,
-    leaf: crate::Accepted,
-    root: crate::Added,
+    leaf: Accepted,
+    root: Added,
     now: std::time::SystemTime,
 ) -> Result<Installed> {
-    let selection = crate::select_channel_certificate(stores, host, now)?;
-    let (_, settings_changed) = crate::AgentSettings::record(machine, Some(&selection.chosen))?;
+    let selection = select_channel_certificate(stores, host, now)?;
+    let (_, settings_changed) = AgentSettings::record(machine, Some(&selection.chosen))?;
     Ok(Installed {
         leaf,
         root,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::dn::{DistinguishedName, parse_dn};
+use super::dn::{DistinguishedName, parse_dn};
 use crate::error::{Error, Result};
 
 /// Agent channel EKUs: server authentication.

@@ -1,0 +1,19 @@
+//! The agent's side of enrollment, beyond its stores ([`crate::store`]): the installer bundle
+//! the CA hands each agent ([`write_bundle`], [`read_bundle`]) and its installation
+//! ([`install_bundle`]: the checks, certreq -accept, the root trusted, MOMCertImport's choice
+//! recorded); MOMCertImport's choice of the channel certificate ([`select_channel_certificate`]
+//! over a machine's stores, [`choose_channel_certificate`] over certificates the caller brings,
+//! each refusal named by a [`Refusal`]); and the settings it records, as the agent keeps them in
+//! the registry ([`AgentSettings`]).
+
+mod bundle;
+mod channel;
+
+pub use bundle::{
+    BUNDLE_LABEL, Bundle, Installed, MAX_BUNDLE_BYTES, install_bundle, pin_matches, read_bundle,
+    write_bundle,
+};
+pub use channel::{
+    AGENT_SETTINGS, AgentSettings, Candidate, Held, KeyState, Refusal, Selection,
+    channel_serial_number, choose_channel_certificate, select_channel_certificate,
+};
