@@ -2,7 +2,7 @@
 //! DER, bounded) into the facts they print and check; [`certificate_to_pem`] and
 //! [`crl_to_pem`] write them as certutil does; [`verify_certificate`] checks a signature on one.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use der::{Decode, Encode};
 use sha1::{Digest, Sha1};
@@ -46,20 +46,16 @@ pub struct CertInfo {
     pub common_name: Option<String>,
     /// The DNS names of the subject alternative name extension, in order.
     pub dns_names: Vec<String>,
-    /// Start of validity, seconds since the Unix epoch.
-    pub not_before: u64,
-    /// End of validity, seconds since the Unix epoch.
-    pub not_after: u64,
+    /// Start of validity.
+    pub not_before: SystemTime,
+    /// End of validity (the certificate is valid through this second).
+    pub not_after: SystemTime,
     /// Extended key usages (dotted OIDs).
     pub ekus: Vec<String>,
     /// Whether basicConstraints says CA.
     pub is_ca: bool,
     /// The public key (SubjectPublicKeyInfo DER).
     pub public_key: Vec<u8>,
-}
-
-fn seconds(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl CertInfo {
@@ -121,8 +117,8 @@ impl CertInfo {
             issuer: tbs.issuer().to_string(),
             common_name,
             dns_names,
-            not_before: seconds(tbs.validity().not_before.to_system_time()),
-            not_after: seconds(tbs.validity().not_after.to_system_time()),
+            not_before: tbs.validity().not_before.to_system_time(),
+            not_after: tbs.validity().not_after.to_system_time(),
             ekus,
             is_ca,
             public_key,
@@ -151,9 +147,9 @@ impl CertInfo {
         self.ekus.iter().any(|e| e == oid)
     }
 
-    /// Whether `now` lies in the validity window.
+    /// Whether `now` lies in the validity window (to the second, as the certificate counts).
     pub fn valid_at(&self, now: SystemTime) -> bool {
-        let now = seconds(now);
+        let now = crate::time::whole(now);
         self.not_before <= now && now <= self.not_after
     }
 }

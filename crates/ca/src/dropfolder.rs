@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use opsmgr_fsutil::untrusted::{EntryKind, ReadRefusal, UntrustedDir};
 use serde::Serialize;
@@ -256,10 +256,6 @@ fn io_err(dir: &UntrustedDir) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 fn is_request_name(name: &OsStr) -> bool {
     let b = name.as_encoded_bytes();
     b.len() > 4 && !b.starts_with(b".") && b[b.len() - 4..].eq_ignore_ascii_case(b".req")
@@ -423,7 +419,7 @@ fn plan(
                         None => Some(format!(
                             "{} already holds certificate {serial} from this CA, valid until Unix time {}; renew with om-certreq -new -renew (proved with that certificate's key), or an operator decides (om-certutil -config CA -resubmit ID)",
                             x.host,
-                            held.not_after.unwrap_or(0)
+                            held.not_after.map_or(0, crate::time::seconds)
                         )),
                     }
                 } else {
@@ -591,7 +587,7 @@ pub fn process_share(
                 known.insert(x.digest.clone(), rec);
             }
             if !holders.contains_key(&x.host)
-                && let Some(rec) = ca.db().valid_certificate_for(&x.host, secs(now))?
+                && let Some(rec) = ca.db().valid_certificate_for(&x.host, now)?
             {
                 holders.insert(x.host.clone(), rec);
             }
@@ -601,7 +597,6 @@ pub fn process_share(
     let steps = plan(&reviewed, &known, &holders, options, issue);
 
     // 3a. Record every new request in one transaction.
-    let received = secs(now);
     let ids: Vec<Option<i64>> = ca.db_mut().transaction(|b| {
         reviewed
             .iter()
@@ -613,7 +608,7 @@ pub fn process_share(
                         Err(reason) => (Disposition::Denied, escape_control(&reason.to_string())),
                     };
                     b.insert(&NewRequest {
-                        received,
+                        received: now,
                         requester: &r.file,
                         der: &x.der,
                         sha256: &x.digest,

@@ -58,5 +58,6 @@ mod hex;
 mod names;
 // Shared by request (request signatures) and cert (certificate signatures), which re-export it.
 mod sigalg;
+mod time;
 
 pub use error::{Error, Result};

@@ -59,7 +59,7 @@ fn agent(dir: &Path) -> Agent {
         subject: format!("CN={HOST}"),
         exportable: false,
         friendly_name: None,
-        created: 0,
+        created: SystemTime::UNIX_EPOCH,
     };
     stores.add_pending(&lock, &key, &info).unwrap();
     Agent { machine, request }

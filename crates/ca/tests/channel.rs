@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use opsmgr_ca::Error;
-use opsmgr_ca::agent::{AgentSettings, Refusal, channel_serial_number, select_channel_certificate};
+use opsmgr_ca::agent::{
+    AgentSettings, Held, KeyState, Refusal, channel_serial_number, choose_channel_certificate,
+    select_channel_certificate,
+};
+use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::request::{PrivateKey, build_request, parse_policy, request_to_pem};
 use opsmgr_ca::store::{PendingInfo, StoreName, Stores};
 
@@ -45,7 +49,7 @@ impl Machine {
     }
 
     /// Makes a key and request for `cn` here, has the CA sign it as told, accepts it.
-    fn enroll(&mut self, cn: &str, how: &Sign<'_>) -> opsmgr_ca::cert::CertInfo {
+    fn enroll(&mut self, cn: &str, how: &Sign<'_>) -> CertInfo {
         self.n += 1;
         let inf = format!("[NewRequest]\nSubject = \"CN={cn}\"\nKeyAlgorithm = ECDSA_P256\n");
         let policy = parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
@@ -62,14 +66,13 @@ impl Machine {
             subject: format!("CN={cn}"),
             exportable: false,
             friendly_name: None,
-            created: 0,
+            created: SystemTime::UNIX_EPOCH,
         };
         self.stores.add_pending(&lock, &key, &info).unwrap();
         self.ca.sign(&req, &cer, how);
         let bytes = std::fs::read(&cer).unwrap();
         // accept checks validity now; expired ones are placed as accept would at issue time.
-        let at = opsmgr_ca::cert::CertInfo::parse(&bytes).unwrap().not_before + 1;
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
+        let at = CertInfo::parse(&bytes).unwrap().not_before + Duration::from_secs(1);
         self.stores.accept(&lock, &bytes, at).unwrap().cert
     }
 
@@ -230,14 +233,55 @@ fn expired_and_not_yet_valid_certificates_are_refused() {
     assert_eq!(
         find(&expired.thumbprint).refusals,
         [Refusal::Expired {
-            not_after: 1_609_459_200
+            not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(1_609_459_200)
         }]
     );
     assert_eq!(
         find(&future.thumbprint).refusals,
         [Refusal::NotYetValid {
-            not_before: 4_070_908_800
+            not_before: SystemTime::UNIX_EPOCH + Duration::from_secs(4_070_908_800)
         }]
+    );
+}
+
+#[test]
+fn a_certificate_that_ends_before_it_starts_is_refused_not_a_panic() {
+    let m = Machine::new();
+    let inf = format!("[NewRequest]\nSubject = \"CN={HOST}\"\nKeyAlgorithm = ECDSA_P256\n");
+    let policy = parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
+    let key = PrivateKey::generate(policy.key).unwrap();
+    let (req, cer) = (m.path("inverted.req"), m.path("inverted.cer"));
+    std::fs::write(
+        &req,
+        request_to_pem(&build_request(&policy, &key).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let mut ca = OpensslCa::new(&m.path("ca2"), "JAMA00");
+    ca.sign(
+        &req,
+        &cer,
+        &Sign {
+            start: Some("20300101000000Z"),
+            end: Some("20200101000000Z"),
+            extensions: Some(BOTH_EKUS),
+        },
+    );
+    let cert = CertInfo::parse(&std::fs::read(&cer).unwrap()).unwrap();
+    assert!(cert.not_before > cert.not_after);
+    let root = CertInfo::parse(&std::fs::read(&ca.cert).unwrap()).unwrap();
+    let held = Held {
+        cert,
+        key: KeyState::Matches,
+    };
+    let e = choose_channel_certificate(&[held], &[root], HOST, SystemTime::now()).unwrap_err();
+    let Error::NoChannelCertificate { candidates, .. } = e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        candidates[0].refusals[0],
+        Refusal::NotYetValid {
+            not_before: SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_456_000)
+        }
     );
 }
 

@@ -7,6 +7,7 @@
 )]
 
 use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, SystemTime};
 
 use opsmgr_ca::Error;
 use opsmgr_ca::request::{KeyType, PrivateKey};
@@ -32,7 +33,7 @@ fn pending_keys_round_trip_privately() {
         subject: "CN=a.local".into(),
         exportable: false,
         friendly_name: Some("agent".into()),
-        created: 1,
+        created: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
     };
     let id = {
         let lock = stores.lock().unwrap();
@@ -42,6 +43,12 @@ fn pending_keys_round_trip_privately() {
     let pending = stores.pending().unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].info, info);
+    // The file keeps the time as seconds since the Unix epoch, as it always has.
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(stores.root().join(format!("Request/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["created"], 1);
     assert_eq!(
         pending[0].key.public_key_der().unwrap(),
         key.public_key_der().unwrap()
@@ -93,7 +100,7 @@ fn accept_refuses_a_certificate_outside_its_validity_and_keeps_the_key() {
         subject: "CN=a.local".into(),
         exportable: true,
         friendly_name: None,
-        created: 0,
+        created: SystemTime::UNIX_EPOCH,
     };
     let lock = stores.lock().unwrap();
     stores.add_pending(&lock, &key, &info).unwrap();
@@ -141,13 +148,13 @@ fn enroll(
         subject: format!("CN={cn}"),
         exportable,
         friendly_name: Some(format!("{cn} agent")),
-        created: 0,
+        created: SystemTime::UNIX_EPOCH,
     };
     stores.add_pending(&lock, &key, &info).unwrap();
     ca.sign(&req, &cer, &Sign::default());
     let bytes = std::fs::read(&cer).unwrap();
     stores
-        .accept(&lock, &bytes, std::time::SystemTime::now())
+        .accept(&lock, &bytes, SystemTime::now())
         .unwrap()
         .cert
         .thumbprint

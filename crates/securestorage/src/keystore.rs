@@ -4,7 +4,7 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -117,9 +117,10 @@ impl Key {
         self.id
     }
 
-    /// When it was created, in seconds since the Unix epoch.
-    pub fn created(&self) -> u64 {
-        self.created
+    /// When it was created, to the second (the store keeps seconds since the Unix epoch; a
+    /// count past 9999-12-31 23:59:59 UTC, which no writer makes, reads as that second).
+    pub fn created(&self) -> SystemTime {
+        from_unix_seconds(self.created)
     }
 
     fn cipher(&self) -> Aes256Gcm {
@@ -164,8 +165,16 @@ pub struct KeyStore {
     current: usize,
 }
 
+/// A time as the store keeps it: whole seconds since the Unix epoch (0 before it).
 fn unix_seconds(now: SystemTime) -> u64 {
     now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The time a stored count of seconds stands for, at most 9999-12-31 23:59:59 UTC (where
+/// every platform's `SystemTime` reaches).
+fn from_unix_seconds(seconds: u64) -> SystemTime {
+    const LAST_SECOND: u64 = 253_402_300_799;
+    UNIX_EPOCH + Duration::from_secs(seconds.min(LAST_SECOND))
 }
 
 fn new_key(now: SystemTime, rng: &mut dyn RandomSource) -> Result<Key> {
@@ -662,7 +671,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::utc_stamp;
+    use super::{from_unix_seconds, unix_seconds, utc_stamp};
 
     #[test]
     fn utc_stamps() {
@@ -671,5 +680,14 @@ mod tests {
         assert_eq!(utc_stamp(1_795_363_447), "20261122T160407Z");
         // 2100 is not a leap year.
         assert_eq!(utc_stamp(4_107_542_399), "21000228T235959Z");
+    }
+
+    #[test]
+    fn stored_seconds_round_trip_and_saturate() {
+        assert_eq!(
+            unix_seconds(from_unix_seconds(1_795_363_447)),
+            1_795_363_447
+        );
+        assert_eq!(unix_seconds(from_unix_seconds(u64::MAX)), 253_402_300_799);
     }
 }

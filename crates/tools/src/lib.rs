@@ -7,6 +7,7 @@
 use std::io::{self, BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use opsmgr_ca::authority::{Authority, CA_KEY};
@@ -283,12 +284,11 @@ pub fn read_password(
     }
 }
 
-/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (X.509's last second,
-/// 9999-12-31 23:59:59, at the most).
-pub fn format_utc(secs: u64) -> String {
-    const LAST_X509_SECOND: u64 = 253_402_300_799;
-    let secs = secs.min(LAST_X509_SECOND);
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+/// A time as `YYYY-MM-DD HH:MM:SS UTC`, from the Unix epoch to X.509's last second
+/// (9999-12-31 23:59:59): earlier or later times show as those.
+pub fn format_utc(time: SystemTime) -> String {
+    let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    let time = time.clamp(UNIX_EPOCH, last);
     let rfc3339 = humantime::format_rfc3339_seconds(time).to_string();
     format!("{} UTC", rfc3339.trim_end_matches('Z').replace('T', " "))
 }
@@ -330,10 +330,19 @@ mod tests {
 
     #[test]
     fn utc_formatting() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(format_utc(1_795_363_447), "2026-11-22 16:04:07 UTC");
-        assert_eq!(format_utc(u64::MAX), "9999-12-31 23:59:59 UTC");
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(format_utc(at(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(at(951_782_400)), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_utc(at(1_795_363_447)), "2026-11-22 16:04:07 UTC");
+        assert_eq!(
+            format_utc(at(1_795_363_447) + Duration::from_millis(999)),
+            "2026-11-22 16:04:07 UTC"
+        );
+        assert_eq!(format_utc(at(400_000_000_000)), "9999-12-31 23:59:59 UTC");
+        assert_eq!(
+            format_utc(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01 00:00:00 UTC"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use crate::cert::CertInfo;
 use crate::error::{Error, Result};
 use crate::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
 use crate::store::{StoreName, Stores, write_private};
+use crate::time::{seconds, whole};
 
 /// Where the agent's settings live below a machine folder.
 pub const AGENT_SETTINGS: &str = "Agent/settings.json";
@@ -130,13 +131,15 @@ pub enum Refusal {
     WrongPrivateKey,
     /// Its validity has not started.
     NotYetValid {
-        /// Start of validity, seconds since the Unix epoch.
-        not_before: u64,
+        /// Start of validity (seconds since the Unix epoch in JSON).
+        #[serde(serialize_with = "crate::time::as_seconds::serialize")]
+        not_before: SystemTime,
     },
     /// Its validity has ended.
     Expired {
-        /// End of validity, seconds since the Unix epoch.
-        not_after: u64,
+        /// End of validity (seconds since the Unix epoch in JSON).
+        #[serde(serialize_with = "crate::time::as_seconds::serialize")]
+        not_after: SystemTime,
     },
     /// It lacks an extended key usage the channel needs.
     MissingEku {
@@ -164,10 +167,14 @@ impl fmt::Display for Refusal {
                 f.write_str("the key stored beside it does not match its public key")
             }
             Refusal::NotYetValid { not_before } => {
-                write!(f, "it is not valid yet (from Unix time {not_before})")
+                write!(
+                    f,
+                    "it is not valid yet (from Unix time {})",
+                    seconds(*not_before)
+                )
             }
             Refusal::Expired { not_after } => {
-                write!(f, "it expired (at Unix time {not_after})")
+                write!(f, "it expired (at Unix time {})", seconds(*not_after))
             }
             Refusal::MissingEku { purpose, oid } => {
                 write!(f, "it lacks the {purpose} extended key usage ({oid})")
@@ -315,12 +322,12 @@ pub(crate) fn check(
         KeyState::Wrong => refusals.push(Refusal::WrongPrivateKey),
         KeyState::Matches => {}
     }
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if secs < cert.not_before {
+    let now = whole(now);
+    if now < cert.not_before {
         refusals.push(Refusal::NotYetValid {
             not_before: cert.not_before,
         });
-    } else if secs > cert.not_after {
+    } else if now > cert.not_after {
         refusals.push(Refusal::Expired {
             not_after: cert.not_after,
         });
@@ -355,12 +362,10 @@ fn chain_problem(cert: &CertInfo, now: SystemTime, anchors: &[TrustAnchor<'_>]) 
             ));
         }
     };
-    // Validate at a time inside the certificate's validity: expiry is its own refusal.
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .clamp(cert.not_before, cert.not_after);
-    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+    // Validate at a time inside the certificate's validity: expiry is its own refusal. (Not
+    // `clamp`, which panics when a certificate ends before it starts.)
+    let at = whole(now).max(cert.not_before).min(cert.not_after);
+    let time = UnixTime::since_unix_epoch(Duration::from_secs(seconds(at)));
     for usage in [KeyUsage::server_auth(), KeyUsage::client_auth()] {
         match ee.verify_for_usage(ALL_VERIFICATION_ALGS, anchors, &[], time, usage, None, None) {
             Ok(_) => {}

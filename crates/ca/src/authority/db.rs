@@ -5,11 +5,13 @@
 //! serial can never be issued twice and a re-submitted request finds its first id.
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::time;
 
 /// The schema's version, kept in SQLite's `user_version`.
 pub(crate) const SCHEMA_VERSION: i64 = 1;
@@ -110,8 +112,9 @@ impl std::str::FromStr for Disposition {
 pub struct Record {
     /// The request id certreq prints.
     pub id: i64,
-    /// When it was received, seconds since the Unix epoch.
-    pub received: u64,
+    /// When it was received (to the second; seconds since the Unix epoch in JSON).
+    #[serde(serialize_with = "time::as_seconds::serialize")]
+    pub received: SystemTime,
     /// Who sent it: the request file's name.
     pub requester: String,
     /// SHA-256 of the request's DER, hex.
@@ -129,10 +132,12 @@ pub struct Record {
     /// The issued certificate (DER).
     #[serde(skip)]
     pub certificate: Option<Vec<u8>>,
-    /// The certificate's end of validity, seconds since the Unix epoch.
-    pub not_after: Option<u64>,
-    /// When it was revoked, seconds since the Unix epoch.
-    pub revoked_at: Option<u64>,
+    /// The certificate's end of validity (seconds since the Unix epoch in JSON).
+    #[serde(serialize_with = "time::option_as_seconds::serialize")]
+    pub not_after: Option<SystemTime>,
+    /// When it was revoked (to the second; seconds since the Unix epoch in JSON).
+    #[serde(serialize_with = "time::option_as_seconds::serialize")]
+    pub revoked_at: Option<SystemTime>,
     /// RFC 5280's revocation reason code.
     pub revocation_reason: Option<u8>,
 }
@@ -151,8 +156,8 @@ pub struct Filter {
 /// A new request's row.
 #[derive(Debug, Clone)]
 pub(crate) struct NewRequest<'a> {
-    /// Seconds since the Unix epoch.
-    pub(crate) received: u64,
+    /// When it was received.
+    pub(crate) received: SystemTime,
     /// The request file's name.
     pub(crate) requester: &'a str,
     /// The request's DER.
@@ -179,7 +184,7 @@ pub(crate) struct Issue<'a> {
     /// The certificate's DER.
     pub(crate) certificate: &'a [u8],
     /// Its end of validity.
-    pub(crate) not_after: u64,
+    pub(crate) not_after: SystemTime,
     /// The CA's message.
     pub(crate) message: &'a str,
 }
@@ -204,7 +209,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     let as_u64 = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
     Ok(Record {
         id: row.get(0)?,
-        received: as_u64(row.get(1)?).unwrap_or(0),
+        received: time::at(as_u64(row.get(1)?).unwrap_or(0)),
         requester: row.get(2)?,
         request_sha256: crate::hex::lower(&digest),
         subject: row.get(4)?,
@@ -219,16 +224,17 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         message: row.get(7)?,
         serial: serial.as_deref().map(crate::hex::upper),
         certificate: row.get(9)?,
-        not_after: as_u64(row.get(10)?),
-        revoked_at: as_u64(row.get(11)?),
+        not_after: as_u64(row.get(10)?).map(time::at),
+        revoked_at: as_u64(row.get(11)?).map(time::at),
         revocation_reason: row
             .get::<_, Option<i64>>(12)?
             .and_then(|r| u8::try_from(r).ok()),
     })
 }
 
-fn secs(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// A time as the database keeps it: whole seconds since the Unix epoch.
+fn sql_time(t: SystemTime) -> i64 {
+    i64::try_from(time::seconds(t)).unwrap_or(i64::MAX)
 }
 
 impl Database {
@@ -304,7 +310,11 @@ impl Database {
 
     /// The newest certificate of this CA for `host` (its common name, any case) that is
     /// issued, not revoked and still valid at `now`.
-    pub(crate) fn valid_certificate_for(&self, host: &str, now: u64) -> Result<Option<Record>> {
+    pub(crate) fn valid_certificate_for(
+        &self,
+        host: &str,
+        now: SystemTime,
+    ) -> Result<Option<Record>> {
         self.conn
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM requests
@@ -312,7 +322,10 @@ impl Database {
                    AND not_after > ?2
                  ORDER BY not_after DESC, id DESC LIMIT 1"
             ))
-            .and_then(|mut stmt| stmt.query_row(params![host, secs(now)], record).optional())
+            .and_then(|mut stmt| {
+                stmt.query_row(params![host, sql_time(now)], record)
+                    .optional()
+            })
             .map_err(db_err)
     }
 
@@ -361,16 +374,16 @@ impl Database {
     }
 
     /// A new CRL number, never given before.
-    pub(crate) fn next_crl_number(&mut self, now: u64) -> Result<u64> {
+    pub(crate) fn next_crl_number(&mut self, now: SystemTime) -> Result<u64> {
         self.transaction(|b| {
-            b.tx.execute("INSERT INTO crls (made) VALUES (?1)", [secs(now)])
+            b.tx.execute("INSERT INTO crls (made) VALUES (?1)", [sql_time(now)])
                 .map_err(db_err)?;
             Ok(u64::try_from(b.tx.last_insert_rowid()).unwrap_or(0))
         })
     }
 
     /// The serial numbers, revocation times and reasons of every revoked certificate.
-    pub(crate) fn revoked(&self) -> Result<Vec<(Vec<u8>, u64, u8)>> {
+    pub(crate) fn revoked(&self) -> Result<Vec<(Vec<u8>, SystemTime, u8)>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -382,7 +395,7 @@ impl Database {
             .query_map([], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
-                    u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    time::at(u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)),
                     u8::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
                 ))
             })
@@ -421,7 +434,7 @@ impl Batch<'_> {
             )
             .map_err(db_err)?;
         stmt.execute(params![
-            secs(r.received),
+            sql_time(r.received),
             r.requester,
             r.der,
             r.sha256,
@@ -449,7 +462,7 @@ impl Batch<'_> {
             i.id,
             i.serial,
             i.certificate,
-            secs(i.not_after),
+            sql_time(i.not_after),
             i.message
         ]) {
             Ok(1) => Ok(()),
@@ -500,7 +513,7 @@ impl Batch<'_> {
 
     /// Revokes the issued certificate with this serial number; revoking it again is harmless
     /// and keeps the first time and reason. Returns the request's id.
-    pub(crate) fn revoke(&self, serial: &[u8], at: u64, reason: u8) -> Result<i64> {
+    pub(crate) fn revoke(&self, serial: &[u8], at: SystemTime, reason: u8) -> Result<i64> {
         let row: Option<(i64, String)> = self
             .tx
             .query_row(
@@ -519,7 +532,7 @@ impl Batch<'_> {
                     "UPDATE requests SET disposition = 'revoked', revoked_at = ?2,
                          revocation_reason = ?3
                      WHERE id = ?1",
-                    params![id, secs(at), i64::from(reason)],
+                    params![id, sql_time(at), i64::from(reason)],
                 )
                 .map_err(db_err)?;
         }

@@ -16,7 +16,7 @@ mod db;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use const_oid::db::rfc5280::{ID_CE_EXT_KEY_USAGE, ID_CE_KEY_USAGE, ID_CE_SUBJECT_ALT_NAME};
 use const_oid::db::rfc5912::{ID_EXTENSION_REQ, ID_KP_CLIENT_AUTH, ID_KP_SERVER_AUTH};
@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::names::check_dns_name;
 use crate::request::{Hash, KeyType, PrivateKey, ReceivedRequest, os_rng};
 use crate::store::write_private;
+use crate::time::{days_after, seconds, whole};
 use db::Database;
 pub use db::{Disposition, Filter, Record};
 pub(crate) use db::{Issue, NewRequest};
@@ -305,10 +306,10 @@ pub struct Approved {
     pub public_key: SubjectPublicKeyInfoOwned,
     /// Whether it is an RSA key (key encipherment allowed).
     pub rsa: bool,
-    /// When the certificate would start and end.
-    pub not_before: u64,
-    /// End of validity, clamped to the root's.
-    pub not_after: u64,
+    /// Start of validity: the review's time, to the second.
+    pub not_before: SystemTime,
+    /// End of validity, to the second, clamped to the root's.
+    pub not_after: SystemTime,
     /// What the certificate leaves out of the request, and the validity clamp, in words.
     pub notes: Vec<String>,
 }
@@ -321,7 +322,7 @@ pub struct Signed {
     /// The certificate's DER.
     pub der: Vec<u8>,
     /// End of validity.
-    pub not_after: u64,
+    pub not_after: SystemTime,
 }
 
 /// The signing half of a CA: its key, root and policy. Shared by threads when signing a batch.
@@ -334,13 +335,8 @@ pub struct Issuer {
     root_ski: Vec<u8>,
 }
 
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn time_at(s: u64) -> Result<Time> {
-    Time::try_from(UNIX_EPOCH + Duration::from_secs(s))
-        .map_err(|e| Error::Authority(format!("time {s}: {e}")))
+fn x509_time(t: SystemTime) -> Result<Time> {
+    Time::try_from(t).map_err(|e| Error::Authority(format!("time {}: {e}", seconds(t))))
 }
 
 fn ext_err(what: &str) -> impl Fn(der::Error) -> Error + '_ {
@@ -369,7 +365,7 @@ fn under_suffix(name: &str, suffix: &str) -> bool {
 
 /// `years` calendar years after `start` (UTC): the same month, day and time, 29 February
 /// becoming 28 February in a year that has none.
-fn add_years(start: SystemTime, years: u32) -> Result<u64> {
+fn add_years(start: SystemTime, years: u32) -> Result<SystemTime> {
     let bad = |e: der::Error| Error::Authority(format!("{years} years after the start: {e}"));
     let dt = der::DateTime::from_system_time(start).map_err(bad)?;
     let year = u16::try_from(u32::from(dt.year()) + years)
@@ -385,7 +381,7 @@ fn add_years(start: SystemTime, years: u32) -> Result<u64> {
     )
     .or_else(|_| der::DateTime::new(year, dt.month(), 28, dt.hour(), dt.minutes(), dt.seconds()))
     .map_err(bad)?;
-    Ok(secs(end.to_system_time()))
+    Ok(end.to_system_time())
 }
 
 impl CaConfig {
@@ -423,12 +419,13 @@ impl Issuer {
     /// When certificates issued at `now` end with the root instead of lasting the policy's
     /// `validity_days`: a sentence to say once (a batch, a tool's run), not per request.
     pub fn truncation(&self, now: SystemTime) -> Option<String> {
-        let asked = secs(now).saturating_add(u64::from(self.config.validity_days) * 86_400);
+        let asked = days_after(now, self.config.validity_days);
         (asked > self.root_info.not_after && self.config.leaf_not_after == LeafNotAfter::Truncate)
             .then(|| {
                 format!(
                     "certificates issued now end with the root, at Unix time {}, before the {} days the policy asks",
-                    self.root_info.not_after, self.config.validity_days
+                    seconds(self.root_info.not_after),
+                    self.config.validity_days
                 )
             })
     }
@@ -560,17 +557,18 @@ impl Issuer {
         }
 
         // Validity, never beyond the root's.
-        let now = secs(now);
+        let now = whole(now);
         let root_end = self.root_info.not_after;
-        let mut not_after = now.saturating_add(u64::from(self.config.validity_days) * 86_400);
+        let mut not_after = days_after(now, self.config.validity_days);
         if not_after > root_end {
             match self.config.leaf_not_after {
                 // Said once by `truncation`, not in every request's message.
                 LeafNotAfter::Truncate => not_after = root_end,
                 LeafNotAfter::Err => {
                     return Err(Denial::Validity(format!(
-                        "a certificate of {} days would outlive the root, which ends at Unix time {root_end} (leaf_not_after = err)",
-                        self.config.validity_days
+                        "a certificate of {} days would outlive the root, which ends at Unix time {} (leaf_not_after = err)",
+                        self.config.validity_days,
+                        seconds(root_end)
                     )));
                 }
             }
@@ -648,7 +646,7 @@ impl Issuer {
         let builder = CertificateBuilder::new(
             profile,
             SerialNumber::new(&serial).map_err(ext_err("serial"))?,
-            Validity::new(time_at(a.not_before)?, time_at(a.not_after)?),
+            Validity::new(x509_time(a.not_before)?, x509_time(a.not_after)?),
             a.public_key.clone(),
         )
         .map_err(|e| Error::Authority(format!("certificate: {e}")))?;
@@ -744,12 +742,12 @@ impl Authority {
         let spki = SubjectPublicKeyInfoOwned::from_der(&key.public_key_der()?)
             .map_err(ext_err("public key"))?;
         let name = Name::from_str(&format!("CN={}", options.name)).map_err(ext_err("name"))?;
-        let start = secs(now);
-        let end = add_years(now, options.validity_years)?;
+        let start = whole(now);
+        let end = add_years(start, options.validity_years)?;
         let builder = CertificateBuilder::new(
             RootProfile { name },
             SerialNumber::new(&random_serial(&mut os_rng())).map_err(ext_err("serial"))?,
-            Validity::new(time_at(start)?, time_at(end)?),
+            Validity::new(x509_time(start)?, x509_time(end)?),
             spki,
         )
         .map_err(|e| Error::Authority(format!("root: {e}")))?;
@@ -916,7 +914,7 @@ impl Authority {
             let signed = auto.map(|a| self.issuer.sign(a)).transpose()?;
             let result = self.db.transaction(|b| {
                 let (id, _) = b.insert(&NewRequest {
-                    received: secs(now),
+                    received: now,
                     requester,
                     der,
                     sha256: &digest,
@@ -1012,9 +1010,7 @@ impl Authority {
     pub fn revoke(&mut self, serial: &str, reason: u8, now: SystemTime) -> Result<Record> {
         let bytes = crate::hex::decode(serial)
             .ok_or_else(|| Error::Authority(format!("serial number '{serial}' is not hex")))?;
-        let id = self
-            .db
-            .transaction(|b| b.revoke(&bytes, secs(now), reason))?;
+        let id = self.db.transaction(|b| b.revoke(&bytes, now, reason))?;
         self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
     }
 
@@ -1031,7 +1027,7 @@ impl Authority {
     /// A CRL signed by the root listing every revoked serial with its time and reason, valid
     /// for the policy's `crl_validity_days`. Its number grows with each CRL made.
     pub fn crl(&mut self, now: SystemTime) -> Result<Vec<u8>> {
-        let number = self.db.next_crl_number(secs(now))?;
+        let number = self.db.next_crl_number(now)?;
         let revoked = self
             .db
             .revoked()?
@@ -1047,7 +1043,7 @@ impl Authority {
                 Ok(RevokedCert {
                     serial_number: SerialNumber::<x509_cert::certificate::Rfc5280>::new(&serial)
                         .map_err(ext_err("serial"))?,
-                    revocation_date: time_at(at)?,
+                    revocation_date: x509_time(at)?,
                     crl_entry_extensions: extensions,
                 })
             })
@@ -1055,11 +1051,12 @@ impl Authority {
         let number = CrlNumber::from(
             der::asn1::Uint::new(&number.to_be_bytes()).map_err(ext_err("CRL number"))?,
         );
-        let next = secs(now) + u64::from(self.issuer.config.crl_validity_days) * 86_400;
+        let now = whole(now);
+        let next = days_after(now, self.issuer.config.crl_validity_days);
         let mut builder =
-            CrlBuilder::new_with_this_update(&self.issuer.root, number, time_at(secs(now))?)
+            CrlBuilder::new_with_this_update(&self.issuer.root, number, x509_time(now)?)
                 .map_err(ext_err("CRL"))?
-                .with_next_update(Some(time_at(next)?));
+                .with_next_update(Some(x509_time(next)?));
         // Nothing revoked: no revokedCertificates at all (RFC 5280 5.1.2.6; an empty SEQUENCE
         // is an error to pkilint).
         if !revoked.is_empty() {

@@ -45,8 +45,9 @@ pub struct PendingInfo {
     pub exportable: bool,
     /// The friendly name to give the certificate.
     pub friendly_name: Option<String>,
-    /// When the request was made, in seconds since the Unix epoch.
-    pub created: u64,
+    /// When the request was made (kept to the second, as seconds since the Unix epoch).
+    #[serde(with = "crate::time::as_seconds")]
+    pub created: SystemTime,
 }
 
 /// A pending request's key and what was said about it.
@@ -271,7 +272,9 @@ impl Stores {
         if !cert.valid_at(now) {
             return Err(Error::Certificate(format!(
                 "{} is not valid now (valid from {} to {}, Unix seconds)",
-                cert.subject, cert.not_before, cert.not_after
+                cert.subject,
+                crate::time::seconds(cert.not_before),
+                crate::time::seconds(cert.not_after)
             )));
         }
         let id = key_id(&cert.public_key);
@@ -358,7 +361,7 @@ impl Stores {
             }
         };
         entries.sort_by(|a, b| {
-            let start = |e: &Entry| e.cert.as_ref().map_or(0, |c| c.not_before);
+            let start = |e: &Entry| e.cert.as_ref().map(|c| c.not_before);
             (&a.subject, start(a), &a.id).cmp(&(&b.subject, start(b), &b.id))
         });
         Ok(entries)
@@ -545,9 +548,7 @@ impl Stores {
                 subject: cert.subject.clone(),
                 exportable,
                 friendly_name: pfx.friendly_name.clone(),
-                created: now
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
+                created: now,
             };
             let meta = serde_json::to_vec_pretty(&info).map_err(|e| Error::Key(e.to_string()))?;
             // Key and description first, the certificate last, as in accept.

@@ -3,7 +3,7 @@
 //! (`om-momcertimport`).
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use opsmgr_ca::agent::{AgentSettings, Candidate, Installed, Selection};
@@ -79,7 +79,7 @@ pub fn enroll(job: &Enroll<'_>, now: SystemTime) -> Result<Enrolled> {
         subject: policy.subject.to_string(),
         exportable: policy.exportable,
         friendly_name: policy.friendly_name.clone(),
-        created: now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        created: now,
     };
     let pending_id = {
         let lock = stores.lock()?;

@@ -200,10 +200,8 @@ fn run() -> Result<ExitCode> {
         } => {
             let authority = open_authority(&ca, &password)?;
             let now = SystemTime::now();
-            let now_secs = now
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let horizon = now_secs.saturating_add(within.as_secs());
+            // None: further than any certificate can last.
+            let horizon = now.checked_add(within);
             let filter = Filter {
                 disposition: Some(Disposition::Issued),
                 ..Filter::default()
@@ -211,7 +209,7 @@ fn run() -> Result<ExitCode> {
             let mut records: Vec<Record> = authority
                 .list(&filter)?
                 .into_iter()
-                .filter(|r| r.not_after.is_some_and(|t| t <= horizon))
+                .filter(|r| r.not_after.is_some_and(|t| horizon.is_none_or(|h| t <= h)))
                 .collect();
             records.sort_by_key(|r| (r.not_after, r.id));
             let mut out = opsmgr_tools::stdout();
@@ -220,11 +218,13 @@ fn run() -> Result<ExitCode> {
                 writeln!(out)?;
             } else {
                 for r in &records {
-                    let end = r.not_after.unwrap_or(0);
-                    let state = if end <= now_secs {
-                        "expired".to_owned()
-                    } else {
-                        format!("{} days left", (end - now_secs) / 86_400)
+                    // Only records with an end passed the filter.
+                    let Some(end) = r.not_after else { continue };
+                    let state = match end.duration_since(now) {
+                        Ok(left) if !left.is_zero() => {
+                            format!("{} days left", left.as_secs() / 86_400)
+                        }
+                        _ => "expired".to_owned(),
                     };
                     writeln!(
                         out,

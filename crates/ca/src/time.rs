@@ -1,0 +1,77 @@
+//! Times where the CA keeps them as whole seconds since the Unix epoch: the request database,
+//! the stores' JSON files, the numbers in messages and in the tools' JSON. The API speaks
+//! [`SystemTime`]; this is the one place that converts.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The last second X.509 can write (9999-12-31 23:59:59 UTC): later seconds stand for it.
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// Whole seconds since the Unix epoch; 0 before it.
+pub(crate) fn seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The time `seconds` after the Unix epoch, at most the last second X.509 can write.
+pub(crate) fn at(seconds: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(seconds.min(LAST_SECOND))
+}
+
+/// `t` to the whole second (as certificates and the database keep it); the epoch before it.
+pub(crate) fn whole(t: SystemTime) -> SystemTime {
+    at(seconds(t))
+}
+
+/// `days` days after `t`, to the whole second, at most the last second X.509 can write.
+pub(crate) fn days_after(t: SystemTime, days: u32) -> SystemTime {
+    at(seconds(t).saturating_add(u64::from(days) * 86_400))
+}
+
+/// Serde for a time kept as whole seconds since the Unix epoch (`#[serde(with = ...)]`).
+pub(crate) mod as_seconds {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(super::seconds(*t))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        u64::deserialize(d).map(super::at)
+    }
+}
+
+/// Serde for an optional time kept as whole seconds since the Unix epoch (`null` when absent).
+pub(crate) mod option_as_seconds {
+    use std::time::SystemTime;
+
+    use serde::Serializer;
+
+    pub(crate) fn serialize<S: Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&super::seconds(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_round_trip_and_saturate() {
+        assert_eq!(seconds(at(0)), 0);
+        assert_eq!(seconds(at(1_795_363_447)), 1_795_363_447);
+        assert_eq!(seconds(at(u64::MAX)), LAST_SECOND);
+        assert_eq!(seconds(UNIX_EPOCH - Duration::from_secs(1)), 0);
+        let t = at(1_795_363_447) + Duration::from_millis(999);
+        assert_eq!(whole(t), at(1_795_363_447));
+        assert_eq!(days_after(at(0), 2), at(172_800));
+        assert_eq!(seconds(days_after(at(LAST_SECOND), u32::MAX)), LAST_SECOND);
+    }
+}
