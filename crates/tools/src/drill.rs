@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use opsmgr_ca::agent::{AgentSettings, select_channel_certificate};
 use opsmgr_ca::authority::{Authority, InitOptions};
-use opsmgr_ca::dropfolder::{Outcome, ProcessOptions, process_share};
+use opsmgr_ca::dropfolder::{Outcome, process_share};
 use opsmgr_ca::request::{PolicyOptions, PrivateKey, build_request, parse_policy, request_to_pem};
 use opsmgr_ca::store::{StoreName, Stores};
 use opsmgr_configfix::{Document, REPORTING_TARGETS, WEBCONSOLE_TARGET};
@@ -222,20 +222,31 @@ impl Scenario {
         Ok(())
     }
 
+    /// The group's inventory with its agents named (not yet placed on any server): what the
+    /// CA's operator allows in the drop folder.
+    pub fn inventory_with_agents(&self) -> Result<Inventory> {
+        let mut inventory = Group::load(&self.group_dir())?.inventory;
+        inventory.agents = self.agents_on(None);
+        Ok(inventory)
+    }
+
+    /// Every agent, with `primary` and no failovers.
+    fn agents_on(&self, primary: Option<HostName>) -> Vec<Agent> {
+        self.agents
+            .iter()
+            .map(|a| Agent {
+                name: a.clone(),
+                primary: primary.clone(),
+                failover: Vec::new(),
+            })
+            .collect()
+    }
+
     /// Phase 3's world: a bulk install from the console puts every agent on MGT01, with no
     /// failovers, in the group's inventory.
     pub fn bulk_install(&self) -> Result<()> {
         let mut group = Group::load(&self.group_dir())?;
-        let first = host(NEW_RMS)?;
-        group.inventory.agents = self
-            .agents
-            .iter()
-            .map(|a| Agent {
-                name: a.clone(),
-                primary: Some(first.clone()),
-                failover: Vec::new(),
-            })
-            .collect();
+        group.inventory.agents = self.agents_on(Some(host(NEW_RMS)?));
         group.save_inventory()
     }
 }
@@ -308,21 +319,15 @@ impl Drill<'_> {
                 SystemTime::now(),
             )?;
         }
-        let allowed = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
-        let options = ProcessOptions {
-            issue: true,
-            jobs: 0,
-            allowed_hosts: Some(allowed),
-            // Management servers are issued only by an operator's -resubmit.
-            operator_only: self
-                .w
-                .servers
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
-            // The drill wrote every request itself and has finished writing them.
-            settle: std::time::Duration::ZERO,
-        };
+        // `om-ca process --share share --ca ca --issue --inventory GROUP --settle 0s`, the
+        // group's inventory naming its agents: the servers are held for the operator's
+        // -resubmit. The drill wrote every request itself and has finished writing them.
+        let options = jobs::drop_folder_options(
+            Some(&self.w.inventory_with_agents()?),
+            true,
+            0,
+            std::time::Duration::ZERO,
+        );
         let first = process_share(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
         // The operator approves the held servers (om-certutil -config CA -resubmit ID), and the
         // next run writes their files.
@@ -384,14 +389,17 @@ impl Drill<'_> {
         // --reporting ... --webconsole ... --yes`.
         let group = self.w.group_dir();
         let (reporting, webconsole) = (self.w.reporting(), self.w.webconsole());
-        let plan = jobs::plan_promotion(&jobs::Promote {
-            group: &group,
-            machine: &mgt01,
-            host: None,
-            delete_existing_rms: true,
-            reporting: Some(&reporting),
-            webconsole: Some(&webconsole),
-        })?;
+        let plan = jobs::plan_promotion(
+            &jobs::Promote {
+                group: &group,
+                machine: &mgt01,
+                host: None,
+                delete_existing_rms: true,
+                reporting: Some(&reporting),
+                webconsole: Some(&webconsole),
+            },
+            SystemTime::now(),
+        )?;
         jobs::promote(plan, SystemTime::now())?;
 
         // What the promotion's report tells the operator to run.

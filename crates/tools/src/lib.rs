@@ -97,16 +97,22 @@ pub fn windows_args(
 }
 
 /// Reads a file of at most `max` bytes: the bound holds on the read itself (a pipe or a
-/// growing file cannot make it read more), and only a regular file is read.
+/// growing file cannot make it read more), and only a regular file is read. Its type is
+/// checked before it is opened (opening a FIFO would wait for a writer) and again after.
 pub fn read_bounded(path: &std::path::Path, max: usize) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
+    let regular = |meta: std::fs::Metadata| -> anyhow::Result<()> {
+        if !meta.is_file() {
+            bail!("{} is not a regular file", path.display());
+        }
+        Ok(())
+    };
+    regular(std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?)?;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("reading {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", path.display());
-    }
+    regular(
+        file.metadata()
+            .with_context(|| format!("reading {}", path.display()))?,
+    )?;
     let mut bytes = Vec::new();
     file.take(max as u64 + 1)
         .read_to_end(&mut bytes)

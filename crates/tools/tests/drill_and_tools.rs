@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{ok, text};
-use opsmgr_model::Inventory;
+use opsmgr_ca::agent::{AgentSettings, read_bundle};
+use opsmgr_ca::cert::CertInfo;
+use opsmgr_ca::store::{StoreName, Stores};
 use opsmgr_tools::drill::{BACKUP_PASSWORD, NEW_RMS, RMS, Scenario};
 
 const AGENTS: usize = 2;
@@ -54,6 +56,8 @@ fn with_the_tools(dir: &Path, allow: &Path) {
     let w = Scenario::new(dir, AGENTS).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     w.build_group().unwrap();
+    // The CA's operator allows the group's machines (`--inventory`), outside the tree.
+    w.inventory_with_agents().unwrap().save(allow).unwrap();
 
     // Phase 2: each machine requests, the CA processes the share, the operator approves the
     // held servers, the CA writes their files, each machine installs its bundle.
@@ -227,7 +231,62 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<(u32, PathBuf)>> {
                 .push((meta.permissions().mode() & 0o777, path));
         }
     }
+    // Files whose masked names collide (one per machine) pair up by their real names.
+    for group in all.values_mut() {
+        group.sort_by(|x, y| x.1.cmp(&y.1));
+    }
     all
+}
+
+/// What a certificate says that does not change from run to run: subject, issuer, names,
+/// purposes, whether it is a CA, and how long it is valid.
+fn facts(der: &[u8]) -> String {
+    let c = CertInfo::parse(der).unwrap();
+    let days = c
+        .not_after
+        .duration_since(c.not_before)
+        .unwrap()
+        .as_secs()
+        .div_ceil(86_400);
+    format!(
+        "{} / {} / {:?} / {:?} / ca {} / {days} days",
+        c.subject, c.issuer, c.dns_names, c.ekus, c.is_ca
+    )
+}
+
+/// The facts of every certificate below `dir` (in `.cer` files and bundles), sorted.
+fn certificates(dir: &Path, files: &BTreeMap<String, Vec<(u32, PathBuf)>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (name, paths) in files {
+        for (_, path) in paths {
+            let bytes = std::fs::read(path).unwrap();
+            if name.ends_with(".bundle") {
+                let b = read_bundle(&bytes).unwrap();
+                out.push(format!("bundle leaf {}", facts(&b.leaf.der)));
+                out.push(format!("bundle root {}", facts(&b.root.der)));
+            } else if name.ends_with(".cer") {
+                out.push(format!("{name}: {}", facts(&bytes)));
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no certificates below {}", dir.display());
+    out.sort();
+    out
+}
+
+/// Each machine's recorded channel certificate is one of its own, with its key, for its name.
+fn channels_are_recorded(w: &Scenario) {
+    for h in w.hosts() {
+        let machine = w.machine(&h);
+        let settings = AgentSettings::load(&machine).unwrap();
+        let thumb = settings
+            .channel_certificate_hash
+            .expect("a channel certificate");
+        let stores = Stores::open(&machine, true).unwrap();
+        let cert = stores.find(StoreName::My, &thumb).unwrap().cert.unwrap();
+        assert!(cert.names_host(&h), "{h}: {}", cert.subject);
+        assert!(stores.my_key(&thumb).unwrap().is_some(), "{h}: no key");
+    }
 }
 
 #[test]
@@ -240,14 +299,8 @@ fn the_drill_and_the_tools_leave_the_same_files() {
     // The drill's verification makes an intruder's CA to be refused: a check, not a job.
     std::fs::remove_dir_all(drill.join("intruder-ca")).unwrap();
 
-    // The CA allows the group's machines and holds its servers for the operator, as the
-    // drill does: `om-ca process --inventory` with the group's servers and agents (the drill's
-    // final inventory names them all), outside both folders.
     let w = Scenario::new(&drill, AGENTS).unwrap();
-    let allow = Inventory::load(&w.group_dir().join("inventory.json")).unwrap();
-    assert_eq!(allow.agents.len(), AGENTS);
     let allow_path = tmp.path().join("allow.json");
-    allow.save(&allow_path).unwrap();
     with_the_tools(&tools, &allow_path);
 
     let (a, b) = (files(&drill), files(&tools));
@@ -284,4 +337,9 @@ fn the_drill_and_the_tools_leave_the_same_files() {
     }
     // inventory + its history copies, two configs + two originals, a policy per machine.
     assert!(compared >= 1 + 4 + w.hosts().len(), "{compared} compared");
+    // The certificates say the same things (the CA's defaults and policy are the tools'),
+    // and every machine's channel setting names its own certificate in both trees.
+    assert_eq!(certificates(&drill, &a), certificates(&tools, &b));
+    channels_are_recorded(&w);
+    channels_are_recorded(&Scenario::new(&tools, AGENTS).unwrap());
 }

@@ -170,7 +170,7 @@ pub fn install_bundle(
                 settings_changed: false,
             });
         }
-        return select_and_record(machine, &stores, &host, leaf, root, now);
+        return select_and_record(machine, &stores, &lock, &host, leaf, root, now);
     }
     Err(first_error.unwrap_or_else(|| {
         bad("the user's stores do not exist on this machine (no request was made with MachineKeySet = FALSE)")
@@ -234,17 +234,18 @@ fn prove(
 }
 
 /// MOMCertImport's part of an install: select the channel certificate in the machine's stores
-/// and record it in the agent's settings. The caller holds the stores' lock.
+/// and record it in the agent's settings, under the stores' lock.
 fn select_and_record(
     machine: &std::path::Path,
     stores: &Stores,
+    lock: &crate::store::StoreLock,
     host: &str,
     leaf: Accepted,
     root: Added,
     now: std::time::SystemTime,
 ) -> Result<Installed> {
     let selection = select_channel_certificate(stores, host, now)?;
-    let (_, settings_changed) = AgentSettings::record(machine, Some(&selection.chosen))?;
+    let (_, settings_changed) = AgentSettings::record(machine, lock, Some(&selection.chosen))?;
     Ok(Installed {
         leaf,
         root,

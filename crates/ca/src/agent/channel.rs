@@ -13,7 +13,7 @@ use webpki::{ALL_VERIFICATION_ALGS, EndEntityCert, KeyUsage};
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
 use crate::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
-use crate::store::{StoreName, Stores, write_private};
+use crate::store::{StoreLock, StoreName, Stores, write_private};
 use crate::time::{seconds, whole};
 
 /// Where the agent's settings live below a machine folder.
@@ -91,8 +91,13 @@ impl AgentSettings {
 
     /// MOMCertImport's write: records `cert` as the machine's channel certificate, or forgets
     /// it with `None` (`/Remove`), writing the settings only when they change. Returns the
-    /// settings now in force and whether they changed. The caller holds the stores' lock.
-    pub fn record(machine: &Path, cert: Option<&CertInfo>) -> Result<(Self, bool)> {
+    /// settings now in force and whether they changed. Under the machine's stores' lock, so
+    /// that the selection it records and the write are one step.
+    pub fn record(
+        machine: &Path,
+        _lock: &StoreLock,
+        cert: Option<&CertInfo>,
+    ) -> Result<(Self, bool)> {
         let mut settings = Self::load(machine)?;
         let before = settings.clone();
         match cert {

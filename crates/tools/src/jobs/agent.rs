@@ -6,19 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use opsmgr_ca::agent::{AgentSettings, Candidate, Installed, Selection};
+use opsmgr_ca::agent::{AgentSettings, Candidate, Installed, MAX_BUNDLE_BYTES, Selection};
 use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::request::{
-    KeyType, PolicyOptions, PrivateKey, RequestPolicy, build_request, parse_policy,
+    KeyType, MAX_INF_BYTES, PolicyOptions, PrivateKey, RequestPolicy, build_request, parse_policy,
     request_der_to_pem, request_to_pem, wrap_renewal,
 };
 use opsmgr_ca::store::{Imported, PendingInfo, StoreName, Stores, USER_STORES};
 use opsmgr_model::HostName;
-
-/// The largest bundle `install` reads: a certificate and its root, with room to spare.
-pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
-/// The largest request policy (certreq.inf) `enroll` reads.
-pub const MAX_POLICY_BYTES: usize = 64 * 1024;
 
 /// What [`enroll`] is asked for: certreq's `-new POLICY.inf REQUEST.req` on a machine.
 #[derive(Debug, Clone)]
@@ -62,7 +57,7 @@ pub struct Enrolled {
 /// its key. A renewal is wrapped and signed with the renewed certificate's key.
 pub fn enroll(job: &Enroll<'_>, now: SystemTime) -> Result<Enrolled> {
     let name = job.policy.display().to_string();
-    let bytes = crate::read_bounded(job.policy, MAX_POLICY_BYTES)?;
+    let bytes = crate::read_bounded(job.policy, MAX_INF_BYTES)?;
     let policy = parse_policy(&bytes, &name, job.options)?;
     if job.request.exists() && !job.overwrite {
         bail!("{} exists; -f overwrites it", job.request.display());
@@ -182,10 +177,31 @@ pub enum Channel<'a> {
         host: Option<HostName>,
         /// A PFX's bytes and password to import first (its key not exportable again; its root
         /// not trusted from the file).
-        pfx: Option<(&'a [u8], &'a str)>,
+        pfx: Option<PfxFile<'a>>,
     },
     /// Forget the channel certificate (`/Remove`).
     Remove,
+}
+
+/// A PFX file to import, read by the caller (who asked for its password).
+#[derive(Clone, Copy)]
+pub struct PfxFile<'a> {
+    /// Where it was read from, for messages.
+    pub path: &'a Path,
+    /// Its bytes.
+    pub bytes: &'a [u8],
+    /// Its password.
+    pub password: &'a str,
+}
+
+impl std::fmt::Debug for PfxFile<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PfxFile")
+            .field("path", &self.path)
+            .field("bytes", &self.bytes.len())
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What came of MOMCertImport's selection.
@@ -224,7 +240,7 @@ pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Res
     let lock = stores.lock()?;
     let (host, pfx) = match job {
         Channel::Remove => {
-            let (settings, changed) = AgentSettings::record(machine, None)?;
+            let (settings, changed) = AgentSettings::record(machine, &lock, None)?;
             return Ok(ChannelRecord {
                 imported: None,
                 host: None,
@@ -236,9 +252,14 @@ pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Res
         Channel::Select { host, pfx } => (host, pfx),
     };
     let imported = match pfx {
-        Some((bytes, password)) => {
-            let pfx = opsmgr_ca::store::read_pfx(bytes, password)?;
-            Some(stores.import_pfx(&lock, &pfx, false, false, now)?)
+        Some(file) => {
+            let named = || file.path.display().to_string();
+            let pfx = opsmgr_ca::store::read_pfx(file.bytes, file.password).with_context(named)?;
+            Some(
+                stores
+                    .import_pfx(&lock, &pfx, false, false, now)
+                    .with_context(named)?,
+            )
         }
         None => None,
     };
@@ -256,7 +277,8 @@ pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Res
     let (outcome, settings, changed) =
         match opsmgr_ca::agent::select_channel_certificate(&stores, host.as_str(), now) {
             Ok(selection) => {
-                let (settings, changed) = AgentSettings::record(machine, Some(&selection.chosen))?;
+                let (settings, changed) =
+                    AgentSettings::record(machine, &lock, Some(&selection.chosen))?;
                 (
                     ChannelOutcome::Recorded(Box::new(selection)),
                     settings,

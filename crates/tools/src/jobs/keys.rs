@@ -1,7 +1,6 @@
 //! The group key's jobs (`om-securestoragebackup`, `om-msconfigtool NewKey`): the key store
 //! created, backed up under one password or split among custodians, and restored.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -113,7 +112,7 @@ pub fn replace_backup(
     };
     let new = beside(".new");
     write_private(&new, bytes)?;
-    let checked = crate::read_bounded(&new, MAX_BACKUP_BYTES)
+    let checked = read_backup(&new)
         .with_context(|| format!("reading back {}", new.display()))
         .and_then(|back| {
             let opened = open_backup_with_passwords(&back, passwords, &ReadPolicy::DEFAULT)
@@ -127,17 +126,25 @@ pub fn replace_backup(
         let _ = std::fs::remove_file(&new);
         return Err(e.context(format!("{} unchanged", file.display())));
     }
-    let kept = match std::fs::read(file) {
-        Ok(previous) => {
-            let bak = beside(".bak");
-            write_private(&bak, &previous)?;
-            Some(bak)
+    let keep = || -> Result<Option<PathBuf>> {
+        if !file.exists() {
+            return Ok(None);
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", file.display()))),
+        let previous = crate::read_bounded(file, MAX_BACKUP_BYTES)?;
+        let bak = beside(".bak");
+        write_private(&bak, &previous)?;
+        Ok(Some(bak))
     };
-    std::fs::rename(&new, file)
-        .with_context(|| format!("renaming {} to {}", new.display(), file.display()))?;
+    let kept = keep()
+        .and_then(|kept| {
+            std::fs::rename(&new, file)
+                .with_context(|| format!("renaming {} to {}", new.display(), file.display()))?;
+            Ok(kept)
+        })
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&new);
+            e.context(format!("{} unchanged", file.display()))
+        })?;
     // The rename reaches the disk before the caller says the backup is made.
     let folder = file
         .parent()
@@ -149,11 +156,17 @@ pub fn replace_backup(
     Ok(kept)
 }
 
+/// A backup file's bytes, read with the bound every backup reader keeps (a backup is far
+/// smaller; a larger file, a pipe or a device is refused before it is read).
+pub fn read_backup(file: &Path) -> Result<Vec<u8>> {
+    crate::read_bounded(file, MAX_BACKUP_BYTES)
+}
+
 /// Opens a backup of any version with the passwords given (a custody backup takes any
 /// threshold of its custodians' passwords, in any order). The error is the library's, typed,
 /// with the file named.
 pub fn open_backup(file: &Path, passwords: &[&str], policy: &ReadPolicy) -> Result<Opened> {
-    let bytes = crate::read_bounded(file, MAX_BACKUP_BYTES)?;
+    let bytes = read_backup(file)?;
     open_backup_with_passwords(&bytes, passwords, policy)
         .with_context(|| file.display().to_string())
 }

@@ -2,10 +2,12 @@
 //! role moved (`om-msconfigtool PromoteRMS`) and the servers that name the RMS pointed at the
 //! new one (`om-configfix`).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
+use opsmgr_ca::dropfolder::ProcessOptions;
 use opsmgr_configfix::{
     Document, Edit, EditOptions, Expect, FileEdit, Target, WriteOptions, edit_file,
 };
@@ -14,6 +16,42 @@ use opsmgr_securestorage::{KeyStore, keystore_path};
 use serde::Serialize;
 
 use crate::group::{Group, INVENTORY_FILE, machine_host};
+
+/// Who may get a certificate from the drop folder (`om-ca process --inventory`): with the
+/// group's inventory, only its agents and servers, and its servers (RMS, management servers,
+/// gateways) only by an operator's `-resubmit`, never from the share alone; without one,
+/// every host the CA's own policy allows.
+pub fn drop_folder_options(
+    inventory: Option<&Inventory>,
+    issue: bool,
+    jobs: usize,
+    settle: std::time::Duration,
+) -> ProcessOptions {
+    let (allowed_hosts, operator_only) = match inventory {
+        Some(inventory) => {
+            let servers: HashSet<String> = inventory
+                .servers
+                .iter()
+                .map(|s| s.name.to_lowercase())
+                .collect();
+            let all = inventory
+                .agents
+                .iter()
+                .map(|a| a.name.to_lowercase())
+                .chain(servers.iter().cloned())
+                .collect();
+            (Some(all), servers)
+        }
+        None => (None, HashSet::new()),
+    };
+    ProcessOptions {
+        issue,
+        jobs,
+        allowed_hosts,
+        operator_only,
+        settle,
+    }
+}
 
 /// What [`balance`] did.
 #[derive(Debug, Clone)]
@@ -98,20 +136,37 @@ impl Rewrite<'_> {
 }
 
 /// om-configfix: rewrites each file losslessly (every byte but the changed values as it was,
-/// the original kept as `PATH.bak` unless `options` say not). Every edit is computed before
-/// any file is written, so a file that cannot be edited leaves all of them as they were.
+/// the original kept as `PATH.bak` unless `options` say not). With several files, every edit
+/// is computed before any file is written, so a file that cannot be edited leaves all of them
+/// as they were (a disk failing between two writes can still leave the first one written).
 pub fn rewrite_configs(
     rewrites: &[Rewrite<'_>],
     options: WriteOptions,
     now: SystemTime,
 ) -> Result<Vec<FileEdit>> {
+    if rewrites.len() > 1 && !options.dry_run {
+        check_rewrites(rewrites, now)?;
+    }
+    write_rewrites(rewrites, options, now)
+}
+
+/// Computes every edit without writing anything: the first that cannot be made is the error.
+fn check_rewrites(rewrites: &[Rewrite<'_>], now: SystemTime) -> Result<()> {
     let dry_run = WriteOptions {
         dry_run: true,
-        ..options
+        ..WriteOptions::default()
     };
     for r in rewrites {
         edit_file(r.path, |doc| r.edit(doc), dry_run, now)?;
     }
+    Ok(())
+}
+
+fn write_rewrites(
+    rewrites: &[Rewrite<'_>],
+    options: WriteOptions,
+    now: SystemTime,
+) -> Result<Vec<FileEdit>> {
     rewrites
         .iter()
         .map(|r| Ok(edit_file(r.path, |doc| r.edit(doc), options, now)?))
@@ -202,7 +257,7 @@ impl PromotionPlan {
 /// PromoteRMS's checks, with nothing changed: the machine is a management server of the group,
 /// and it holds the group's encryption key (it opens every sealed Run As secret), which would
 /// have saved the seed's operator. Returns the plan, whose report lists the steps left.
-pub fn plan_promotion(job: &Promote<'_>) -> Result<PromotionPlan> {
+pub fn plan_promotion(job: &Promote<'_>, now: SystemTime) -> Result<PromotionPlan> {
     let group = Group::load(job.group)?;
     let host = machine_host(job.machine, job.host)?;
     let promotion = promote_rms(&group.inventory, &host, job.delete_existing_rms)?;
@@ -246,15 +301,12 @@ pub fn plan_promotion(job: &Promote<'_>) -> Result<PromotionPlan> {
         ));
     }
     // A config that cannot be edited refuses the promotion before anything is written.
-    let dry_run = WriteOptions {
-        dry_run: true,
-        ..WriteOptions::default()
-    };
     let from = old.as_deref();
-    for r in promotion_rewrites(job.reporting, job.webconsole, host.as_str(), from) {
-        edit_file(r.path, |doc| r.edit(doc), dry_run, SystemTime::now())
-            .context("nothing was changed")?;
-    }
+    check_rewrites(
+        &promotion_rewrites(job.reporting, job.webconsole, host.as_str(), from),
+        now,
+    )
+    .context("nothing was changed")?;
     let inventory_path = job.group.join(INVENTORY_FILE).display().to_string();
     let stranded = !promotion.stranded.is_empty();
     let report = PromoteReport {
@@ -290,16 +342,19 @@ pub fn promote(plan: PromotionPlan, now: SystemTime) -> Result<PromoteReport> {
         mut report,
     } = plan;
     report.dry_run = false;
-    report.history = Some(group.keep_history(now)?.display().to_string());
-    group.inventory = promotion.inventory;
-    group.save_inventory()?;
     let rewrites = promotion_rewrites(
         reporting.as_deref(),
         webconsole.as_deref(),
         promotion.new_rms.as_str(),
         report.old_rms.as_deref(),
     );
-    let configs = rewrite_configs(&rewrites, WriteOptions::default(), now)?
+    // Again, now that the operator said yes: a config changed meanwhile refuses the promotion
+    // before the group is changed.
+    check_rewrites(&rewrites, now).context("nothing was changed")?;
+    report.history = Some(group.keep_history(now)?.display().to_string());
+    group.inventory = promotion.inventory;
+    group.save_inventory()?;
+    let configs = write_rewrites(&rewrites, WriteOptions::default(), now)?
         .into_iter()
         .map(|done| ConfigReport {
             path: done.path.display().to_string(),

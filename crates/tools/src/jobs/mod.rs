@@ -3,8 +3,10 @@
 //! Each job takes typed inputs (paths, parsed values, passwords already read, the time) and
 //! returns a typed report; none prints or asks. A tool parses its command line, reads what a
 //! person must type, calls its job and renders the report; the Y/N question and the progress
-//! bars stay in the tools. `om-drill` calls the same jobs, so the drill cannot pass while a
-//! tool is broken.
+//! bars stay in the tools. For every step the drill shares with a tool (enroll, install,
+//! balance, backup, restore, promote and the config rewrites with it) it calls that tool's
+//! job, so it cannot pass while that code is broken; `tests/drill_and_tools.rs` checks that
+//! the two leave the same files.
 //!
 //! | job | tool |
 //! |---|---|
@@ -15,6 +17,7 @@
 //! | [`new_key`], [`plan_promotion`] + [`promote`] | `om-msconfigtool` |
 //! | [`rewrite_configs`] | `om-configfix` |
 //! | [`balance`] | `om-balance apply` |
+//! | [`drop_folder_options`] | `om-ca process --inventory` |
 //!
 //! The CA's side is the `opsmgr-ca` library itself: `om-ca process` and the drill both call
 //! `opsmgr_ca::dropfolder::process_share`, and an operator's approval is `Authority::resubmit`.
@@ -24,14 +27,14 @@ mod keys;
 mod management;
 
 pub use agent::{
-    Channel, ChannelOutcome, ChannelRecord, Enroll, Enrolled, Install, MAX_BUNDLE_BYTES,
-    MAX_POLICY_BYTES, enroll, install, record_channel, user_store_holds,
+    Channel, ChannelOutcome, ChannelRecord, Enroll, Enrolled, Install, PfxFile, enroll, install,
+    record_channel, user_store_holds,
 };
 pub use keys::{
     BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, backup, create_key, new_key,
-    open_backup, replace_backup, restore,
+    open_backup, read_backup, replace_backup, restore,
 };
 pub use management::{
     Balanced, Config, ConfigReport, Promote, PromoteReport, PromotionPlan, Rewrite, balance,
-    plan_promotion, promote, rewrite_configs,
+    drop_folder_options, plan_promotion, promote, rewrite_configs,
 };

@@ -1,7 +1,6 @@
 //! `om-ca`: creates the standalone CA of the seed and processes the drop folder where hosts
 //! leave their requests.
 
-use std::collections::HashSet;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use opsmgr_ca::authority::{Authority, CA_CERT, Disposition, Filter, InitOptions, Record};
-use opsmgr_ca::dropfolder::{Outcome, ProcessOptions, Stage, process_share};
+use opsmgr_ca::dropfolder::{Outcome, Stage, process_share};
 use opsmgr_ca::request::KeyType;
 use opsmgr_model::Inventory;
 use opsmgr_tools::{PasswordArgs, format_utc, open_authority, password_weakness, read_password};
@@ -255,23 +254,12 @@ fn run() -> Result<ExitCode> {
             password,
             json,
         } => {
-            let (allowed_hosts, operator_only) = match inventory {
-                Some(path) => {
-                    let (all, servers) = inventory_hosts(&path)?;
-                    (Some(all), servers)
-                }
-                None => (None, HashSet::new()),
-            };
+            let inventory = inventory.map(|p| Inventory::load(&p)).transpose()?;
             let mut authority = open_authority(&ca, &password)?;
             let bar = progress_bar(json);
             let started = Instant::now();
-            let options = ProcessOptions {
-                issue,
-                jobs,
-                allowed_hosts,
-                operator_only,
-                settle,
-            };
+            let options =
+                opsmgr_tools::jobs::drop_folder_options(inventory.as_ref(), issue, jobs, settle);
             let summary = process_share(
                 &mut authority,
                 &share,
@@ -328,24 +316,6 @@ fn run() -> Result<ExitCode> {
             })
         }
     }
-}
-
-/// The management group's host names (agents and servers), and its servers alone, lower
-/// case.
-fn inventory_hosts(path: &std::path::Path) -> Result<(HashSet<String>, HashSet<String>)> {
-    let inventory = Inventory::load(path)?;
-    let servers: HashSet<String> = inventory
-        .servers
-        .iter()
-        .map(|s| s.name.to_lowercase())
-        .collect();
-    let all = inventory
-        .agents
-        .iter()
-        .map(|a| a.name.to_lowercase())
-        .chain(servers.iter().cloned())
-        .collect();
-    Ok((all, servers))
 }
 
 fn progress_bar(json: bool) -> Option<ProgressBar> {

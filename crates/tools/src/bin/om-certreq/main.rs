@@ -192,8 +192,7 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
     let [cert_path] = cli.files.as_slice() else {
         bail!("-accept takes one CERT.cer");
     };
-    let bytes =
-        std::fs::read(cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+    let bytes = opsmgr_tools::read_bounded(cert_path, opsmgr_ca::cert::MAX_CERT_BYTES)?;
     let machine = machine_dir(cli.machine.clone())?;
     let now = SystemTime::now();
     let mut first_error = None;
@@ -408,8 +407,8 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
             [r, o] => (r, Some(o)),
             _ => bail!("-submit takes REQUEST.req and optionally CERT.cer"),
         };
-        let bytes = std::fs::read(request_path)
-            .with_context(|| format!("reading {}", request_path.display()))?;
+        let bytes =
+            opsmgr_tools::read_bounded(request_path, opsmgr_ca::request::MAX_REQUEST_BYTES)?;
         let requester = request_path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());

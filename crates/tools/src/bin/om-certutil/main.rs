@@ -2,7 +2,7 @@
 //! `-delstore`, and `-exportkey`, which never gives out a key made with Exportable = FALSE.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -225,7 +225,7 @@ fn add_store(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
             "-addstore adds trusted roots to Root; certificates with keys enter My through om-certreq -accept"
         );
     }
-    let bytes = std::fs::read(file).with_context(|| format!("reading {file}"))?;
+    let bytes = opsmgr_tools::read_bounded(Path::new(file), opsmgr_ca::cert::MAX_CERT_BYTES)?;
     let lock = stores.lock()?;
     let added = stores
         .add_root(&lock, &bytes, cli.force)
@@ -359,7 +359,7 @@ fn import_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
         _ => bail!("-importPFX takes FILE.pfx [MODIFIERS]"),
     };
     let mods = modifiers(rest.first(), &["noexport", "noroot"])?;
-    let bytes = opsmgr_tools::read_bounded(std::path::Path::new(file), MAX_PFX_BYTES)?;
+    let bytes = opsmgr_tools::read_bounded(Path::new(file), MAX_PFX_BYTES)?;
     let password = pfx_password(cli, false)?;
     let pfx = read_pfx(&bytes, &password).with_context(|| file.to_owned())?;
     let lock = stores.lock()?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{ArgGroup, Parser};
 use opsmgr_ca::Error;
 use opsmgr_ca::agent::{AgentSettings, Candidate};
@@ -136,16 +136,15 @@ fn run() -> Result<ExitCode> {
     } else {
         jobs::Channel::Select {
             host: host.clone(),
-            pfx: pfx.as_ref().map(|(_, b, p)| (b.as_slice(), p.as_str())),
+            pfx: pfx.as_ref().map(|(path, bytes, password)| jobs::PfxFile {
+                path,
+                bytes,
+                password,
+            }),
         }
     };
     let mut out = opsmgr_tools::stdout();
-    let done = jobs::record_channel(&machine, &job, SystemTime::now()).with_context(|| {
-        pfx.as_ref().map_or_else(
-            || machine.display().to_string(),
-            |(f, _, _)| f.display().to_string(),
-        )
-    })?;
+    let done = jobs::record_channel(&machine, &job, SystemTime::now())?;
     let imported = done.imported.as_ref().map(|i| i.cert.thumbprint.clone());
     let host = done.host.as_ref().map(ToString::to_string);
     let selection = match done.outcome {

@@ -167,14 +167,17 @@ fn promote(
     webconsole: Option<&PathBuf>,
 ) -> Result<ExitCode> {
     let machine = machine_dir(target.machine.clone())?;
-    let plan = jobs::plan_promotion(&jobs::Promote {
-        group: &target.group,
-        machine: &machine,
-        host: target.host.as_deref(),
-        delete_existing_rms,
-        reporting: reporting.map(PathBuf::as_path),
-        webconsole: webconsole.map(PathBuf::as_path),
-    })?;
+    let plan = jobs::plan_promotion(
+        &jobs::Promote {
+            group: &target.group,
+            machine: &machine,
+            host: target.host.as_deref(),
+            delete_existing_rms,
+            reporting: reporting.map(PathBuf::as_path),
+            webconsole: webconsole.map(PathBuf::as_path),
+        },
+        SystemTime::now(),
+    )?;
     let mut out = opsmgr_tools::stdout();
     let host = plan.report().new_rms.clone();
     let stranded = plan.stranded().to_vec();

@@ -413,8 +413,7 @@ fn run() -> Result<ExitCode> {
             say_kept(&mut out, kept.as_deref())?;
         }
         Command::Upgrade { file, password } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = jobs::read_backup(&file)?;
             // Never weaker: decided from the header, before asking for the password.
             let header = opened(&file, inspect_backup(&bytes))?;
             refuse_custody(&file, &header, "Upgrade")?;
@@ -486,7 +485,7 @@ fn open_single(
     password: &PasswordArgs,
     policy: &ReadPolicy,
 ) -> Result<(KeyStore, BackupInfo)> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let bytes = jobs::read_backup(file)?;
     refuse_custody(file, &opened(file, inspect_backup(&bytes))?, "Rekey")?;
     let password = read_password(&password.source(), "Password for the backup: ", false)?;
     opened(file, open_backup_with(&bytes, &password, policy))
@@ -508,7 +507,7 @@ fn refuse_custody(file: &Path, info: &BackupInfo, verb: &str) -> Result<()> {
 /// in any order), else asking at the prompt (a custody backup asks K custodians, then one
 /// more at a time while too few opened).
 fn open_any(file: &Path, password: &Passwords, policy: &ReadPolicy) -> Result<Opened> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let bytes = jobs::read_backup(file)?;
     let header = opened(file, inspect_backup(&bytes))?;
     let sources = password.sources();
     let mut passwords = Vec::new();
