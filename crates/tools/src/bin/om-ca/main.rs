@@ -55,16 +55,16 @@ enum Command {
         /// The CA's folder (created; must not hold a CA).
         dir: PathBuf,
         /// The root's common name.
-        #[arg(long, default_value = "JAMA00")]
+        #[arg(long, default_value_t = InitOptions::default().name)]
         name: String,
-        /// The root's key.
-        #[arg(long, value_enum, default_value = "ecdsa-p256")]
-        key: RootKey,
+        /// The root's key [default: ecdsa-p256, the CA library's default].
+        #[arg(long, value_enum)]
+        key: Option<RootKey>,
         /// The root's validity in years (the seed used 100).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = InitOptions::default().validity_years)]
         validity_years: u32,
         /// Validity of issued certificates in days; never beyond the root's end.
-        #[arg(long, default_value_t = 365)]
+        #[arg(long, default_value_t = InitOptions::default().issued_validity_days)]
         issued_validity_days: u32,
         /// Issue requests when they are submitted instead of leaving them pending.
         #[arg(long)]
@@ -152,11 +152,12 @@ fn run() -> Result<ExitCode> {
             let options = InitOptions {
                 name,
                 key: match key {
-                    RootKey::EcdsaP256 => KeyType::EcdsaP256,
-                    RootKey::EcdsaP384 => KeyType::EcdsaP384,
-                    RootKey::Rsa2048 => KeyType::Rsa(2048),
-                    RootKey::Rsa3072 => KeyType::Rsa(3072),
-                    RootKey::Rsa4096 => KeyType::Rsa(4096),
+                    None => InitOptions::default().key,
+                    Some(RootKey::EcdsaP256) => KeyType::EcdsaP256,
+                    Some(RootKey::EcdsaP384) => KeyType::EcdsaP384,
+                    Some(RootKey::Rsa2048) => KeyType::Rsa(2048),
+                    Some(RootKey::Rsa3072) => KeyType::Rsa(3072),
+                    Some(RootKey::Rsa4096) => KeyType::Rsa(4096),
                 },
                 validity_years,
                 issued_validity_days,
