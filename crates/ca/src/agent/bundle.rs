@@ -12,7 +12,7 @@ use super::channel::{
 };
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
-use crate::store::{Accepted, Added, StoreName, Stores, USER_STORES, key_id};
+use crate::store::{Accepted, Added, StoreName, Stores, key_id};
 
 /// The PEM label OpenSSL reads (the `cms` crate's `CMS` label is refused by `openssl pkcs7`).
 pub const BUNDLE_LABEL: &str = "PKCS7";
@@ -146,21 +146,10 @@ pub fn install_bundle(
         .common_name
         .clone()
         .ok_or_else(|| bad("the agent certificate has no common name"))?;
-    let mut first_error = None;
-    for machine_key_set in [true, false] {
-        if (machine_key_set && user_only)
-            || (!machine_key_set && !machine.join(USER_STORES).exists())
-        {
-            continue;
-        }
-        let stores = Stores::open(machine, machine_key_set)?;
-        let lock = stores.lock()?;
-        if let Err(e) = prove(&stores, &bundle, &host, trust_root, now) {
-            first_error.get_or_insert(e);
-            continue;
-        }
-        let leaf = stores.accept(&lock, &bundle.leaf.der, now)?;
-        let root = stores.add_root(&lock, &bundle.root.der, false)?;
+    Stores::in_key_stores(machine, user_only, |stores, lock, machine_key_set| {
+        prove(stores, &bundle, &host, trust_root, now)?;
+        let leaf = stores.accept(lock, &bundle.leaf.der, now)?;
+        let root = stores.add_root(lock, &bundle.root.der, false)?;
         if !machine_key_set {
             return Ok(Installed {
                 leaf,
@@ -170,11 +159,8 @@ pub fn install_bundle(
                 settings_changed: false,
             });
         }
-        return select_and_record(machine, &stores, &lock, &host, leaf, root, now);
-    }
-    Err(first_error.unwrap_or_else(|| {
-        bad("the user's stores do not exist on this machine (no request was made with MachineKeySet = FALSE)")
-    }))
+        select_and_record(machine, stores, lock, &host, leaf, root, now)
+    })
 }
 
 /// The checks a bundle passes before anything is installed from it; see [`install_bundle`].

@@ -87,6 +87,39 @@ pub fn key_id(public_key_der: &[u8]) -> String {
 }
 
 impl Stores {
+    /// certreq's search for where a certificate's key is pending: `attempt` runs on the
+    /// machine's stores, then (when the first refuses and they exist) on the user's, each
+    /// under its lock, with whether they are the machine's. The first success is the answer;
+    /// when none succeeds, the first refusal. `user_only` (certreq `-user`) tries the user's
+    /// alone.
+    pub fn in_key_stores<T>(
+        machine: &Path,
+        user_only: bool,
+        mut attempt: impl FnMut(&Stores, &StoreLock, bool) -> Result<T>,
+    ) -> Result<T> {
+        let mut first_error = None;
+        for machine_key_set in [true, false] {
+            if (machine_key_set && user_only)
+                || (!machine_key_set && !machine.join(USER_STORES).exists())
+            {
+                continue;
+            }
+            let stores = Stores::open(machine, machine_key_set)?;
+            let lock = stores.lock()?;
+            match attempt(&stores, &lock, machine_key_set) {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| {
+            Error::Certificate(
+                "the user's stores do not exist on this machine (no request was made with MachineKeySet = FALSE)".into(),
+            )
+        }))
+    }
+
     /// The stores of the machine whose folder is `machine`: its own (`machine_key_set`), or
     /// its user's. Creates the folders (0700) when missing.
     pub fn open(machine: &Path, machine_key_set: bool) -> Result<Self> {

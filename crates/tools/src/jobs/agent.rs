@@ -12,7 +12,7 @@ use opsmgr_ca::request::{
     KeyType, MAX_INF_BYTES, PolicyOptions, PrivateKey, RequestPolicy, build_request, parse_policy,
     request_der_to_pem, request_to_pem, wrap_renewal,
 };
-use opsmgr_ca::store::{Imported, PendingInfo, StoreName, Stores, USER_STORES};
+use opsmgr_ca::store::{Accepted, Imported, PendingInfo, StoreName, Stores, USER_STORES};
 use opsmgr_model::HostName;
 
 /// What [`enroll`] is asked for: certreq's `-new POLICY.inf REQUEST.req` on a machine.
@@ -136,6 +136,16 @@ fn renewed_certificate(
         .my_key(&cert.thumbprint)?
         .with_context(|| format!("the key of {} is not in My", cert.thumbprint))?;
     Ok(Some((cert, key)))
+}
+
+/// certreq -accept: joins the issued certificate `bytes` with its pending key, in the
+/// machine's stores or else the user's (only the user's with `user_only`).
+pub fn accept(machine: &Path, bytes: &[u8], user_only: bool, now: SystemTime) -> Result<Accepted> {
+    Ok(Stores::in_key_stores(
+        machine,
+        user_only,
+        |stores, lock, _| stores.accept(lock, bytes, now),
+    )?)
 }
 
 /// What [`install`] did: the bundle's certificate and root installed, and the agent's

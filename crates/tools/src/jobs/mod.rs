@@ -11,6 +11,7 @@
 //! | job | tool |
 //! |---|---|
 //! | [`enroll`] | `om-certreq -new` |
+//! | [`accept`] | `om-certreq -accept` |
 //! | [`install`] | `om-certreq -install` |
 //! | [`record_channel`] | `om-momcertimport` |
 //! | [`create_key`], [`backup`], [`restore`] | `om-securestoragebackup` |
@@ -27,8 +28,8 @@ mod keys;
 mod management;
 
 pub use agent::{
-    Channel, ChannelOutcome, ChannelRecord, Enroll, Enrolled, Install, PfxFile, enroll, install,
-    record_channel, user_store_holds,
+    Channel, ChannelOutcome, ChannelRecord, Enroll, Enrolled, Install, PfxFile, accept, enroll,
+    install, record_channel, user_store_holds,
 };
 pub use keys::{
     BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, backup, create_key, new_key,

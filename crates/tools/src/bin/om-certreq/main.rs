@@ -13,7 +13,6 @@ use clap::{ArgGroup, Parser};
 use opsmgr_ca::authority::{Disposition, Record, parse_request_id};
 use opsmgr_ca::cert::certificate_to_pem;
 use opsmgr_ca::request::PolicyOptions;
-use opsmgr_ca::store::{Stores, USER_STORES};
 use opsmgr_tools::{exit, format_utc, jobs, machine_dir, windows_args};
 use serde::Serialize;
 
@@ -194,32 +193,8 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
     };
     let bytes = opsmgr_tools::read_bounded(cert_path, opsmgr_ca::cert::MAX_CERT_BYTES)?;
     let machine = machine_dir(cli.machine.clone())?;
-    let now = SystemTime::now();
-    let mut first_error = None;
-    let mut accepted = None;
-    for machine_key_set in [true, false] {
-        if (machine_key_set && cli.user)
-            || (!machine_key_set && !machine.join(USER_STORES).exists())
-        {
-            continue;
-        }
-        let stores = Stores::open(&machine, machine_key_set)?;
-        let lock = stores.lock()?;
-        match stores.accept(&lock, &bytes, now) {
-            Ok(a) => {
-                accepted = Some(a);
-                break;
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    let Some(done) = accepted else {
-        let e =
-            first_error.map_or_else(|| anyhow::anyhow!("nothing to accept"), anyhow::Error::new);
-        return Err(e.context(cert_path.display().to_string()));
-    };
+    let done = jobs::accept(&machine, &bytes, cli.user, SystemTime::now())
+        .with_context(|| cert_path.display().to_string())?;
     let c = &done.cert;
     let report = AcceptReport {
         serial: c.serial_hex(),
