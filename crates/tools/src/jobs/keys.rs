@@ -64,9 +64,11 @@ pub struct BackedUp {
     pub kept: Option<PathBuf>,
 }
 
-/// SecureStorageBackup Backup: seals the machine's key store (`KeyStore::load` of its
-/// `keystore_path`) into `file`, read back and opened before it replaces anything (see
-/// [`replace_backup`]). An existing file is refused unless `overwrite`.
+/// SecureStorageBackup Backup (and Rekey, Upgrade): seals the machine's key store
+/// (`KeyStore::load` of its `keystore_path`) into `file` without ever leaving it without a
+/// good copy: written beside it as `<file>.new`, read back from the disk and opened, the
+/// previous file kept as `<file>.bak`, and only then renamed over it. An existing file is
+/// refused unless `overwrite`.
 pub fn backup(
     store: &KeyStore,
     file: &Path,
@@ -99,7 +101,7 @@ pub fn backup(
 /// opened with `passwords` (they must hold `store`), the previous file is copied to
 /// `<file>.bak`, and only then is the new one renamed over it. Returns the `.bak` path when a
 /// previous file was kept.
-pub fn replace_backup(
+fn replace_backup(
     file: &Path,
     bytes: &[u8],
     store: &KeyStore,

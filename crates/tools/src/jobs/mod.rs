@@ -33,7 +33,7 @@ pub use agent::{
 };
 pub use keys::{
     BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, backup, create_key, new_key,
-    open_backup, read_backup, replace_backup, restore,
+    open_backup, read_backup, restore,
 };
 pub use management::{
     Balanced, Config, ConfigReport, Promote, PromoteReport, PromotionPlan, Rewrite, balance,

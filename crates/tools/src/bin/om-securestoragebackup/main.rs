@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use opsmgr_securestorage::{
     BackupInfo, CURRENT_VERSION, Custodian, Error, Installed, KdfParams, KeyStore, Opened,
     OsRandom, ReadPolicy, check_password, inspect_backup, keystore_path, open_backup_with,
-    open_backup_with_passwords, recovery_fingerprint, seal_backup,
+    open_backup_with_passwords, recovery_fingerprint,
 };
 use opsmgr_tools::{
     PasswordArgs, PasswordSource, exit, jobs, machine_dir, password_weakness, read_password,
@@ -403,14 +403,10 @@ fn run() -> Result<ExitCode> {
                 _ => PasswordSource::Prompt,
             };
             let new = new_password(&source, "New password for the backup: ")?;
-            let kept = jobs::replace_backup(
-                &file,
-                &seal_backup(&store, &new, &mut OsRandom)?,
-                &store,
-                &[new.as_str()],
-            )?;
+            let sealing = jobs::Sealing::Password(&new);
+            let done = jobs::backup(&store, &file, &sealing, true, &mut OsRandom)?;
             writeln!(out, "Changed the password of {}", file.display())?;
-            say_kept(&mut out, kept.as_deref())?;
+            say_kept(&mut out, done.kept.as_deref())?;
         }
         Command::Upgrade { file, password } => {
             let bytes = jobs::read_backup(&file)?;
@@ -436,8 +432,8 @@ fn run() -> Result<ExitCode> {
                     file.display()
                 )?;
             } else {
-                let bytes = seal_backup(&store, &password, &mut OsRandom)?;
-                let kept = jobs::replace_backup(&file, &bytes, &store, &[password.as_str()])?;
+                let sealing = jobs::Sealing::Password(&password);
+                let done = jobs::backup(&store, &file, &sealing, true, &mut OsRandom)?;
                 writeln!(
                     out,
                     "Rewrote {} from format version {} ({}) to {CURRENT_VERSION} ({})",
@@ -446,7 +442,7 @@ fn run() -> Result<ExitCode> {
                     info.kdf,
                     KdfParams::DEFAULT
                 )?;
-                say_kept(&mut out, kept.as_deref())?;
+                say_kept(&mut out, done.kept.as_deref())?;
             }
         }
     }
