@@ -191,6 +191,34 @@ fn promote_rms_refuses_until_everything_is_in_place() {
     ));
     assert_eq!(s.inventory(), before);
     assert!(!s.group().join("history").exists());
+    // A config that cannot be edited (missing; naming another RMS) refuses the promotion
+    // before the question and before anything changes, the dry run too.
+    let dir = s.dir.path();
+    let missing = Setup::s(&dir.join("missing.config"));
+    let elsewhere = dir.join("Web.config");
+    std::fs::write(
+        &elsewhere,
+        "<configuration><appSettings><add key=\"MOMServer\" value=\"OTHER.prod.local\"/></appSettings></configuration>",
+    )
+    .unwrap();
+    let elsewhere = Setup::s(&elsewhere);
+    for extra in [
+        ["--reporting", missing.as_str(), "--dry-run"],
+        ["--reporting", missing.as_str(), "--yes"],
+        ["--webconsole", elsewhere.as_str(), "--yes"],
+    ] {
+        let mut args = vec!["/DeleteExistingRMS:true"];
+        args.extend(extra);
+        let out = s.promote("MGT01.prod.local", &args, "y\n");
+        refused(&out, "nothing was changed");
+        assert!(
+            !text(&out.stdout).contains("Type Y"),
+            "{}",
+            text(&out.stdout)
+        );
+        assert_eq!(s.inventory(), before, "{extra:?}");
+        assert!(!s.group().join("history").exists(), "{extra:?}");
+    }
 }
 
 #[test]
