@@ -243,14 +243,7 @@ pub fn seal_backup_with(
     let plaintext = store.to_bytes();
     let mut out =
         Vec::with_capacity(FIXED_HEADER + salt.len() + NONCE_LEN + 4 + plaintext.len() + TAG_LEN);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&CURRENT_VERSION.to_be_bytes());
-    out.push(KDF_ARGON2ID);
-    out.extend_from_slice(&kdf.memory_kib.to_be_bytes());
-    out.extend_from_slice(&kdf.passes.to_be_bytes());
-    out.extend_from_slice(&kdf.lanes.to_be_bytes());
-    out.push(salt.len() as u8);
-    out.extend_from_slice(&salt);
+    push_header(&mut out, CURRENT_VERSION, &kdf, &salt);
     let key = kdf.derive(password, &salt)?;
     append_payload(&mut out, &key, nonce, &plaintext)?;
     Ok(out)
@@ -258,6 +251,20 @@ pub fn seal_backup_with(
 
 /// Checks the sealed payload's declared `length` against the `available` bytes after the
 /// header: a possible length, and exactly the bytes that remain.
+/// The header every format version begins with (FORMAT.md): magic, version, the key
+/// derivation's id and parameters, and the salt with its length (at most 255 bytes; ours are
+/// 32).
+pub(crate) fn push_header(out: &mut Vec<u8>, version: u16, kdf: &KdfParams, salt: &[u8]) {
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.push(KDF_ARGON2ID);
+    out.extend_from_slice(&kdf.memory_kib.to_be_bytes());
+    out.extend_from_slice(&kdf.passes.to_be_bytes());
+    out.extend_from_slice(&kdf.lanes.to_be_bytes());
+    out.push(salt.len() as u8);
+    out.extend_from_slice(salt);
+}
+
 pub(crate) fn check_payload_length(available: usize, length: usize) -> Result<()> {
     let corrupt = |reason: &str| Error::corrupt("backup", reason);
     if !(TAG_LEN..=limits::MAX_CIPHERTEXT).contains(&length) {

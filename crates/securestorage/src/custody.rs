@@ -13,8 +13,8 @@ use vsss_rs::Gf256;
 use zeroize::Zeroizing;
 
 use crate::backup::{
-    KDF_ARGON2ID, KdfParams, MAGIC, NONCE_LEN, ReadPolicy, TAG_LEN, append_payload, check_password,
-    check_payload_length, cipher, encrypt,
+    KdfParams, NONCE_LEN, ReadPolicy, TAG_LEN, append_payload, check_password,
+    check_payload_length, cipher, encrypt, push_header,
 };
 use crate::error::{Error, Result};
 use crate::keystore::KeyStore;
@@ -145,14 +145,7 @@ pub fn seal_custody(
     let rng = adapter.rng;
 
     let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&CUSTODY_VERSION.to_be_bytes());
-    out.push(KDF_ARGON2ID);
-    out.extend_from_slice(&kdf.memory_kib.to_be_bytes());
-    out.extend_from_slice(&kdf.passes.to_be_bytes());
-    out.extend_from_slice(&kdf.lanes.to_be_bytes());
-    out.push(salt.len() as u8);
-    out.extend_from_slice(&salt);
+    push_header(&mut out, CUSTODY_VERSION, &kdf, &salt);
     // Bounded above: at most 16.
     out.push(threshold as u8);
     out.push(n as u8);
