@@ -17,7 +17,7 @@ use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::request::{KeyType, PrivateKey, build_request, parse_policy, request_to_pem};
 
 mod support;
-use support::openssl::openssl;
+use support::openssl::{openssl, openssl_request};
 
 fn our_request(cn: &str, key: KeyType, extra: &str) -> Vec<u8> {
     let key_line = match key {
@@ -230,30 +230,17 @@ fn openssl_requests_small_keys_and_foreign_names() {
     ca.set_config(config).unwrap();
 
     // OpenSSL's request with names of its own: the allowed one kept, the foreign one ignored.
-    openssl(
+    let w = openssl_request(
         d,
+        &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=web01.company.local",
         &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=web01.company.local",
             "-addext",
             "subjectAltName=DNS:web01.company.local,DNS:alias.company.local,DNS:www.evil.example",
-            "-keyout",
-            "w.key",
-            "-out",
-            "w.req",
         ],
+        "w",
     );
-    let r = ca
-        .submit(&std::fs::read(d.join("w.req")).unwrap(), "w.req", now)
-        .unwrap()
-        .record;
+    let r = ca.submit(&w, "w.req", now).unwrap().record;
     assert_eq!(
         r.disposition,
         Disposition::Issued,
@@ -273,26 +260,8 @@ fn openssl_requests_small_keys_and_foreign_names() {
     );
 
     // RSA-1024 is denied with the reason and the override's name.
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:1024",
-            "-nodes",
-            "-subj",
-            "/CN=old.company.local",
-            "-keyout",
-            "o.key",
-            "-out",
-            "o.req",
-        ],
-    );
-    let r = ca
-        .submit(&std::fs::read(d.join("o.req")).unwrap(), "o.req", now)
-        .unwrap()
-        .record;
+    let o = openssl_request(d, &["rsa:1024"], "/CN=old.company.local", &[], "o");
+    let r = ca.submit(&o, "o.req", now).unwrap().record;
     assert_eq!(r.disposition, Disposition::Denied);
     assert!(
         r.message.contains("1024 bits is below the policy's 2048"),
@@ -302,28 +271,14 @@ fn openssl_requests_small_keys_and_foreign_names() {
     assert!(r.message.contains("allow_legacy_rsa1024"), "{}", r.message);
 
     // A common name that is not a host name never becomes a certificate.
-    openssl(
+    let x = openssl_request(
         d,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=..\\/..\\/x",
-            "-keyout",
-            "x.key",
-            "-out",
-            "x.req",
-        ],
+        &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "/CN=..\\/..\\/x",
+        &[],
+        "x",
     );
-    let r = ca
-        .submit(&std::fs::read(d.join("x.req")).unwrap(), "x.req", now)
-        .unwrap()
-        .record;
+    let r = ca.submit(&x, "x.req", now).unwrap().record;
     assert_eq!(r.disposition, Disposition::Denied);
     assert!(
         r.message.contains("is not a DNS host name"),
@@ -695,24 +650,8 @@ fn a_denial_has_a_kind_a_tool_can_act_on() {
     let d = dir.path();
     let now = SystemTime::now();
     let ca = Authority::init(&d.join("ca"), &InitOptions::default(), now).unwrap();
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:1024",
-            "-nodes",
-            "-subj",
-            "/CN=old.company.local",
-            "-keyout",
-            "old.key",
-            "-out",
-            "old.req",
-        ],
-    );
-    let request =
-        opsmgr_ca::request::parse_request(&std::fs::read(d.join("old.req")).unwrap()).unwrap();
+    let old = openssl_request(d, &["rsa:1024"], "/CN=old.company.local", &[], "old");
+    let request = opsmgr_ca::request::parse_request(&old).unwrap();
     let denial = ca.issuer().review(&request, now).unwrap_err();
     assert_eq!(
         denial,
@@ -727,24 +666,8 @@ fn a_denial_has_a_kind_a_tool_can_act_on() {
             .contains("Make a new request with KeyLength = 2048"),
         "{denial}"
     );
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/O=No Name",
-            "-keyout",
-            "anon.key",
-            "-out",
-            "anon.req",
-        ],
-    );
-    let anon =
-        opsmgr_ca::request::parse_request(&std::fs::read(d.join("anon.req")).unwrap()).unwrap();
+    let anon = openssl_request(d, &["rsa:2048"], "/O=No Name", &[], "anon");
+    let anon = opsmgr_ca::request::parse_request(&anon).unwrap();
     assert!(matches!(
         ca.issuer().review(&anon, now),
         Err(opsmgr_ca::authority::Denial::Name(_))

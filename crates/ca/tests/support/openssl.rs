@@ -24,6 +24,26 @@ pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// `openssl req -new` in `dir`: a new key made with `newkey` (`-newkey` and its options, e.g.
+/// `["rsa:2048"]`), the request for `subject` with `extra` arguments, written as
+/// `<stem>.key` and `<stem>.req`; returns the request's bytes.
+pub(crate) fn openssl_request(
+    dir: &Path,
+    newkey: &[&str],
+    subject: &str,
+    extra: &[&str],
+    stem: &str,
+) -> Vec<u8> {
+    let (key, req) = (format!("{stem}.key"), format!("{stem}.req"));
+    let mut args = vec!["req", "-new", "-newkey"];
+    args.extend_from_slice(newkey);
+    args.extend_from_slice(&["-nodes", "-subj", subject]);
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-keyout", &key, "-out", &req]);
+    openssl(dir, &args);
+    std::fs::read(dir.join(&req)).unwrap()
+}
+
 /// A root CA made by OpenSSL in its own folder.
 pub(crate) struct OpensslCa {
     dir: PathBuf,
