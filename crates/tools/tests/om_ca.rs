@@ -83,18 +83,27 @@ impl World {
         ));
     }
     fn process(&self, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "process",
-            "--share",
-            &*Box::leak(s(&self.share()).into_boxed_str()),
-            "--ca",
-        ];
-        let ca = s(&self.ca());
-        args.push(Box::leak(ca.into_boxed_str()));
+        let (share, ca) = (s(&self.share()), s(&self.ca()));
         // The tests write their requests themselves, just before: nothing is still arriving.
-        args.extend_from_slice(&["--settle", "0s"]);
+        let mut args = vec!["process", "--share", &share, "--ca", &ca, "--settle", "0s"];
         args.extend_from_slice(extra);
         run("ca", &args)
+    }
+    /// certreq -install of the host's bundle from the share on its machine, the root pinned
+    /// by the CA's thumbprint (as its operator hands it over).
+    fn install(&self, host: &str, extra: &[&str]) -> Output {
+        let bundle = s(&self.share().join(format!("{host}.bundle")));
+        let (machine, pin) = (s(&self.machine(host)), self.root_thumbprint());
+        let mut args = vec![
+            "-install",
+            &bundle,
+            "--machine",
+            &machine,
+            "--trust-root",
+            &pin,
+        ];
+        args.extend_from_slice(extra);
+        run("certreq", &args)
     }
 }
 
@@ -192,7 +201,6 @@ fn drop_folder_to_installed_channel_certificates() {
 
     // On each agent, the seed's installer: accept, trust the root, MOMCertImport. A fresh
     // agent trusts the root the operator names, not whatever the share offers.
-    let pin = w.root_thumbprint();
     for host in hosts {
         let bundle = s(&w.share().join(format!("{host}.bundle")));
         let refused = run(
@@ -206,17 +214,7 @@ fn drop_folder_to_installed_channel_certificates() {
             "{}",
             text(&refused.stderr)
         );
-        let out = ok(&run(
-            "certreq",
-            &[
-                "-install",
-                &bundle,
-                "--machine",
-                &s(&w.machine(host)),
-                "--trust-root",
-                &pin,
-            ],
-        ));
+        let out = ok(&w.install(host, &[]));
         assert!(
             out.contains("Successfully installed the certificate."),
             "{out}"
@@ -585,20 +583,9 @@ fn install_finds_a_key_pending_in_the_users_store_and_says_the_agent_cannot_use_
         &["-new", "-q", "-f", &s(&inf), &req, "--machine", &machine],
     ));
     ok(&w.process(&["--issue"]));
-    let bundle = s(&w.share().join(format!("{host}.bundle")));
     // -user limits the search to the user's stores; without it the machine's come first.
     for extra in [&["-user"][..], &[][..]] {
-        let pin = w.root_thumbprint();
-        let mut args = vec![
-            "-install",
-            &bundle,
-            "--machine",
-            &machine,
-            "--trust-root",
-            &pin,
-        ];
-        args.extend(extra);
-        let out = run("certreq", &args);
+        let out = w.install(host, extra);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
         let said = text(&out.stdout);
         assert!(
@@ -626,19 +613,8 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
     let machine = s(&w.machine(host));
     w.enroll(host, "KeyAlgorithm = ECDSA_P256");
     ok(&w.process(&["--issue"]));
-    let pin = w.root_thumbprint();
     let bundle = s(&w.share().join(format!("{host}.bundle")));
-    ok(&run(
-        "certreq",
-        &[
-            "-install",
-            &bundle,
-            "--machine",
-            &machine,
-            "--trust-root",
-            &pin,
-        ],
-    ));
+    ok(&w.install(host, &[]));
     let first = std::fs::read(w.share().join(format!("{host}.cer"))).unwrap();
 
     // A plain second request for the host (a new key, no proof): it waits for an operator,
