@@ -7,8 +7,10 @@ use std::time::SystemTime;
 use der::{Decode, Encode};
 use sha1::{Digest, Sha1};
 use x509_cert::Certificate;
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, SubjectAltName};
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    BasicConstraints, CrlDistributionPoints, ExtendedKeyUsage, SubjectAltName,
+};
 
 use crate::error::{Error, Result};
 
@@ -56,6 +58,8 @@ pub struct CertInfo {
     pub is_ca: bool,
     /// The public key (SubjectPublicKeyInfo DER).
     pub public_key: Vec<u8>,
+    /// Where its CRL is published: the URIs of its CRL distribution points.
+    pub crl_urls: Vec<String>,
 }
 
 impl CertInfo {
@@ -106,6 +110,25 @@ impl CertInfo {
                     .collect()
             })
             .unwrap_or_default();
+        let crl_urls = tbs
+            .get_extension::<CrlDistributionPoints>()
+            .map_err(|e| bad(format!("CRL distribution points: {e}")))?
+            .map(|(_, points)| {
+                points
+                    .0
+                    .iter()
+                    .filter_map(|p| match &p.distribution_point {
+                        Some(DistributionPointName::FullName(names)) => Some(names),
+                        _ => None,
+                    })
+                    .flatten()
+                    .filter_map(|n| match n {
+                        GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let public_key = tbs
             .subject_public_key_info()
             .to_der()
@@ -122,6 +145,7 @@ impl CertInfo {
             ekus,
             is_ca,
             public_key,
+            crl_urls,
             der,
         })
     }

@@ -63,9 +63,28 @@ pub enum Error {
         "{0} is not a CA certificate (its basicConstraints does not say CA), so it cannot be a trusted root; force adds it anyway"
     )]
     NotCa(String),
-    /// The CA's database refused or failed.
-    #[error("database: {0}")]
-    Database(String),
+    /// The CA's database failed.
+    #[error("the CA's database: {0}")]
+    Database(#[source] rusqlite::Error),
+    /// The CA's database file cannot be opened.
+    #[error("{}: {source}", path.display())]
+    DatabaseFile {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A database written by a newer version of this library.
+    #[error("{}: schema version {found} is newer than this library's {supported}", path.display())]
+    DatabaseVersion {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this library reads.
+        supported: i64,
+    },
     /// No request has that id.
     #[error("no request has id {0}")]
     NoSuchRequest(i64),
@@ -78,9 +97,88 @@ pub enum Error {
     /// No issued certificate has that serial number.
     #[error("no certificate with serial number {0} was issued by this CA")]
     NoSuchSerial(String),
-    /// The CA folder, its configuration or its key cannot be used.
-    #[error("CA: {0}")]
-    Authority(String),
+    /// A serial number that is not hex.
+    #[error("serial number '{given}' is not hex")]
+    BadSerial {
+        /// What was given.
+        given: String,
+    },
+    /// A request id that is not a positive number.
+    #[error("'{given}' is not a request id (a positive number, decimal or 0x hex)")]
+    BadRequestId {
+        /// What was given.
+        given: String,
+    },
+    /// A revocation reason that RFC 5280 does not define.
+    #[error(
+        "unknown revocation reason '{given}': Unspecified, KeyCompromise, CACompromise, AffiliationChanged, Superseded, CessationOfOperation, CertificateHold, PrivilegeWithdrawn, AACompromise (or 0-6, 9, 10)"
+    )]
+    UnknownReason {
+        /// What was given.
+        given: String,
+    },
+    /// A disposition that is not one of the four.
+    #[error("unknown disposition '{given}': pending, issued, denied or revoked")]
+    UnknownDisposition {
+        /// What was given.
+        given: String,
+    },
+    /// A value of the CA's policy that cannot be honoured.
+    #[error("{field}: {message}")]
+    Policy {
+        /// The field at fault (with its file, when read from one).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The CA's policy file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the JSON reader said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Something could not be written as JSON.
+    #[error("{what}: {source}")]
+    Json {
+        /// What.
+        what: &'static str,
+        /// What the JSON writer said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A folder that already holds a CA.
+    #[error("{} already holds a CA; nothing was changed", dir.display())]
+    CaExists {
+        /// The folder.
+        dir: std::path::PathBuf,
+    },
+    /// A certificate that is not the certificate of the key it is paired with.
+    #[error("{certificate} is not the certificate of its key")]
+    KeyMismatch {
+        /// The certificate.
+        certificate: String,
+    },
+    /// A validity that reaches past the year 9999.
+    #[error("{years} years from now is past the year 9999")]
+    Validity {
+        /// The years asked for.
+        years: u32,
+    },
+    /// Something could not be encoded in DER.
+    #[error("encoding {what}: {source}")]
+    Encoding {
+        /// What.
+        what: &'static str,
+        /// What the encoder said.
+        #[source]
+        source: der::Error,
+    },
+    /// Signing a certificate or CRL failed.
+    #[error("signing: {0}")]
+    Signing(String),
     /// The agent's settings file cannot be read or written.
     #[error("agent settings: {0}")]
     Settings(String),

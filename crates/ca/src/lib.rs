@@ -56,8 +56,11 @@ pub mod store;
 mod error;
 mod hex;
 mod names;
+mod pool;
+mod text;
 // Shared by request (request signatures) and cert (certificate signatures), which re-export it.
 mod sigalg;
 mod time;
 
 pub use error::{Error, Result};
+pub use text::escape_control;

@@ -27,6 +27,22 @@ pub(crate) fn days_after(t: SystemTime, days: u32) -> SystemTime {
     at(seconds(t).saturating_add(u64::from(days) * 86_400))
 }
 
+/// A time as people read it in every message: `2027-12-05 20:09 UTC` (to the minute; a time
+/// X.509 cannot write reads as the last one it can).
+pub(crate) fn human(t: SystemTime) -> String {
+    match der::DateTime::from_system_time(at(seconds(t))) {
+        Ok(d) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            d.year(),
+            d.month(),
+            d.day(),
+            d.hour(),
+            d.minutes()
+        ),
+        Err(_) => "9999-12-31 23:59 UTC".to_owned(),
+    }
+}
+
 /// Serde for a time kept as whole seconds since the Unix epoch (`#[serde(with = ...)]`).
 pub(crate) mod as_seconds {
     use std::time::SystemTime;
@@ -73,5 +89,12 @@ mod tests {
         assert_eq!(whole(t), at(1_795_363_447));
         assert_eq!(days_after(at(0), 2), at(172_800));
         assert_eq!(seconds(days_after(at(LAST_SECOND), u32::MAX)), LAST_SECOND);
+    }
+
+    #[test]
+    fn human_times_read_as_utc_minutes() {
+        assert_eq!(human(at(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(human(at(1_828_037_340)), "2027-12-05 20:09 UTC");
+        assert_eq!(human(at(LAST_SECOND)), "9999-12-31 23:59 UTC");
     }
 }

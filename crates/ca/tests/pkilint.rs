@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::SystemTime;
 
-use opsmgr_ca::authority::{Authority, InitOptions};
+use opsmgr_ca::authority::{Authority, InitOptions, RevocationReason};
+use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::request::{KeyType, PrivateKey, build_request, parse_policy};
 
 fn available() -> bool {
@@ -81,6 +82,14 @@ fn pkilint_finds_nothing_in_our_certificates_and_crls() {
             now,
         )
         .unwrap();
+        // Certificates with their CRL distribution point and the root's address (two of the
+        // three CAs; the third issues without, as a policy without URLs does).
+        if root_key != KeyType::EcdsaP384 {
+            let mut config = ca.issuer().config().clone();
+            config.crl_urls = vec![format!("http://pki.company.local/{tag}.crl")];
+            config.ca_issuers_url = Some(format!("http://pki.company.local/{tag}.cer"));
+            ca.set_config(config).unwrap();
+        }
         let root = dir.path().join(format!("{tag}-root.pem"));
         std::fs::write(&root, pem("CERTIFICATE", &ca.issuer().root().der)).unwrap();
         assert_eq!(lint("lint_pkix_cert", &[], &root), "", "{tag} root");
@@ -128,10 +137,17 @@ fn pkilint_finds_nothing_in_our_certificates_and_crls() {
             )
             .unwrap();
             assert_eq!(lint("lint_pkix_cert", &[], &leaf), "", "{tag} {leaf_key}");
+            let has_cdp = CertInfo::parse(issued.certificate.as_ref().unwrap())
+                .unwrap()
+                .crl_urls
+                .contains(&format!("http://pki.company.local/{tag}.crl"));
+            assert_eq!(has_cdp, root_key != KeyType::EcdsaP384, "{tag} {leaf_key}");
             serials.push(issued.serial.unwrap());
         }
-        ca.revoke(&serials[0], 1, now).unwrap();
-        ca.revoke(&serials[1], 0, now).unwrap();
+        ca.revoke(&serials[0], RevocationReason::KeyCompromise, now)
+            .unwrap();
+        ca.revoke(&serials[1], RevocationReason::Unspecified, now)
+            .unwrap();
         let revoked = dir.path().join(format!("{tag}-revoked.crl"));
         std::fs::write(&revoked, pem("X509 CRL", &ca.crl(now).unwrap())).unwrap();
         assert_eq!(

@@ -92,6 +92,15 @@ impl fmt::Display for ReadRefusal {
     }
 }
 
+/// A file read from the folder.
+#[derive(Debug)]
+pub struct Contents {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its change time (ctime).
+    pub changed: SystemTime,
+}
+
 /// A handle on a folder whose contents are not trusted.
 #[derive(Debug)]
 pub struct UntrustedDir {
@@ -140,31 +149,41 @@ impl UntrustedDir {
         &self.path
     }
 
-    /// The sub-folder `name`, created (0755) when missing. A link or anything but a real
-    /// folder at that name is refused: nothing is ever written through it.
-    pub fn subdir(&self, name: &str) -> io::Result<UntrustedDir> {
-        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(e.into()),
-        }
+    /// The sub-folder `name`, created (0755) when missing. Anything else planted at that name
+    /// (a link, a file, a pipe) is removed without being followed and replaced by a real
+    /// folder: nothing is ever written through it, and a planted entry cannot stop the work
+    /// that needs the folder. Returns the folder and what was removed.
+    pub fn subdir(&self, name: &str) -> io::Result<(UntrustedDir, Option<EntryKind>)> {
         let path = self.path.join(name);
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
-            Ok(fd) => Ok(Self { fd, path }),
-            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
-                let kind = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|s| kind_of(&s))
-                    .unwrap_or(EntryKind::Other);
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "{} is {kind}, not a folder: it must be a real folder (remove it and run again)",
-                        path.display()
-                    ),
-                ))
+        let mut removed = None;
+        // Twice at most: a second entry planted between the removal and the mkdir is a race
+        // someone is running on purpose, and an error.
+        for _ in 0..2 {
+            match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
+            match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+                Ok(fd) => return Ok((Self { fd, path }, removed)),
+                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                    let kind = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|s| kind_of(&s))
+                        .unwrap_or(EntryKind::Other);
+                    // unlinkat removes a link itself, never what it points at.
+                    rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?;
+                    removed = Some(kind);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} was replaced again while it was being made a folder",
+                path.display()
+            ),
+        ))
     }
 
     /// The names of every entry but `.` and `..`, in name order, without looking at what they
@@ -202,6 +221,19 @@ impl UntrustedDir {
         max: usize,
         settled_before: Option<SystemTime>,
     ) -> Result<Vec<u8>, ReadRefusal> {
+        self.read_regular(name, max, settled_before)
+            .map(|c| c.bytes)
+    }
+
+    /// As [`UntrustedDir::read_file`], with the file's change time: when it arrived under its
+    /// name (a rename or a write sets it; unlike the modification time, no one can set it
+    /// back).
+    pub fn read_regular(
+        &self,
+        name: &OsStr,
+        max: usize,
+        settled_before: Option<SystemTime>,
+    ) -> Result<Contents, ReadRefusal> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
@@ -229,7 +261,10 @@ impl UntrustedDir {
         if bytes.len() > max {
             return Err(ReadRefusal::TooLarge(max));
         }
-        Ok(bytes)
+        Ok(Contents {
+            bytes,
+            changed: time(stat.st_ctime, stat.st_ctime_nsec as i64),
+        })
     }
 
     /// Writes `bytes` as `name` by a fresh temporary file (created exclusively, never through
@@ -389,10 +424,20 @@ mod tests {
         let share = dir.path().join("share");
         std::fs::create_dir(&share).unwrap();
         std::os::unix::fs::symlink(&elsewhere, share.join("processed")).unwrap();
+        std::fs::write(share.join("held"), b"planted").unwrap();
         let d = UntrustedDir::open(&share).unwrap();
-        let err = d.subdir("processed").unwrap_err().to_string();
-        assert!(err.contains("is a symbolic link, not a folder"), "{err}");
-        let rejected = d.subdir("rejected").unwrap();
+        // A link at the name is removed, not followed, and a real folder takes its place.
+        let (_, removed) = d.subdir("processed").unwrap();
+        assert_eq!(removed, Some(EntryKind::Symlink));
+        assert!(
+            std::fs::symlink_metadata(share.join("processed"))
+                .unwrap()
+                .is_dir()
+        );
+        let (_, removed) = d.subdir("held").unwrap();
+        assert_eq!(removed, Some(EntryKind::File));
+        let (rejected, removed) = d.subdir("rejected").unwrap();
+        assert_eq!(removed, None);
         assert!(share.join("rejected").is_dir());
         std::fs::write(share.join("a.req"), b"1").unwrap();
         std::fs::write(share.join("rejected/a.req"), b"old").unwrap();

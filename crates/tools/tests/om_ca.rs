@@ -440,7 +440,7 @@ fn certreq_and_certutil_against_the_ca() {
         &["-config", &ca, "-revoke", &serial, "KeyCompromise"],
     ));
     assert!(
-        revoked.starts_with(&format!("Revoking \"{serial}\" -- Reason: 1")),
+        revoked.starts_with(&format!("Revoking \"{serial}\" -- Reason: KeyCompromise")),
         "{revoked}"
     );
     let r = run("certreq", &["-retrieve", "-config", &ca, "1", &cer]);

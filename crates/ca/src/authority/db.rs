@@ -3,6 +3,14 @@
 //! One row per request ever received. Ids come from `AUTOINCREMENT`, so an id is never reused
 //! even after a crash or a deleted row; serial numbers and request digests are `UNIQUE`, so a
 //! serial can never be issued twice and a re-submitted request finds its first id.
+//!
+//! Version 2 keeps what a certificate's life after its issue needs: the digest of the PKCS #10
+//! request inside a renewal's wrapper (`inner_sha256`: the same request wrapped again is the
+//! same request) and of its public key (`key_sha256`), the lineage (`renews`, `superseded_by`:
+//! one current certificate per host), the keys revoked for keyCompromise (never certified
+//! again), and the names asked for and certified (what an operator approves). A version 1
+//! database is upgraded in place when opened; the rows it held are completed by
+//! [`Authority::open`](super::Authority::open) from their stored DER.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -10,11 +18,12 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
+use super::reason::RevocationReason;
 use crate::error::{Error, Result};
 use crate::time;
 
 /// The schema's version, kept in SQLite's `user_version`.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS requests (
@@ -33,14 +42,45 @@ CREATE TABLE IF NOT EXISTS requests (
     not_after         INTEGER,
     revoked_at        INTEGER,
     revocation_reason INTEGER,
+    inner_sha256      BLOB,
+    key_sha256        BLOB,
+    key_desc          TEXT,
+    requested_names   TEXT,
+    certified_names   TEXT,
+    renews            INTEGER REFERENCES requests (id),
+    superseded_by     INTEGER REFERENCES requests (id),
     CHECK ((disposition IN ('issued', 'revoked')) = (certificate IS NOT NULL AND serial IS NOT NULL))
 );
 CREATE TABLE IF NOT EXISTS crls (
-    number  INTEGER PRIMARY KEY AUTOINCREMENT,
-    made    INTEGER NOT NULL
+    number      INTEGER PRIMARY KEY AUTOINCREMENT,
+    made        INTEGER NOT NULL,
+    next_update INTEGER
+);
+CREATE TABLE IF NOT EXISTS compromised_keys (
+    key_sha256 BLOB    PRIMARY KEY,
+    serial     BLOB    NOT NULL,
+    revoked_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS requests_disposition ON requests (disposition);
 CREATE INDEX IF NOT EXISTS requests_common_name ON requests (common_name COLLATE NOCASE);
+";
+
+/// Run after [`SCHEMA`] on every open: indexes over columns a version 1 database gains first.
+const INDEXES_V2: &str = "
+CREATE INDEX IF NOT EXISTS requests_inner ON requests (inner_sha256);
+CREATE INDEX IF NOT EXISTS requests_key ON requests (key_sha256);
+";
+
+/// What version 1 lacks.
+const UPGRADE_1_TO_2: &str = "
+ALTER TABLE requests ADD COLUMN inner_sha256 BLOB;
+ALTER TABLE requests ADD COLUMN key_sha256 BLOB;
+ALTER TABLE requests ADD COLUMN key_desc TEXT;
+ALTER TABLE requests ADD COLUMN requested_names TEXT;
+ALTER TABLE requests ADD COLUMN certified_names TEXT;
+ALTER TABLE requests ADD COLUMN renews INTEGER REFERENCES requests (id);
+ALTER TABLE requests ADD COLUMN superseded_by INTEGER REFERENCES requests (id);
+ALTER TABLE crls ADD COLUMN next_update INTEGER;
 ";
 
 /// Where a request stands, with the Windows disposition codes.
@@ -99,10 +139,8 @@ impl std::fmt::Display for Disposition {
 impl std::str::FromStr for Disposition {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Disposition::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
-            Error::Database(format!(
-                "unknown disposition '{s}': pending, issued, denied or revoked"
-            ))
+        Disposition::parse(&s.to_ascii_lowercase()).ok_or_else(|| Error::UnknownDisposition {
+            given: s.to_owned(),
         })
     }
 }
@@ -117,12 +155,24 @@ pub struct Record {
     pub received: SystemTime,
     /// Who sent it: the request file's name.
     pub requester: String,
-    /// SHA-256 of the request's DER, hex.
+    /// SHA-256 of the request's DER as received, hex.
     pub request_sha256: String,
-    /// The subject the request asked for, RFC 4514.
+    /// The subject the request asked for, RFC 4514 (control characters escaped).
     pub subject: String,
     /// The request's common name.
     pub common_name: Option<String>,
+    /// The key: `RSA 2048`, `ECDSA P-256`.
+    pub key: Option<String>,
+    /// The DNS names the request asks for (the common name first; control characters
+    /// escaped).
+    pub requested_names: Vec<String>,
+    /// The DNS names its certificate carries.
+    pub certified_names: Vec<String>,
+    /// The request whose certificate this one renews, proved with that certificate's key.
+    pub renews: Option<i64>,
+    /// The request whose certificate replaced this one's for its host: it is no longer the
+    /// host's current certificate and never proves a renewal again.
+    pub superseded_by: Option<i64>,
     /// Where it stands.
     pub disposition: Disposition,
     /// The CA's message: why it was denied, what was ignored, what was issued.
@@ -138,8 +188,18 @@ pub struct Record {
     /// When it was revoked (to the second; seconds since the Unix epoch in JSON).
     #[serde(serialize_with = "time::option_as_seconds::serialize")]
     pub revoked_at: Option<SystemTime>,
-    /// RFC 5280's revocation reason code.
-    pub revocation_reason: Option<u8>,
+    /// Why it was revoked.
+    pub revocation_reason: Option<RevocationReason>,
+}
+
+impl Record {
+    /// Whether this is its host's current certificate at `now`: issued, not revoked, not
+    /// superseded, not expired.
+    pub fn is_current(&self, now: SystemTime) -> bool {
+        self.disposition == Disposition::Issued
+            && self.superseded_by.is_none()
+            && self.not_after.is_some_and(|t| t >= time::whole(now))
+    }
 }
 
 /// What [`Authority::list`](super::Authority::list) selects; every field that is set must match.
@@ -160,14 +220,24 @@ pub(crate) struct NewRequest<'a> {
     pub(crate) received: SystemTime,
     /// The request file's name.
     pub(crate) requester: &'a str,
-    /// The request's DER.
+    /// The request's DER as received.
     pub(crate) der: &'a [u8],
     /// SHA-256 of `der`.
     pub(crate) sha256: &'a [u8],
+    /// SHA-256 of the PKCS #10 request (inside a renewal's wrapper).
+    pub(crate) inner_sha256: &'a [u8],
+    /// SHA-256 of its public key.
+    pub(crate) key_sha256: Option<&'a [u8]>,
+    /// The key, in words.
+    pub(crate) key_desc: Option<&'a str>,
+    /// The DNS names asked for.
+    pub(crate) requested_names: &'a [String],
     /// The subject, RFC 4514.
     pub(crate) subject: &'a str,
     /// The common name.
     pub(crate) common_name: Option<&'a str>,
+    /// The request whose certificate it renews, proved.
+    pub(crate) renews: Option<i64>,
     /// Its first state: pending, or denied with the reason.
     pub(crate) disposition: Disposition,
     /// The CA's message.
@@ -185,6 +255,10 @@ pub(crate) struct Issue<'a> {
     pub(crate) certificate: &'a [u8],
     /// Its end of validity.
     pub(crate) not_after: SystemTime,
+    /// The DNS names it carries.
+    pub(crate) names: Vec<String>,
+    /// The host it is for (lower case): its other current certificates are superseded.
+    pub(crate) host: &'a str,
     /// The CA's message.
     pub(crate) message: &'a str,
 }
@@ -196,11 +270,34 @@ pub(crate) struct Database {
 }
 
 fn db_err(e: rusqlite::Error) -> Error {
-    Error::Database(e.to_string())
+    Error::Database(e)
+}
+
+fn opening(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |source| Error::DatabaseFile {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 const COLUMNS: &str = "id, received, requester, request_sha256, subject, common_name, disposition, \
-     message, serial, certificate, not_after, revoked_at, revocation_reason";
+     message, serial, certificate, not_after, revoked_at, revocation_reason, key_desc, \
+     requested_names, certified_names, renews, superseded_by";
+
+/// Names kept in one column: comma-separated (a DNS name holds no comma).
+fn join_names(names: &[String]) -> String {
+    names.join(",")
+}
+
+fn split_names(text: Option<String>) -> Vec<String> {
+    text.map(|t| {
+        t.split(',')
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
+}
 
 fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     let digest: Vec<u8> = row.get(3)?;
@@ -228,7 +325,13 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         revoked_at: as_u64(row.get(11)?).map(time::at),
         revocation_reason: row
             .get::<_, Option<i64>>(12)?
-            .and_then(|r| u8::try_from(r).ok()),
+            .and_then(|r| u8::try_from(r).ok())
+            .and_then(RevocationReason::from_code),
+        key: row.get(13)?,
+        requested_names: split_names(row.get(14)?),
+        certified_names: split_names(row.get(15)?),
+        renews: row.get(16)?,
+        superseded_by: row.get(17)?,
     })
 }
 
@@ -237,8 +340,25 @@ fn sql_time(t: SystemTime) -> i64 {
     i64::try_from(time::seconds(t)).unwrap_or(i64::MAX)
 }
 
+/// A revoked certificate as the CRL lists it: serial number, when, why.
+pub(crate) type RevokedEntry = (Vec<u8>, SystemTime, Option<RevocationReason>);
+
+/// A row of a version 1 database to complete: its id, request DER and certificate.
+pub(crate) type OldRow = (i64, Vec<u8>, Option<Vec<u8>>);
+
+/// What [`Database::complete`] writes for one old row.
+#[derive(Debug, Clone)]
+pub(crate) struct Completion {
+    pub(crate) id: i64,
+    pub(crate) inner_sha256: Vec<u8>,
+    pub(crate) key_sha256: Option<Vec<u8>>,
+    pub(crate) key_desc: Option<String>,
+    pub(crate) requested_names: Vec<String>,
+    pub(crate) certified_names: Vec<String>,
+}
+
 impl Database {
-    /// Opens (creating when missing) the database at `path`.
+    /// Opens (creating when missing) the database at `path`, upgrading a version 1 database.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         // A new database is owner-only from its first byte; SQLite gives its WAL and shared
         // memory files the database's permissions.
@@ -250,32 +370,96 @@ impl Database {
                 .append(true)
                 .mode(0o600)
                 .open(path)
-                .map_err(|e| Error::Database(format!("{}: {e}", path.display())))?;
+                .map_err(|source| Error::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| Error::Database(format!("{}: {e}", path.display())))?;
+        let conn = Connection::open(path).map_err(opening(path))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
+            .map_err(opening(path))?;
         // FULL: a committed issue survives a power cut, not only a killed process.
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db_err)?;
+            .map_err(opening(path))?;
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(db_err)?;
+            .map_err(opening(path))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(db_err)?;
+            .map_err(opening(path))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db_err)?;
+            .map_err(opening(path))?;
         if version > SCHEMA_VERSION {
-            return Err(Error::Database(format!(
-                "{}: schema version {version} is newer than this tool's {SCHEMA_VERSION}",
-                path.display()
-            )));
+            return Err(Error::DatabaseVersion {
+                path: path.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let fresh: bool = conn
+            .query_row(
+                "SELECT count(*) = 0 FROM sqlite_master WHERE name = 'requests'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(opening(path))?;
+        if !fresh && version < 2 {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE;{UPGRADE_1_TO_2}COMMIT;"))
+                .map_err(opening(path))?;
+        }
+        conn.execute_batch(SCHEMA).map_err(opening(path))?;
+        conn.execute_batch(INDEXES_V2).map_err(opening(path))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(db_err)?;
+            .map_err(opening(path))?;
         Ok(Self { conn })
+    }
+
+    /// The rows a version 1 database left without the version 2 facts.
+    pub(crate) fn incomplete(&self) -> Result<Vec<OldRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, request_der, certificate FROM requests WHERE inner_sha256 IS NULL ORDER BY id")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// Completes old rows, and gives each host one current certificate (its newest issued
+    /// one supersedes the others), in one transaction.
+    pub(crate) fn complete(&mut self, done: &[Completion]) -> Result<()> {
+        self.transaction(|b| {
+            for c in done {
+                b.tx.execute(
+                    "UPDATE requests SET inner_sha256 = ?2, key_sha256 = ?3, key_desc = ?4,
+                         requested_names = ?5, certified_names = ?6
+                     WHERE id = ?1",
+                    params![
+                        c.id,
+                        c.inner_sha256,
+                        c.key_sha256,
+                        c.key_desc,
+                        join_names(&c.requested_names),
+                        join_names(&c.certified_names).as_str()
+                    ],
+                )
+                .map_err(db_err)?;
+            }
+            b.tx.execute(
+                "UPDATE requests AS old SET superseded_by = (
+                     SELECT new.id FROM requests AS new
+                     WHERE new.common_name = old.common_name COLLATE NOCASE
+                       AND new.disposition IN ('issued', 'revoked') AND new.id > old.id
+                     ORDER BY new.id DESC LIMIT 1)
+                 WHERE old.disposition IN ('issued', 'revoked') AND old.superseded_by IS NULL
+                   AND EXISTS (SELECT 1 FROM requests AS new
+                     WHERE new.common_name = old.common_name COLLATE NOCASE
+                       AND new.disposition IN ('issued', 'revoked') AND new.id > old.id)",
+                [],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
     }
 
     /// Runs `f` in one transaction: all of its writes land, or none.
@@ -289,42 +473,63 @@ impl Database {
         Ok(out)
     }
 
+    fn one(&self, condition: &str, value: impl rusqlite::ToSql) -> Result<Option<Record>> {
+        self.conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM requests WHERE {condition}"))
+            .and_then(|mut stmt| stmt.query_row([value], record).optional())
+            .map_err(db_err)
+    }
+
+    fn many(&self, condition: &str, value: impl rusqlite::ToSql) -> Result<Vec<Record>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM requests WHERE {condition} ORDER BY id"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt.query_map([value], record).map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
     /// The request with this id.
     pub(crate) fn get(&self, id: i64) -> Result<Option<Record>> {
-        self.conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM requests WHERE id = ?1"))
-            .and_then(|mut stmt| stmt.query_row([id], record).optional())
-            .map_err(db_err)
+        self.one("id = ?1", id)
     }
 
-    /// The request with this digest.
-    pub(crate) fn by_digest(&self, sha256: &[u8]) -> Result<Option<Record>> {
-        // Cached: a batch asks once per request file.
-        self.conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM requests WHERE request_sha256 = ?1"
-            ))
-            .and_then(|mut stmt| stmt.query_row([sha256], record).optional())
-            .map_err(db_err)
+    /// The request whose PKCS #10 request (inside a renewal's wrapper, or the whole request)
+    /// has this digest: the first one received.
+    pub(crate) fn by_inner_digest(&self, sha256: &[u8]) -> Result<Option<Record>> {
+        self.one("inner_sha256 = ?1 ORDER BY id LIMIT 1", sha256)
     }
 
-    /// The newest certificate of this CA for `host` (its common name, any case) that is
-    /// issued, not revoked and still valid at `now`.
-    pub(crate) fn valid_certificate_for(
-        &self,
-        host: &str,
-        now: SystemTime,
-    ) -> Result<Option<Record>> {
+    /// Every request for this public key, by id.
+    pub(crate) fn by_key(&self, sha256: &[u8]) -> Result<Vec<Record>> {
+        self.many("key_sha256 = ?1", sha256)
+    }
+
+    /// The certificate with this serial number.
+    pub(crate) fn by_serial(&self, serial: &[u8]) -> Result<Option<Record>> {
+        self.one("serial = ?1", serial)
+    }
+
+    /// Every request for `host` (its common name, any case), by id.
+    pub(crate) fn for_host(&self, host: &str) -> Result<Vec<Record>> {
+        self.many("common_name = ?1 COLLATE NOCASE", host)
+    }
+
+    /// When the key with this digest was revoked for keyCompromise, and the serial number
+    /// revoked.
+    pub(crate) fn compromised(&self, key_sha256: &[u8]) -> Result<Option<(Vec<u8>, SystemTime)>> {
         self.conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM requests
-                 WHERE common_name = ?1 COLLATE NOCASE AND disposition = 'issued'
-                   AND not_after > ?2
-                 ORDER BY not_after DESC, id DESC LIMIT 1"
-            ))
+            .prepare_cached("SELECT serial, revoked_at FROM compromised_keys WHERE key_sha256 = ?1")
             .and_then(|mut stmt| {
-                stmt.query_row(params![host, sql_time(now)], record)
-                    .optional()
+                stmt.query_row([key_sha256], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        time::at(u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)),
+                    ))
+                })
+                .optional()
             })
             .map_err(db_err)
     }
@@ -344,10 +549,9 @@ impl Database {
     /// Every request `filter` selects, by id.
     pub(crate) fn list(&self, filter: &Filter) -> Result<Vec<Record>> {
         let serial = match &filter.serial {
-            Some(s) => Some(
-                crate::hex::decode(s)
-                    .ok_or_else(|| Error::Database(format!("serial number '{s}' is not hex")))?,
-            ),
+            Some(s) => Some(crate::hex::decode(s).ok_or_else(|| Error::BadSerial {
+                given: s.to_owned(),
+            })?),
             None => None,
         };
         let mut stmt = self
@@ -373,17 +577,39 @@ impl Database {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 
-    /// A new CRL number, never given before.
-    pub(crate) fn next_crl_number(&mut self, now: SystemTime) -> Result<u64> {
+    /// A new CRL number, never given before, for a CRL made at `now` and valid until `next`.
+    pub(crate) fn next_crl_number(&mut self, now: SystemTime, next: SystemTime) -> Result<u64> {
         self.transaction(|b| {
-            b.tx.execute("INSERT INTO crls (made) VALUES (?1)", [sql_time(now)])
-                .map_err(db_err)?;
+            b.tx.execute(
+                "INSERT INTO crls (made, next_update) VALUES (?1, ?2)",
+                [sql_time(now), sql_time(next)],
+            )
+            .map_err(db_err)?;
             Ok(u64::try_from(b.tx.last_insert_rowid()).unwrap_or(0))
         })
     }
 
+    /// The newest CRL made: its number, when, and until when it is valid.
+    pub(crate) fn last_crl(&self) -> Result<Option<(u64, SystemTime, Option<SystemTime>)>> {
+        self.conn
+            .query_row(
+                "SELECT number, made, next_update FROM crls ORDER BY number DESC LIMIT 1",
+                [],
+                |r| {
+                    let at = |v: i64| time::at(u64::try_from(v).unwrap_or(0));
+                    Ok((
+                        u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        at(r.get(1)?),
+                        r.get::<_, Option<i64>>(2)?.map(at),
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
     /// The serial numbers, revocation times and reasons of every revoked certificate.
-    pub(crate) fn revoked(&self) -> Result<Vec<(Vec<u8>, SystemTime, u8)>> {
+    pub(crate) fn revoked(&self) -> Result<Vec<RevokedEntry>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -396,7 +622,9 @@ impl Database {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
                     time::at(u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)),
-                    u8::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    u8::try_from(r.get::<_, i64>(2)?)
+                        .ok()
+                        .and_then(RevocationReason::from_code),
                 ))
             })
             .map_err(db_err)?;
@@ -411,14 +639,17 @@ pub(crate) struct Batch<'t> {
 }
 
 impl Batch<'_> {
-    /// Records a request, or finds the one with the same digest: `(id, true)` when it was
-    /// there already.
+    /// Records a request, or finds the first one with the same PKCS #10 request: `(id, true)`
+    /// when it was there already.
     pub(crate) fn insert(&self, r: &NewRequest<'_>) -> Result<(i64, bool)> {
         if let Some(id) = self
             .tx
-            .prepare_cached("SELECT id FROM requests WHERE request_sha256 = ?1")
+            .prepare_cached(
+                "SELECT id FROM requests WHERE inner_sha256 = ?1 OR request_sha256 = ?2
+                 ORDER BY id LIMIT 1",
+            )
             .and_then(|mut stmt| {
-                stmt.query_row([r.sha256], |row| row.get::<_, i64>(0))
+                stmt.query_row([r.inner_sha256, r.sha256], |row| row.get::<_, i64>(0))
                     .optional()
             })
             .map_err(db_err)?
@@ -429,8 +660,9 @@ impl Batch<'_> {
             .tx
             .prepare_cached(
                 "INSERT INTO requests (received, requester, request_der, request_sha256, subject,
-                     common_name, disposition, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     common_name, disposition, message, inner_sha256, key_sha256, key_desc,
+                     requested_names, renews)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .map_err(db_err)?;
         stmt.execute(params![
@@ -441,20 +673,27 @@ impl Batch<'_> {
             r.subject,
             r.common_name,
             r.disposition.as_str(),
-            r.message
+            r.message,
+            r.inner_sha256,
+            r.key_sha256,
+            r.key_desc,
+            join_names(r.requested_names),
+            r.renews
         ])
         .map_err(db_err)?;
         Ok((self.tx.last_insert_rowid(), false))
     }
 
-    /// Records an issued certificate for a pending request. A serial number already used
-    /// anywhere is refused by the database ([`Error::SerialInUse`]).
+    /// Records an issued certificate for a pending request, and makes it its host's one
+    /// current certificate: the host's other issued certificates are superseded by it. A
+    /// serial number already used anywhere is refused by the database
+    /// ([`Error::SerialInUse`]).
     pub(crate) fn issue(&self, i: &Issue<'_>) -> Result<()> {
         let mut stmt = self
             .tx
             .prepare_cached(
                 "UPDATE requests SET disposition = 'issued', serial = ?2, certificate = ?3,
-                     not_after = ?4, message = ?5
+                     not_after = ?4, message = ?5, certified_names = ?6
                  WHERE id = ?1 AND disposition = 'pending'",
             )
             .map_err(db_err)?;
@@ -463,17 +702,27 @@ impl Batch<'_> {
             i.serial,
             i.certificate,
             sql_time(i.not_after),
-            i.message
+            i.message,
+            join_names(&i.names)
         ]) {
-            Ok(1) => Ok(()),
-            Ok(_) => Err(Error::NotPending(i.id)),
+            Ok(1) => {}
+            Ok(_) => return Err(Error::NotPending(i.id)),
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(Error::SerialInUse(crate::hex::upper(i.serial)))
+                return Err(Error::SerialInUse(crate::hex::upper(i.serial)));
             }
-            Err(e) => Err(db_err(e)),
+            Err(e) => return Err(db_err(e)),
         }
+        self.tx
+            .prepare_cached(
+                "UPDATE requests SET superseded_by = ?1
+                 WHERE common_name = ?2 COLLATE NOCASE AND id <> ?1 AND superseded_by IS NULL
+                   AND disposition IN ('issued', 'revoked')",
+            )
+            .and_then(|mut stmt| stmt.execute(params![i.id, i.host]))
+            .map_err(db_err)?;
+        Ok(())
     }
 
     /// Makes a denied request pending again, for a new review (certutil -resubmit of a failed
@@ -512,8 +761,15 @@ impl Batch<'_> {
     }
 
     /// Revokes the issued certificate with this serial number; revoking it again is harmless
-    /// and keeps the first time and reason. Returns the request's id.
-    pub(crate) fn revoke(&self, serial: &[u8], at: SystemTime, reason: u8) -> Result<i64> {
+    /// and keeps the first time and reason. For keyCompromise its key is recorded as
+    /// compromised, and so are the keys of the certificates it superseded, which are revoked
+    /// with it (they lived on the same disk). Returns the request's id.
+    pub(crate) fn revoke(
+        &self,
+        serial: &[u8],
+        at: SystemTime,
+        reason: RevocationReason,
+    ) -> Result<i64> {
         let row: Option<(i64, String)> = self
             .tx
             .query_row(
@@ -523,18 +779,47 @@ impl Batch<'_> {
             )
             .optional()
             .map_err(db_err)?;
-        let Some((id, disposition)) = row else {
+        let Some((id, _)) = row else {
             return Err(Error::NoSuchSerial(crate::hex::upper(serial)));
         };
-        if disposition == "issued" {
+        let mut lineage = vec![id];
+        if reason == RevocationReason::KeyCompromise {
+            // Every certificate this one superseded, and those they superseded.
+            let mut stmt = self
+                .tx
+                .prepare_cached("SELECT id FROM requests WHERE superseded_by = ?1")
+                .map_err(db_err)?;
+            let mut next = 0;
+            while let Some(&current) = lineage.get(next) {
+                let older = stmt
+                    .query_map([current], |r| r.get::<_, i64>(0))
+                    .map_err(db_err)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(db_err)?;
+                let new: Vec<i64> = older.into_iter().filter(|o| !lineage.contains(o)).collect();
+                lineage.extend(new);
+                next += 1;
+            }
+        }
+        for row in &lineage {
             self.tx
                 .execute(
                     "UPDATE requests SET disposition = 'revoked', revoked_at = ?2,
                          revocation_reason = ?3
-                     WHERE id = ?1",
-                    params![id, sql_time(at), i64::from(reason)],
+                     WHERE id = ?1 AND disposition = 'issued'",
+                    params![row, sql_time(at), i64::from(reason.code())],
                 )
                 .map_err(db_err)?;
+            if reason == RevocationReason::KeyCompromise {
+                self.tx
+                    .execute(
+                        "INSERT OR IGNORE INTO compromised_keys (key_sha256, serial, revoked_at)
+                         SELECT key_sha256, serial, ?2 FROM requests
+                         WHERE id = ?1 AND key_sha256 IS NOT NULL",
+                        params![row, sql_time(at)],
+                    )
+                    .map_err(db_err)?;
+            }
         }
         Ok(id)
     }

@@ -4,54 +4,54 @@
 //! [`Authority`] is the CA in its folder ([`Authority::init`], [`Authority::open`]) with
 //! certreq's and certutil's verbs: [`submit`](Authority::submit),
 //! [`resubmit`](Authority::resubmit), [`deny`](Authority::deny),
-//! [`revoke`](Authority::revoke), [`crl`](Authority::crl), and the database's [`Record`]s
-//! ([`record`](Authority::record), [`list`](Authority::list)). Every certificate it records
-//! passed a review under the policy ([`Issuer::review`], [`CaConfig`]): the database itself is
-//! not public. The drop folder's batch is [`crate::dropfolder`].
+//! [`revoke`](Authority::revoke), [`publish_crl`](Authority::publish_crl), and the database's
+//! [`Record`]s ([`record`](Authority::record), [`list`](Authority::list)). Every certificate
+//! it records passed a review under the policy ([`Issuer::review`], [`CaConfig`]), whose only
+//! product is an [`Approved`] request: the database itself is not public. What a reviewed
+//! request then becomes (issued, held for an operator with a [`Hold`], denied) is one decision
+//! that `certreq -submit` and the drop folder's batch ([`crate::dropfolder`]) share.
+//!
+//! A certificate's life after its issue: issuing a host's certificate supersedes the host's
+//! earlier ones (one current certificate per host; a superseded certificate stays valid
+//! until it expires or is revoked, as AD CS does, but never proves a renewal again); revoking
+//! one for keyCompromise records its key, which is never certified again, and revokes the
+//! certificates it superseded; the CRL is published to the CA's folder and to the folder the
+//! policy names, and every certificate carries the policy's CRL distribution points.
 //!
 //! The folder holds `ca.key` (PKCS#8 PEM, 0600, optionally password-encrypted), `ca.cer` (the
-//! root, PEM), `config.json` (the policy) and `ca.db` (the request database).
+//! root, PEM), `config.json` (the policy), `ca.db` (the request database) and `ca.crl` (the
+//! newest CRL, PEM).
 
 mod db;
+mod decide;
+mod issuer;
+mod policy;
+mod reason;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::SystemTime;
 
-use const_oid::db::rfc5280::{ID_CE_EXT_KEY_USAGE, ID_CE_KEY_USAGE, ID_CE_SUBJECT_ALT_NAME};
-use const_oid::db::rfc5912::{ID_EXTENSION_REQ, ID_KP_CLIENT_AUTH, ID_KP_SERVER_AUTH};
-use der::asn1::{Ia5String, OctetString};
-use der::referenced::OwnedToRef;
 use der::{Decode, Encode};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use spki::SubjectPublicKeyInfoOwned;
-use x509_cert::Certificate;
-use x509_cert::builder::profile::BuilderProfile;
-use x509_cert::builder::{Builder, CertificateBuilder, CrlBuilder};
-use x509_cert::certificate::TbsCertificate;
-use x509_cert::crl::RevokedCert;
-use x509_cert::ext::pkix::crl::{CrlNumber, CrlReason};
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
-    SubjectAltName, SubjectKeyIdentifier,
-};
-use x509_cert::ext::{Extension, ToExtension};
+use x509_cert::builder::CertificateBuilder;
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
-use x509_cert::time::{Time, Validity};
+use x509_cert::time::Validity;
 
-use crate::cert::CertInfo;
-use crate::dropfolder::escape_control;
 use crate::error::{Error, Result};
 use crate::names::check_dns_name;
-use crate::request::{Hash, KeyType, PrivateKey, ReceivedRequest, os_rng};
+use crate::request::{PrivateKey, ReceivedRequest, os_rng};
 use crate::store::write_private;
-use crate::time::{days_after, seconds, whole};
-use db::Database;
+use crate::time::{days_after, whole};
+pub(crate) use db::{Database, Issue, NewRequest};
 pub use db::{Disposition, Filter, Record};
-pub(crate) use db::{Issue, NewRequest};
+pub use decide::Hold;
+pub(crate) use decide::{Assessed, Claim, Context, Decided, Decision, Earlier, decide};
+pub use issuer::{Approved, Denial, Issuer, MAX_COMMON_NAME, Note, Signed};
+use issuer::{CaSigner, RootProfile, encoding, random_serial, x509_time};
+pub use policy::{CaConfig, InitOptions, LeafNotAfter};
+pub use reason::{RevocationReason, parse_reason};
 
 /// The CA's key file in its folder.
 pub const CA_KEY: &str = "ca.key";
@@ -61,315 +61,15 @@ pub const CA_CERT: &str = "ca.cer";
 pub const CA_CONFIG: &str = "config.json";
 /// The CA's database file in its folder.
 pub const CA_DB: &str = "ca.db";
-
-/// What happens when an issued certificate would outlive the root (Vault's
-/// `leaf_not_after_behavior`; `permit` is deliberately missing: a certificate that outlives
-/// its issuer fails validation the day the root expires).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LeafNotAfter {
-    /// End the certificate with the root (what the seed relies on).
-    #[default]
-    Truncate,
-    /// Deny the request.
-    Err,
-}
-
-/// The CA's issuing policy (`config.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaConfig {
-    /// The CA's name (the root's common name).
-    pub name: String,
-    /// Validity of issued certificates, in days.
-    pub validity_days: u32,
-    /// When an issued certificate would outlive the root.
-    #[serde(default)]
-    pub leaf_not_after: LeafNotAfter,
-    /// Issue on submission instead of leaving requests pending.
-    #[serde(default)]
-    pub auto_issue: bool,
-    /// Accept RSA keys of 1024 bits (broken for this purpose; the seed's file uses them).
-    #[serde(default)]
-    pub allow_legacy_rsa1024: bool,
-    /// DNS names a request may add beside its common name: names ending in one of these
-    /// suffixes (for example `.company.local`). Empty: only the common name.
-    #[serde(default)]
-    pub allowed_dns_suffixes: Vec<String>,
-    /// How long a CRL is valid, in days.
-    #[serde(default = "default_crl_days")]
-    pub crl_validity_days: u32,
-}
-
-fn default_crl_days() -> u32 {
-    7
-}
-
-/// How to create a CA.
-#[derive(Debug, Clone)]
-pub struct InitOptions {
-    /// The root's common name.
-    pub name: String,
-    /// The root's key.
-    pub key: KeyType,
-    /// The root's validity in years.
-    pub validity_years: u32,
-    /// Validity of issued certificates, in days.
-    pub issued_validity_days: u32,
-    /// Encrypt the CA's key with this password.
-    pub password: Option<zeroize::Zeroizing<String>>,
-}
-
-impl Default for InitOptions {
-    /// A careful operator's choice today: a P-256 root for 10 years, agent certificates for
-    /// one year (a standalone CA's default), the key unencrypted only when no password is given.
-    fn default() -> Self {
-        Self {
-            name: "JAMA00".into(),
-            key: KeyType::EcdsaP256,
-            validity_years: 10,
-            issued_validity_days: 365,
-            password: None,
-        }
-    }
-}
-
-/// The signer of the CA's key. RSA signs with blinding (`build_with_rng`).
-#[derive(Debug)]
-enum CaSigner {
-    P256(p256::ecdsa::SigningKey),
-    P384(p384::ecdsa::SigningKey),
-    Rsa(Box<rsa::pkcs1v15::SigningKey<Sha256>>),
-}
-
-impl CaSigner {
-    fn new(key: &PrivateKey) -> Self {
-        match key {
-            PrivateKey::P256(k) => CaSigner::P256(p256::ecdsa::SigningKey::from(k)),
-            PrivateKey::P384(k) => CaSigner::P384(p384::ecdsa::SigningKey::from(k)),
-            PrivateKey::Rsa(k) => {
-                CaSigner::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new((**k).clone())))
-            }
-        }
-    }
-
-    fn sign<B: Builder>(&self, builder: B) -> Result<B::Output> {
-        match self {
-            CaSigner::P256(k) => builder.build::<_, p256::ecdsa::DerSignature>(k),
-            CaSigner::P384(k) => builder.build::<_, p384::ecdsa::DerSignature>(k),
-            CaSigner::Rsa(k) => {
-                builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&**k, &mut os_rng())
-            }
-        }
-        .map_err(|e| Error::Authority(format!("signing: {e}")))
-    }
-}
-
-/// The root's profile: self-signed; basicConstraints CA (critical, path length 0), keyUsage
-/// keyCertSign + cRLSign, subject key identifier.
-struct RootProfile {
-    name: Name,
-}
-
-impl BuilderProfile for RootProfile {
-    fn get_issuer(&self, _subject: &Name) -> Name {
-        self.name.clone()
-    }
-    fn get_subject(&self) -> Name {
-        self.name.clone()
-    }
-    fn build_extensions(
-        &self,
-        spk: spki::SubjectPublicKeyInfoRef<'_>,
-        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
-        tbs: &TbsCertificate,
-    ) -> x509_cert::builder::Result<Vec<Extension>> {
-        let subject = tbs.subject();
-        Ok(vec![
-            BasicConstraints {
-                ca: true,
-                path_len_constraint: Some(0),
-            }
-            .to_extension(subject, &[])?,
-            KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign).to_extension(subject, &[])?,
-            SubjectKeyIdentifier::try_from(spk)?.to_extension(subject, &[])?,
-        ])
-    }
-}
-
-/// An agent certificate's profile: the CA decides every extension, nothing comes from the
-/// request but the names the review approved. basicConstraints CA:FALSE; keyUsage as given;
-/// server and client authentication; the DNS names; subject and authority key identifiers.
-struct AgentProfile {
-    issuer: Name,
-    subject: Name,
-    dns_names: Vec<String>,
-    key_usage: KeyUsage,
-    /// The root's subject key identifier.
-    aki: Vec<u8>,
-}
-
-impl BuilderProfile for AgentProfile {
-    fn get_issuer(&self, _subject: &Name) -> Name {
-        self.issuer.clone()
-    }
-    fn get_subject(&self) -> Name {
-        self.subject.clone()
-    }
-    fn build_extensions(
-        &self,
-        spk: spki::SubjectPublicKeyInfoRef<'_>,
-        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
-        tbs: &TbsCertificate,
-    ) -> x509_cert::builder::Result<Vec<Extension>> {
-        let subject = tbs.subject();
-        let names = self
-            .dns_names
-            .iter()
-            .map(|n| Ia5String::new(n).map(GeneralName::DnsName))
-            .collect::<der::Result<Vec<_>>>()?;
-        Ok(vec![
-            BasicConstraints {
-                ca: false,
-                path_len_constraint: None,
-            }
-            .to_extension(subject, &[])?,
-            self.key_usage.to_extension(subject, &[])?,
-            ExtendedKeyUsage(vec![ID_KP_SERVER_AUTH, ID_KP_CLIENT_AUTH])
-                .to_extension(subject, &[])?,
-            SubjectAltName(names).to_extension(subject, &[])?,
-            SubjectKeyIdentifier::try_from(spk)?.to_extension(subject, &[])?,
-            AuthorityKeyIdentifier {
-                key_identifier: Some(OctetString::new(self.aki.clone())?),
-                authority_cert_issuer: None,
-                authority_cert_serial_number: None,
-            }
-            .to_extension(subject, &[])?,
-        ])
-    }
-}
-
-/// Why the policy refuses a request: a kind a tool can act on, with the reason in words
-/// (`Display`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Denial {
-    /// Its signature does not verify, or its algorithm is not accepted.
-    Signature(String),
-    /// Part of it cannot be read (the subject, a key, the requested extensions).
-    Unreadable(String),
-    /// No common name, or one that is not a host name.
-    Name(String),
-    /// An RSA key below the policy's floor.
-    WeakKey {
-        /// The key's size.
-        bits: u32,
-        /// The policy's smallest.
-        floor: u32,
-    },
-    /// A key type or size the CA does not certify.
-    KeyType(String),
-    /// The certificate would outlive the root (`leaf_not_after = err`), or the root expired.
-    Validity(String),
-    /// Not a host of the management group's inventory.
-    NotInInventory(String),
-}
-
-impl std::fmt::Display for Denial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Denial::Signature(m)
-            | Denial::Unreadable(m)
-            | Denial::Name(m)
-            | Denial::KeyType(m)
-            | Denial::Validity(m) => f.write_str(m),
-            Denial::WeakKey { bits, floor } => write!(
-                f,
-                "an RSA key of {bits} bits is below the policy's {floor}: 1024-bit RSA is broken for authentication today. Make a new request with KeyLength = 2048 (or KeyAlgorithm = ECDSA_P256); or, to accept this one anyway, set allow_legacy_rsa1024 in the CA's config.json and -resubmit it"
-            ),
-            Denial::NotInInventory(host) => write!(
-                f,
-                "{host} is not an agent or server of the management group's inventory"
-            ),
-        }
-    }
-}
-
-/// A request the policy approved: exactly what goes into its certificate.
-#[derive(Debug, Clone)]
-pub struct Approved {
-    /// The common name (a validated DNS name).
-    pub common_name: String,
-    /// The DNS names, the common name first.
-    pub dns_names: Vec<String>,
-    /// The public key.
-    pub public_key: SubjectPublicKeyInfoOwned,
-    /// Whether it is an RSA key (key encipherment allowed).
-    pub rsa: bool,
-    /// Start of validity: the review's time, to the second.
-    pub not_before: SystemTime,
-    /// End of validity, to the second, clamped to the root's.
-    pub not_after: SystemTime,
-    /// What the certificate leaves out of the request, and the validity clamp, in words.
-    pub notes: Vec<String>,
-}
-
-/// A certificate just signed, not yet recorded.
-#[derive(Debug, Clone)]
-pub struct Signed {
-    /// The serial number's bytes.
-    pub serial: Vec<u8>,
-    /// The certificate's DER.
-    pub der: Vec<u8>,
-    /// End of validity.
-    pub not_after: SystemTime,
-}
-
-/// The signing half of a CA: its key, root and policy. Shared by threads when signing a batch.
-#[derive(Debug)]
-pub struct Issuer {
-    config: CaConfig,
-    signer: CaSigner,
-    root: Certificate,
-    root_info: CertInfo,
-    root_ski: Vec<u8>,
-}
-
-fn x509_time(t: SystemTime) -> Result<Time> {
-    Time::try_from(t).map_err(|e| Error::Authority(format!("time {}: {e}", seconds(t))))
-}
-
-fn ext_err(what: &str) -> impl Fn(der::Error) -> Error + '_ {
-    move |e| Error::Authority(format!("{what}: {e}"))
-}
-
-/// 16 random octets, positive, the first one non-zero: always 16 octets in DER, 126 bits of
-/// randomness, never derived from the key.
-fn random_serial(rng: &mut impl getrandom::rand_core::CryptoRng) -> Vec<u8> {
-    let mut bytes = [0u8; 16];
-    rng.fill_bytes(&mut bytes);
-    bytes[0] = (bytes[0] & 0x7f) | 0x01;
-    bytes.to_vec()
-}
-
-/// Whether `name` (lower case) lies below the DNS suffix `suffix` (`.company.local` or
-/// `company.local`): on a label boundary, so `company.local` admits `a.company.local` but not
-/// `evilcompany.local`, nor the suffix itself.
-fn under_suffix(name: &str, suffix: &str) -> bool {
-    let suffix = suffix.trim_start_matches('.').to_ascii_lowercase();
-    !suffix.is_empty()
-        && name.len() > suffix.len() + 1
-        && name.ends_with(&suffix)
-        && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
-}
+/// The newest CRL in the CA's folder (PEM).
+pub const CA_CRL: &str = "ca.crl";
 
 /// `years` calendar years after `start` (UTC): the same month, day and time, 29 February
 /// becoming 28 February in a year that has none.
 fn add_years(start: SystemTime, years: u32) -> Result<SystemTime> {
-    let bad = |e: der::Error| Error::Authority(format!("{years} years after the start: {e}"));
-    let dt = der::DateTime::from_system_time(start).map_err(bad)?;
-    let year = u16::try_from(u32::from(dt.year()) + years)
-        .map_err(|_| Error::Authority(format!("{years} years is past the year 9999")))?;
+    let too_far = || Error::Validity { years };
+    let dt = der::DateTime::from_system_time(start).map_err(|_| too_far())?;
+    let year = u16::try_from(u32::from(dt.year()) + years).map_err(|_| too_far())?;
     // der's calendar refuses 29 February in a year without one: the 28th then.
     let end = der::DateTime::new(
         year,
@@ -380,283 +80,8 @@ fn add_years(start: SystemTime, years: u32) -> Result<SystemTime> {
         dt.seconds(),
     )
     .or_else(|_| der::DateTime::new(year, dt.month(), 28, dt.hour(), dt.minutes(), dt.seconds()))
-    .map_err(bad)?;
+    .map_err(|_| too_far())?;
     Ok(end.to_system_time())
-}
-
-impl CaConfig {
-    /// Checks the policy's values, naming the field at fault: a suffix must be a DNS name (an
-    /// empty one would admit every name), validities at least a day.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        check_dns_name(&self.name).map_err(|e| format!("name '{}': {e}", self.name))?;
-        if self.validity_days == 0 {
-            return Err("validity_days: must be at least 1".into());
-        }
-        if self.crl_validity_days == 0 {
-            return Err("crl_validity_days: must be at least 1".into());
-        }
-        for (i, suffix) in self.allowed_dns_suffixes.iter().enumerate() {
-            let bare = suffix.trim_start_matches('.');
-            if bare.is_empty() {
-                return Err(format!(
-                    "allowed_dns_suffixes[{i}]: '{suffix}' is empty, which would admit every name; give a domain such as .company.local"
-                ));
-            }
-            check_dns_name(bare).map_err(|e| {
-                format!("allowed_dns_suffixes[{i}]: '{suffix}' is not a DNS name: {e}")
-            })?;
-        }
-        Ok(())
-    }
-}
-
-impl Issuer {
-    /// The policy.
-    pub fn config(&self) -> &CaConfig {
-        &self.config
-    }
-
-    /// When certificates issued at `now` end with the root instead of lasting the policy's
-    /// `validity_days`: a sentence to say once (a batch, a tool's run), not per request.
-    pub fn truncation(&self, now: SystemTime) -> Option<String> {
-        let asked = days_after(now, self.config.validity_days);
-        (asked > self.root_info.not_after && self.config.leaf_not_after == LeafNotAfter::Truncate)
-            .then(|| {
-                format!(
-                    "certificates issued now end with the root, at Unix time {}, before the {} days the policy asks",
-                    seconds(self.root_info.not_after),
-                    self.config.validity_days
-                )
-            })
-    }
-
-    /// The root certificate.
-    pub fn root(&self) -> &CertInfo {
-        &self.root_info
-    }
-
-    /// Reviews an untrusted request under the policy at `now`: its approved content, or the
-    /// reason it is denied.
-    pub fn review(
-        &self,
-        received: &ReceivedRequest,
-        now: SystemTime,
-    ) -> std::result::Result<Approved, Denial> {
-        let algorithm = received
-            .verify()
-            .map_err(|e| Denial::Signature(e.to_string()))?;
-        let info = &received.request().info;
-        let mut notes = Vec::new();
-        if algorithm.hash() == Hash::Sha1 {
-            notes.push(format!(
-                "the request is signed with {algorithm}: accepted as proof of possession only (this CA never signs with SHA-1)"
-            ));
-        }
-        // The subject: its common name only.
-        let mut common_name = None;
-        for atv in info.subject.iter() {
-            if atv.oid == const_oid::db::rfc4519::CN && common_name.is_none() {
-                let cn = x509_cert::ext::pkix::name::DirectoryString::try_from(&atv.value)
-                    .map_err(|e| {
-                        Denial::Unreadable(format!("the subject's common name cannot be read: {e}"))
-                    })?;
-                common_name = Some(String::from(cn));
-            } else {
-                notes.push(format!("subject attribute {} ignored", atv.oid));
-            }
-        }
-        let cn = common_name
-            .ok_or_else(|| Denial::Name("the request's subject has no common name (CN)".into()))?;
-        check_dns_name(&cn).map_err(|e| {
-            Denial::Name(format!(
-                "the common name '{cn}' is not a DNS host name: {e}"
-            ))
-        })?;
-        let common_name = cn;
-
-        // The key.
-        let mut spki = info.public_key.clone();
-        let key_oid = spki.algorithm.oid;
-        let rsa = if key_oid == const_oid::db::rfc5912::RSA_ENCRYPTION {
-            let key = rsa::RsaPublicKey::try_from(spki.owned_to_ref())
-                .map_err(|e| Denial::Unreadable(format!("the RSA key cannot be read: {e}")))?;
-            let bits = rsa::traits::PublicKeyParts::n(&key).bits();
-            let floor = if self.config.allow_legacy_rsa1024 {
-                1024
-            } else {
-                2048
-            };
-            if bits < floor {
-                return Err(Denial::WeakKey { bits, floor });
-            }
-            if bits > 8192 {
-                return Err(Denial::KeyType(format!(
-                    "an RSA key of {bits} bits is larger than 8192"
-                )));
-            }
-            true
-        } else if key_oid == const_oid::db::rfc5912::ID_EC_PUBLIC_KEY {
-            // Re-encoded uncompressed: ring (and so rustls) takes no compressed points.
-            use spki::EncodePublicKey;
-            let uncompressed = if let Ok(k) = p256::PublicKey::try_from(spki.owned_to_ref()) {
-                k.to_public_key_der()
-            } else if let Ok(k) = p384::PublicKey::try_from(spki.owned_to_ref()) {
-                k.to_public_key_der()
-            } else {
-                return Err(Denial::KeyType(
-                    "only ECDSA keys on P-256 or P-384 are accepted".to_owned(),
-                ));
-            }
-            .map_err(|e| Denial::Unreadable(format!("the EC key cannot be encoded: {e}")))?;
-            let uncompressed = SubjectPublicKeyInfoOwned::from_der(uncompressed.as_bytes())
-                .map_err(|e| Denial::Unreadable(format!("the EC key cannot be encoded: {e}")))?;
-            if uncompressed != spki {
-                notes.push("the compressed EC point is written uncompressed".into());
-                spki = uncompressed;
-            }
-            false
-        } else {
-            return Err(Denial::KeyType(format!(
-                "key algorithm {key_oid} is not accepted: RSA (2048 bits or more) or ECDSA P-256 or P-384"
-            )));
-        };
-
-        // Requested extensions: DNS names the policy allows; everything else the CA decides.
-        let mut dns_names = vec![common_name.clone()];
-        for attr in info.attributes.iter() {
-            if attr.oid != ID_EXTENSION_REQ {
-                notes.push(format!(
-                    "request attribute {} ignored",
-                    named_oid(&attr.oid)
-                ));
-                continue;
-            }
-            for value in attr.values.iter() {
-                let exts: Vec<Extension> = value.decode_as().map_err(|e| {
-                    Denial::Unreadable(format!("the requested extensions cannot be read: {e}"))
-                })?;
-                for ext in exts {
-                    if ext.extn_id == ID_CE_SUBJECT_ALT_NAME {
-                        let san =
-                            SubjectAltName::from_der(ext.extn_value.as_bytes()).map_err(|e| {
-                                Denial::Unreadable(format!(
-                                    "the requested alternative names cannot be read: {e}"
-                                ))
-                            })?;
-                        for name in san.0 {
-                            self.consider_name(&name, &mut dns_names, &mut notes);
-                        }
-                    } else if ext.extn_id != ID_CE_KEY_USAGE && ext.extn_id != ID_CE_EXT_KEY_USAGE {
-                        notes.push(format!(
-                            "requested extension {} ignored",
-                            named_oid(&ext.extn_id)
-                        ));
-                    }
-                }
-            }
-        }
-
-        // Validity, never beyond the root's.
-        let now = whole(now);
-        let root_end = self.root_info.not_after;
-        let mut not_after = days_after(now, self.config.validity_days);
-        if not_after > root_end {
-            match self.config.leaf_not_after {
-                // Said once by `truncation`, not in every request's message.
-                LeafNotAfter::Truncate => not_after = root_end,
-                LeafNotAfter::Err => {
-                    return Err(Denial::Validity(format!(
-                        "a certificate of {} days would outlive the root, which ends at Unix time {} (leaf_not_after = err)",
-                        self.config.validity_days,
-                        seconds(root_end)
-                    )));
-                }
-            }
-        }
-        if not_after <= now {
-            return Err(Denial::Validity(
-                "the root has expired: nothing can be issued".into(),
-            ));
-        }
-        Ok(Approved {
-            common_name,
-            dns_names,
-            public_key: spki,
-            rsa,
-            not_before: now,
-            not_after,
-            notes,
-        })
-    }
-
-    fn consider_name(&self, name: &GeneralName, dns: &mut Vec<String>, notes: &mut Vec<String>) {
-        let GeneralName::DnsName(d) = name else {
-            notes.push("a non-DNS alternative name ignored".into());
-            return;
-        };
-        let d = d.to_string();
-        if check_dns_name(&d).is_err() {
-            notes.push(format!(
-                "alternative name '{d}' ignored: not a DNS host name"
-            ));
-            return;
-        }
-        let lower = d.to_ascii_lowercase();
-        if dns.iter().any(|n| n.eq_ignore_ascii_case(&lower)) {
-            return;
-        }
-        let allowed = self
-            .config
-            .allowed_dns_suffixes
-            .iter()
-            .any(|s| under_suffix(&lower, s));
-        if allowed {
-            dns.push(d);
-        } else {
-            notes.push(format!(
-                "alternative name '{d}' ignored: not the common name and not allowed by policy"
-            ));
-        }
-    }
-
-    /// Signs the certificate for an approved request with a fresh random serial number.
-    pub fn sign(&self, a: &Approved) -> Result<Signed> {
-        self.sign_with_rng(a, &mut os_rng())
-    }
-
-    /// As [`Issuer::sign`], the serial number drawn from `rng` (tests make it repeatable).
-    pub fn sign_with_rng(
-        &self,
-        a: &Approved,
-        rng: &mut impl getrandom::rand_core::CryptoRng,
-    ) -> Result<Signed> {
-        let serial = random_serial(rng);
-        let profile = AgentProfile {
-            issuer: self.root.tbs_certificate().subject().clone(),
-            subject: Name::from_str(&format!("CN={}", a.common_name))
-                .map_err(ext_err("subject"))?,
-            dns_names: a.dns_names.clone(),
-            key_usage: KeyUsage(if a.rsa {
-                KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment
-            } else {
-                KeyUsages::DigitalSignature.into()
-            }),
-            aki: self.root_ski.clone(),
-        };
-        let builder = CertificateBuilder::new(
-            profile,
-            SerialNumber::new(&serial).map_err(ext_err("serial"))?,
-            Validity::new(x509_time(a.not_before)?, x509_time(a.not_after)?),
-            a.public_key.clone(),
-        )
-        .map_err(|e| Error::Authority(format!("certificate: {e}")))?;
-        let cert = self.signer.sign(builder)?;
-        Ok(Signed {
-            serial,
-            der: cert.to_der().map_err(ext_err("certificate"))?,
-            not_after: a.not_after,
-        })
-    }
 }
 
 /// A CA: its [`Issuer`] and its request database.
@@ -674,45 +99,67 @@ pub struct Submitted {
     pub record: Record,
     /// True when the same request was submitted before: nothing changed.
     pub existing: bool,
+    /// Why it waits for an operator, when the CA would otherwise have issued it.
+    pub hold: Option<Hold>,
 }
 
-/// RFC 5280's revocation reasons, by certutil's names (case-insensitive) or number.
-pub fn parse_reason(text: &str) -> Result<u8> {
-    const NAMES: [(&str, u8); 9] = [
-        ("unspecified", 0),
-        ("keycompromise", 1),
-        ("cacompromise", 2),
-        ("affiliationchanged", 3),
-        ("superseded", 4),
-        ("cessationofoperation", 5),
-        ("certificatehold", 6),
-        ("privilegewithdrawn", 9),
-        ("aacompromise", 10),
-    ];
-    let lower = text.to_ascii_lowercase().replace(['_', '-'], "");
-    if let Some((_, code)) = NAMES.iter().find(|(n, _)| *n == lower) {
-        return Ok(*code);
+/// A CRL published.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Its number.
+    pub number: u64,
+    /// When it was made.
+    pub this_update: SystemTime,
+    /// Until when it is valid: a new one is due halfway there.
+    pub next_update: SystemTime,
+    /// How many certificates it lists.
+    pub revoked: usize,
+    /// The files written: the CA folder's `ca.crl` (PEM), and `<CA name>.crl` (DER, as a
+    /// CRL distribution point serves it) in the policy's publish folder.
+    pub files: Vec<PathBuf>,
+}
+
+/// The record's message for a request recorded pending: certutil's words, why it is held,
+/// and what the certificate leaves out. The one place a request's text reaches a message;
+/// every part is escaped by its `Display`.
+pub(crate) fn pending_message(a: &Approved, hold: Option<&Hold>) -> String {
+    let mut m = "Taken Under Submission".to_owned();
+    if let Some(h) = hold {
+        m.push_str(&format!(". Held: {h}"));
     }
-    match text.parse::<u8>() {
-        Ok(code) if NAMES.iter().any(|(_, c)| *c == code) => Ok(code),
-        _ => Err(Error::Authority(format!(
-            "unknown revocation reason '{text}': Unspecified, KeyCompromise, CACompromise, AffiliationChanged, Superseded, CessationOfOperation, CertificateHold, PrivilegeWithdrawn, AACompromise (or 0-6, 9, 10)"
-        ))),
+    append_notes(&mut m, a);
+    m
+}
+
+/// The record's message for a request issued.
+pub(crate) fn issued_message(a: &Approved) -> String {
+    let mut m = "Issued".to_owned();
+    append_notes(&mut m, a);
+    m
+}
+
+fn append_notes(m: &mut String, a: &Approved) {
+    if !a.notes().is_empty() {
+        m.push_str(". ");
+        let notes: Vec<String> = a.notes().iter().map(ToString::to_string).collect();
+        m.push_str(&notes.join("; "));
     }
 }
 
-fn reason_of(code: u8) -> Option<CrlReason> {
-    Some(match code {
-        1 => CrlReason::KeyCompromise,
-        2 => CrlReason::CaCompromise,
-        3 => CrlReason::AffiliationChanged,
-        4 => CrlReason::Superseded,
-        5 => CrlReason::CessationOfOperation,
-        6 => CrlReason::CertificateHold,
-        9 => CrlReason::PrivilegeWithdrawn,
-        10 => CrlReason::AaCompromise,
-        _ => return None,
-    })
+fn config_json(config: &CaConfig) -> Result<Vec<u8>> {
+    let mut json = serde_json::to_vec_pretty(config).map_err(|source| Error::Json {
+        what: "the CA's policy",
+        source,
+    })?;
+    json.push(b'\n');
+    Ok(json)
+}
+
+fn io_at(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl Authority {
@@ -720,51 +167,48 @@ impl Authority {
     /// CA, keyUsage keyCertSign + cRLSign, subject key identifier), its key, its policy and its
     /// empty database.
     pub fn init(dir: &Path, options: &InitOptions, now: SystemTime) -> Result<Self> {
-        check_dns_name(&options.name).map_err(|e| {
-            Error::Authority(format!(
-                "the CA name '{}' must be a simple name: {e}",
-                options.name
-            ))
+        check_dns_name(&options.name).map_err(|message| Error::Policy {
+            field: "name".into(),
+            message: format!("'{}' must be a simple host name: {message}", options.name),
         })?;
         if dir.join(CA_KEY).exists() || dir.join(CA_CERT).exists() {
-            return Err(Error::Authority(format!(
-                "{} already holds a CA; nothing was changed",
-                dir.display()
-            )));
+            return Err(Error::CaExists {
+                dir: dir.to_owned(),
+            });
         }
         if options.validity_years == 0 || options.issued_validity_days == 0 {
-            return Err(Error::Authority(
-                "validity must be at least one year and one day".into(),
-            ));
+            return Err(Error::Policy {
+                field: "validity".into(),
+                message: "must be at least one year for the root and one day for certificates"
+                    .into(),
+            });
         }
         let key = PrivateKey::generate(options.key)?;
         let signer = CaSigner::new(&key);
         let spki = SubjectPublicKeyInfoOwned::from_der(&key.public_key_der()?)
-            .map_err(ext_err("public key"))?;
-        let name = Name::from_str(&format!("CN={}", options.name)).map_err(ext_err("name"))?;
+            .map_err(encoding("the public key"))?;
+        let name =
+            Name::from_str(&format!("CN={}", options.name)).map_err(encoding("the CA's name"))?;
         let start = whole(now);
         let end = add_years(start, options.validity_years)?;
         let builder = CertificateBuilder::new(
             RootProfile { name },
-            SerialNumber::new(&random_serial(&mut os_rng())).map_err(ext_err("serial"))?,
+            SerialNumber::new(&random_serial(&mut os_rng()))
+                .map_err(encoding("the serial number"))?,
             Validity::new(x509_time(start)?, x509_time(end)?),
             spki,
         )
-        .map_err(|e| Error::Authority(format!("root: {e}")))?;
+        .map_err(|e| Error::Signing(e.to_string()))?;
         let root = signer.sign(builder)?;
-        let root_der = root.to_der().map_err(ext_err("root"))?;
+        let root_der = root.to_der().map_err(encoding("the root"))?;
 
-        fs_create(dir)?;
+        opsmgr_fsutil::create_private_dir(dir).map_err(io_at(dir))?;
         // An existing folder (made by hand, or by a umask) becomes owner-only too.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
-                |source| Error::Io {
-                    path: dir.to_owned(),
-                    source,
-                },
-            )?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_at(dir))?;
         }
         let config = CaConfig {
             name: options.name.clone(),
@@ -773,7 +217,10 @@ impl Authority {
             auto_issue: false,
             allow_legacy_rsa1024: false,
             allowed_dns_suffixes: Vec::new(),
-            crl_validity_days: default_crl_days(),
+            crl_validity_days: policy::default_crl_days(),
+            crl_urls: Vec::new(),
+            ca_issuers_url: None,
+            crl_publish_dir: None,
         };
         let key_pem = match &options.password {
             Some(p) => key.to_encrypted_pkcs8_pem(p)?,
@@ -785,64 +232,49 @@ impl Authority {
         write_private(&dir.join(CA_CONFIG), &config_json(&config)?)?;
         write_private(&dir.join(CA_KEY), key_pem.as_bytes())?;
         let pem = crate::cert::certificate_to_pem(&root_der)?;
-        opsmgr_fsutil::write_atomic(&dir.join(CA_CERT), pem.as_bytes()).map_err(|source| {
-            Error::Io {
-                path: dir.join(CA_CERT),
-                source,
-            }
-        })?;
+        opsmgr_fsutil::write_atomic(&dir.join(CA_CERT), pem.as_bytes())
+            .map_err(io_at(&dir.join(CA_CERT)))?;
         Self::open(dir, options.password.as_deref().map(String::as_str))
     }
 
-    /// Opens the CA in `dir`; an encrypted key needs `password`.
+    /// Opens the CA in `dir`; an encrypted key needs `password`. A database of an older
+    /// version is upgraded, its rows completed from their stored requests.
     pub fn open(dir: &Path, password: Option<&str>) -> Result<Self> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| Error::Io { path, source })
+            std::fs::read(&path).map_err(io_at(&path))
         };
-        let config_bytes = read(CA_CONFIG)?;
-        let config: CaConfig = serde_json::from_slice(&config_bytes)
-            .map_err(|e| Error::Authority(format!("{}: {e}", dir.join(CA_CONFIG).display())))?;
-        config
-            .validate()
-            .map_err(|e| Error::Authority(format!("{}: {e}", dir.join(CA_CONFIG).display())))?;
+        let config_path = dir.join(CA_CONFIG);
+        let config: CaConfig =
+            serde_json::from_slice(&read(CA_CONFIG)?).map_err(|source| Error::Config {
+                path: config_path.clone(),
+                source,
+            })?;
         let key_pem = zeroize::Zeroizing::new(read(CA_KEY)?);
+        let key_path = dir.join(CA_KEY);
         let key_text = std::str::from_utf8(&key_pem)
-            .map_err(|_| Error::Key(format!("{}: not PEM", dir.join(CA_KEY).display())))?;
-        let key_path = dir.join(CA_KEY).display().to_string();
+            .map_err(|_| Error::Key(format!("{}: not PEM", key_path.display())))?;
+        let key_name = key_path.display().to_string();
         let key = PrivateKey::from_pkcs8_pem(key_text, password).map_err(|e| match e {
-            Error::PasswordRequired(_) => Error::PasswordRequired(key_path.clone()),
-            Error::WrongPassword(_) => Error::WrongPassword(key_path.clone()),
-            other => Error::Key(format!("{key_path}: {other}")),
+            Error::PasswordRequired(_) => Error::PasswordRequired(key_name.clone()),
+            Error::WrongPassword(_) => Error::WrongPassword(key_name.clone()),
+            other => Error::Key(format!("{key_name}: {other}")),
         })?;
-        let root_info = CertInfo::parse(&read(CA_CERT)?)?;
-        if key.public_key_der()? != root_info.public_key {
-            return Err(Error::Authority(format!(
-                "{} is not the certificate of {}",
-                dir.join(CA_CERT).display(),
-                dir.join(CA_KEY).display()
-            )));
-        }
-        let root = Certificate::from_der(&root_info.der).map_err(ext_err("root"))?;
-        let root_ski = SubjectKeyIdentifier::try_from(
-            root.tbs_certificate()
-                .subject_public_key_info()
-                .owned_to_ref(),
-        )
-        .map_err(ext_err("root key identifier"))?
-        .0
-        .as_bytes()
-        .to_vec();
-        let db = Database::open(&dir.join(CA_DB))?;
+        let issuer = Issuer::new(&key, &read(CA_CERT)?, config).map_err(|e| match e {
+            Error::Policy { field, message } => Error::Policy {
+                field: format!("{}: {field}", config_path.display()),
+                message,
+            },
+            Error::KeyMismatch { .. } => Error::KeyMismatch {
+                certificate: format!("{} (for {})", dir.join(CA_CERT).display(), key_name),
+            },
+            other => other,
+        })?;
+        let mut db = Database::open(&dir.join(CA_DB))?;
+        complete_old_rows(&mut db)?;
         Ok(Self {
             dir: dir.to_owned(),
-            issuer: Issuer {
-                config,
-                signer: CaSigner::new(&key),
-                root,
-                root_info,
-                root_ski,
-            },
+            issuer,
             db,
         })
     }
@@ -857,11 +289,6 @@ impl Authority {
         &self.issuer
     }
 
-    /// The database, for the drop folder's batch.
-    pub(crate) fn db(&self) -> &Database {
-        &self.db
-    }
-
     /// The database, for the drop folder's transactions.
     pub(crate) fn db_mut(&mut self) -> &mut Database {
         &mut self.db
@@ -869,114 +296,148 @@ impl Authority {
 
     /// Saves a changed policy.
     pub fn set_config(&mut self, config: CaConfig) -> Result<()> {
-        config.validate().map_err(Error::Authority)?;
+        config.validate()?;
         write_private(&self.dir.join(CA_CONFIG), &config_json(&config)?)?;
-        self.issuer.config = config;
+        self.issuer.set_config(config);
         Ok(())
     }
 
-    /// Receives a request (certreq -submit): recorded as pending (or denied with the reason);
-    /// issued at once when the policy auto-issues. The same request again finds its first
-    /// record and changes nothing.
+    /// What the database holds that bears on `req` (see [`decide`]).
+    pub(crate) fn context(&self, req: &Assessed) -> Result<Context> {
+        let mut ctx = Context {
+            own: self.db.by_inner_digest(&req.inner_sha256)?,
+            ..Context::default()
+        };
+        if let Some(host) = &req.host {
+            ctx.host_records = self.db.for_host(host.as_str())?;
+        }
+        if let Some(key) = &req.key {
+            ctx.key_records = self.db.by_key(&key.sha256)?;
+            ctx.compromised = self
+                .db
+                .compromised(&key.sha256)?
+                .map(|(serial, at)| (crate::hex::upper(&serial), at));
+        }
+        if let Some(Claim::Signed { cert, .. }) = &req.claim {
+            ctx.claimed = self.db.by_serial(&cert.serial)?;
+        }
+        Ok(ctx)
+    }
+
+    /// Receives a request (certreq -submit): recorded as pending (or denied with the reason),
+    /// issued at once when the policy auto-issues or it is a renewal proved with its host's
+    /// current certificate, under the same rules as the drop folder ([`Hold`]). The same
+    /// PKCS #10 request again (wrapped again, or not) finds its first record and changes
+    /// nothing.
     pub fn submit(&mut self, bytes: &[u8], requester: &str, now: SystemTime) -> Result<Submitted> {
         let request = ReceivedRequest::parse(bytes)?;
-        // The bytes as received: the signature covers them, not a re-encoding.
-        let der = request.der();
-        let digest = Sha256::digest(der);
-        if let Some(record) = self.db.by_digest(&digest)? {
+        let req = self.issuer.assess(&request, now);
+        let ctx = self.context(&req)?;
+        if let Some(record) = ctx.own.clone() {
             return Ok(Submitted {
                 record,
                 existing: true,
+                hold: None,
             });
         }
-        let review = self.issuer.review(&request, now);
-        let subject = escape_control(&request.request().info.subject.to_string());
-        let (disposition, message, common_name) = match &review {
-            Ok(a) => (
-                Disposition::Pending,
-                pending_message(a),
-                Some(a.common_name.clone()),
-            ),
-            Err(reason) => (
-                Disposition::Denied,
-                escape_control(&reason.to_string()),
-                None,
-            ),
+        let issue = self.issuer.config().auto_issue;
+        let decided = decide(&req, &ctx, &Earlier::default(), issue, false, now);
+        let id = self.record_new(&req, requester, &decided, now)?;
+        let record = self.record(id)?;
+        Ok(Submitted {
+            record,
+            existing: false,
+            hold: match decided.decision {
+                Decision::Hold(h) => Some(h),
+                _ => None,
+            },
+        })
+    }
+
+    /// Records a new request as `decided` says, issuing it in the same transaction when the
+    /// decision is to issue. A serial collision (2^-126) is refused by the database: signed
+    /// again.
+    fn record_new(
+        &mut self,
+        req: &Assessed,
+        requester: &str,
+        decided: &Decided,
+        now: SystemTime,
+    ) -> Result<i64> {
+        let approved = req.review.as_ref().ok().map(|a| {
+            let mut a = a.clone();
+            a.note(decided.notes.iter().cloned());
+            a
+        });
+        let (disposition, message) = match (&decided.decision, &approved) {
+            (Decision::Deny(d), _) => (Disposition::Denied, d.to_string()),
+            (Decision::Hold(h), Some(a)) => (Disposition::Pending, pending_message(a, Some(h))),
+            (_, Some(a)) => (Disposition::Pending, pending_message(a, None)),
+            (_, None) => (Disposition::Pending, "Taken Under Submission".to_owned()),
         };
-        let auto = match &review {
-            Ok(a) if self.issuer.config.auto_issue => Some(a),
+        let to_issue = match (&decided.decision, &approved) {
+            (Decision::Issue, Some(a)) => Some(a),
             _ => None,
         };
-        // Recorded and, when the policy auto-issues, issued in the same transaction. A serial
-        // collision (2^-126) is refused by the database: sign again.
-        let mut attempts = 0;
-        let id = loop {
-            let signed = auto.map(|a| self.issuer.sign(a)).transpose()?;
+        let host = req.host.as_ref().map(ToString::to_string);
+        for attempt in 0.. {
+            let signed = to_issue.map(|a| self.issuer.sign(a)).transpose()?;
             let result = self.db.transaction(|b| {
                 let (id, _) = b.insert(&NewRequest {
                     received: now,
                     requester,
-                    der,
-                    sha256: &digest,
-                    subject: &subject,
-                    common_name: common_name.as_deref(),
+                    der: &req.der,
+                    sha256: &req.sha256,
+                    inner_sha256: &req.inner_sha256,
+                    key_sha256: req.key.as_ref().map(|k| k.sha256.as_slice()),
+                    key_desc: req.key.as_ref().map(|k| k.description.as_str()),
+                    requested_names: &req.requested,
+                    subject: &req.subject,
+                    common_name: host.as_deref(),
+                    renews: decided.renews,
                     disposition,
                     message: &message,
                 })?;
-                if let (Some(s), Some(a)) = (&signed, auto) {
-                    b.issue(&Issue {
-                        id,
-                        serial: &s.serial,
-                        certificate: &s.der,
-                        not_after: s.not_after,
-                        message: &issued_message(a),
-                    })?;
+                if let (Some(s), Some(a)) = (&signed, to_issue) {
+                    b.issue(&issue_row(id, s, a, &issued_message(a)))?;
                 }
                 Ok(id)
             });
             match result {
-                Err(Error::SerialInUse(_)) if attempts < 3 => attempts += 1,
-                other => break other?,
+                Err(Error::SerialInUse(_)) if attempt < 3 => continue,
+                other => return other,
             }
-        };
-        let record = self.db.get(id)?.ok_or(Error::NoSuchRequest(id))?;
-        Ok(Submitted {
-            record,
-            existing: false,
-        })
+        }
+        unreachable!("the loop returns by its fourth attempt")
     }
 
     fn issue_approved(&mut self, id: i64, approved: &Approved, reopen: bool) -> Result<Record> {
-        // A serial collision (2^-126) would be refused by the database; try a fresh one.
-        let mut attempts = 0;
-        loop {
+        for attempt in 0.. {
             let signed = self.issuer.sign(approved)?;
             let message = issued_message(approved);
             let result = self.db.transaction(|b| {
                 if reopen {
                     b.reopen(id)?;
                 }
-                b.issue(&Issue {
-                    id,
-                    serial: &signed.serial,
-                    certificate: &signed.der,
-                    not_after: signed.not_after,
-                    message: &message,
-                })
+                b.issue(&issue_row(id, &signed, approved, &message))
             });
             match result {
-                Err(Error::SerialInUse(_)) if attempts < 3 => attempts += 1,
+                Err(Error::SerialInUse(_)) if attempt < 3 => continue,
                 Err(e) => return Err(e),
-                Ok(()) => return self.db.get(id)?.ok_or(Error::NoSuchRequest(id)),
+                Ok(()) => return self.record(id),
             }
         }
+        unreachable!("the loop returns by its fourth attempt")
     }
 
-    /// Issues request `id` (certutil -resubmit), reviewing it again under today's policy: a
-    /// pending request, or a denied one (as AD CS allows for failed requests: after the policy
-    /// changed, say). A request the policy still refuses is denied with today's reason.
+    /// Issues request `id` (certutil -resubmit): an operator's approval, after a review under
+    /// today's policy. A pending request, or a denied one (as AD CS allows for failed
+    /// requests: after the policy changed, say). A request the policy refuses, or for a key
+    /// revoked for keyCompromise, is denied with the reason. What held it (another
+    /// certificate for the host, new names in a renewal) was for this approval to decide; the
+    /// host's earlier certificates are superseded by the new one.
     pub fn resubmit(&mut self, id: i64, now: SystemTime) -> Result<Record> {
-        let record = self.db.get(id)?.ok_or(Error::NoSuchRequest(id))?;
+        let record = self.record(id)?;
         let reopen = match record.disposition {
             Disposition::Pending => false,
             Disposition::Denied => true,
@@ -984,34 +445,59 @@ impl Authority {
         };
         let der = self.db.request_der(id)?.ok_or(Error::NoSuchRequest(id))?;
         let request = ReceivedRequest::from_der(der)?;
-        match self.issuer.review(&request, now) {
-            Ok(approved) => self.issue_approved(id, &approved, reopen),
+        let req = self.issuer.assess(&request, now);
+        let ctx = self.context(&req)?;
+        let review = match (&req.review, &ctx.compromised) {
+            (Ok(_), Some((serial, revoked_at))) => Err(Denial::CompromisedKey {
+                serial: serial.clone(),
+                revoked_at: *revoked_at,
+            }),
+            (review, _) => review.clone(),
+        };
+        match review {
+            Ok(mut approved) => {
+                if record.renews.is_some()
+                    && let Some(serial) = ctx.claimed.and_then(|c| c.serial)
+                {
+                    approved.note([Note::Renews { serial }]);
+                }
+                self.issue_approved(id, &approved, reopen)
+            }
             Err(reason) => {
-                let reason = escape_control(&reason.to_string());
+                let reason = reason.to_string();
                 self.db.transaction(|b| {
                     if reopen {
                         b.reopen(id)?;
                     }
                     b.deny(id, &reason)
                 })?;
-                self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+                self.record(id)
             }
         }
     }
 
-    /// Denies pending request `id` (certutil -deny).
+    /// Denies pending request `id` (certutil -deny), with the operator's reason.
     pub fn deny(&mut self, id: i64, reason: &str) -> Result<Record> {
-        self.db.transaction(|b| b.deny(id, reason))?;
-        self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+        let reason = crate::text::escape_control(reason);
+        self.db.transaction(|b| b.deny(id, &reason))?;
+        self.record(id)
     }
 
-    /// Revokes the certificate with serial number `serial` (hex) for RFC 5280 reason `reason`
-    /// (certutil -revoke). Revoking again keeps the first time and reason.
-    pub fn revoke(&mut self, serial: &str, reason: u8, now: SystemTime) -> Result<Record> {
-        let bytes = crate::hex::decode(serial)
-            .ok_or_else(|| Error::Authority(format!("serial number '{serial}' is not hex")))?;
+    /// Revokes the certificate with serial number `serial` (hex) for `reason` (certutil
+    /// -revoke). Revoking again keeps the first time and reason. For keyCompromise the key is
+    /// never certified again, and the certificates this one superseded are revoked with it.
+    /// Publish a CRL afterwards ([`Authority::publish_crl`]) for relying parties to see it.
+    pub fn revoke(
+        &mut self,
+        serial: &str,
+        reason: RevocationReason,
+        now: SystemTime,
+    ) -> Result<Record> {
+        let bytes = crate::hex::decode(serial).ok_or_else(|| Error::BadSerial {
+            given: serial.to_owned(),
+        })?;
         let id = self.db.transaction(|b| b.revoke(&bytes, now, reason))?;
-        self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+        self.record(id)
     }
 
     /// The record of request `id`.
@@ -1024,100 +510,144 @@ impl Authority {
         self.db.list(filter)
     }
 
-    /// A CRL signed by the root listing every revoked serial with its time and reason, valid
-    /// for the policy's `crl_validity_days`. Its number grows with each CRL made.
+    /// A new CRL (DER) signed by the root, listing every revoked serial with its time and
+    /// reason, valid for the policy's `crl_validity_days`. Its number grows with each CRL made.
     pub fn crl(&mut self, now: SystemTime) -> Result<Vec<u8>> {
-        let number = self.db.next_crl_number(now)?;
-        let revoked = self
-            .db
-            .revoked()?
-            .into_iter()
-            .map(|(serial, at, reason)| {
-                let extensions = match reason_of(reason) {
-                    Some(r) => Some(vec![
-                        r.to_extension(self.issuer.root.tbs_certificate().subject(), &[])
-                            .map_err(ext_err("reason"))?,
-                    ]),
-                    None => None,
-                };
-                Ok(RevokedCert {
-                    serial_number: SerialNumber::<x509_cert::certificate::Rfc5280>::new(&serial)
-                        .map_err(ext_err("serial"))?,
-                    revocation_date: x509_time(at)?,
-                    crl_entry_extensions: extensions,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let number = CrlNumber::from(
-            der::asn1::Uint::new(&number.to_be_bytes()).map_err(ext_err("CRL number"))?,
-        );
         let now = whole(now);
-        let next = days_after(now, self.issuer.config.crl_validity_days);
-        let mut builder =
-            CrlBuilder::new_with_this_update(&self.issuer.root, number, x509_time(now)?)
-                .map_err(ext_err("CRL"))?
-                .with_next_update(Some(x509_time(next)?));
-        // Nothing revoked: no revokedCertificates at all (RFC 5280 5.1.2.6; an empty SEQUENCE
-        // is an error to pkilint).
-        if !revoked.is_empty() {
-            builder = builder.with_certificates(revoked.into_iter());
+        let next = days_after(now, self.issuer.config().crl_validity_days);
+        let number = self.db.next_crl_number(now, next)?;
+        let revoked = self.db.revoked()?;
+        self.issuer.sign_crl(number, now, next, &revoked)
+    }
+
+    /// The newest CRL made: its number, when, and until when.
+    pub fn last_crl(&self) -> Result<Option<(u64, SystemTime, Option<SystemTime>)>> {
+        self.db.last_crl()
+    }
+
+    /// Whether a new CRL is due at `now`: none was made, half of the newest one's validity has
+    /// passed, or a file it is published to is missing.
+    pub fn crl_due(&self, now: SystemTime) -> Result<bool> {
+        let Some((_, made, next)) = self.db.last_crl()? else {
+            return Ok(true);
+        };
+        let Some(next) = next else {
+            return Ok(true);
+        };
+        let half = next.duration_since(made).map(|d| d / 2).unwrap_or_default();
+        let missing = self.crl_files().iter().any(|p| !p.exists());
+        Ok(missing || made + half <= now)
+    }
+
+    fn crl_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.dir.join(CA_CRL)];
+        if let Some(dir) = &self.issuer.config().crl_publish_dir {
+            files.push(dir.join(format!("{}.crl", self.issuer.config().name)));
         }
-        let crl = self.issuer.signer.sign(builder)?;
-        crl.to_der().map_err(ext_err("CRL"))
+        files
+    }
+
+    /// Makes a new CRL and writes it, atomically, to the CA's folder (`ca.crl`, PEM) and to
+    /// the policy's publish folder (`<CA name>.crl`, DER).
+    pub fn publish_crl(&mut self, now: SystemTime) -> Result<Published> {
+        let der = self.crl(now)?;
+        let (number, this_update, next_update) = self
+            .db
+            .last_crl()?
+            .ok_or(Error::Signing("no CRL was recorded".into()))?;
+        let files = self.crl_files();
+        let pem = crate::cert::crl_to_pem(&der)?;
+        for (i, path) in files.iter().enumerate() {
+            let bytes = if i == 0 {
+                pem.as_bytes()
+            } else {
+                der.as_slice()
+            };
+            opsmgr_fsutil::write_atomic(path, bytes).map_err(io_at(path))?;
+        }
+        let list =
+            x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
+                .map_err(encoding("the CRL"))?;
+        Ok(Published {
+            number,
+            this_update,
+            next_update: next_update.unwrap_or(this_update),
+            revoked: list
+                .tbs_cert_list
+                .revoked_certificates
+                .as_ref()
+                .map_or(0, Vec::len),
+            files,
+        })
+    }
+
+    /// Publishes a new CRL when one is due ([`Authority::crl_due`]).
+    pub fn publish_crl_if_due(&mut self, now: SystemTime) -> Result<Option<Published>> {
+        if self.crl_due(now)? {
+            self.publish_crl(now).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 
-/// An object identifier with the name Windows gives it, where it is one requests carry.
-fn named_oid(oid: &const_oid::ObjectIdentifier) -> String {
-    let name = match oid.to_string().as_str() {
-        "1.3.6.1.4.1.311.13.2.3" => "OS version",
-        "1.3.6.1.4.1.311.13.2.1" => "enrollment name-value pairs",
-        "1.3.6.1.4.1.311.21.20" => "client information",
-        "1.3.6.1.4.1.311.13.2.2" => "enrollment CSP",
-        "1.3.6.1.4.1.311.20.2" => "certificate template name",
-        "1.3.6.1.4.1.311.21.7" => "certificate template",
-        "1.3.6.1.4.1.311.21.10" => "application policies",
-        "1.2.840.113549.1.9.7" => "challenge password",
-        "2.5.29.14" => "subject key identifier",
-        "2.5.29.19" => "basic constraints",
-        "2.5.29.32" => "certificate policies",
-        "1.2.840.113549.1.9.15" => "S/MIME capabilities",
-        _ => return oid.to_string(),
-    };
-    format!("{oid} ({name})")
-}
-
-fn pending_message(a: &Approved) -> String {
-    let mut m = "Taken Under Submission".to_owned();
-    append_notes(&mut m, a);
-    m
-}
-
-fn issued_message(a: &Approved) -> String {
-    let mut m = "Issued".to_owned();
-    append_notes(&mut m, a);
-    m
-}
-
-fn append_notes(m: &mut String, a: &Approved) {
-    if !a.notes.is_empty() {
-        m.push_str(". ");
-        m.push_str(&a.notes.join("; "));
+/// The database row of an issued certificate.
+fn issue_row<'a>(id: i64, s: &'a Signed, a: &'a Approved, message: &'a str) -> Issue<'a> {
+    Issue {
+        id,
+        serial: &s.serial,
+        certificate: &s.der,
+        not_after: s.not_after,
+        names: a.dns_names().iter().map(ToString::to_string).collect(),
+        host: a.host().as_str(),
+        message,
     }
 }
 
-fn config_json(config: &CaConfig) -> Result<Vec<u8>> {
-    let mut json =
-        serde_json::to_vec_pretty(config).map_err(|e| Error::Authority(e.to_string()))?;
-    json.push(b'\n');
-    Ok(json)
-}
-
-fn fs_create(dir: &Path) -> Result<()> {
-    opsmgr_fsutil::create_private_dir(dir).map_err(|source| Error::Io {
-        path: dir.to_owned(),
-        source,
-    })
+/// Completes the rows a version 1 database left: the digests of their PKCS #10 requests and
+/// keys, the names asked for and certified.
+fn complete_old_rows(db: &mut Database) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let old = db.incomplete()?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    let mut done = Vec::with_capacity(old.len());
+    for (id, der, certificate) in old {
+        let request = ReceivedRequest::from_der(der)?;
+        let info = &request.request().info;
+        let key = issuer::key_facts(&info.public_key).ok().map(|(_, k, _)| k);
+        let cert = certificate
+            .as_deref()
+            .map(crate::cert::CertInfo::parse)
+            .transpose()?;
+        let mut requested: Vec<String> = info
+            .subject
+            .common_name()
+            .ok()
+            .flatten()
+            .map(|cn| crate::text::escape_control(&String::from(cn)))
+            .into_iter()
+            .collect();
+        if let Some(c) = &cert {
+            let more: Vec<String> = c
+                .dns_names
+                .iter()
+                .filter(|n| !requested.contains(n))
+                .cloned()
+                .collect();
+            requested.extend(more);
+        }
+        done.push(db::Completion {
+            id,
+            inner_sha256: Sha256::digest(request.inner_der()).to_vec(),
+            key_sha256: key.as_ref().map(|k| k.sha256.clone()),
+            key_desc: key.map(|k| k.description),
+            requested_names: requested,
+            certified_names: cert.map(|c| c.dns_names).unwrap_or_default(),
+        });
+    }
+    db.complete(&done)
 }
 
 /// The request id certreq accepts: decimal, or hex with `0x`.
@@ -1126,7 +656,47 @@ pub fn parse_request_id(text: &str) -> Result<i64> {
         Some(hex) => i64::from_str_radix(hex, 16).ok(),
         None => text.parse().ok(),
     };
-    parsed.filter(|id| *id > 0).ok_or_else(|| {
-        Error::Authority(format!("'{text}' is not a request id (a positive number)"))
-    })
+    parsed
+        .filter(|id| *id > 0)
+        .ok_or_else(|| Error::BadRequestId {
+            given: text.to_owned(),
+        })
+}
+
+/// An issuer for the crate's own tests: a P-256 root whose key is fixed by `seed` (one seed,
+/// one CA), named JAMA00, valid ten years from 2020.
+#[cfg(test)]
+pub(crate) fn test_issuer(seed: u8) -> Issuer {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    let mut scalar = [0u8; 32];
+    scalar[31] = seed.max(1);
+    scalar[0] = 0x42;
+    let key = PrivateKey::P256(p256::SecretKey::from_slice(&scalar).unwrap());
+    let start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800);
+    let builder = CertificateBuilder::new(
+        RootProfile {
+            name: Name::from_str("CN=JAMA00").unwrap(),
+        },
+        SerialNumber::new(&[1, seed]).unwrap(),
+        Validity::new(
+            x509_time(start).unwrap(),
+            x509_time(add_years(start, 10).unwrap()).unwrap(),
+        ),
+        SubjectPublicKeyInfoOwned::from_der(&key.public_key_der().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let root = CaSigner::new(&key).sign(builder).unwrap().to_der().unwrap();
+    let config = CaConfig {
+        name: "JAMA00".into(),
+        validity_days: 365,
+        leaf_not_after: LeafNotAfter::Truncate,
+        auto_issue: false,
+        allow_legacy_rsa1024: false,
+        allowed_dns_suffixes: Vec::new(),
+        crl_validity_days: 7,
+        crl_urls: Vec::new(),
+        ca_issuers_url: None,
+        crl_publish_dir: None,
+    };
+    Issuer::new(&key, &root, config).unwrap()
 }

@@ -17,7 +17,7 @@ use x509_cert::request::CertReq;
 use super::dn::{Attribute, DistinguishedName};
 use super::inf::{Hash, KeyType, RequestPolicy};
 use super::keys::{PrivateKey, os_rng};
-use crate::cert::CertInfo;
+use super::renewal::RenewalProof;
 use crate::error::{Error, Result};
 use crate::sigalg::{SignatureAlgorithm, verify_signature};
 
@@ -206,7 +206,8 @@ pub struct ReceivedRequest {
     info: std::ops::Range<usize>,
     request: CertReq,
     algorithm: Result<SignatureAlgorithm, String>,
-    renewal: Option<std::result::Result<CertInfo, String>>,
+    inner: std::ops::Range<usize>,
+    renewal: Option<std::result::Result<RenewalProof, String>>,
 }
 
 impl ReceivedRequest {
@@ -252,12 +253,8 @@ impl ReceivedRequest {
                 Some(Err(())) => return Err(cmc_refusal()),
                 Some(Ok(signed)) => {
                     let opened =
-                        super::renewal::unwrap_renewal(&signed).map_err(|_| cmc_refusal())?;
-                    let start = der
-                        .windows(opened.request.len().max(1))
-                        .position(|w| w == opened.request.as_slice())
-                        .ok_or_else(cmc_refusal)?;
-                    (start..start + opened.request.len(), Some(opened.proof))
+                        super::renewal::unwrap_renewal(&der, &signed).map_err(|_| cmc_refusal())?;
+                    (opened.request, Some(opened.proof))
                 }
             },
         };
@@ -270,16 +267,24 @@ impl ReceivedRequest {
         Ok(Self {
             der,
             info,
+            inner,
             request,
             algorithm,
             renewal,
         })
     }
 
-    /// For a renewal: the certificate it renews when the old key's signature proves it (else
-    /// why not). `None` for a plain request.
-    pub fn renewal(&self) -> Option<&std::result::Result<CertInfo, String>> {
+    /// For a renewal: what the old key's signature proves (else why it proves nothing).
+    /// `None` for a plain request.
+    pub fn renewal(&self) -> Option<&std::result::Result<RenewalProof, String>> {
         self.renewal.as_ref()
+    }
+
+    /// The PKCS #10 request's bytes as received: the whole request, or the one inside a
+    /// renewal's wrapper. The same request wrapped again, or with an attribute added to its
+    /// wrapper, has the same inner bytes.
+    pub fn inner_der(&self) -> &[u8] {
+        &self.der[self.inner.clone()]
     }
 
     /// The request's bytes as received (DER).

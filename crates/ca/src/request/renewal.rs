@@ -40,12 +40,13 @@ fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute> {
 }
 
 /// Wraps the PKCS #10 `request` for a renewal of `old_certificate` (DER), signed by `old_key`
-/// (its key): what certreq writes for `RenewalCert`. The DER of the wrapper; write it with
-/// [`request_der_to_pem`](super::request_der_to_pem).
+/// (its key) at `signing_time`: what certreq writes for `RenewalCert`. The DER of the
+/// wrapper; write it with [`request_der_to_pem`](super::request_der_to_pem).
 pub fn wrap_renewal(
     request: &x509_cert::request::CertReq,
     old_certificate: &[u8],
     old_key: &PrivateKey,
+    signing_time: std::time::SystemTime,
 ) -> Result<Vec<u8>> {
     let request = &request.to_der().map_err(bad)?;
     let cert = x509_cert::Certificate::from_der(old_certificate).map_err(bad)?;
@@ -59,6 +60,13 @@ pub fn wrap_renewal(
         attribute(
             ID_MESSAGE_DIGEST,
             Any::encode_from(&OctetString::new(digest.to_vec()).map_err(bad)?).map_err(bad)?,
+        )?,
+        attribute(
+            ID_SIGNING_TIME,
+            Any::encode_from(
+                &x509_cert::time::Time::try_from(crate::time::whole(signing_time)).map_err(bad)?,
+            )
+            .map_err(bad)?,
         )?,
     ])
     .map_err(bad)?;
@@ -102,17 +110,91 @@ pub fn wrap_renewal(
     .map_err(bad)
 }
 
-/// A renewal wrapper opened: the PKCS #10 request inside, and the renewed certificate when the
-/// signature proves its key (else why not).
-pub(crate) struct Unwrapped {
-    pub(crate) request: Vec<u8>,
-    pub(crate) proof: std::result::Result<CertInfo, String>,
+/// What a renewal's wrapper proves: that whoever made the request holds the key of
+/// `certificate`, which it carries. Whether this CA issued that certificate, and whether it is
+/// still its host's current one, is the CA's to check.
+#[derive(Debug, Clone)]
+pub struct RenewalProof {
+    /// The certificate being renewed, as the wrapper carries it.
+    pub certificate: CertInfo,
+    /// The digest the signature was made over: SHA-1 from older Windows CSPs is read, and
+    /// weaker than the CA issues on at once.
+    pub digest: Hash,
+    /// The signed signing time, when the wrapper carries one.
+    pub signing_time: Option<std::time::SystemTime>,
 }
 
-/// Opens `signed` (a SignedData's DER content) as a renewal. `Err` when it is not a renewal
-/// wrapper at all (CMC's PKIData, no content); a wrapper whose signature fails is still opened,
-/// with the failure as its proof.
-pub(crate) fn unwrap_renewal(signed: &SignedData) -> std::result::Result<Unwrapped, String> {
+/// A renewal wrapper opened: where the PKCS #10 request lies in the wrapper's bytes, and the
+/// proof (else why the signature proves nothing).
+pub(crate) struct Unwrapped {
+    pub(crate) request: std::ops::Range<usize>,
+    pub(crate) proof: std::result::Result<RenewalProof, String>,
+}
+
+const ID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
+const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+
+/// The ranges of the TLVs inside the constructed TLV at `outer` of `der` (its content's
+/// elements, each with its header).
+fn children(der: &[u8], outer: std::ops::Range<usize>) -> der::Result<Vec<std::ops::Range<usize>>> {
+    use der::{Reader, SliceReader};
+    let tlv = &der[outer.clone()];
+    let mut reader = SliceReader::new(tlv)?;
+    let header = der::Header::decode(&mut reader)?;
+    let start = usize::try_from(reader.position())?;
+    let end = start + usize::try_from(header.length())?;
+    let mut inner = SliceReader::new(&tlv[start..end])?;
+    let mut out = Vec::new();
+    while !inner.is_finished() {
+        let at = usize::try_from(inner.position())?;
+        let len = inner.tlv_bytes()?.len();
+        out.push(outer.start + start + at..outer.start + start + at + len);
+    }
+    Ok(out)
+}
+
+/// Where the PKCS #10 request (the encapsulated content's octets) and the one signer's
+/// signed attributes lie in a ContentInfo's DER, exactly as received.
+fn locate(
+    der: &[u8],
+) -> std::result::Result<(std::ops::Range<usize>, Option<std::ops::Range<usize>>), String> {
+    let bad = |e: der::Error| format!("its structure cannot be read: {e}");
+    let content_info = children(der, 0..der.len()).map_err(bad)?;
+    let explicit = content_info.get(1).ok_or("it carries no content")?.clone();
+    let signed_data = children(der, explicit).map_err(bad)?;
+    let signed_data = signed_data.first().ok_or("it carries no content")?.clone();
+    let parts = children(der, signed_data).map_err(bad)?;
+    // version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls, signerInfos
+    let encap =
+        children(der, parts.get(2).ok_or("no encapsulated content")?.clone()).map_err(bad)?;
+    let econtent =
+        children(der, encap.get(1).ok_or("it carries no content")?.clone()).map_err(bad)?;
+    let octets = econtent.first().ok_or("it carries no content")?.clone();
+    let value = {
+        use der::{Reader, SliceReader};
+        let mut reader = SliceReader::new(&der[octets.clone()]).map_err(bad)?;
+        der::Header::decode(&mut reader).map_err(bad)?;
+        octets.start + usize::try_from(reader.position()).map_err(bad)?..octets.end
+    };
+    let signer_infos = parts.last().ok_or("no signers")?.clone();
+    let signers = children(der, signer_infos).map_err(bad)?;
+    let attrs = match signers.as_slice() {
+        [one] => children(der, one.clone())
+            .map_err(bad)?
+            .into_iter()
+            .find(|r| der[r.start] == 0xA0),
+        _ => None,
+    };
+    Ok((value, attrs))
+}
+
+/// Opens `signed` (the SignedData of the ContentInfo `der`, as received) as a renewal. `Err`
+/// when it is not a renewal wrapper at all (CMC's PKIData, no content); a wrapper whose
+/// signature fails is still opened, with the failure as its proof.
+pub(crate) fn unwrap_renewal(
+    der: &[u8],
+    signed: &SignedData,
+) -> std::result::Result<Unwrapped, String> {
     let encap = &signed.encap_content_info;
     if encap.econtent_type != ID_DATA {
         return Err(format!(
@@ -120,19 +202,16 @@ pub(crate) fn unwrap_renewal(signed: &SignedData) -> std::result::Result<Unwrapp
             encap.econtent_type
         ));
     }
-    let request = encap
-        .econtent
-        .as_ref()
-        .ok_or("it carries no content")?
-        .decode_as::<OctetString>()
-        .map_err(|e| format!("its content cannot be read: {e}"))?
-        .into_bytes()
-        .into_vec();
-    let proof = prove(signed, &request);
+    let (request, attrs) = locate(der)?;
+    let proof = prove(signed, &der[request.clone()], attrs.map(|r| &der[r]));
     Ok(Unwrapped { request, proof })
 }
 
-fn prove(signed: &SignedData, content: &[u8]) -> std::result::Result<CertInfo, String> {
+fn prove(
+    signed: &SignedData,
+    content: &[u8],
+    received_attrs: Option<&[u8]>,
+) -> std::result::Result<RenewalProof, String> {
     let [signer] = signed.signer_infos.0.as_slice() else {
         return Err(format!(
             "{} signers; a renewal has one",
@@ -157,46 +236,73 @@ fn prove(signed: &SignedData, content: &[u8]) -> std::result::Result<CertInfo, S
         })
         .ok_or("the certificate being renewed is not in the request")?;
     let hash = match signer.digest_alg.oid {
+        SHA1 => Hash::Sha1,
         SHA256 => Hash::Sha256,
         SHA384 => Hash::Sha384,
         SHA512 => Hash::Sha512,
-        other => return Err(format!("digest {other} is not SHA-256, SHA-384 or SHA-512")),
+        other => {
+            return Err(format!(
+                "digest {other} is not SHA-1, SHA-256, SHA-384 or SHA-512"
+            ));
+        }
     };
     let attrs = signer
         .signed_attrs
         .as_ref()
         .ok_or("the signature covers no signed attributes")?;
     let value_of = |oid: ObjectIdentifier| {
-        attrs
-            .iter()
-            .find(|a| a.oid == oid)
-            .and_then(|a| a.values.iter().next())
+        let mut found = attrs.iter().filter(|a| a.oid == oid);
+        match (found.next(), found.next()) {
+            (Some(a), None) if a.values.len() == 1 => Ok(a.values.iter().next()),
+            (None, _) => Ok(None),
+            _ => Err(format!(
+                "the signed attribute {oid} is given more than once"
+            )),
+        }
     };
-    let content_type = value_of(ID_CONTENT_TYPE)
+    let content_type = value_of(ID_CONTENT_TYPE)?
         .and_then(|v| v.decode_as::<ObjectIdentifier>().ok())
         .ok_or("the signed content type is missing")?;
     if content_type != ID_DATA {
         return Err(format!("the signed content type is {content_type}"));
     }
-    let digest = value_of(ID_MESSAGE_DIGEST)
+    let digest = value_of(ID_MESSAGE_DIGEST)?
         .and_then(|v| v.decode_as::<OctetString>().ok())
         .ok_or("the signed message digest is missing")?;
     if digest.as_bytes() != hash.digest(content) {
         return Err("the signed message digest is not the request's".into());
     }
+    let signing_time = match value_of(ID_SIGNING_TIME)? {
+        None => None,
+        Some(v) => Some(
+            v.decode_as::<x509_cert::time::Time>()
+                .map_err(|e| format!("the signed signing time cannot be read: {e}"))?
+                .to_system_time(),
+        ),
+    };
     // Windows names RSA signatures rsaEncryption, the digest coming from digest_alg.
     let algorithm = if signer.signature_algorithm.oid == RSA_ENCRYPTION {
         SignatureAlgorithm::RsaPkcs1(hash)
     } else {
         SignatureAlgorithm::from_identifier(&signer.signature_algorithm)?
     };
-    // The signed attributes are signed as a SET OF, in DER order (RFC 5652, 5.4).
-    let signed_bytes = attrs.to_der().map_err(|e| e.to_string())?;
+    // The signature covers the signed attributes as received, their [0] tag read as the SET
+    // OF tag (RFC 5652, 5.4): never a re-encoding, which would differ from what was signed
+    // whenever the signer's order is not DER's.
+    let received = received_attrs.ok_or("the signed attributes cannot be located")?;
+    let mut signed_bytes = received.to_vec();
+    signed_bytes[0] = 0x31;
     verify_signature(
         cert.tbs_certificate().subject_public_key_info(),
         algorithm,
         &signed_bytes,
         signer.signature.as_bytes(),
     )?;
-    CertInfo::parse(&cert.to_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    let certificate =
+        CertInfo::parse(&cert.to_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    Ok(RenewalProof {
+        certificate,
+        digest: hash,
+        signing_time,
+    })
 }

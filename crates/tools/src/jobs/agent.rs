@@ -68,7 +68,9 @@ pub fn enroll(job: &Enroll<'_>, now: SystemTime) -> Result<Enrolled> {
     let request = build_request(&policy, &key)?;
     let pem = match &renewing {
         None => request_to_pem(&request)?,
-        Some((cert, old_key)) => request_der_to_pem(&wrap_renewal(&request, &cert.der, old_key)?)?,
+        Some((cert, old_key)) => {
+            request_der_to_pem(&wrap_renewal(&request, &cert.der, old_key, now)?)?
+        }
     };
     let info = PendingInfo {
         subject: policy.subject.to_string(),

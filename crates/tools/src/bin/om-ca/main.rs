@@ -283,8 +283,28 @@ fn run() -> Result<ExitCode> {
                 bar.finish_and_clear();
             }
             let seconds = started.elapsed().as_secs_f64();
-            // Said once for the run, not in every request's message.
-            let note = authority.issuer().truncation(SystemTime::now());
+            // Every request left pending says how an operator issues it.
+            let mut summary = summary;
+            for f in &mut summary.files {
+                if let (Outcome::Pending, Some(id)) = (f.result, f.id) {
+                    f.message.push_str(&format!(
+                        " (request {id}: issue it with om-certutil -config {} -resubmit {id}, or refuse it with -deny {id})",
+                        ca.display()
+                    ));
+                }
+            }
+            // Said once for the run, and only when it issued something.
+            let note = authority
+                .issuer()
+                .truncated_at(SystemTime::now())
+                .filter(|_| summary.issued > 0)
+                .map(|end| {
+                    format!(
+                        "certificates issued now end with the root, on {}, before the {} days the policy asks",
+                        format_utc(end),
+                        authority.issuer().config().validity_days
+                    )
+                });
             let mut out = opsmgr_tools::stdout();
             if json {
                 let mut value = serde_json::to_value(&summary)?;

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
-use opsmgr_ca::authority::{Disposition, Filter, parse_reason, parse_request_id};
-use opsmgr_ca::cert::{CertInfo, crl_to_pem};
+use opsmgr_ca::authority::{Disposition, Filter, RevocationReason, parse_reason, parse_request_id};
+use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
 use opsmgr_ca::store::{Entry, MAX_PFX_BYTES, PfxEncryption, StoreName, Stores, read_pfx};
 use opsmgr_tools::{format_utc, machine_dir, windows_args};
@@ -521,39 +521,53 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if cli.crl {
-        let path = match args.as_slice() {
-            [] => dir.join("ca.crl"),
-            [p] => PathBuf::from(p),
+        let extra = match args.as_slice() {
+            [] => None,
+            [p] => Some(PathBuf::from(p)),
             _ => bail!("-crl takes at most OUT.crl"),
         };
-        let der = ca.crl(now)?;
-        let pem = crl_to_pem(&der)?;
-        opsmgr_fsutil::write_atomic(&path, pem.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
+        let published = ca.publish_crl(now)?;
+        let mut files = published.files.clone();
+        if let Some(path) = extra {
+            let pem = std::fs::read(&published.files[0])
+                .with_context(|| format!("reading {}", published.files[0].display()))?;
+            opsmgr_fsutil::write_atomic(&path, &pem)
+                .with_context(|| format!("writing {}", path.display()))?;
+            files.push(path);
+        }
+        for f in &files {
+            writeln!(out, "CRL {} written to {}", published.number, f.display())?;
+        }
         writeln!(
             out,
-            "CRL written to {}.\nCertUtil: -crl command completed successfully.",
-            path.display()
+            "  NextUpdate: {}\nCertUtil: -crl command completed successfully.",
+            format_utc(published.next_update)
         )?;
         return Ok(ExitCode::SUCCESS);
     }
     if cli.revoke {
         let (serial, reason) = match args.as_slice() {
-            [s] => (*s, 0),
+            [s] => (*s, RevocationReason::Unspecified),
             [s, r] => (*s, parse_reason(r)?),
             _ => bail!("-revoke takes SERIAL and optionally REASON"),
         };
         let record = ca.revoke(serial, reason, now)?;
+        // Relying parties learn of it from the CRL: published at once.
+        let published = ca.publish_crl(now)?;
         if cli.json {
             serde_json::to_writer_pretty(&mut out, &record)?;
             writeln!(out)?;
         } else {
             writeln!(
                 out,
-                "Revoking \"{}\" -- Reason: {}\nCertUtil: -revoke command completed successfully.",
+                "Revoking \"{}\" -- Reason: {}",
                 record.serial.as_deref().unwrap_or(serial),
                 record.revocation_reason.unwrap_or(reason)
             )?;
+            for f in &published.files {
+                writeln!(out, "CRL {} written to {}", published.number, f.display())?;
+            }
+            writeln!(out, "CertUtil: -revoke command completed successfully.")?;
         }
         return Ok(ExitCode::SUCCESS);
     }
