@@ -13,6 +13,7 @@ use x509_cert::ext::pkix::{
 };
 
 use crate::error::{Error, Result};
+use crate::text::escape_control;
 
 pub use crate::sigalg::verify_certificate;
 
@@ -40,7 +41,8 @@ pub struct CertInfo {
     pub thumbprint: String,
     /// The serial number's bytes, big-endian as encoded.
     pub serial: Vec<u8>,
-    /// Subject, RFC 4514.
+    /// Subject, RFC 4514 (control characters escaped, as in every text here: a certificate
+    /// comes from outside).
     pub subject: String,
     /// Issuer, RFC 4514.
     pub issuer: String,
@@ -96,7 +98,7 @@ impl CertInfo {
             .subject()
             .common_name()
             .map_err(|e| bad(format!("subject common name: {e}")))?
-            .map(String::from);
+            .map(|cn| escape_control(&String::from(cn)));
         let dns_names = tbs
             .get_extension::<SubjectAltName>()
             .map_err(|e| bad(format!("subject alternative name: {e}")))?
@@ -104,7 +106,7 @@ impl CertInfo {
                 san.0
                     .iter()
                     .filter_map(|n| match n {
-                        GeneralName::DnsName(d) => Some(d.to_string()),
+                        GeneralName::DnsName(d) => Some(escape_control(d.as_ref())),
                         _ => None,
                     })
                     .collect()
@@ -123,7 +125,9 @@ impl CertInfo {
                     })
                     .flatten()
                     .filter_map(|n| match n {
-                        GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+                        GeneralName::UniformResourceIdentifier(u) => {
+                            Some(escape_control(u.as_ref()))
+                        }
                         _ => None,
                     })
                     .collect()
@@ -136,8 +140,8 @@ impl CertInfo {
         Ok(Self {
             thumbprint: crate::hex::upper(&Sha1::digest(&der)),
             serial: tbs.serial_number().as_bytes().to_vec(),
-            subject: tbs.subject().to_string(),
-            issuer: tbs.issuer().to_string(),
+            subject: escape_control(&tbs.subject().to_string()),
+            issuer: escape_control(&tbs.issuer().to_string()),
             common_name,
             dns_names,
             not_before: tbs.validity().not_before.to_system_time(),

@@ -213,6 +213,16 @@ pub enum Error {
         /// Whether a pin was given (and did not match).
         pinned: bool,
     },
+    /// A certificate whose issuer is not a root this machine trusts.
+    #[error(
+        "{subject} is issued by {issuer}, which is not in this machine's Root store; nothing was installed"
+    )]
+    UntrustedIssuer {
+        /// The certificate's subject.
+        subject: String,
+        /// Its issuer.
+        issuer: String,
+    },
     /// A PFX (PKCS #12) file that cannot be written or read, or holds the wrong things.
     #[error("PFX: {0}")]
     Pfx(String),

@@ -43,6 +43,50 @@ pub(crate) fn human(t: SystemTime) -> String {
     }
 }
 
+/// RFC 3339 in UTC to the second (`2027-12-05T20:09:00Z`), as `--json` writes times.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    match der::DateTime::from_system_time(at(seconds(t))) {
+        Ok(d) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            d.year(),
+            d.month(),
+            d.day(),
+            d.hour(),
+            d.minutes(),
+            d.seconds()
+        ),
+        Err(_) => "9999-12-31T23:59:59Z".to_owned(),
+    }
+}
+
+/// Serde (serialization only) for a time shown to scripts: RFC 3339 in UTC.
+pub(crate) mod as_rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::Serializer;
+
+    pub(crate) fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*t))
+    }
+}
+
+/// As [`as_rfc3339`], for an optional time (`null` when absent).
+pub(crate) mod option_as_rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::Serializer;
+
+    pub(crate) fn serialize<S: Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&super::rfc3339(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// Serde for a time kept as whole seconds since the Unix epoch (`#[serde(with = ...)]`).
 pub(crate) mod as_seconds {
     use std::time::SystemTime;
@@ -55,23 +99,6 @@ pub(crate) mod as_seconds {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         u64::deserialize(d).map(super::at)
-    }
-}
-
-/// Serde for an optional time kept as whole seconds since the Unix epoch (`null` when absent).
-pub(crate) mod option_as_seconds {
-    use std::time::SystemTime;
-
-    use serde::Serializer;
-
-    pub(crate) fn serialize<S: Serializer>(
-        t: &Option<SystemTime>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_some(&super::seconds(*t)),
-            None => s.serialize_none(),
-        }
     }
 }
 
@@ -96,5 +123,6 @@ mod tests {
         assert_eq!(human(at(0)), "1970-01-01 00:00 UTC");
         assert_eq!(human(at(1_828_037_340)), "2027-12-05 20:09 UTC");
         assert_eq!(human(at(LAST_SECOND)), "9999-12-31 23:59 UTC");
+        assert_eq!(rfc3339(at(1_828_037_340)), "2027-12-05T20:09:00Z");
     }
 }

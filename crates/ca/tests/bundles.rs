@@ -106,7 +106,8 @@ fn a_forged_bundle_installs_nothing() {
         ),
     ];
     for (what, bundle, pin) in &cases {
-        let err = install_bundle(&a.machine, bundle.as_bytes(), false, *pin, now).unwrap_err();
+        let err =
+            install_bundle(&a.machine, bundle.as_bytes(), false, *pin, None, now).unwrap_err();
         match (what, &err) {
             (_, Error::UntrustedRoot { .. }) if what.starts_with("the attacker's root") => {}
             (_, Error::Certificate(m)) if what.starts_with("the real root") => {
@@ -127,6 +128,7 @@ fn a_forged_bundle_installs_nothing() {
         genuine_bundle.as_bytes(),
         false,
         Some(&pin),
+        None,
         now,
     )
     .unwrap();
@@ -136,6 +138,7 @@ fn a_forged_bundle_installs_nothing() {
         &a.machine,
         write_bundle(&forged, &fake_root).unwrap().as_bytes(),
         false,
+        None,
         None,
         now,
     )
@@ -151,6 +154,7 @@ fn a_forged_bundle_installs_nothing() {
         genuine_bundle.as_bytes(),
         false,
         Some("00 11 22"),
+        None,
         now,
     )
     .unwrap_err();

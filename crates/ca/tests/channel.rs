@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use opsmgr_ca::Error;
 use opsmgr_ca::agent::{
-    AgentSettings, Held, KeyState, Refusal, channel_serial_number, choose_channel_certificate,
-    select_channel_certificate,
+    AgentSettings, Held, KeyState, Refusal, Trust, channel_serial_number,
+    choose_channel_certificate, select_channel_certificate,
 };
 use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::request::{PrivateKey, build_request, parse_policy, request_to_pem};
@@ -273,7 +273,11 @@ fn a_certificate_that_ends_before_it_starts_is_refused_not_a_panic() {
         cert,
         key: KeyState::Matches,
     };
-    let e = choose_channel_certificate(&[held], &[root], HOST, SystemTime::now()).unwrap_err();
+    let trust = Trust {
+        roots: vec![root],
+        crls: Vec::new(),
+    };
+    let e = choose_channel_certificate(&[held], &trust, HOST, SystemTime::now()).unwrap_err();
     let Error::NoChannelCertificate { candidates, .. } = e else {
         panic!("{e}")
     };

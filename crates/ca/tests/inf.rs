@@ -293,3 +293,22 @@ fn every_refusal_names_file_line_and_key() {
         .contains("not UTF-8")
     );
 }
+
+#[test]
+fn strings_that_expand_repeatedly_are_refused_before_they_grow() {
+    // 60 KB: a 30 KB string, and a value naming it 6,000 times (180 MB once expanded).
+    let big = "A".repeat(30_000);
+    let refs = "%big%".repeat(6_000);
+    let inf = format!(
+        "[Strings]\nbig = \"{big}\"\n[NewRequest]\nSubject = \"CN=agent01.company.local\"\nFriendlyName = \"{refs}\"\n"
+    );
+    assert!(inf.len() < 64 * 1024, "{}", inf.len());
+    let e = refuse(&inf);
+    assert!(
+        e.starts_with("certreq.inf:5: FriendlyName: the value grows past 16384 bytes when [Strings] are substituted: '%big%%big%"),
+        "{}",
+        &e[..e.len().min(300)]
+    );
+    // The message names the value, clipped: not megabytes of it.
+    assert!(e.len() < 300, "{} bytes of error", e.len());
+}

@@ -352,6 +352,7 @@ impl Drill<'_> {
                 &share.join(format!("{h}.bundle")),
                 false,
                 Some(&root),
+                None,
                 SystemTime::now(),
             )
             .with_context(|| format!("installing the bundle on {h}"))?;

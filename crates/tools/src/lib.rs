@@ -4,7 +4,7 @@
 //! that is printed as `<tool>: error: <message with its causes>` and exits with
 //! [`exit::INPUT`]. A closed stdout (`om-balance plan … | head`) is not an error.
 
-use std::io::{self, BufRead, IsTerminal};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -290,13 +290,43 @@ pub fn read_password(
     }
 }
 
-/// A time as `YYYY-MM-DD HH:MM:SS UTC`, from the Unix epoch to X.509's last second
-/// (9999-12-31 23:59:59): earlier or later times show as those.
+/// A time as every message a person reads shows one: `2027-12-05 20:09 UTC`, from the Unix
+/// epoch to X.509's last second (9999-12-31 23:59): earlier or later times show as those.
 pub fn format_utc(time: SystemTime) -> String {
     let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
     let time = time.clamp(UNIX_EPOCH, last);
     let rfc3339 = humantime::format_rfc3339_seconds(time).to_string();
-    format!("{} UTC", rfc3339.trim_end_matches('Z').replace('T', " "))
+    // 2027-12-05T20:09:31Z -> 2027-12-05 20:09 UTC
+    format!("{} UTC", rfc3339[..16].replace('T', " "))
+}
+
+/// A table as the tools print one: a header row, then one row per item, every column but
+/// the last padded to its widest cell (two spaces between columns).
+pub fn write_table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| -> io::Result<()> {
+        let cells: Vec<&str> = cells.collect();
+        let last = cells.len().saturating_sub(1);
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())
+    };
+    line(out, &mut headers.iter().copied())?;
+    for row in rows {
+        line(out, &mut row.iter().map(String::as_str))?;
+    }
+    Ok(())
 }
 
 /// Why a password is weak, if it is: short, or one kind of character.
@@ -336,18 +366,32 @@ mod tests {
 
     #[test]
     fn utc_formatting() {
+        let mut table = Vec::new();
+        write_table(
+            &mut table,
+            &["Id", "Host", "Message"],
+            &[
+                vec!["1".into(), "agent01.company.local".into(), "Issued".into()],
+                vec!["12".into(), "a".into(), "Taken Under Submission".into()],
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(table).unwrap(),
+            "Id  Host                   Message\n1   agent01.company.local  Issued\n12  a                      Taken Under Submission\n"
+        );
         let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(format_utc(at(0)), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_utc(at(951_782_400)), "2000-02-29 00:00:00 UTC");
-        assert_eq!(format_utc(at(1_795_363_447)), "2026-11-22 16:04:07 UTC");
+        assert_eq!(format_utc(at(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(format_utc(at(951_782_400)), "2000-02-29 00:00 UTC");
+        assert_eq!(format_utc(at(1_795_363_447)), "2026-11-22 16:04 UTC");
         assert_eq!(
             format_utc(at(1_795_363_447) + Duration::from_millis(999)),
-            "2026-11-22 16:04:07 UTC"
+            "2026-11-22 16:04 UTC"
         );
-        assert_eq!(format_utc(at(400_000_000_000)), "9999-12-31 23:59:59 UTC");
+        assert_eq!(format_utc(at(400_000_000_000)), "9999-12-31 23:59 UTC");
         assert_eq!(
             format_utc(UNIX_EPOCH - Duration::from_secs(1)),
-            "1970-01-01 00:00:00 UTC"
+            "1970-01-01 00:00 UTC"
         );
     }
 

@@ -720,14 +720,23 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
     assert_eq!(results, ["issued", "pending"], "{v:#}");
     assert!(v.to_string().contains("was issued in this batch"), "{v:#}");
 
-    // What expires: the three certificates within two years, none within a day.
+    // What expires: of the host's three certificates only its current one (the other two
+    // are superseded) within two years, none within a day.
     let ca = s(&w.ca());
     let soon = ok(&run(
         "ca",
         &["expiring", "--ca", &ca, "--within", "730d", "--json"],
     ));
     let list: serde_json::Value = serde_json::from_str(&soon).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 3, "{list:#}");
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+    let current =
+        CertInfo::parse(&std::fs::read(w.share().join(format!("{host}.cer"))).unwrap()).unwrap();
+    assert_eq!(list[0]["serial"], current.serial_hex(), "{list:#}");
+    assert_eq!(
+        list[0]["superseded_by"],
+        serde_json::Value::Null,
+        "{list:#}"
+    );
     let none = ok(&run("ca", &["expiring", "--ca", &ca, "--within", "1d"]));
     assert!(none.contains("0 certificates expire within 1day"), "{none}");
 }

@@ -126,8 +126,9 @@ fn user_key_set_and_json() {
     assert!(!machine.join("Certificates").exists());
 }
 
-/// An OpenSSL CA signs our request; -accept installs it with its key; again is harmless; a
-/// certificate for a key this machine never had is refused.
+/// An OpenSSL CA signs our request; -accept refuses it until its root is trusted, then
+/// installs it with its key; again is harmless; a certificate for a key this machine never had
+/// is refused.
 #[test]
 fn accept_a_certificate_signed_by_an_openssl_ca() {
     let dir = tempfile::tempdir().unwrap();
@@ -152,13 +153,35 @@ fn accept_a_certificate_signed_by_an_openssl_ca() {
         &Sign::default(),
     );
 
-    let out = certreq(&[
-        "-accept",
-        "-q",
-        &d("agent01.company.local.cer"),
-        "--machine",
-        &machine,
-    ]);
+    let accept = || {
+        certreq(&[
+            "-accept",
+            "-q",
+            &d("agent01.company.local.cer"),
+            "--machine",
+            &machine,
+        ])
+    };
+    // Its root is not trusted here: refused, nothing changes (certreq -accept says the chain
+    // ends in an untrusted root).
+    let untrusted = accept();
+    assert_eq!(untrusted.status.code(), Some(2));
+    assert!(
+        text(&untrusted.stderr).contains(
+            "is issued by CN=JAMA00, which is not in this machine's Root store; nothing was installed: add the CA's root first"
+        ),
+        "{}",
+        text(&untrusted.stderr)
+    );
+    assert!(entries(&Path::new(&machine).join("Certificates/My")).is_empty());
+    let trusted = Command::new(env!("CARGO_BIN_EXE_om-certutil"))
+        .args(["-addstore", "root"])
+        .arg(&ca.cert)
+        .args(["--machine", &machine])
+        .output()
+        .unwrap();
+    assert_eq!(trusted.status.code(), Some(0), "{}", text(&trusted.stderr));
+    let out = accept();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(

@@ -1,5 +1,5 @@
 //! The agent's side of the seed, end to end with OpenSSL as the CA: `certreq -new`, the CA
-//! signs, `certreq -accept`, `certutil -addstore root`, `MOMCertImport /SubjectName`; and the
+//! signs, `certutil -addstore root`, `certreq -accept`, `MOMCertImport /SubjectName`; and the
 //! refusals a user meets on the way.
 
 #![allow(
@@ -63,22 +63,15 @@ const SEED_LIKE_INF: &str = "[NewRequest]\r\nSubject=\"CN=agent01.company.local\
 fn the_seeds_agent_steps_with_an_openssl_ca() {
     let mut a = Agent::new();
     let cer = a.request_and_sign(1, SEED_LIKE_INF, &Sign::default());
-    let accepted = ok(&a.run("certreq", &["-accept", "-q", &cer]));
+    // Not trusted yet: certreq -accept refuses (as Windows does: the chain ends in an
+    // untrusted root), nothing changes.
+    let untrusted = a.run("certreq", &["-accept", "-q", &cer]);
+    assert_eq!(untrusted.status.code(), Some(2));
     assert!(
-        accepted.starts_with("Installed Certificate:\n"),
-        "{accepted}"
-    );
-
-    // Not trusted yet: MOMCertImport says why, exit 1, nothing recorded.
-    let refused = a.run("momcertimport", &["/SubjectName", HOST]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
-    assert!(
-        text(&refused.stderr)
-            .contains("it does not chain to a trusted root in Root: the Root store is empty"),
+        text(&untrusted.stderr).contains("which is not in this machine's Root store"),
         "{}",
-        text(&refused.stderr)
+        text(&untrusted.stderr)
     );
-    assert!(!a.machine().join("Agent/settings.json").exists());
 
     let root = a.ca.cert.to_str().unwrap().to_owned();
     let added = ok(&a.run("certutil", &["-addstore", "root", &root]));
@@ -88,6 +81,29 @@ fn the_seeds_agent_steps_with_an_openssl_ca() {
     );
     let again = ok(&a.run("certutil", &["-addstore", "Root", &root]));
     assert!(again.contains("already in store"), "{again}");
+    let accepted = ok(&a.run("certreq", &["-accept", "-q", &cer]));
+    assert!(
+        accepted.starts_with("Installed Certificate:\n"),
+        "{accepted}"
+    );
+
+    // The root taken out again: MOMCertImport says why, exit 1, nothing recorded.
+    let thumb_root = {
+        let roots: serde_json::Value =
+            serde_json::from_str(&ok(&a.run("certutil", &["-store", "root", "--json"]))).unwrap();
+        roots[0]["thumbprint"].as_str().unwrap().to_owned()
+    };
+    ok(&a.run("certutil", &["-delstore", "Root", &thumb_root]));
+    let refused = a.run("momcertimport", &["/SubjectName", HOST]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr)
+            .contains("it does not chain to a trusted root in Root: the Root store is empty"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!a.machine().join("Agent/settings.json").exists());
+    ok(&a.run("certutil", &["-addstore", "root", &root]));
 
     let installed = ok(&a.run("momcertimport", &["/SubjectName", HOST]));
     assert!(
@@ -180,15 +196,65 @@ fn refusals_name_the_condition_for_each_certificate() {
             ..Sign::default()
         },
     );
-    ok(&a.run("certreq", &["-accept", &one_eku]));
-    // A second root's certificate for the same host.
+    // -accept refuses it for the channel; -f takes it for another use of the key.
+    let refused = a.run("certreq", &["-accept", &one_eku]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("it lacks the client authentication extended key usage"),
+        "{}",
+        text(&refused.stderr)
+    );
+    ok(&a.run("certreq", &["-accept", "-f", &one_eku]));
+    // A second root's certificate for the same host, with its key in a PFX: -accept refuses
+    // it even with -f (its root is not trusted); -importPFX takes it (as certutil does), and
+    // MOMCertImport then names the problem.
     let mut other = OpensslCa::new(&a.dir.path().join("other"), "ELSEWHERE");
-    let req = a.file("elsewhere.req");
-    let cer = a.file("elsewhere.cer");
-    std::fs::write(a.file("2.inf"), inf).unwrap();
-    ok(&a.run("certreq", &["-new", "-f", &a.file("2.inf"), &req]));
+    let (key, req, cer, pfx) = (
+        a.file("elsewhere.key"),
+        a.file("elsewhere.req"),
+        a.file("elsewhere.cer"),
+        a.file("elsewhere.pfx"),
+    );
+    openssl::openssl(
+        a.dir.path(),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=agent01.company.local",
+            "-addext",
+            "extendedKeyUsage=serverAuth,clientAuth",
+            "-keyout",
+            &key,
+            "-out",
+            &req,
+        ],
+    );
     other.sign(Path::new(&req), Path::new(&cer), &Sign::default());
-    ok(&a.run("certreq", &["-accept", &cer]));
+    openssl::openssl(
+        a.dir.path(),
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            &key,
+            "-in",
+            &cer,
+            "-out",
+            &pfx,
+            "-passout",
+            "pass:elsewhere",
+        ],
+    );
+    ok(&a.run(
+        "certutil",
+        &["-importPFX", "-p", "elsewhere", &pfx, "NoRoot"],
+    ));
 
     let out = a.run("momcertimport", &["/subjectname", HOST, "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
@@ -230,7 +296,7 @@ fn refusals_name_the_condition_for_each_certificate() {
     let refused = a.run("certreq", &["-accept", &expired]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(
-        text(&refused.stderr).contains("is not valid now"),
+        text(&refused.stderr).contains("it expired on 2021-01-01 00:00 UTC"),
         "{}",
         text(&refused.stderr)
     );
@@ -266,6 +332,10 @@ fn certutil_refuses_a_leaf_as_root_unless_forced_and_deletes_entries() {
     assert!(text(&gone.stderr).contains("the Root store has no entry"));
 
     // An exportable key is written 0600 and OpenSSL reads it.
+    ok(&a.run(
+        "certutil",
+        &["-addstore", "root", a.ca.cert.to_str().unwrap()],
+    ));
     ok(&a.run("certreq", &["-accept", &cer]));
     let key = a.file("agent01.key");
     ok(&a.run("certutil", &["-exportkey", "My", &thumb, &key]));

@@ -85,9 +85,9 @@ impl Lab {
                 ..Sign::default()
             },
         );
-        ok(&tool("certreq", &["-accept", "-q", &cer], &m));
         let root = self.ca.cert.to_str().unwrap().to_owned();
         ok(&tool("certutil", &["-addstore", "root", &root], &m));
+        ok(&tool("certreq", &["-accept", "-q", &cer], &m));
         let listed = ok(&tool("certutil", &["-store", "My", "--json"], &m));
         let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
         v[0]["thumbprint"].as_str().unwrap().to_owned()

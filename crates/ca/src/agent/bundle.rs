@@ -8,7 +8,7 @@ use der::{Decode, Encode};
 use x509_cert::Certificate;
 
 use super::channel::{
-    AgentSettings, Held, KeyState, choose_channel_certificate, select_channel_certificate,
+    AgentSettings, Held, KeyState, Refusal, choose_channel_certificate, select_channel_certificate,
 };
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
@@ -125,19 +125,20 @@ pub fn pin_matches(pin: &str, cert: &CertInfo) -> bool {
 }
 
 /// What the seed's installer did on the agent, in one step under the store's lock, once the
-/// bundle has proved itself: its root must already be in `Root` or be the one `trust_root`
-/// names (its SHA-1 thumbprint or SHA-256, as the CA's operator publishes it), and its
-/// certificate must chain to that root (rustls-webpki), name its host, carry both channel
-/// purposes, be valid now, and be for a key pending on this machine. Anything else is refused
-/// before a single file changes. Then: accept the certificate where its key is pending (the
+/// bundle has proved itself (its root already in `Root` or the one `trust_root` pins, its
+/// signature, the host's name, both channel purposes, valid now, listed in no CRL here nor in
+/// `crl`, for a key pending here): accept the certificate where its key is pending (the
 /// machine's stores first, then the user's, as certreq -accept looks; only the user's with
-/// `user_only`), trust the root there, and in the machine's stores run MOMCertImport's
-/// selection for the certificate's common name and record the result in the agent's settings.
+/// `user_only`), trust the root there, store `crl` (the CA's CRL, when given) beside it, and
+/// in the machine's stores run MOMCertImport's selection for the certificate's common name
+/// and record the result in the agent's settings. Anything refused is refused before a
+/// single file changes.
 pub fn install_bundle(
     machine: &std::path::Path,
     bytes: &[u8],
     user_only: bool,
     trust_root: Option<&str>,
+    crl: Option<&[u8]>,
     now: std::time::SystemTime,
 ) -> Result<Installed> {
     let bundle = read_bundle(bytes)?;
@@ -147,9 +148,21 @@ pub fn install_bundle(
         .clone()
         .ok_or_else(|| bad("the agent certificate has no common name"))?;
     Stores::in_key_stores(machine, user_only, |stores, lock, machine_key_set| {
-        prove(stores, &bundle, &host, trust_root, now)?;
+        let crl = crl.map(|c| check_crl(&bundle.root, c)).transpose()?;
+        prove(
+            stores,
+            &bundle.leaf,
+            Some(&bundle.root),
+            trust_root,
+            crl.as_deref(),
+            true,
+            now,
+        )?;
         let leaf = stores.accept(lock, &bundle.leaf.der, now)?;
         let root = stores.add_root(lock, &bundle.root.der, false)?;
+        if let Some(c) = crl {
+            stores.add_crl(lock, &c)?;
+        }
         if !machine_key_set {
             return Ok(Installed {
                 leaf,
@@ -163,58 +176,134 @@ pub fn install_bundle(
     })
 }
 
-/// The checks a bundle passes before anything is installed from it; see [`install_bundle`].
+/// A CRL given with an install, checked against the bundle's root before anything is stored.
+fn check_crl(root: &CertInfo, crl: &[u8]) -> Result<Vec<u8>> {
+    let der = crate::store::crl_der(crl).ok_or_else(|| bad("the CRL given is not a CRL"))?;
+    crate::store::crl_signed_by(&der, root)?;
+    Ok(der)
+}
+
+/// certreq -accept: joins the issued certificate (a `.cer`, or the CA's bundle with its root)
+/// with its pending key, once it has proved itself as [`install_bundle`]'s does:
+/// its root in `Root` already (or, for a bundle, the one `trust_root` pins), its signature,
+/// not revoked, valid now; with `channel_checks`, also the name the pending request asked for
+/// and both channel purposes (without, a certificate for another use of the machine's key is
+/// accepted; the root and signature are checked all the same). The machine's stores first,
+/// then the user's (only the user's with `user_only`).
+pub fn accept_certificate(
+    machine: &std::path::Path,
+    bytes: &[u8],
+    user_only: bool,
+    trust_root: Option<&str>,
+    channel_checks: bool,
+    now: std::time::SystemTime,
+) -> Result<Accepted> {
+    let (leaf, root) = match read_bundle(bytes) {
+        Ok(b) => (b.leaf, Some(b.root)),
+        Err(_) => (CertInfo::parse(bytes)?, None),
+    };
+    Stores::in_key_stores(machine, user_only, |stores, lock, _| {
+        prove(
+            stores,
+            &leaf,
+            root.as_ref(),
+            trust_root,
+            None,
+            channel_checks,
+            now,
+        )?;
+        let accepted = stores.accept(lock, &leaf.der, now)?;
+        if let Some(r) = &root {
+            stores.add_root(lock, &r.der, false)?;
+        }
+        Ok(accepted)
+    })
+}
+
+/// The checks a certificate passes before it is installed on the agent (by [`install_bundle`]
+/// and [`accept_certificate`]): its root must already
+/// be in `Root`, or be the one the bundle carries and `trust_root` names (its SHA-1 thumbprint
+/// or SHA-256, as the CA's operator publishes it); it must chain to that root (rustls-webpki,
+/// the signature checked), name the host its pending request asked for, carry both channel
+/// purposes, be valid now, be listed in no CRL of its root here (or `crl`), and be for a key
+/// pending on this machine (or be in `My` with it already).
 fn prove(
     stores: &Stores,
-    bundle: &Bundle,
-    host: &str,
+    leaf: &CertInfo,
+    bundle_root: Option<&CertInfo>,
     trust_root: Option<&str>,
+    crl: Option<&[u8]>,
+    channel_checks: bool,
     now: std::time::SystemTime,
 ) -> Result<()> {
-    let roots: Vec<CertInfo> = stores
-        .list(StoreName::Root)?
-        .into_iter()
-        .filter_map(|e| e.cert)
-        .collect();
-    let known = roots.iter().any(|r| r.der == bundle.root.der);
-    if !known && !trust_root.is_some_and(|pin| pin_matches(pin, &bundle.root)) {
-        return Err(Error::UntrustedRoot {
-            subject: bundle.root.subject.clone(),
-            thumbprint: bundle.root.thumbprint.clone(),
-            pinned: trust_root.is_some(),
-        });
+    let mut trust = stores.trust()?;
+    match bundle_root {
+        Some(root) if !trust.roots.iter().any(|r| r.der == root.der) => {
+            if !trust_root.is_some_and(|pin| pin_matches(pin, root)) {
+                return Err(Error::UntrustedRoot {
+                    subject: root.subject.clone(),
+                    thumbprint: root.thumbprint.clone(),
+                    pinned: trust_root.is_some(),
+                });
+            }
+            trust.roots.push(root.clone());
+        }
+        Some(_) => {}
+        None if !trust.roots.iter().any(|r| r.subject == leaf.issuer) => {
+            return Err(Error::UntrustedIssuer {
+                subject: leaf.subject.clone(),
+                issuer: leaf.issuer.clone(),
+            });
+        }
+        None => {}
     }
-    let id = key_id(&bundle.leaf.public_key);
+    trust.crls.extend(crl.map(<[u8]>::to_vec));
+    let id = key_id(&leaf.public_key);
+    let pending = stores.pending()?.into_iter().find(|p| p.id == id);
     let in_my = stores
         .list(StoreName::My)?
         .iter()
-        .any(|e| e.id == bundle.leaf.thumbprint && e.has_key);
-    if !in_my && !stores.pending()?.iter().any(|p| p.id == id) {
-        return Err(bad(format!(
-            "no pending key on this machine matches the public key of {} (it was not requested here, or was accepted into another store)",
-            bundle.leaf.subject
-        )));
-    }
-    let leaf = Held {
-        cert: bundle.leaf.clone(),
+        .any(|e| e.id == leaf.thumbprint && e.has_key);
+    let host = match (&pending, in_my) {
+        (Some(p), _) => crate::request::parse_dn(&p.info.subject)
+            .ok()
+            .and_then(|dn| dn.common_name().map(str::to_owned))
+            .ok_or_else(|| {
+                Error::Certificate(format!(
+                    "the pending request's subject '{}' names no host",
+                    p.info.subject
+                ))
+            })?,
+        (None, true) => leaf.common_name.clone().unwrap_or_default(),
+        (None, false) => {
+            return Err(Error::Certificate(format!(
+                "no pending key on this machine matches the public key of {} (it was not requested here, or was accepted into another store)",
+                leaf.subject
+            )));
+        }
+    };
+    let held = Held {
+        cert: leaf.clone(),
         key: KeyState::Matches,
     };
-    let refusals = match choose_channel_certificate(
-        std::slice::from_ref(&leaf),
-        std::slice::from_ref(&bundle.root),
-        host,
-        now,
-    ) {
-        Ok(_) => return Ok(()),
-        Err(Error::NoChannelCertificate { mut candidates, .. }) => {
-            candidates.pop().map(|c| c.refusals).unwrap_or_default()
+    let mut refusals =
+        match choose_channel_certificate(std::slice::from_ref(&held), &trust, &host, now) {
+            Ok(_) => return Ok(()),
+            Err(Error::NoChannelCertificate { mut candidates, .. }) => {
+                candidates.pop().map(|c| c.refusals).unwrap_or_default()
+            }
+            Err(e) => return Err(e),
+        };
+    if !channel_checks {
+        refusals.retain(|r| !matches!(r, Refusal::OtherName { .. } | Refusal::MissingEku { .. }));
+        if refusals.is_empty() {
+            return Ok(());
         }
-        Err(e) => return Err(e),
-    };
+    }
     let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-    Err(bad(format!(
+    Err(Error::Certificate(format!(
         "its certificate {} cannot be the channel certificate of {host}: {}; nothing was installed",
-        bundle.leaf.subject,
+        leaf.subject,
         reasons.join("; ")
     )))
 }

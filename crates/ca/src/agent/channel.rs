@@ -8,13 +8,17 @@ use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::{Deserialize, Serialize};
-use webpki::{ALL_VERIFICATION_ALGS, EndEntityCert, KeyUsage};
+use webpki::{
+    ALL_VERIFICATION_ALGS, BorrowedCertRevocationList, CertRevocationList, EndEntityCert,
+    ExpirationPolicy, KeyUsage, RevocationCheckDepth, RevocationOptionsBuilder,
+    UnknownStatusPolicy,
+};
 
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
 use crate::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
 use crate::store::{StoreLock, StoreName, Stores, write_private};
-use crate::time::{seconds, whole};
+use crate::time::{human, seconds, whole};
 
 /// Where the agent's settings live below a machine folder.
 pub const AGENT_SETTINGS: &str = "Agent/settings.json";
@@ -136,14 +140,14 @@ pub enum Refusal {
     WrongPrivateKey,
     /// Its validity has not started.
     NotYetValid {
-        /// Start of validity (seconds since the Unix epoch in JSON).
-        #[serde(serialize_with = "crate::time::as_seconds::serialize")]
+        /// Start of validity (RFC 3339 in JSON).
+        #[serde(serialize_with = "crate::time::as_rfc3339::serialize")]
         not_before: SystemTime,
     },
     /// Its validity has ended.
     Expired {
-        /// End of validity (seconds since the Unix epoch in JSON).
-        #[serde(serialize_with = "crate::time::as_seconds::serialize")]
+        /// End of validity (RFC 3339 in JSON).
+        #[serde(serialize_with = "crate::time::as_rfc3339::serialize")]
         not_after: SystemTime,
     },
     /// It lacks an extended key usage the channel needs.
@@ -158,6 +162,8 @@ pub enum Refusal {
         /// What the path validator said.
         detail: String,
     },
+    /// Its issuer's CRL lists it.
+    Revoked,
 }
 
 impl fmt::Display for Refusal {
@@ -172,14 +178,10 @@ impl fmt::Display for Refusal {
                 f.write_str("the key stored beside it does not match its public key")
             }
             Refusal::NotYetValid { not_before } => {
-                write!(
-                    f,
-                    "it is not valid yet (from Unix time {})",
-                    seconds(*not_before)
-                )
+                write!(f, "it is not valid yet (from {})", human(*not_before))
             }
             Refusal::Expired { not_after } => {
-                write!(f, "it expired (at Unix time {})", seconds(*not_after))
+                write!(f, "it expired on {}", human(*not_after))
             }
             Refusal::MissingEku { purpose, oid } => {
                 write!(f, "it lacks the {purpose} extended key usage ({oid})")
@@ -187,6 +189,7 @@ impl fmt::Display for Refusal {
             Refusal::Untrusted { detail } => {
                 write!(f, "it does not chain to a trusted root in Root: {detail}")
             }
+            Refusal::Revoked => f.write_str("it is revoked: its issuer's CRL lists it"),
         }
     }
 }
@@ -229,6 +232,16 @@ pub struct Held {
     pub key: KeyState,
 }
 
+/// What a machine trusts: the roots in its `Root` store, and the CRLs they published (each
+/// checked with its root's key when it was added).
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// The trusted roots.
+    pub roots: Vec<CertInfo>,
+    /// CRLs (DER) of those roots.
+    pub crls: Vec<Vec<u8>>,
+}
+
 /// Chooses the channel certificate for `host` from the machine's `My` store, as MOMCertImport
 /// does; see [`choose_channel_certificate`], here over the stores' contents.
 pub fn select_channel_certificate(
@@ -236,11 +249,11 @@ pub fn select_channel_certificate(
     host: &str,
     now: SystemTime,
 ) -> Result<Selection> {
-    let roots: Vec<CertInfo> = stores
-        .list(StoreName::Root)?
-        .into_iter()
-        .filter_map(|e| e.cert)
-        .collect();
+    choose_channel_certificate(&held_certificates(stores)?, &stores.trust()?, host, now)
+}
+
+/// The certificates of the machine's `My` store with their keys' state.
+pub fn held_certificates(stores: &Stores) -> Result<Vec<Held>> {
     let mut my = Vec::new();
     for entry in stores.list(StoreName::My)? {
         let Some(cert) = entry.cert else { continue };
@@ -251,22 +264,30 @@ pub fn select_channel_certificate(
         };
         my.push(Held { cert, key });
     }
-    choose_channel_certificate(&my, &roots, host, now)
+    Ok(my)
 }
 
-/// MOMCertImport's choice for `host` among `my`, trusting `roots`: a certificate naming `host`
+/// MOMCertImport's choice for `host` among `my`, trusting `trust`: a certificate naming `host`
 /// (common name or DNS alternative name), with its private key, valid at `now`, carrying both
-/// server and client authentication, whose chain ends at one of `roots` (checked by
-/// rustls-webpki for both purposes). Several qualify: the one whose validity started last
-/// (then the one that ends last). None: an error listing each certificate and every condition
-/// it fails. Pure: the caller brings the certificates.
+/// server and client authentication, whose chain ends at one of the trusted roots (checked by
+/// rustls-webpki for both purposes) and that no CRL of its issuer lists. Several qualify: the
+/// one whose validity started last (then the one that ends last). None: an error listing each
+/// certificate and every condition it fails. Pure: the caller brings the certificates.
 pub fn choose_channel_certificate(
     my: &[Held],
-    roots: &[CertInfo],
+    trust: &Trust,
     host: &str,
     now: SystemTime,
 ) -> Result<Selection> {
-    let roots: Vec<CertificateDer<'_>> = roots
+    let crls: Vec<CertRevocationList<'_>> = trust
+        .crls
+        .iter()
+        .filter_map(|der| BorrowedCertRevocationList::from_der(der).ok())
+        .map(CertRevocationList::from)
+        .collect();
+    let crl_refs: Vec<&CertRevocationList<'_>> = crls.iter().collect();
+    let roots: Vec<CertificateDer<'_>> = trust
+        .roots
         .iter()
         .map(|c| CertificateDer::from(c.der.as_slice()))
         .collect();
@@ -280,7 +301,7 @@ pub fn choose_channel_certificate(
         .iter()
         .map(|held| Candidate {
             cert: held.cert.clone(),
-            refusals: check(&held.cert, held.key, host, now, &anchors),
+            refusals: check(&held.cert, held.key, host, now, &anchors, &crl_refs),
         })
         .collect();
     let chosen = candidates
@@ -310,6 +331,7 @@ pub(crate) fn check(
     host: &str,
     now: SystemTime,
     anchors: &[TrustAnchor<'_>],
+    crls: &[&CertRevocationList<'_>],
 ) -> Vec<Refusal> {
     let mut refusals = Vec::new();
     if !cert.names_host(host) {
@@ -345,43 +367,74 @@ pub(crate) fn check(
             refusals.push(Refusal::MissingEku { purpose, oid });
         }
     }
-    if let Some(detail) = chain_problem(cert, now, anchors) {
-        refusals.push(Refusal::Untrusted { detail });
+    match chain_problem(cert, now, anchors, crls) {
+        Some(Problem::Revoked) => refusals.push(Refusal::Revoked),
+        Some(Problem::Path(detail)) => refusals.push(Refusal::Untrusted { detail }),
+        None => {}
     }
     refusals
 }
 
+/// What is wrong with a certificate's path.
+enum Problem {
+    Path(String),
+    Revoked,
+}
+
 /// What rustls-webpki finds wrong with the path from `cert` to the anchors, for both of the
-/// channel's purposes; validity and EKU problems are reported by their own checks, so only
-/// path problems are named here.
-fn chain_problem(cert: &CertInfo, now: SystemTime, anchors: &[TrustAnchor<'_>]) -> Option<String> {
+/// channel's purposes, and whether a CRL of its issuer lists it; validity and EKU problems
+/// are reported by their own checks, so only path problems are named here. A certificate whose
+/// issuer published no CRL here is not refused for it (a machine that holds no CRL cannot
+/// know; the CRL distribution point is for relying parties that fetch it); an expired CRL
+/// still counts for what it lists.
+fn chain_problem(
+    cert: &CertInfo,
+    now: SystemTime,
+    anchors: &[TrustAnchor<'_>],
+    crls: &[&CertRevocationList<'_>],
+) -> Option<Problem> {
     if anchors.is_empty() {
-        return Some("the Root store is empty".into());
+        return Some(Problem::Path("the Root store is empty".into()));
     }
     let der = CertificateDer::from(cert.der.as_slice());
     let ee = match EndEntityCert::try_from(&der) {
         Ok(ee) => ee,
         Err(e) => {
-            return Some(format!(
+            return Some(Problem::Path(format!(
                 "the certificate cannot be read for validation ({e})"
-            ));
+            )));
         }
     };
+    let revocation = RevocationOptionsBuilder::new(crls).ok().map(|b| {
+        b.with_depth(RevocationCheckDepth::EndEntity)
+            .with_status_policy(UnknownStatusPolicy::Allow)
+            .with_expiration_policy(ExpirationPolicy::Ignore)
+            .build()
+    });
     // Validate at a time inside the certificate's validity: expiry is its own refusal. (Not
     // `clamp`, which panics when a certificate ends before it starts.)
     let at = whole(now).max(cert.not_before).min(cert.not_after);
     let time = UnixTime::since_unix_epoch(Duration::from_secs(seconds(at)));
     for usage in [KeyUsage::server_auth(), KeyUsage::client_auth()] {
-        match ee.verify_for_usage(ALL_VERIFICATION_ALGS, anchors, &[], time, usage, None, None) {
+        match ee.verify_for_usage(
+            ALL_VERIFICATION_ALGS,
+            anchors,
+            &[],
+            time,
+            usage,
+            revocation,
+            None,
+        ) {
             Ok(_) => {}
             Err(webpki::Error::RequiredEkuNotFoundContext(_)) => {}
+            Err(webpki::Error::CertRevoked) => return Some(Problem::Revoked),
             Err(webpki::Error::UnknownIssuer) => {
-                return Some(format!(
+                return Some(Problem::Path(format!(
                     "no certificate in Root issued it (its issuer is {})",
                     cert.issuer
-                ));
+                )));
             }
-            Err(e) => return Some(describe(&e)),
+            Err(e) => return Some(Problem::Path(describe(&e))),
         }
     }
     None

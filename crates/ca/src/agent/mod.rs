@@ -10,10 +10,11 @@ mod bundle;
 mod channel;
 
 pub use bundle::{
-    BUNDLE_LABEL, Bundle, Installed, MAX_BUNDLE_BYTES, install_bundle, pin_matches, read_bundle,
-    write_bundle,
+    BUNDLE_LABEL, Bundle, Installed, MAX_BUNDLE_BYTES, accept_certificate, install_bundle,
+    pin_matches, read_bundle, write_bundle,
 };
 pub use channel::{
-    AGENT_SETTINGS, AgentSettings, Candidate, Held, KeyState, Refusal, Selection,
-    channel_serial_number, choose_channel_certificate, select_channel_certificate,
+    AGENT_SETTINGS, AgentSettings, Candidate, Held, KeyState, Refusal, Selection, Trust,
+    channel_serial_number, choose_channel_certificate, held_certificates,
+    select_channel_certificate,
 };

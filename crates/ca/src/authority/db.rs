@@ -150,8 +150,8 @@ impl std::str::FromStr for Disposition {
 pub struct Record {
     /// The request id certreq prints.
     pub id: i64,
-    /// When it was received (to the second; seconds since the Unix epoch in JSON).
-    #[serde(serialize_with = "time::as_seconds::serialize")]
+    /// When it was received (to the second; RFC 3339 in JSON).
+    #[serde(serialize_with = "time::as_rfc3339::serialize")]
     pub received: SystemTime,
     /// Who sent it: the request file's name.
     pub requester: String,
@@ -182,11 +182,11 @@ pub struct Record {
     /// The issued certificate (DER).
     #[serde(skip)]
     pub certificate: Option<Vec<u8>>,
-    /// The certificate's end of validity (seconds since the Unix epoch in JSON).
-    #[serde(serialize_with = "time::option_as_seconds::serialize")]
+    /// The certificate's end of validity (RFC 3339 in JSON).
+    #[serde(serialize_with = "time::option_as_rfc3339::serialize")]
     pub not_after: Option<SystemTime>,
-    /// When it was revoked (to the second; seconds since the Unix epoch in JSON).
-    #[serde(serialize_with = "time::option_as_seconds::serialize")]
+    /// When it was revoked (to the second; RFC 3339 in JSON).
+    #[serde(serialize_with = "time::option_as_rfc3339::serialize")]
     pub revoked_at: Option<SystemTime>,
     /// Why it was revoked.
     pub revocation_reason: Option<RevocationReason>,

@@ -253,31 +253,55 @@ fn parse_sections(text: &str, file: &str) -> Result<Vec<Section>> {
     Ok(sections)
 }
 
+/// The longest a value may grow to by `[Strings]` substitution: far more than any subject or
+/// name list, far less than what repeated expansion of a large string could cost.
+const MAX_EXPANDED: usize = 16 * 1024;
+
+/// At most the first 60 characters of `text`, for a message.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// Replaces `%name%` with the `[Strings]` value of `name` (case-insensitive); `%%` is `%`.
+/// Substitution is one pass (a value brought in is not expanded again) and bounded: a value
+/// that would grow past [`MAX_EXPANDED`] bytes is refused before it is built.
 fn substitute(
     value: &str,
     strings: &HashMap<String, String>,
 ) -> std::result::Result<String, String> {
-    let mut out = String::with_capacity(value.len());
+    let mut out = String::with_capacity(value.len().min(MAX_EXPANDED));
     let mut rest = value;
+    let push = |out: &mut String, text: &str| {
+        if out.len() + text.len() > MAX_EXPANDED {
+            return Err(format!(
+                "the value grows past {MAX_EXPANDED} bytes when [Strings] are substituted: '{}'",
+                clip(value)
+            ));
+        }
+        out.push_str(text);
+        Ok(())
+    };
     while let Some(start) = rest.find('%') {
-        out.push_str(&rest[..start]);
+        push(&mut out, &rest[..start])?;
         let after = &rest[start + 1..];
         let end = after
             .find('%')
-            .ok_or_else(|| format!("unmatched '%' in '{value}'"))?;
+            .ok_or_else(|| format!("unmatched '%' in '{}'", clip(value)))?;
         let name = &after[..end];
         if name.is_empty() {
-            out.push('%');
+            push(&mut out, "%")?;
         } else {
             let v = strings
                 .get(&name.to_ascii_lowercase())
-                .ok_or_else(|| format!("%{name}% is not defined in [Strings]"))?;
-            out.push_str(v);
+                .ok_or_else(|| format!("%{}% is not defined in [Strings]", clip(name)))?;
+            push(&mut out, v)?;
         }
         rest = &after[end + 1..];
     }
-    out.push_str(rest);
+    push(&mut out, rest)?;
     Ok(out)
 }
 

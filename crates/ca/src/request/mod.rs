@@ -41,4 +41,5 @@ pub use renewal::{RenewalProof, wrap_renewal};
 /// A PKCS#10 request as x509-cert holds it: what [`build_request`] makes.
 pub use x509_cert::request::CertReq;
 
+pub(crate) use dn::parse_dn;
 pub(crate) use keys::os_rng;

@@ -28,7 +28,10 @@ use crate::cert::CertInfo;
 use crate::error::{Error, Result};
 use crate::request::PrivateKey;
 
-pub use pfx::{MAX_PFX_BYTES, Pfx, PfxEncryption, read_pfx, write_pfx};
+pub use pfx::{
+    MAX_PFX_BAGS, MAX_PFX_BYTES, MAX_PFX_DERIVATIONS, MAX_PFX_SCRYPT_BYTES, MAX_PFX_WORK, Pfx,
+    PfxEncryption, read_pfx, write_pfx,
+};
 
 /// The folder of the machine's stores below a machine folder (`MachineKeySet = TRUE`).
 pub const MACHINE_STORES: &str = "Certificates";
@@ -66,6 +69,9 @@ pub struct Pending {
 #[derive(Debug, Clone)]
 pub struct Stores {
     root: PathBuf,
+    /// For the user's stores, the machine's: a user trusts the machine's roots too (Windows'
+    /// CurrentUser Root store shows LocalMachine's).
+    machine: Option<PathBuf>,
 }
 
 /// Held while a tool changes a store; released on drop.
@@ -132,7 +138,10 @@ impl Stores {
             let dir = root.join(sub);
             opsmgr_fsutil::create_private_dir(&dir).map_err(io_err(&dir))?;
         }
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            machine: (!machine_key_set).then(|| machine.join(MACHINE_STORES)),
+        })
     }
 
     /// The folder the stores live in.
@@ -304,10 +313,10 @@ impl Stores {
         let cert = CertInfo::parse(cert_bytes)?;
         if !cert.valid_at(now) {
             return Err(Error::Certificate(format!(
-                "{} is not valid now (valid from {} to {}, Unix seconds)",
-                cert.subject,
-                crate::time::seconds(cert.not_before),
-                crate::time::seconds(cert.not_after)
+                "{} is not valid now (valid from {} to {})",
+                crate::text::escape_control(&cert.subject),
+                crate::time::human(cert.not_before),
+                crate::time::human(cert.not_after)
             )));
         }
         let id = key_id(&cert.public_key);
@@ -507,6 +516,205 @@ impl Stores {
     }
 }
 
+/// The largest CRL file read.
+pub const MAX_CRL_BYTES: usize = 1024 * 1024;
+
+/// What adding a CRL to `Root` did.
+#[derive(Debug, Clone)]
+pub struct AddedCrl {
+    /// The root that signed it.
+    pub issuer: CertInfo,
+    /// Its CRL number, when it has one.
+    pub number: Option<u64>,
+    /// When it was made.
+    pub this_update: SystemTime,
+    /// Until when it is valid.
+    pub next_update: Option<SystemTime>,
+    /// How many certificates it lists.
+    pub revoked: usize,
+    /// False when the store already held this CRL or a newer one of its root (kept).
+    pub stored: bool,
+}
+
+/// What adding to `Root` did: a root certificate, or a CRL (certutil -addstore takes both).
+#[derive(Debug, Clone)]
+pub enum AddedToRoot {
+    /// A certificate.
+    Certificate(Added),
+    /// A CRL.
+    Crl(AddedCrl),
+}
+
+/// A CRL's DER, from PEM (`X509 CRL`) or DER, bounded; `None` when it is not a CRL at all.
+pub fn crl_der(bytes: &[u8]) -> Option<Vec<u8>> {
+    use der::Decode;
+    if bytes.len() > MAX_CRL_BYTES {
+        return None;
+    }
+    let trimmed = bytes.trim_ascii_start();
+    let der = if trimmed.starts_with(b"-----BEGIN") {
+        match der::pem::decode_vec(trimmed) {
+            Ok(("X509 CRL", der)) => der,
+            _ => return None,
+        }
+    } else {
+        trimmed.to_vec()
+    };
+    x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
+        .ok()
+        .map(|_| der)
+}
+
+/// Checks that `root` signed the CRL `der`, over its `tbsCertList` as received.
+pub fn crl_signed_by(der: &[u8], root: &CertInfo) -> Result<()> {
+    use der::Decode;
+    let crl = x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der)
+        .map_err(|e| Error::Certificate(format!("the CRL cannot be read: {e}")))?;
+    let issuer = crate::text::escape_control(&crl.tbs_cert_list.issuer.to_string());
+    if issuer != root.subject {
+        return Err(Error::Certificate(format!(
+            "the CRL is {issuer}'s, not {}'s",
+            root.subject
+        )));
+    }
+    let range = crate::sigalg::signed_range(der)
+        .map_err(|e| Error::Certificate(format!("the CRL cannot be read: {e}")))?;
+    let algorithm = crate::sigalg::SignatureAlgorithm::from_identifier(&crl.signature_algorithm)
+        .map_err(|e| Error::Certificate(format!("the CRL's signature: {e}")))?;
+    let signature = crl
+        .signature
+        .as_bytes()
+        .ok_or_else(|| Error::Certificate("the CRL's signature has unused bits".into()))?;
+    crate::sigalg::verify_signature(&spki(root)?, algorithm, &der[range], signature)
+        .map_err(|e| Error::Certificate(format!("{} did not sign the CRL: {e}", root.subject)))
+}
+
+/// A CRL's number, when it has one.
+fn crl_number(crl: &x509_cert::crl::CertificateList) -> Option<u64> {
+    use der::Decode;
+    let ext = crl
+        .tbs_cert_list
+        .crl_extensions
+        .as_ref()?
+        .iter()
+        .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_CRL_NUMBER)?;
+    let n = x509_cert::ext::pkix::crl::CrlNumber::from_der(ext.extn_value.as_bytes()).ok()?;
+    let bytes = n.0.as_bytes();
+    (bytes.len() <= 8).then(|| bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+}
+
+impl Stores {
+    /// What these stores trust: the certificates of `Root` and the CRLs stored beside them;
+    /// for the user's stores, the machine's as well.
+    pub fn trust(&self) -> Result<crate::agent::Trust> {
+        let mut roots: Vec<CertInfo> = self
+            .list(StoreName::Root)?
+            .into_iter()
+            .filter_map(|e| e.cert)
+            .collect();
+        let mut crls = Vec::new();
+        let mut dirs = vec![self.root.join(StoreName::Root.dir())];
+        if let Some(machine) = &self.machine
+            && machine.join(StoreName::Root.dir()).is_dir()
+        {
+            let machine = Stores {
+                root: machine.clone(),
+                machine: None,
+            };
+            for cert in machine
+                .list(StoreName::Root)?
+                .into_iter()
+                .filter_map(|e| e.cert)
+            {
+                if !roots.iter().any(|r| r.der == cert.der) {
+                    roots.push(cert);
+                }
+            }
+            dirs.push(machine.root.join(StoreName::Root.dir()));
+        }
+        for dir in dirs {
+            for item in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                let path = item.map_err(io_err(&dir))?.path();
+                if path.extension().is_some_and(|e| e == "crl") {
+                    crls.push(fs::read(&path).map_err(io_err(&path))?);
+                }
+            }
+        }
+        Ok(crate::agent::Trust { roots, crls })
+    }
+
+    /// Adds a CRL to `Root` (certutil -addstore root FILE.crl), as the CRL of the root in
+    /// `Root` that signed it (checked over its `tbsCertList` as received). A CRL no root here
+    /// signed is refused; an older one than the store holds for its root (by CRL number, then
+    /// thisUpdate) is kept out. The caller holds the lock.
+    pub fn add_crl(&self, _lock: &StoreLock, bytes: &[u8]) -> Result<AddedCrl> {
+        use der::Decode;
+        let der = crl_der(bytes).ok_or_else(|| {
+            Error::Certificate(format!(
+                "not a CRL (PEM X509 CRL or DER, at most {MAX_CRL_BYTES} bytes)"
+            ))
+        })?;
+        let crl =
+            x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
+                .map_err(|e| Error::Certificate(format!("the CRL cannot be read: {e}")))?;
+        let issuer = crate::text::escape_control(&crl.tbs_cert_list.issuer.to_string());
+        let root = self
+            .list(StoreName::Root)?
+            .into_iter()
+            .filter_map(|e| e.cert)
+            .find(|r| crl_signed_by(&der, r).is_ok())
+            .ok_or_else(|| {
+                Error::Certificate(format!(
+                    "no root in Root signed this CRL (its issuer is {issuer}): trust the CA's root first"
+                ))
+            })?;
+        let number = crl_number(&crl);
+        let this_update = crl.tbs_cert_list.this_update.to_system_time();
+        let path = self
+            .root
+            .join(StoreName::Root.dir())
+            .join(format!("{}.crl", root.thumbprint));
+        let newer_held = match fs::read(&path) {
+            Ok(old) => {
+                x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&old)
+                    .ok()
+                    .is_some_and(|o| {
+                        (crl_number(&o), o.tbs_cert_list.this_update.to_system_time())
+                            >= (number, this_update)
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        if !newer_held {
+            write_private(&path, &der)?;
+        }
+        Ok(AddedCrl {
+            issuer: root,
+            number,
+            this_update,
+            next_update: crl.tbs_cert_list.next_update.map(|t| t.to_system_time()),
+            revoked: crl
+                .tbs_cert_list
+                .revoked_certificates
+                .as_ref()
+                .map_or(0, Vec::len),
+            stored: !newer_held,
+        })
+    }
+
+    /// certutil -addstore root FILE: a CRL is added as its root's CRL
+    /// ([`Stores::add_crl`]), anything else as a root certificate ([`Stores::add_root`]).
+    pub fn add_to_root(&self, lock: &StoreLock, bytes: &[u8], force: bool) -> Result<AddedToRoot> {
+        if crl_der(bytes).is_some() {
+            self.add_crl(lock, bytes).map(AddedToRoot::Crl)
+        } else {
+            self.add_root(lock, bytes, force)
+                .map(AddedToRoot::Certificate)
+        }
+    }
+}
+
 /// What importing a PFX did.
 #[derive(Debug, Clone)]
 pub struct Imported {
@@ -554,19 +762,42 @@ fn verified_root<'a>(
     Ok(child)
 }
 
+/// What importing a PFX would write, checked and encoded before anything is written.
+#[derive(Debug)]
+pub struct ImportPlan {
+    cert: CertInfo,
+    already: bool,
+    /// The root to trust, and whether it is new to `Root`.
+    root: Option<(CertInfo, bool)>,
+    root_note: Option<String>,
+    /// The files to write, in order (key and description before the certificate).
+    files: Vec<(PathBuf, Zeroizing<Vec<u8>>)>,
+}
+
+impl ImportPlan {
+    /// The certificate that would be in `My`, with its key.
+    pub fn certificate(&self) -> &CertInfo {
+        &self.cert
+    }
+
+    /// The root that would be trusted, when the PFX's chain verifies up to one and it is to be.
+    pub fn root(&self) -> Option<&CertInfo> {
+        self.root.as_ref().map(|(r, _)| r)
+    }
+}
+
 impl Stores {
-    /// Puts a PFX's key and certificate into `My` (certutil -importPFX), the key exportable
-    /// unless `exportable` is false (certutil's `NoExport`); with `trust_root`, the PFX's
-    /// self-signed root goes to `Root` when the chain's signatures verify up to it. Importing
-    /// the same PFX again is harmless. The caller holds the lock.
-    pub fn import_pfx(
+    /// What importing `pfx` would do (certutil -importPFX), every check made and every file
+    /// encoded, nothing written: the key exportable unless `exportable` is false (certutil's
+    /// `NoExport`); with `trust_root`, the PFX's self-signed root for `Root` when the chain's
+    /// signatures verify up to it.
+    pub fn plan_import(
         &self,
-        lock: &StoreLock,
         pfx: &Pfx,
         exportable: bool,
         trust_root: bool,
         now: SystemTime,
-    ) -> Result<Imported> {
+    ) -> Result<ImportPlan> {
         let cert = pfx.certificate.clone();
         let my = self.root.join(StoreName::My.dir());
         let thumb = &cert.thumbprint;
@@ -576,6 +807,7 @@ impl Stores {
             my.join(format!("{thumb}.cer")),
         );
         let already = cert_path.exists() && key_path.exists();
+        let mut files = Vec::new();
         if !already {
             let info = PendingInfo {
                 subject: cert.subject.clone(),
@@ -585,24 +817,80 @@ impl Stores {
             };
             let meta = serde_json::to_vec_pretty(&info).map_err(|e| Error::Key(e.to_string()))?;
             // Key and description first, the certificate last, as in accept.
-            write_private(&key_path, &pfx.key.to_pkcs8_der()?)?;
-            write_private(&meta_path, &meta)?;
-            write_private(&cert_path, &cert.der)?;
+            files.push((key_path, pfx.key.to_pkcs8_der()?));
+            files.push((meta_path, Zeroizing::new(meta)));
+            files.push((cert_path, Zeroizing::new(cert.der.clone())));
         }
         let (root, root_note) = match verified_root(&cert, &pfx.chain) {
-            Ok(r) if trust_root => (Some(self.add_root(lock, &r.der, false)?), None),
+            Ok(r) if trust_root => {
+                if !r.is_ca {
+                    return Err(Error::NotCa(r.subject.clone()));
+                }
+                let path = self
+                    .root
+                    .join(StoreName::Root.dir())
+                    .join(format!("{}.cer", r.thumbprint));
+                let new = !path.exists();
+                if new {
+                    files.push((path, Zeroizing::new(r.der.clone())));
+                }
+                (Some((r.clone(), new)), None)
+            }
             Ok(r) => (
                 None,
                 Some(format!("its root {} was not added (NoRoot)", r.subject)),
             ),
             Err(why) => (None, Some(why)),
         };
-        Ok(Imported {
+        Ok(ImportPlan {
             cert,
             already,
             root,
             root_note,
+            files,
         })
+    }
+
+    /// Carries out an import [`Stores::plan_import`] planned: all of it, or (a write failing)
+    /// none of it: the files it wrote are removed again. The caller holds the lock.
+    pub fn commit_import(&self, _lock: &StoreLock, plan: ImportPlan) -> Result<Imported> {
+        let mut written: Vec<&Path> = Vec::new();
+        for (path, bytes) in &plan.files {
+            if let Err(e) = write_private(path, bytes) {
+                // Undo in reverse: the certificate before its key.
+                for done in written.iter().rev() {
+                    let _ = fs::remove_file(done);
+                }
+                return Err(e);
+            }
+            written.push(path);
+        }
+        let root = plan.root.map(|(cert, new)| Added {
+            already: !new,
+            self_signature_verified: true,
+            cert,
+        });
+        Ok(Imported {
+            cert: plan.cert,
+            already: plan.already,
+            root,
+            root_note: plan.root_note,
+        })
+    }
+
+    /// Puts a PFX's key and certificate into `My` (certutil -importPFX): [`Stores::plan_import`]
+    /// then [`Stores::commit_import`], so that the stores change wholly or not at all.
+    /// Importing the same PFX again is harmless. The caller holds the lock.
+    pub fn import_pfx(
+        &self,
+        lock: &StoreLock,
+        pfx: &Pfx,
+        exportable: bool,
+        trust_root: bool,
+        now: SystemTime,
+    ) -> Result<Imported> {
+        let plan = self.plan_import(pfx, exportable, trust_root, now)?;
+        self.commit_import(lock, plan)
     }
 
     /// The `My` entry `id` names with its key, and with `chain` the root in `Root` that signed

@@ -2,13 +2,15 @@
 //! `certutil -exportPFX`, read for `certutil -importPFX` and MOMCertImport's file argument.
 //! Bytes in, bytes out: the stores and the tools do the files.
 //!
-//! The format work is p12-keystore's (PBES2 and the PKCS #12 PBEs, the MAC, the bags); this
-//! module chooses the algorithms Windows reads and checks what comes back: one private key,
-//! its certificate first, the key matching the certificate.
+//! Writing is p12-keystore's (PBES2 and the PKCS #12 PBEs, the MAC, the bags), with the
+//! algorithms Windows reads. Reading is ours, over the `pkcs12` crate's structures, so that
+//! nothing is decrypted before the file's MAC proves it and the total key-derivation work is
+//! bounded before each derivation runs; then it checks what comes back: one private key and
+//! its certificate, the key matching the certificate.
 
 use p12_keystore::{
     Certificate as P12Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, LocalKeyId,
-    MacAlgorithm, Pkcs12ImportPolicy, PrivateKey as P12PrivateKey, PrivateKeyChain,
+    MacAlgorithm, PrivateKey as P12PrivateKey, PrivateKeyChain,
 };
 use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
@@ -109,67 +111,450 @@ pub fn write_pfx(
         .map_err(pfx_err)
 }
 
-/// Reads a PFX with `password`: untrusted input, bounded in size, the work factor bounded by
-/// p12-keystore (at most a million iterations). It must hold exactly one private key and its
-/// certificate; a wrong password (or a changed byte) is [`Error::WrongPassword`].
+/// The most KDF work one PFX may ask for, in PBKDF2-iteration units (see [`read_pfx`]): about
+/// 130 times what Windows' own exports cost (3 derivations of 2,000 or 10,000), and a second
+/// or so on one core.
+pub const MAX_PFX_WORK: u64 = 4_000_000;
+/// The most key derivations one PFX may ask for (the MAC, each encrypted safe, each shrouded
+/// key).
+pub const MAX_PFX_DERIVATIONS: usize = 16;
+/// The most bags one PFX may hold (a key, its certificate and a chain are a handful).
+pub const MAX_PFX_BAGS: usize = 64;
+/// The most memory one scrypt derivation may ask for.
+pub const MAX_PFX_SCRYPT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The KDF work a PFX asks for, charged before each derivation runs.
+struct Budget {
+    work: u64,
+    derivations: usize,
+}
+
+impl Budget {
+    fn charge(&mut self, what: &str, units: u64) -> Result<()> {
+        self.derivations += 1;
+        self.work = self.work.saturating_add(units);
+        if self.derivations > MAX_PFX_DERIVATIONS {
+            return Err(Error::Pfx(format!(
+                "it asks for more than {MAX_PFX_DERIVATIONS} key derivations (at {what}); nothing was decrypted beyond that"
+            )));
+        }
+        if self.work > MAX_PFX_WORK {
+            return Err(Error::Pfx(format!(
+                "its key derivations add up to more than {MAX_PFX_WORK} iterations (at {what}); nothing was decrypted beyond that"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn der_err(what: &'static str) -> impl Fn(der::Error) -> Error {
+    move |e| Error::Pfx(format!("{what} cannot be read: {e}"))
+}
+
+/// The value inside a `[0] EXPLICIT` wrapper (a SafeBag's bagValue as pkcs12 keeps it).
+fn explicit_value(tlv: &[u8]) -> Result<&[u8]> {
+    use der::{Reader, SliceReader};
+    let bad = der_err("a bag");
+    let mut reader = SliceReader::new(tlv).map_err(&bad)?;
+    let header: der::Header = der::Decode::decode(&mut reader).map_err(&bad)?;
+    if !matches!(header.tag(), der::Tag::ContextSpecific { number, .. } if number.value() == 0) {
+        return Err(Error::Pfx("a bag's value is not [0]".into()));
+    }
+    let start = usize::try_from(reader.position()).map_err(&bad)?;
+    Ok(&tlv[start..])
+}
+
+/// Verifies the PFX's MAC over `data` with `password` (RFC 7292 appendix B's KDF, HMAC).
+fn verify_mac(
+    mac: &pkcs12::MacData,
+    data: &[u8],
+    password: &str,
+    budget: &mut Budget,
+) -> Result<()> {
+    use hmac::{KeyInit, Mac};
+    use pkcs12::kdf::{Pkcs12KeyType, derive_key_utf8};
+    let iterations = u64::try_from(mac.iterations)
+        .ok()
+        .filter(|i| *i >= 1)
+        .ok_or_else(|| {
+            Error::Pfx(format!(
+                "its MAC's iteration count {} is not positive",
+                mac.iterations
+            ))
+        })?;
+    budget.charge("the MAC", iterations)?;
+    let salt = mac.mac_salt.as_bytes();
+    let expected = mac.mac.digest.as_bytes();
+    let bad_password =
+        |_| Error::Pfx("the password cannot be written as a PKCS #12 password (BMPString)".into());
+    macro_rules! check {
+        ($d:ty) => {{
+            let size = <$d as hmac::digest::OutputSizeUser>::output_size();
+            let key = Zeroizing::new(
+                derive_key_utf8::<$d>(password, salt, Pkcs12KeyType::Mac, mac.iterations, size)
+                    .map_err(bad_password)?,
+            );
+            let mut m = hmac::Hmac::<$d>::new_from_slice(&key)
+                .map_err(|_| Error::Pfx("its MAC key has a bad length".into()))?;
+            m.update(data);
+            m.verify_slice(expected).is_ok()
+        }};
+    }
+    let ok = match mac.mac.algorithm.oid.to_string().as_str() {
+        "1.3.14.3.2.26" => check!(Sha1),
+        "2.16.840.1.101.3.4.2.1" => check!(sha2::Sha256),
+        "2.16.840.1.101.3.4.2.2" => check!(sha2::Sha384),
+        "2.16.840.1.101.3.4.2.3" => check!(sha2::Sha512),
+        other => {
+            return Err(Error::Pfx(format!(
+                "its MAC uses digest {other}; SHA-1, SHA-256, SHA-384 or SHA-512 is read"
+            )));
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::WrongPassword("the PFX file".into()))
+    }
+}
+
+const PBES2: &str = "1.2.840.113549.1.5.13";
+const PBE_SHA_3DES: &str = "1.2.840.113549.1.12.1.3";
+const PBE_SHA_2DES: &str = "1.2.840.113549.1.12.1.4";
+const PBE_SHA_RC2_40: &str = "1.2.840.113549.1.12.1.6";
+const PBE_SHA_RC2_128: &str = "1.2.840.113549.1.12.1.5";
+
+/// Decrypts `data` by the password-based scheme `alg` (PBES2 with PBKDF2 or scrypt; the
+/// PKCS #12 PBEs with 3DES or RC2), charging its derivation to `budget` first.
+fn decrypt(
+    alg: &spki::AlgorithmIdentifierOwned,
+    data: &[u8],
+    password: &str,
+    what: &str,
+    budget: &mut Budget,
+) -> Result<Zeroizing<Vec<u8>>> {
+    use der::{Decode, Encode};
+    let params = alg
+        .parameters
+        .as_ref()
+        .ok_or_else(|| Error::Pfx(format!("{what}: its encryption has no parameters")))?
+        .to_der()
+        .map_err(der_err("encryption parameters"))?;
+    let wrong = || Error::WrongPassword("the PFX file".into());
+    match alg.oid.to_string().as_str() {
+        PBES2 => {
+            let p =
+                pkcs5::pbes2::Parameters::from_der(&params).map_err(der_err("PBES2 parameters"))?;
+            let units = match &p.kdf {
+                pkcs5::pbes2::Kdf::Pbkdf2(k) => u64::from(k.iteration_count),
+                pkcs5::pbes2::Kdf::Scrypt(k) => {
+                    let memory = 128u64
+                        .saturating_mul(k.cost_parameter)
+                        .saturating_mul(u64::from(k.block_size));
+                    if memory > MAX_PFX_SCRYPT_BYTES {
+                        return Err(Error::Pfx(format!(
+                            "{what}: scrypt asks for {memory} bytes; at most {MAX_PFX_SCRYPT_BYTES} are given"
+                        )));
+                    }
+                    k.cost_parameter
+                        .saturating_mul(u64::from(k.block_size))
+                        .saturating_mul(u64::from(k.parallelization))
+                }
+                _ => {
+                    return Err(Error::Pfx(format!(
+                        "{what}: an unknown PBES2 key derivation"
+                    )));
+                }
+            };
+            budget.charge(what, units)?;
+            p.decrypt(password.as_bytes(), data)
+                .map(Zeroizing::new)
+                .map_err(|e| match e {
+                    pkcs5::Error::DecryptFailed => wrong(),
+                    other => Error::Pfx(format!("{what}: {other}")),
+                })
+        }
+        oid @ (PBE_SHA_3DES | PBE_SHA_2DES | PBE_SHA_RC2_40 | PBE_SHA_RC2_128) => {
+            use cbc::cipher::block_padding::Pkcs7;
+            use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
+            use pkcs12::kdf::{Pkcs12KeyType, derive_key_utf8};
+            let p = pkcs12::pbe_params::Pkcs12PbeParams::from_der(&params)
+                .map_err(der_err("PKCS #12 PBE parameters"))?;
+            let iterations = u64::try_from(p.iterations)
+                .ok()
+                .filter(|i| *i >= 1)
+                .ok_or_else(|| {
+                    Error::Pfx(format!(
+                        "{what}: iteration count {} is not positive",
+                        p.iterations
+                    ))
+                })?;
+            // A key and an IV: two derivations' work.
+            budget.charge(what, iterations.saturating_mul(2))?;
+            let key_len = match oid {
+                PBE_SHA_3DES => 24,
+                PBE_SHA_2DES | PBE_SHA_RC2_128 => 16,
+                _ => 5,
+            };
+            let derive = |kind, len| {
+                derive_key_utf8::<Sha1>(password, p.salt.as_bytes(), kind, p.iterations, len)
+                    .map(Zeroizing::new)
+                    .map_err(|_| {
+                        Error::Pfx(
+                            "the password cannot be written as a PKCS #12 password (BMPString)"
+                                .into(),
+                        )
+                    })
+            };
+            let key = derive(Pkcs12KeyType::EncryptionKey, key_len)?;
+            let iv = derive(Pkcs12KeyType::Iv, 8)?;
+            let bad_key = |_| Error::Pfx(format!("{what}: a bad key length"));
+            let plain = match oid {
+                PBE_SHA_3DES => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
+                    .map_err(bad_key)?
+                    .decrypt_padded_vec::<Pkcs7>(data),
+                PBE_SHA_2DES => cbc::Decryptor::<des::TdesEde2>::new_from_slices(&key, &iv)
+                    .map_err(bad_key)?
+                    .decrypt_padded_vec::<Pkcs7>(data),
+                _ => {
+                    use cbc::cipher::InnerIvInit;
+                    let rc2 = rc2::Rc2::new_with_eff_key_len(&key, key_len * 8);
+                    cbc::Decryptor::<rc2::Rc2>::inner_iv_slice_init(rc2, &iv)
+                        .map_err(bad_key)?
+                        .decrypt_padded_vec::<Pkcs7>(data)
+                }
+            };
+            plain.map(Zeroizing::new).map_err(|_| wrong())
+        }
+        other => Err(Error::Pfx(format!(
+            "{what}: encryption {other} is not read (PBES2, or the PKCS #12 3DES and RC2 PBEs)"
+        ))),
+    }
+}
+
+/// A bag read from a PFX.
+enum Bag {
+    Key {
+        der: Zeroizing<Vec<u8>>,
+        local_key_id: Option<Vec<u8>>,
+        friendly_name: Option<String>,
+    },
+    Cert {
+        info: Box<CertInfo>,
+    },
+}
+
+const FRIENDLY_NAME: &str = "1.2.840.113549.1.9.20";
+const LOCAL_KEY_ID: &str = "1.2.840.113549.1.9.21";
+const KEY_BAG: &str = "1.2.840.113549.1.12.10.1.1";
+const SHROUDED_KEY_BAG: &str = "1.2.840.113549.1.12.10.1.2";
+const CERT_BAG: &str = "1.2.840.113549.1.12.10.1.3";
+const X509_CERT: &str = "1.2.840.113549.1.9.22.1";
+const DATA: &str = "1.2.840.113549.1.7.1";
+const ENCRYPTED_DATA: &str = "1.2.840.113549.1.7.6";
+
+fn attribute<'a>(bag: &'a pkcs12::safe_bag::SafeBag, oid: &str) -> Option<&'a der::Any> {
+    bag.bag_attributes
+        .as_ref()?
+        .iter()
+        .find(|a| a.oid.to_string() == oid)
+        .and_then(|a| a.values.iter().next())
+}
+
+/// The bags of one SafeContents, a shrouded key decrypted after its work is charged.
+fn read_bags(
+    contents: &[u8],
+    password: &str,
+    budget: &mut Budget,
+    bags: &mut Vec<Bag>,
+) -> Result<()> {
+    use der::Decode;
+    let safe =
+        pkcs12::safe_bag::SafeContents::from_der(contents).map_err(der_err("a SafeContents"))?;
+    for bag in &safe {
+        if bags.len() >= MAX_PFX_BAGS {
+            return Err(Error::Pfx(format!(
+                "it holds more than {MAX_PFX_BAGS} bags"
+            )));
+        }
+        let value = explicit_value(&bag.bag_value)?;
+        let local_key_id = attribute(bag, LOCAL_KEY_ID)
+            .and_then(|v| v.decode_as::<der::asn1::OctetString>().ok())
+            .map(|o| o.as_bytes().to_vec());
+        let friendly_name = attribute(bag, FRIENDLY_NAME)
+            .and_then(|v| v.decode_as::<der::asn1::BmpString>().ok())
+            .map(|n| crate::text::escape_control(&n.to_string()));
+        match bag.bag_id.to_string().as_str() {
+            SHROUDED_KEY_BAG => {
+                let info = pkcs12::pbe_params::EncryptedPrivateKeyInfo::from_der(value)
+                    .map_err(der_err("a shrouded key"))?;
+                let der = decrypt(
+                    &info.encryption_algorithm,
+                    info.encrypted_data.as_bytes(),
+                    password,
+                    "a shrouded key",
+                    budget,
+                )?;
+                bags.push(Bag::Key {
+                    der,
+                    local_key_id,
+                    friendly_name,
+                });
+            }
+            KEY_BAG => bags.push(Bag::Key {
+                der: Zeroizing::new(value.to_vec()),
+                local_key_id,
+                friendly_name,
+            }),
+            CERT_BAG => {
+                let cert =
+                    pkcs12::CertBag::from_der(value).map_err(der_err("a certificate bag"))?;
+                if cert.cert_id.to_string() != X509_CERT {
+                    return Err(Error::Pfx(format!(
+                        "a certificate bag holds {} certificates, not X.509",
+                        cert.cert_id
+                    )));
+                }
+                bags.push(Bag::Cert {
+                    info: Box::new(CertInfo::parse(cert.cert_value.as_bytes())?),
+                });
+            }
+            // CRL, secret and nested bags are not what a certificate with its key needs.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads a PFX with `password`. Untrusted input, read in an order that decrypts nothing it
+/// cannot vouch for: bounded in size; its MAC is required (a file without one, as
+/// `openssl pkcs12 -nomac` writes, would open with any password, and its content could be
+/// anyone's) and verified first; every key derivation (the MAC's, each encrypted safe's, each
+/// shrouded key's) is charged to one budget before it runs, so the total work is bounded
+/// ([`MAX_PFX_WORK`] PBKDF2 iterations or the like, [`MAX_PFX_DERIVATIONS`] derivations,
+/// [`MAX_PFX_BAGS`] bags, [`MAX_PFX_SCRYPT_BYTES`] for scrypt). It must hold exactly one
+/// private key and its certificate; a wrong password (or a changed byte) is
+/// [`Error::WrongPassword`].
 pub fn read_pfx(bytes: &[u8], password: &str) -> Result<Pfx> {
+    use der::{Decode, Encode};
     if bytes.len() > MAX_PFX_BYTES {
         return Err(Error::Pfx(format!(
             "a PFX of {} bytes is larger than {MAX_PFX_BYTES}",
             bytes.len()
         )));
     }
-    let store =
-        KeyStore::from_pkcs12(bytes, password, Pkcs12ImportPolicy::Strict).map_err(pfx_err)?;
-    let chains: Vec<(&String, &PrivateKeyChain)> = store
-        .entries()
-        .filter_map(|(alias, entry)| match entry {
-            KeyStoreEntry::PrivateKeyChain(chain) => Some((alias, chain)),
-            _ => None,
-        })
-        .collect();
-    let (alias, chain) = match chains.as_slice() {
-        [one] => *one,
-        [] => {
+    let pfx = pkcs12::pfx::Pfx::from_der(bytes)
+        .map_err(|e| Error::Pfx(format!("the file cannot be read as PKCS #12: {e}")))?;
+    if pfx.version != pkcs12::pfx::Version::V3 {
+        return Err(Error::Pfx("its version is not 3".into()));
+    }
+    let mac = pfx.mac_data.as_ref().ok_or_else(|| {
+        Error::Pfx(
+            "it has no MAC (as openssl pkcs12 -nomac writes): without one nothing proves the file is the password holder's, so nothing in it is read; export it again with a MAC".into(),
+        )
+    })?;
+    if pfx.auth_safe.content_type.to_string() != DATA {
+        return Err(Error::Pfx(
+            "its content is not password-protected data (public-key integrity mode is not read)"
+                .into(),
+        ));
+    }
+    let data = pfx
+        .auth_safe
+        .content
+        .decode_as::<der::asn1::OctetString>()
+        .map_err(der_err("its content"))?;
+    let mut budget = Budget {
+        work: 0,
+        derivations: 0,
+    };
+    verify_mac(mac, data.as_bytes(), password, &mut budget)?;
+    let safes =
+        pkcs12::AuthenticatedSafe::from_der(data.as_bytes()).map_err(der_err("its safes"))?;
+    let mut bags = Vec::new();
+    for safe in &safes {
+        match safe.content_type.to_string().as_str() {
+            DATA => {
+                let octets = safe
+                    .content
+                    .decode_as::<der::asn1::OctetString>()
+                    .map_err(der_err("a safe"))?;
+                read_bags(octets.as_bytes(), password, &mut budget, &mut bags)?;
+            }
+            ENCRYPTED_DATA => {
+                let enc = cms::encrypted_data::EncryptedData::from_der(
+                    &safe
+                        .content
+                        .to_der()
+                        .map_err(der_err("an encrypted safe"))?,
+                )
+                .map_err(der_err("an encrypted safe"))?;
+                let Some(content) = &enc.enc_content_info.encrypted_content else {
+                    continue;
+                };
+                let plain = decrypt(
+                    &enc.enc_content_info.content_enc_alg,
+                    content.as_bytes(),
+                    password,
+                    "an encrypted safe",
+                    &mut budget,
+                )?;
+                read_bags(&plain, password, &mut budget, &mut bags)?;
+            }
+            other => {
+                return Err(Error::Pfx(format!(
+                    "a safe of content type {other} is not read (data or encryptedData)"
+                )));
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    let mut certs = Vec::new();
+    for bag in bags {
+        match bag {
+            Bag::Key {
+                der,
+                local_key_id,
+                friendly_name,
+            } => keys.push((der, local_key_id, friendly_name)),
+            Bag::Cert { info } => certs.push(*info),
+        }
+    }
+    let (key_der, _, friendly_name) = match keys.len() {
+        1 => keys.remove(0),
+        0 => {
             return Err(Error::Pfx(
                 "the file holds no private key with its certificate (export it with the private key: certutil -exportPFX, or openssl pkcs12 -export -inkey)".into(),
             ));
         }
-        more => {
+        n => {
             return Err(Error::Pfx(format!(
-                "the file holds {} private keys; one is expected",
-                more.len()
+                "the file holds {n} private keys; one is expected"
             )));
         }
     };
-    let key = PrivateKey::from_pkcs8_der(&Zeroizing::new(chain.key().as_der().to_vec()))?;
-    let mut certs = chain
-        .certs()
+    let key = PrivateKey::from_pkcs8_der(&key_der)?;
+    let public = key.public_key_der()?;
+    let at = certs
         .iter()
-        .map(|c| CertInfo::parse(c.as_der()))
-        .collect::<Result<Vec<_>>>()?;
-    if certs.is_empty() {
-        return Err(Error::Pfx(
-            "the private key comes without its certificate".into(),
-        ));
+        .position(|c| c.public_key == public)
+        .ok_or_else(|| Error::Pfx("the private key comes without its certificate".into()))?;
+    let certificate = certs.remove(at);
+    // The chain: issuer by issuer from the certificate, as far as the file goes.
+    let mut chain = Vec::new();
+    let mut child = certificate.clone();
+    while child.subject != child.issuer {
+        let Some(i) = certs.iter().position(|c| c.subject == child.issuer) else {
+            break;
+        };
+        let parent = certs.remove(i);
+        chain.push(parent.clone());
+        child = parent;
     }
-    let certificate = certs.remove(0);
-    if key.public_key_der()? != certificate.public_key {
-        return Err(Error::Pfx(format!(
-            "the private key is not the key of {} ({})",
-            certificate.subject, certificate.thumbprint
-        )));
-    }
-    // p12-keystore names an entry by its friendly name, else by the certificate's subject.
-    let friendly_name = chain
-        .certs()
-        .first()
-        .filter(|c| c.subject() != alias)
-        .map(|_| alias.clone());
     Ok(Pfx {
         key,
         certificate,
-        chain: certs,
+        chain,
         friendly_name,
     })
 }

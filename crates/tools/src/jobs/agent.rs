@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use opsmgr_ca::agent::{AgentSettings, Candidate, Installed, MAX_BUNDLE_BYTES, Selection};
+use opsmgr_ca::agent::{
+    AgentSettings, Candidate, Held, Installed, KeyState, MAX_BUNDLE_BYTES, Selection, Trust,
+    choose_channel_certificate, held_certificates,
+};
 use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::request::{
     KeyType, MAX_INF_BYTES, PolicyOptions, PrivateKey, RequestPolicy, build_request, parse_policy,
     request_der_to_pem, request_to_pem, wrap_renewal,
 };
-use opsmgr_ca::store::{Accepted, Imported, PendingInfo, StoreName, Stores, USER_STORES};
+use opsmgr_ca::store::{
+    Accepted, Imported, MAX_CRL_BYTES, PendingInfo, StoreName, Stores, USER_STORES,
+};
 use opsmgr_model::HostName;
 
 /// What [`enroll`] is asked for: certreq's `-new POLICY.inf REQUEST.req` on a machine.
@@ -140,13 +145,21 @@ fn renewed_certificate(
     Ok(Some((cert, key)))
 }
 
-/// certreq -accept: joins the issued certificate `bytes` with its pending key, in the
-/// machine's stores or else the user's (only the user's with `user_only`).
-pub fn accept(machine: &Path, bytes: &[u8], user_only: bool, now: SystemTime) -> Result<Accepted> {
-    Ok(Stores::in_key_stores(
-        machine,
-        user_only,
-        |stores, lock, _| stores.accept(lock, bytes, now),
+/// certreq -accept: joins the issued certificate `bytes` (a `.cer`, or the CA's bundle) with
+/// its pending key, in the machine's stores or else the user's (only the user's with
+/// `user_only`), once it proved itself as an install's does: its root in `Root` (or a bundle's
+/// root that `trust_root` pins), its signature, and (unless `force`) the pending request's
+/// name and both channel purposes.
+pub fn accept(
+    machine: &Path,
+    bytes: &[u8],
+    user_only: bool,
+    trust_root: Option<&str>,
+    force: bool,
+    now: SystemTime,
+) -> Result<Accepted> {
+    Ok(opsmgr_ca::agent::accept_certificate(
+        machine, bytes, user_only, trust_root, !force, now,
     )?)
 }
 
@@ -161,18 +174,30 @@ pub struct Install {
 }
 
 /// certreq -install (the seed's installer): proves the bundle (its root pinned by
-/// `trust_root` or already in Root, its certificate for a key pending here), accepts its
-/// certificate, trusts its root and records the channel certificate (MOMCertImport).
+/// `trust_root` or already in Root, its certificate for a key pending here, not revoked by
+/// `crl` when one is given), accepts its certificate, trusts its root, keeps the CRL and
+/// records the channel certificate (MOMCertImport).
 pub fn install(
     machine: &Path,
     bundle: &Path,
     user_only: bool,
     trust_root: Option<&str>,
+    crl: Option<&Path>,
     now: SystemTime,
 ) -> Result<Install> {
     let bytes = crate::read_bounded(bundle, MAX_BUNDLE_BYTES)?;
-    let installed = opsmgr_ca::agent::install_bundle(machine, &bytes, user_only, trust_root, now)
-        .with_context(|| bundle.display().to_string())?;
+    let crl = crl
+        .map(|p| crate::read_bounded(p, MAX_CRL_BYTES))
+        .transpose()?;
+    let installed = opsmgr_ca::agent::install_bundle(
+        machine,
+        &bytes,
+        user_only,
+        trust_root,
+        crl.as_deref(),
+        now,
+    )
+    .with_context(|| bundle.display().to_string())?;
     Ok(Install {
         installed,
         settings: AgentSettings::load(machine)?,
@@ -183,13 +208,16 @@ pub fn install(
 #[derive(Debug, Clone)]
 pub enum Channel<'a> {
     /// Choose the channel certificate for the host (given, else the imported PFX's common
-    /// name), after importing the PFX into the machine's My store when one is given.
+    /// name), after importing the PFX into the machine's My store when one is given, and the
+    /// CA's CRL into Root.
     Select {
         /// The agent's host name (`/SubjectName`).
         host: Option<HostName>,
         /// A PFX's bytes and password to import first (its key not exportable again; its root
         /// not trusted from the file).
         pfx: Option<PfxFile<'a>>,
+        /// A CRL (its bytes) to keep in Root first, when its root is there.
+        crl: Option<&'a [u8]>,
     },
     /// Forget the channel certificate (`/Remove`).
     Remove,
@@ -250,7 +278,7 @@ pub struct ChannelRecord {
 pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Result<ChannelRecord> {
     let stores = Stores::open(machine, true)?;
     let lock = stores.lock()?;
-    let (host, pfx) = match job {
+    let (host, pfx, crl) = match job {
         Channel::Remove => {
             let (settings, changed) = AgentSettings::record(machine, &lock, None)?;
             return Ok(ChannelRecord {
@@ -261,24 +289,24 @@ pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Res
                 changed,
             });
         }
-        Channel::Select { host, pfx } => (host, pfx),
+        Channel::Select { host, pfx, crl } => (host, pfx, crl),
     };
-    let imported = match pfx {
+    let plan = match pfx {
         Some(file) => {
             let named = || file.path.display().to_string();
             let pfx = opsmgr_ca::store::read_pfx(file.bytes, file.password).with_context(named)?;
             Some(
                 stores
-                    .import_pfx(&lock, &pfx, false, false, now)
+                    .plan_import(&pfx, false, false, now)
                     .with_context(named)?,
             )
         }
         None => None,
     };
-    let host = match (host, &imported) {
+    let host = match (host, &plan) {
         (Some(h), _) => h.clone(),
-        (None, Some(i)) => {
-            let cn = i.cert.common_name.as_deref().context(
+        (None, Some(p)) => {
+            let cn = p.certificate().common_name.as_deref().context(
                 "the PFX's certificate has no common name: give the agent's name with /SubjectName",
             )?;
             HostName::new(cn)
@@ -286,18 +314,41 @@ pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Res
         }
         (None, None) => bail!("no host to choose a channel certificate for: give /SubjectName"),
     };
-    let (outcome, settings, changed) =
-        match opsmgr_ca::agent::select_channel_certificate(&stores, host.as_str(), now) {
+    // The selection is made over the stores as they would be: nothing is imported, and no
+    // CRL kept, unless a certificate qualifies.
+    let mut held = held_certificates(&stores)?;
+    let mut trust = stores.trust()?;
+    if let Some(p) = &plan
+        && !held
+            .iter()
+            .any(|h| h.cert.thumbprint == p.certificate().thumbprint)
+    {
+        held.push(Held {
+            cert: p.certificate().clone(),
+            key: KeyState::Matches,
+        });
+    }
+    if let Some(c) = crl {
+        trust.crls.push(checked_crl(&trust, c)?);
+    }
+    let (imported, outcome, settings, changed) =
+        match choose_channel_certificate(&held, &trust, host.as_str(), now) {
             Ok(selection) => {
+                let imported = plan.map(|p| stores.commit_import(&lock, p)).transpose()?;
+                if let Some(c) = crl {
+                    stores.add_crl(&lock, c)?;
+                }
                 let (settings, changed) =
                     AgentSettings::record(machine, &lock, Some(&selection.chosen))?;
                 (
+                    imported,
                     ChannelOutcome::Recorded(Box::new(selection)),
                     settings,
                     changed,
                 )
             }
             Err(opsmgr_ca::Error::NoChannelCertificate { candidates, .. }) => (
+                None,
                 ChannelOutcome::NoneQualifies(candidates),
                 AgentSettings::load(machine)?,
                 false,
@@ -312,6 +363,19 @@ pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Res
         settings,
         changed,
     })
+}
+
+/// A CRL given to MOMCertImport, checked to be a CRL of a root in `trust`.
+fn checked_crl(trust: &Trust, bytes: &[u8]) -> Result<Vec<u8>> {
+    let der = opsmgr_ca::store::crl_der(bytes).context("the CRL given is not a CRL")?;
+    if !trust
+        .roots
+        .iter()
+        .any(|r| opsmgr_ca::store::crl_signed_by(&der, r).is_ok())
+    {
+        bail!("no root in Root signed the CRL given: trust the CA's root first");
+    }
+    Ok(der)
 }
 
 /// Whether the user's My store (MachineKeySet = FALSE) holds a certificate for `host`: the

@@ -19,11 +19,14 @@
 //! | [`rewrite_configs`] | `om-configfix` |
 //! | [`balance`] | `om-balance apply` |
 //! | [`drop_folder_options`] | `om-ca process --inventory` |
+//! | [`expiring`] | `om-ca expiring` |
+//! | [`revoke`] | `om-certutil -revoke` |
 //!
 //! The CA's side is the `opsmgr-ca` library itself: `om-ca process` and the drill both call
 //! `opsmgr_ca::dropfolder::process_share`, and an operator's approval is `Authority::resubmit`.
 
 mod agent;
+mod ca;
 mod keys;
 mod management;
 
@@ -31,6 +34,7 @@ pub use agent::{
     Channel, ChannelOutcome, ChannelRecord, Enroll, Enrolled, Install, PfxFile, accept, enroll,
     install, record_channel, user_store_holds,
 };
+pub use ca::{Revoked, expiring, revoke};
 pub use keys::{
     BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, backup, create_key, new_key,
     open_backup, read_backup, restore,

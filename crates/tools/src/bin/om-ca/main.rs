@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use opsmgr_ca::authority::{Authority, CA_CERT, Disposition, Filter, InitOptions, Record};
+use opsmgr_ca::authority::{Authority, CA_CERT, InitOptions};
 use opsmgr_ca::dropfolder::{Outcome, Stage, process_share};
 use opsmgr_ca::request::KeyType;
 use opsmgr_model::Inventory;
@@ -200,18 +200,7 @@ fn run() -> Result<ExitCode> {
         } => {
             let authority = open_authority(&ca, &password)?;
             let now = SystemTime::now();
-            // None: further than any certificate can last.
-            let horizon = now.checked_add(within);
-            let filter = Filter {
-                disposition: Some(Disposition::Issued),
-                ..Filter::default()
-            };
-            let mut records: Vec<Record> = authority
-                .list(&filter)?
-                .into_iter()
-                .filter(|r| r.not_after.is_some_and(|t| horizon.is_none_or(|h| t <= h)))
-                .collect();
-            records.sort_by_key(|r| (r.not_after, r.id));
+            let records = opsmgr_tools::jobs::expiring(&authority, within, now)?;
             let mut out = opsmgr_tools::stdout();
             if json {
                 serde_json::to_writer_pretty(&mut out, &records)?;

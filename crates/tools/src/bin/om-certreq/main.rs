@@ -65,11 +65,16 @@ struct Cli {
     /// Quiet: never ask (certreq's -q); this tool never asks anyway.
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
-    /// -install: trust the bundle's root when it is this one (its SHA-1 thumbprint, as certutil
-    /// shows it, or its SHA-256; from the CA's operator, never from the share). Without it the
-    /// root must already be in Root (om-certutil -addstore root).
+    /// -install, and -accept of a bundle: trust the bundle's root when it is this one (its
+    /// SHA-1 thumbprint, as certutil shows it, or its SHA-256; from the CA's operator, never
+    /// from the share). Without it the root must already be in Root (om-certutil -addstore
+    /// root); a bare CERT.cer always needs its root there.
     #[arg(long, value_name = "HASH")]
     trust_root: Option<String>,
+    /// -install: the CA's CRL (PEM or DER), kept in Root with the root; a bundle whose
+    /// certificate it lists is refused.
+    #[arg(long, value_name = "FILE.crl")]
+    crl: Option<PathBuf>,
     /// -new: a renewal of this machine's current certificate for the policy's name (or the
     /// one the policy's RenewalCert names), proved with that certificate's key: the CA issues
     /// it though the host already holds a certificate.
@@ -79,7 +84,9 @@ struct Cli {
     /// MachineKeySet = FALSE. Without it the machine's stores are tried first, then the user's.
     #[arg(long)]
     user: bool,
-    /// Overwrite REQUEST.req when it exists.
+    /// -new: overwrite REQUEST.req when it exists. -accept: accept a certificate that cannot
+    /// be the agent's channel certificate (another name, a missing purpose), for another use
+    /// of the machine's key; its root and signature are checked all the same.
     #[arg(short = 'f', long = "force")]
     force: bool,
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
@@ -191,10 +198,18 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
     let [cert_path] = cli.files.as_slice() else {
         bail!("-accept takes one CERT.cer");
     };
-    let bytes = opsmgr_tools::read_bounded(cert_path, opsmgr_ca::cert::MAX_CERT_BYTES)?;
+    let bytes = opsmgr_tools::read_bounded(cert_path, opsmgr_ca::agent::MAX_BUNDLE_BYTES)?;
     let machine = machine_dir(cli.machine.clone())?;
-    let done = jobs::accept(&machine, &bytes, cli.user, SystemTime::now())
-        .with_context(|| cert_path.display().to_string())?;
+    let done = jobs::accept(
+        &machine,
+        &bytes,
+        cli.user,
+        cli.trust_root.as_deref(),
+        cli.force,
+        SystemTime::now(),
+    )
+    .map_err(with_root_hint)
+    .with_context(|| cert_path.display().to_string())?;
     let c = &done.cert;
     let report = AcceptReport {
         serial: c.serial_hex(),
@@ -229,6 +244,19 @@ fn print_json(value: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
+/// The tool's hint on a root the machine does not trust.
+fn with_root_hint(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<opsmgr_ca::Error>() {
+        Some(opsmgr_ca::Error::UntrustedRoot { .. }) => anyhow::anyhow!(
+            "{e:#}: add the root with om-certutil -addstore root, or give its thumbprint or SHA-256 (from the CA's operator, not from the share) with --trust-root"
+        ),
+        Some(opsmgr_ca::Error::UntrustedIssuer { .. }) => anyhow::anyhow!(
+            "{e:#}: add the CA's root first with om-certutil -addstore root ROOT.cer (its thumbprint checked with the CA's operator), or accept the CA's bundle with --trust-root"
+        ),
+        _ => e,
+    }
+}
+
 /// certreq -install (the seed's installer): accept, trust the root, MOMCertImport.
 fn install(cli: &Cli) -> Result<ExitCode> {
     let [bundle_path] = cli.files.as_slice() else {
@@ -243,20 +271,10 @@ fn install(cli: &Cli) -> Result<ExitCode> {
         bundle_path,
         cli.user,
         cli.trust_root.as_deref(),
+        cli.crl.as_deref(),
         SystemTime::now(),
     )
-    .map_err(|e| {
-        if matches!(
-            e.downcast_ref::<opsmgr_ca::Error>(),
-            Some(opsmgr_ca::Error::UntrustedRoot { .. })
-        ) {
-            anyhow::anyhow!(
-                "{e:#}: add the root with om-certutil -addstore root, or give its thumbprint or SHA-256 (from the CA's operator, not from the share) with --trust-root"
-            )
-        } else {
-            e
-        }
-    })?;
+    .map_err(with_root_hint)?;
     let c = &done.leaf.cert;
     let user_note = (!done.machine_key_set).then(|| {
         format!(

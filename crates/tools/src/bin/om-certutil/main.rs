@@ -7,10 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
-use opsmgr_ca::authority::{Disposition, Filter, RevocationReason, parse_reason, parse_request_id};
+use opsmgr_ca::authority::{
+    Disposition, Filter, Record, RevocationReason, parse_reason, parse_request_id,
+};
 use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
-use opsmgr_ca::store::{Entry, MAX_PFX_BYTES, PfxEncryption, StoreName, Stores, read_pfx};
+use opsmgr_ca::store::{
+    AddedCrl, AddedToRoot, Entry, MAX_PFX_BYTES, PfxEncryption, StoreName, Stores, read_pfx,
+};
 use opsmgr_tools::{format_utc, machine_dir, windows_args};
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -216,6 +220,42 @@ fn run() -> Result<ExitCode> {
     }
 }
 
+/// What -addstore root FILE.crl says.
+fn crl_added(cli: &Cli, crl: &AddedCrl) -> Result<ExitCode> {
+    let mut out = opsmgr_tools::stdout();
+    if cli.json {
+        let report = serde_json::json!({
+            "crl": true,
+            "issuer": crl.issuer.subject,
+            "number": crl.number,
+            "this_update": format_utc(crl.this_update),
+            "next_update": crl.next_update.map(format_utc),
+            "revoked": crl.revoked,
+            "stored": crl.stored,
+        });
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "Root \"Trusted Root Certification Authorities\"")?;
+        writeln!(out, "CRL signature matches {}", crl.issuer.subject)?;
+        writeln!(
+            out,
+            "CRL {} of {} ({} revoked, next update {}) {}.",
+            crl.number.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            crl.issuer.subject,
+            crl.revoked,
+            crl.next_update.map_or_else(|| "-".to_owned(), format_utc),
+            if crl.stored {
+                "added to store"
+            } else {
+                "not added: the store holds it or a newer one"
+            }
+        )?;
+        writeln!(out, "CertUtil: -addstore command completed successfully.")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn add_store(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
     let [store, file] = args else {
         bail!("-addstore takes STORE and CERT.cer (for example: -addstore root JAMA00.cer)");
@@ -225,11 +265,15 @@ fn add_store(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
             "-addstore adds trusted roots to Root; certificates with keys enter My through om-certreq -accept"
         );
     }
-    let bytes = opsmgr_tools::read_bounded(Path::new(file), opsmgr_ca::cert::MAX_CERT_BYTES)?;
+    let bytes = opsmgr_tools::read_bounded(Path::new(file), opsmgr_ca::store::MAX_CRL_BYTES)?;
     let lock = stores.lock()?;
-    let added = stores
-        .add_root(&lock, &bytes, cli.force)
-        .with_context(|| file.to_string())?;
+    let added = match stores
+        .add_to_root(&lock, &bytes, cli.force)
+        .with_context(|| file.to_string())?
+    {
+        AddedToRoot::Certificate(added) => added,
+        AddedToRoot::Crl(crl) => return crl_added(cli, &crl),
+    };
     let entry = stores.find(StoreName::Root, &added.cert.thumbprint)?;
     let mut out = opsmgr_tools::stdout();
     if cli.json {
@@ -477,6 +521,56 @@ fn write_key(out: &mut impl Write, e: &Entry) -> io::Result<()> {
     }
 }
 
+/// certutil -view as a table: one row per request, one column per fact an operator
+/// approves or checks.
+fn write_view(out: &mut impl Write, records: &[Record]) -> io::Result<()> {
+    let names = |n: &[String]| {
+        if n.is_empty() {
+            "-".to_owned()
+        } else {
+            n.join(",")
+        }
+    };
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let state = match (r.disposition, r.superseded_by, r.revocation_reason) {
+                (Disposition::Revoked, _, Some(why)) => format!("revoked ({why})"),
+                (Disposition::Issued, Some(by), _) => format!("issued (superseded by {by})"),
+                (d, ..) => d.to_string(),
+            };
+            vec![
+                r.id.to_string(),
+                state,
+                r.common_name.clone().unwrap_or_else(|| r.subject.clone()),
+                r.key.clone().unwrap_or_else(|| "-".into()),
+                names(&r.requested_names),
+                names(&r.certified_names),
+                r.renews.map_or_else(|| "-".into(), |id| id.to_string()),
+                r.serial.clone().unwrap_or_else(|| "-".into()),
+                r.not_after.map_or_else(|| "-".into(), format_utc),
+                r.message.clone(),
+            ]
+        })
+        .collect();
+    opsmgr_tools::write_table(
+        out,
+        &[
+            "RequestId",
+            "Disposition",
+            "Host",
+            "Key",
+            "Requested names",
+            "Certified names",
+            "Renews",
+            "Serial",
+            "NotAfter",
+            "Message",
+        ],
+        &rows,
+    )
+}
+
 /// The verbs against a CA folder.
 fn ca_verb(cli: &Cli) -> Result<ExitCode> {
     let Some(dir) = &cli.config else {
@@ -500,18 +594,7 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &records)?;
             writeln!(out)?;
         } else {
-            for r in &records {
-                writeln!(
-                    out,
-                    "{:>6}  {:<8}  {:<32}  {:<32}  {}  {}",
-                    r.id,
-                    r.disposition,
-                    r.common_name.as_deref().unwrap_or(&r.subject),
-                    r.serial.as_deref().unwrap_or("-"),
-                    r.not_after.map_or_else(|| "-".to_owned(), format_utc),
-                    r.message
-                )?;
-            }
+            write_view(&mut out, &records)?;
             writeln!(
                 out,
                 "{} rows.\nCertUtil: -view command completed successfully.",
@@ -551,9 +634,10 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
             [s, r] => (*s, parse_reason(r)?),
             _ => bail!("-revoke takes SERIAL and optionally REASON"),
         };
-        let record = ca.revoke(serial, reason, now)?;
-        // Relying parties learn of it from the CRL: published at once.
-        let published = ca.publish_crl(now)?;
+        let opsmgr_tools::jobs::Revoked {
+            record,
+            crl: published,
+        } = opsmgr_tools::jobs::revoke(&mut ca, serial, reason, now)?;
         if cli.json {
             serde_json::to_writer_pretty(&mut out, &record)?;
             writeln!(out)?;

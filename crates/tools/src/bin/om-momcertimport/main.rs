@@ -44,6 +44,10 @@ struct Cli {
     /// A PFX to import into the machine's My store first.
     #[arg(value_name = "FILE.pfx")]
     file: Option<PathBuf>,
+    /// The CA's CRL (PEM or DER) to keep in Root first: a certificate it lists is never
+    /// chosen. Its root must be in Root, and have signed it.
+    #[arg(long, value_name = "FILE.crl", conflicts_with = "remove")]
+    crl: Option<PathBuf>,
     #[command(flatten)]
     password: opsmgr_tools::PasswordArgs,
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
@@ -56,9 +60,10 @@ struct Cli {
 
 /// MOMCertImport's `/Switch` words (any case, `/SubjectName:FQDN` too) become clap's
 /// double-dash flags.
-const SWITCHES: [(&str, &str); 3] = [
+const SWITCHES: [(&str, &str); 4] = [
     ("subjectname", "--subject-name"),
     ("remove", "--remove"),
+    ("crl", "--crl"),
     ("help", "--help"),
 ];
 
@@ -131,6 +136,11 @@ fn run() -> Result<ExitCode> {
         }
         None => None,
     };
+    let crl = cli
+        .crl
+        .as_deref()
+        .map(|p| opsmgr_tools::read_bounded(p, opsmgr_ca::store::MAX_CRL_BYTES))
+        .transpose()?;
     let job = if cli.remove {
         jobs::Channel::Remove
     } else {
@@ -141,6 +151,7 @@ fn run() -> Result<ExitCode> {
                 bytes,
                 password,
             }),
+            crl: crl.as_deref(),
         }
     };
     let mut out = opsmgr_tools::stdout();
