@@ -13,9 +13,11 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use opsmgr_ca::authority::{Authority, InitOptions};
+use opsmgr_ca::authority::{Authority, InitOptions, RevocationReason};
 use opsmgr_ca::request::{KeyType, PrivateKey, build_request, parse_policy};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+};
 
 /// A key and the certificate `ca` issues for it.
 fn issue(
@@ -62,11 +64,23 @@ fn handshake(
     client_ca: &Authority,
     client_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
 ) -> (Result<Vec<u8>, String>, Result<Vec<u8>, String>) {
+    handshake_with_crls(server_ca, server_cert, client_ca, client_cert, Vec::new())
+}
+
+/// As [`handshake`], the server checking client certificates against `crls` (DER).
+fn handshake_with_crls(
+    server_ca: &Authority,
+    server_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    client_ca: &Authority,
+    client_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    crls: Vec<Vec<u8>>,
+) -> (Result<Vec<u8>, String>, Result<Vec<u8>, String>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         roots(server_ca),
         provider.clone(),
     )
+    .with_crls(crls.into_iter().map(CertificateRevocationListDer::from))
     .build()
     .unwrap();
     let server = Arc::new(
@@ -187,6 +201,18 @@ fn openssl_handshake(
     server: (&str, &str),
     client: (&str, &str),
 ) -> (String, String) {
+    openssl_handshake_with_crl(dir, root, server, client, None)
+}
+
+/// As [`openssl_handshake`], `s_server` checking the client's certificate against the CRL in
+/// `crl` (PEM) with `-crl_check`.
+fn openssl_handshake_with_crl(
+    dir: &std::path::Path,
+    root: &str,
+    server: (&str, &str),
+    client: (&str, &str),
+    crl: Option<&str>,
+) -> (String, String) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let mut s_server = Command::new("timeout")
@@ -201,6 +227,7 @@ fn openssl_handshake(
         ])
         .args(["-cert", server.0, "-key", server.1, "-CAfile", root])
         .args(["-Verify", "1", "-verify_return_error"])
+        .args(crl.map_or(Vec::new(), |c| vec!["-crl_check", "-CRL", c]))
         .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -311,6 +338,66 @@ fn openssl_peers_handshake_with_our_certificates() {
             "{server}"
         );
     }
+}
+
+/// Revocation reaches relying parties: after the operator revokes an agent's certificate and
+/// the CRL is published, `openssl s_server -crl_check -CRL` and a rustls server with the CRL
+/// both refuse that agent's handshake, while another agent's goes through.
+#[test]
+fn servers_that_read_the_crl_refuse_a_revoked_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let ca_dir = dir.path().join("ca");
+    let mut ca = Authority::init(&ca_dir, &InitOptions::default(), now).unwrap();
+    let root = ca_dir.join("ca.cer").to_str().unwrap().to_owned();
+    let ms = issue(&mut ca, "mgt01.company.local", KeyType::EcdsaP256);
+    let revoked = issue(&mut ca, "agent01.company.local", KeyType::EcdsaP256);
+    let fine = issue(&mut ca, "agent02.company.local", KeyType::EcdsaP256);
+    let serial = opsmgr_ca::cert::CertInfo::parse(&revoked.0[0])
+        .unwrap()
+        .serial_hex();
+    ca.revoke(&serial, RevocationReason::KeyCompromise, now)
+        .unwrap();
+    let published = ca.publish_crl(now).unwrap();
+    assert_eq!(published.revoked, 1);
+    let crl_pem = published.files[0].to_str().unwrap().to_owned();
+    let crl_der = ca.crl(now).unwrap();
+
+    let (ms_files, revoked_files, fine_files) = (
+        write_pem(dir.path(), "ms", &ms),
+        write_pem(dir.path(), "revoked", &revoked),
+        write_pem(dir.path(), "fine", &fine),
+    );
+    let pair = |f: &(String, String)| (f.0.clone(), f.1.clone());
+    let (ms_c, ms_k) = pair(&ms_files);
+    let (server, _) = openssl_handshake_with_crl(
+        dir.path(),
+        &root,
+        (&ms_c, &ms_k),
+        (&revoked_files.0, &revoked_files.1),
+        Some(&crl_pem),
+    );
+    assert!(!server.contains("hello from the agent"), "{server}");
+    assert!(server.contains("certificate revoked"), "{server}");
+    let (server, _) = openssl_handshake_with_crl(
+        dir.path(),
+        &root,
+        (&ms_c, &ms_k),
+        (&fine_files.0, &fine_files.1),
+        Some(&crl_pem),
+    );
+    assert!(server.contains("hello from the agent"), "{server}");
+
+    let ms_again = (ms.0.clone(), ms.1.clone_key());
+    let (server, client) = handshake_with_crls(&ca, ms_again, &ca, revoked, vec![crl_der.clone()]);
+    assert!(server.is_err() && client.is_err(), "{server:?} {client:?}");
+    assert!(
+        server.unwrap_err().contains("Revoked"),
+        "the server names the revocation"
+    );
+    let (server, client) = handshake_with_crls(&ca, ms, &ca, fine, vec![crl_der]);
+    assert_eq!(server.unwrap(), b"hello");
+    assert_eq!(client.unwrap(), b"world");
 }
 
 /// A P-256 request whose public key is a compressed point (legal in X.509, sent by some

@@ -14,7 +14,8 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use opsmgr_ca::agent::{AgentSettings, select_channel_certificate};
-use opsmgr_ca::authority::{Authority, InitOptions};
+use opsmgr_ca::authority::{Authority, InitOptions, RevocationReason};
+use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::dropfolder::{Outcome, process_share};
 use opsmgr_ca::request::{PolicyOptions, PrivateKey, build_request, parse_policy, request_to_pem};
 use opsmgr_ca::store::{StoreName, Stores};
@@ -428,7 +429,7 @@ impl Drill<'_> {
         )?;
         let outcome = self.check_tls();
         self.check(
-            "mutual TLS: agent and primary succeed, another root fails",
+            "mutual TLS: agent and primary succeed, another root fails, a revoked agent fails",
             outcome,
         )?;
         Ok(())
@@ -583,7 +584,7 @@ impl Drill<'_> {
                 .clone(),
         );
         let client = self.credentials(agent.name.as_str())?;
-        handshake(&root, self.credentials(&primary)?, client, &primary)
+        handshake(&root, &[], self.credentials(&primary)?, client, &primary)
             .context("with our certificates")?;
         // An intruder: the agent's name, a certificate from another root.
         let mut other = Authority::init(
@@ -613,20 +614,83 @@ impl Drill<'_> {
             vec![CertificateDer::from(cert)],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_pkcs8_der()?.to_vec())),
         );
-        match handshake(&root, self.credentials(&primary)?, intruder, &primary) {
-            Ok(()) => bail!("a certificate from another root was accepted"),
-            Err(e) => Ok(format!(
-                "{} <-> {primary} succeeded; the intruder was refused ({e:#})",
-                agent.name
-            )),
+        let intruder_refused =
+            match handshake(&root, &[], self.credentials(&primary)?, intruder, &primary) {
+                Ok(()) => bail!("a certificate from another root was accepted"),
+                Err(e) => format!("{e:#}"),
+            };
+        if !intruder_refused.contains("UnknownIssuer") {
+            bail!("the intruder was refused, but not for its issuer: {intruder_refused}");
         }
+
+        // Revocation reaches relying parties: the operator revokes a second agent's
+        // certificate (om-certutil -revoke, which publishes the CRL); a server reading the
+        // CRL refuses that agent, the first goes on, and the agent's own MOMCertImport, given
+        // the CRL, no longer chooses the certificate.
+        let second = group
+            .inventory
+            .agents
+            .get(1)
+            .context("the drill needs two agents")?
+            .name
+            .to_string();
+        let credentials = self.credentials(&second)?;
+        let serial = CertInfo::parse(&credentials.0[0])?.serial_hex();
+        let mut ca = Authority::open(&self.w.ca_dir(), None)?;
+        let revoked = jobs::revoke(
+            &mut ca,
+            &serial,
+            RevocationReason::KeyCompromise,
+            SystemTime::now(),
+        )?;
+        let crl_file = std::fs::read(&revoked.crl.files[0])?;
+        let crl = opsmgr_ca::store::crl_der(&crl_file).context("the published CRL")?;
+        let crls = [crl.clone()];
+        let refused = match handshake(
+            &root,
+            &crls,
+            self.credentials(&primary)?,
+            credentials,
+            &primary,
+        ) {
+            Ok(()) => bail!("{second}'s revoked certificate was accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        if !refused.contains("Revoked") {
+            bail!("{second} was refused, but not as revoked: {refused}");
+        }
+        handshake(
+            &root,
+            &crls,
+            self.credentials(&primary)?,
+            self.credentials(agent.name.as_str())?,
+            &primary,
+        )
+        .context("with the CRL, for an agent not revoked")?;
+        let job = jobs::Channel::Select {
+            host: Some(host(&second)?),
+            pfx: None,
+            crl: Some(&crl_file),
+        };
+        match jobs::record_channel(&self.w.machine(&second), &job, SystemTime::now())?.outcome {
+            jobs::ChannelOutcome::NoneQualifies(candidates)
+                if candidates
+                    .iter()
+                    .any(|c| c.refusals.contains(&opsmgr_ca::agent::Refusal::Revoked)) => {}
+            _ => bail!("{second}'s MOMCertImport still chose its revoked certificate"),
+        }
+        Ok(format!(
+            "{} <-> {primary} succeeded; the intruder was refused for its issuer; {second}, revoked (CRL {}), was refused by the server and by its own MOMCertImport",
+            agent.name, revoked.crl.number
+        ))
     }
 }
 
 /// One mutual-TLS exchange on loopback, the server verifying the client against `root` and
-/// the client verifying the server's name.
+/// `crls` (DER), the client verifying the server's name.
 fn handshake(
     root: &CertificateDer<'static>,
+    crls: &[Vec<u8>],
     server_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
     client_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
     server_name: &str,
@@ -638,6 +702,10 @@ fn handshake(
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         roots.clone(),
         provider.clone(),
+    )
+    .with_crls(
+        crls.iter()
+            .map(|c| rustls::pki_types::CertificateRevocationListDer::from(c.clone())),
     )
     .build()?;
     let server = Arc::new(
