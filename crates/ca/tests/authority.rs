@@ -684,3 +684,56 @@ fn a_denial_has_a_kind_a_tool_can_act_on() {
         Err(opsmgr_ca::authority::Denial::NoCommonName)
     ));
 }
+
+/// A database of version 1 (before lineage and key digests) opens with every row completed
+/// from its stored request: the digests, the names, and one current certificate per host.
+#[test]
+fn a_version_1_database_is_upgraded_and_its_rows_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let ca_dir = dir.path().join("ca");
+    let mut ca = Authority::init(&ca_dir, &InitOptions::default(), now).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let inf =
+            "[NewRequest]\nSubject = \"CN=agent01.company.local\"\nKeyAlgorithm = ECDSA_P256\n";
+        let policy = parse_policy(inf.as_bytes(), "t.inf", Default::default()).unwrap();
+        let key = PrivateKey::generate(policy.key).unwrap();
+        let req = request_to_pem(&build_request(&policy, &key).unwrap()).unwrap();
+        let id = ca.submit(req.as_bytes(), "a.req", now).unwrap().record.id;
+        ca.resubmit(id, now).unwrap();
+        ids.push(id);
+    }
+    drop(ca);
+    // Back to version 1, as the previous release left it.
+    let db = rusqlite::Connection::open(ca_dir.join("ca.db")).unwrap();
+    db.execute_batch(
+        "DROP INDEX requests_inner; DROP INDEX requests_key; DROP TABLE compromised_keys;
+         ALTER TABLE requests DROP COLUMN inner_sha256; ALTER TABLE requests DROP COLUMN key_sha256;
+         ALTER TABLE requests DROP COLUMN key_desc; ALTER TABLE requests DROP COLUMN requested_names;
+         ALTER TABLE requests DROP COLUMN certified_names; ALTER TABLE requests DROP COLUMN renews;
+         ALTER TABLE requests DROP COLUMN superseded_by; ALTER TABLE crls DROP COLUMN next_update;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(db);
+
+    let ca = Authority::open(&ca_dir, None).unwrap();
+    let (old, new) = (ca.record(ids[0]).unwrap(), ca.record(ids[1]).unwrap());
+    assert_eq!(
+        old.superseded_by,
+        Some(ids[1]),
+        "one current certificate per host"
+    );
+    assert_eq!(new.superseded_by, None);
+    for r in [&old, &new] {
+        assert_eq!(r.key.as_deref(), Some("ECDSA P-256"));
+        assert_eq!(r.requested_names, ["agent01.company.local"]);
+        assert_eq!(r.certified_names, ["agent01.company.local"]);
+    }
+    let version: i64 = rusqlite::Connection::open(ca_dir.join("ca.db"))
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}

@@ -272,8 +272,11 @@ impl UntrustedDir {
     /// at `name` (a file, a link, a pipe) is replaced, not written through; a folder there is
     /// an error.
     pub fn replace_file(&self, name: &OsStr, bytes: &[u8]) -> io::Result<()> {
+        // `.<name>.<pid>.<n>.tmp`, the name cut short so that the whole stays within the 255
+        // bytes a file name may have (a long name must not make its own write fail).
         let mut tmp = OsString::from(".");
-        tmp.push(name);
+        let stem = name.as_bytes();
+        tmp.push(OsStr::from_bytes(&stem[..stem.len().min(200)]));
         tmp.push(format!(
             ".{}.{}.tmp",
             std::process::id(),
@@ -403,6 +406,10 @@ mod tests {
         assert_eq!(std::fs::read(share.join("link.req")).unwrap(), b"mine");
         // Over a pipe: replaced without opening it (no hang).
         d.replace_file(os("pipe.req"), b"mine").unwrap();
+        // A name of 255 bytes is written like any other.
+        let longest = "n".repeat(251) + ".txt";
+        d.replace_file(os(&longest), b"long").unwrap();
+        assert_eq!(std::fs::read(share.join(&longest)).unwrap(), b"long");
         // Over a folder: an error, nothing changed.
         assert!(d.replace_file(os("dir.req"), b"mine").is_err());
         assert!(share.join("dir.req").is_dir());

@@ -10,7 +10,8 @@
 //!    expired), with SHA-256 or better, asking for no name that certificate lacks, for a key
 //!    never certified before;
 //! 4. a request for a host that holds a current certificate waits (a copied request under
-//!    the host's name must not replace the host's key);
+//!    the host's name must not replace the host's key), and so does one for a host whose last
+//!    certificate was revoked for keyCompromise;
 //! 5. the earliest request for a host wins: a later one with another key waits, naming the
 //!    earlier, whether the earlier is on record or earlier in the same batch;
 //! 6. one certificate per host per batch.
@@ -93,6 +94,14 @@ pub enum Hold {
         /// Its requester (the file it came in).
         requester: String,
     },
+    /// The host's last certificate was revoked for keyCompromise: whoever held its key may
+    /// be the one asking now.
+    HostCompromised {
+        /// The host.
+        host: String,
+        /// The revoked certificate.
+        serial: String,
+    },
     /// An earlier request of this batch is for the host, with another key.
     EarlierInBatch {
         /// The host.
@@ -149,6 +158,10 @@ impl std::fmt::Display for Hold {
             } => write!(
                 f,
                 "request {id} for {host} ({requester}) came first and is pending with another key: an operator decides between the two"
+            ),
+            Hold::HostCompromised { host, serial } => write!(
+                f,
+                "{host}'s certificate {serial} was revoked for keyCompromise: a new certificate for it waits for an operator who knows the machine was cleaned"
             ),
             Hold::EarlierInBatch { host, file } => write!(
                 f,
@@ -454,8 +467,20 @@ pub(crate) fn decide(
                         && own_id.is_none_or(|own| r.id < own)
                         && ctx.key_records.iter().all(|k| k.id != r.id)
                 });
+                let last = ctx
+                    .host_records
+                    .iter()
+                    .filter(|r| is_other(r) && r.serial.is_some())
+                    .max_by_key(|r| r.id);
                 if let Some(r) = certified_before {
                     hold(Hold::KeyReused {
+                        serial: r.serial.clone().unwrap_or_default(),
+                    })
+                } else if let Some(r) = last.filter(|r| {
+                    r.revocation_reason == Some(super::reason::RevocationReason::KeyCompromise)
+                }) {
+                    hold(Hold::HostCompromised {
+                        host: spelled,
                         serial: r.serial.clone().unwrap_or_default(),
                     })
                 } else if let Some(r) = ctx

@@ -558,3 +558,80 @@ pub fn read_pfx(bytes: &[u8], password: &str) -> Result<Pfx> {
         friendly_name,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::request::KeyType;
+
+    /// A certificate to fill a PFX's certificate bags (whose key it is does not matter to the
+    /// reader's bounds).
+    fn certificate() -> Vec<u8> {
+        crate::authority::test_issuer(1).root().der.clone()
+    }
+
+    #[test]
+    fn many_key_bags_are_refused_before_their_work_is_done() {
+        // 300 keys, each in its own shrouded bag, and their certificates (p12-keystore writes
+        // the certificates first, in one encrypted safe): refused at the 65th bag, after two
+        // derivations (the MAC, that safe), never at the three hundred keys.
+        let mut store = KeyStore::new();
+        let cert = certificate();
+        for i in 0..300u32 {
+            let key = PrivateKey::generate(KeyType::EcdsaP256).unwrap();
+            let chain = PrivateKeyChain::new(
+                LocalKeyId(i.to_be_bytes().to_vec()),
+                P12PrivateKey::from_der(&key.to_pkcs8_der().unwrap()).unwrap(),
+                vec![P12Certificate::from_der(&cert).unwrap()],
+            );
+            store.add_entry(&format!("k{i}"), KeyStoreEntry::PrivateKeyChain(chain));
+        }
+        let bytes = store
+            .writer("pw")
+            .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
+            .encryption_iterations(2048)
+            .mac_algorithm(MacAlgorithm::HmacSha256)
+            .mac_iterations(2048)
+            .write()
+            .unwrap();
+        let e = read_pfx(&bytes, "pw").unwrap_err().to_string();
+        assert!(e.contains(&format!("more than {MAX_PFX_BAGS} bags")), "{e}");
+    }
+
+    #[test]
+    fn a_mac_asking_too_much_work_is_refused_before_it_runs() {
+        let key = PrivateKey::generate(KeyType::EcdsaP256).unwrap();
+        let mut store = KeyStore::new();
+        let cert = certificate();
+        store.add_entry(
+            "k",
+            KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(
+                LocalKeyId(vec![1]),
+                P12PrivateKey::from_der(&key.to_pkcs8_der().unwrap()).unwrap(),
+                vec![P12Certificate::from_der(&cert).unwrap()],
+            )),
+        );
+        // Written with a small count, then the MAC's count raised in place: the file is
+        // refused on its count before a single iteration (the MAC no longer matches, which
+        // the reader never gets to compute).
+        let mut bytes = store
+            .writer("pw")
+            .mac_iterations(2048)
+            .encryption_iterations(2048)
+            .write()
+            .unwrap()
+            .to_vec();
+        use der::{Decode, Encode};
+        let mut pfx = pkcs12::pfx::Pfx::from_der(&bytes).unwrap();
+        pfx.mac_data.as_mut().unwrap().iterations = 5_000_000;
+        bytes = pfx.to_der().unwrap();
+        let e = read_pfx(&bytes, "pw").unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "add up to more than {MAX_PFX_WORK} iterations (at the MAC)"
+            )),
+            "{e}"
+        );
+    }
+}

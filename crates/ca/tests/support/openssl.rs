@@ -96,6 +96,11 @@ impl OpensslCa {
         }
     }
 
+    /// The root's private key (PEM).
+    pub(crate) fn key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+
     /// Signs the request at `req`, writing the certificate (PEM) to `out`.
     pub(crate) fn sign(&mut self, req: &Path, out: &Path, how: &Sign<'_>) {
         self.issued += 1;
