@@ -157,6 +157,12 @@ pub struct Record {
     pub requester: String,
     /// SHA-256 of the request's DER as received, hex.
     pub request_sha256: String,
+    /// SHA-256 of the PKCS #10 request (a renewal's inner one), hex: the same request
+    /// wrapped again has the same.
+    pub inner_sha256: Option<String>,
+    /// SHA-256 of the request's public key (SubjectPublicKeyInfo, EC points uncompressed),
+    /// hex.
+    pub key_sha256: Option<String>,
     /// The subject the request asked for, RFC 4514 (control characters escaped).
     pub subject: String,
     /// The request's common name.
@@ -282,7 +288,7 @@ fn opening(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
 
 const COLUMNS: &str = "id, received, requester, request_sha256, subject, common_name, disposition, \
      message, serial, certificate, not_after, revoked_at, revocation_reason, key_desc, \
-     requested_names, certified_names, renews, superseded_by";
+     requested_names, certified_names, renews, superseded_by, inner_sha256, key_sha256";
 
 /// Names kept in one column: comma-separated (a DNS name holds no comma).
 fn join_names(names: &[String]) -> String {
@@ -332,6 +338,12 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
         certified_names: split_names(row.get(15)?),
         renews: row.get(16)?,
         superseded_by: row.get(17)?,
+        inner_sha256: row
+            .get::<_, Option<Vec<u8>>>(18)?
+            .map(|d| crate::hex::lower(&d)),
+        key_sha256: row
+            .get::<_, Option<Vec<u8>>>(19)?
+            .map(|d| crate::hex::lower(&d)),
     })
 }
 
@@ -339,6 +351,9 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
 fn sql_time(t: SystemTime) -> i64 {
     i64::try_from(time::seconds(t)).unwrap_or(i64::MAX)
 }
+
+/// A key revoked for keyCompromise: its digest, the serial revoked, when.
+pub(crate) type CompromisedKey = (Vec<u8>, Vec<u8>, SystemTime);
 
 /// A revoked certificate as the CRL lists it: serial number, when, why.
 pub(crate) type RevokedEntry = (Vec<u8>, SystemTime, Option<RevocationReason>);
@@ -480,14 +495,49 @@ impl Database {
             .map_err(db_err)
     }
 
-    fn many(&self, condition: &str, value: impl rusqlite::ToSql) -> Result<Vec<Record>> {
+    /// Every request whose `column` (an expression of the table's, with its collation) is one
+    /// of `values`, by id: one statement per 500 values, for a batch's lookups.
+    pub(crate) fn where_in<T: rusqlite::ToSql>(
+        &self,
+        column: &str,
+        values: &[T],
+    ) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for chunk in values.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM requests WHERE {column} IN ({marks}) ORDER BY id"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(chunk), record)
+                .map_err(db_err)?;
+            for row in rows {
+                out.push(row.map_err(db_err)?);
+            }
+        }
+        out.sort_by_key(|r| r.id);
+        out.dedup_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// Every key revoked for keyCompromise: its digest, the serial revoked and when.
+    pub(crate) fn compromised_keys(&self) -> Result<Vec<CompromisedKey>> {
         let mut stmt = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM requests WHERE {condition} ORDER BY id"
-            ))
+            .prepare_cached("SELECT key_sha256, serial, revoked_at FROM compromised_keys")
             .map_err(db_err)?;
-        let rows = stmt.query_map([value], record).map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    time::at(u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0)),
+                ))
+            })
+            .map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 
@@ -496,42 +546,9 @@ impl Database {
         self.one("id = ?1", id)
     }
 
-    /// The request whose PKCS #10 request (inside a renewal's wrapper, or the whole request)
-    /// has this digest: the first one received.
-    pub(crate) fn by_inner_digest(&self, sha256: &[u8]) -> Result<Option<Record>> {
-        self.one("inner_sha256 = ?1 ORDER BY id LIMIT 1", sha256)
-    }
-
-    /// Every request for this public key, by id.
-    pub(crate) fn by_key(&self, sha256: &[u8]) -> Result<Vec<Record>> {
-        self.many("key_sha256 = ?1", sha256)
-    }
-
     /// The certificate with this serial number.
     pub(crate) fn by_serial(&self, serial: &[u8]) -> Result<Option<Record>> {
         self.one("serial = ?1", serial)
-    }
-
-    /// Every request for `host` (its common name, any case), by id.
-    pub(crate) fn for_host(&self, host: &str) -> Result<Vec<Record>> {
-        self.many("common_name = ?1 COLLATE NOCASE", host)
-    }
-
-    /// When the key with this digest was revoked for keyCompromise, and the serial number
-    /// revoked.
-    pub(crate) fn compromised(&self, key_sha256: &[u8]) -> Result<Option<(Vec<u8>, SystemTime)>> {
-        self.conn
-            .prepare_cached("SELECT serial, revoked_at FROM compromised_keys WHERE key_sha256 = ?1")
-            .and_then(|mut stmt| {
-                stmt.query_row([key_sha256], |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        time::at(u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)),
-                    ))
-                })
-                .optional()
-            })
-            .map_err(db_err)
     }
 
     /// The stored DER of request `id`.

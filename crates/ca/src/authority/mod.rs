@@ -304,24 +304,82 @@ impl Authority {
 
     /// What the database holds that bears on `req` (see [`decide`]).
     pub(crate) fn context(&self, req: &Assessed) -> Result<Context> {
-        let mut ctx = Context {
-            own: self.db.by_inner_digest(&req.inner_sha256)?,
-            ..Context::default()
-        };
-        if let Some(host) = &req.host {
-            ctx.host_records = self.db.for_host(host.as_str())?;
+        Ok(self
+            .contexts(&[Some(req)])?
+            .pop()
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    /// What the database holds that bears on each of `reqs`, gathered by a handful of
+    /// statements for the whole batch rather than several per request.
+    pub(crate) fn contexts(&self, reqs: &[Option<&Assessed>]) -> Result<Vec<Option<Context>>> {
+        use std::collections::HashMap;
+        let present: Vec<&Assessed> = reqs.iter().flatten().copied().collect();
+        let inner: Vec<&[u8]> = present.iter().map(|r| r.inner_sha256.as_slice()).collect();
+        let hosts: Vec<String> = present
+            .iter()
+            .filter_map(|r| r.host.as_ref().map(|h| h.to_lowercase()))
+            .collect();
+        let keys: Vec<&[u8]> = present
+            .iter()
+            .filter_map(|r| r.key.as_ref().map(|k| k.sha256.as_slice()))
+            .collect();
+        let mut by_inner: HashMap<String, Record> = HashMap::new();
+        for r in self.db.where_in("inner_sha256", &inner)? {
+            if let Some(d) = r.inner_sha256.clone() {
+                by_inner.entry(d).or_insert(r);
+            }
         }
-        if let Some(key) = &req.key {
-            ctx.key_records = self.db.by_key(&key.sha256)?;
-            ctx.compromised = self
-                .db
-                .compromised(&key.sha256)?
-                .map(|(serial, at)| (crate::hex::upper(&serial), at));
+        let mut by_host: HashMap<String, Vec<Record>> = HashMap::new();
+        for r in self.db.where_in("common_name COLLATE NOCASE", &hosts)? {
+            if let Some(cn) = &r.common_name {
+                by_host.entry(cn.to_ascii_lowercase()).or_default().push(r);
+            }
         }
-        if let Some(Claim::Signed { cert, .. }) = &req.claim {
-            ctx.claimed = self.db.by_serial(&cert.serial)?;
+        let mut by_key: HashMap<String, Vec<Record>> = HashMap::new();
+        for r in self.db.where_in("key_sha256", &keys)? {
+            if let Some(k) = r.key_sha256.clone() {
+                by_key.entry(k).or_default().push(r);
+            }
         }
-        Ok(ctx)
+        let compromised: HashMap<Vec<u8>, (String, SystemTime)> = self
+            .db
+            .compromised_keys()?
+            .into_iter()
+            .map(|(k, serial, at)| (k, (crate::hex::upper(&serial), at)))
+            .collect();
+        reqs.iter()
+            .map(|req| {
+                let Some(req) = req else { return Ok(None) };
+                let mut ctx = Context {
+                    own: by_inner.get(&crate::hex::lower(&req.inner_sha256)).cloned(),
+                    ..Context::default()
+                };
+                if let Some(host) = &req.host {
+                    ctx.host_records = by_host
+                        .get(&host.to_lowercase())
+                        .cloned()
+                        .unwrap_or_default();
+                }
+                if let Some(key) = &req.key {
+                    ctx.key_records = by_key
+                        .get(&crate::hex::lower(&key.sha256))
+                        .cloned()
+                        .unwrap_or_default();
+                    ctx.compromised = compromised.get(&key.sha256).cloned();
+                }
+                if let Some(Claim::Signed { cert, .. }) = &req.claim {
+                    ctx.claimed = self.db.by_serial(&cert.serial)?;
+                }
+                Ok(Some(ctx))
+            })
+            .collect()
+    }
+
+    /// The records of `ids`, by id.
+    pub(crate) fn records(&self, ids: &[i64]) -> Result<Vec<Record>> {
+        self.db.where_in("id", ids)
     }
 
     /// Receives a request (certreq -submit): recorded as pending (or denied with the reason),

@@ -169,6 +169,8 @@ pub struct Summary {
     /// The CRL, when the batch published one.
     #[serde(skip)]
     pub crl: Option<Published>,
+    /// Why a CRL that was due could not be published (the batch itself is done).
+    pub crl_error: Option<String>,
 }
 
 fn io_err(dir: &UntrustedDir) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -246,13 +248,14 @@ pub fn process_share(
         let allowed = options.allowed_hosts.as_ref();
         read_one(issuer, &dirs.share, raw, allowed, settled_before, now)
     });
-    let contexts = reviewed
+    let readable: Vec<_> = reviewed
         .iter()
         .map(|r| match &r.read {
-            Read::Readable(x) => ca.context(&x.req).map(Some),
-            _ => Ok(None),
+            Read::Readable(x) => Some(&x.req),
+            _ => None,
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
+    let contexts = ca.contexts(&readable)?;
     let issue = options.issue || ca.issuer().config().auto_issue;
     let steps = plan::plan(&reviewed, &contexts, &options.operator_only, issue, now);
 
@@ -264,10 +267,15 @@ pub fn process_share(
         issuer.sign(a)
     });
     let notes = record_issued(ca, &to_sign, signed, &ids)?;
-    let records = ids
+    let found: HashMap<i64, Record> = ca
+        .records(&ids.iter().flatten().copied().collect::<Vec<_>>())?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    let records: Vec<Option<Record>> = ids
         .iter()
-        .map(|id| id.map(|id| ca.record(id)).transpose())
-        .collect::<Result<Vec<_>>>()?;
+        .map(|id| id.and_then(|id| found.get(&id).cloned()))
+        .collect();
     let mut files = outcomes(
         &reviewed,
         &steps,
@@ -287,7 +295,10 @@ pub fn process_share(
     }
     let mut summary = summarize(files);
     summary.removed = dirs.removed;
-    summary.crl = ca.publish_crl_if_due(now)?;
+    match ca.publish_crl_if_due(now) {
+        Ok(crl) => summary.crl = crl,
+        Err(e) => summary.crl_error = Some(e.to_string()),
+    }
     Ok(summary)
 }
 

@@ -350,6 +350,8 @@ mod tests {
             received: now(),
             requester: format!("{host}.req"),
             request_sha256: String::new(),
+            inner_sha256: None,
+            key_sha256: None,
             subject: format!("CN={host}"),
             common_name: Some(host.into()),
             key: Some("ECDSA P-256".into()),

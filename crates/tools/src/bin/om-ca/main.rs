@@ -27,7 +27,7 @@ use opsmgr_tools::{PasswordArgs, format_utc, open_authority, password_weakness, 
     name = "om-ca",
     version,
     after_help = "Exit codes: 0 success, 1 process: some requests were rejected or left pending, \
-2 bad usage or input (nothing changed)."
+or a CRL that was due could not be published, 2 bad usage or input (nothing changed)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -297,6 +297,14 @@ fn run() -> Result<ExitCode> {
             let mut out = opsmgr_tools::stdout();
             if json {
                 let mut value = serde_json::to_value(&summary)?;
+                value["crl"] = match &summary.crl {
+                    Some(crl) => serde_json::json!({
+                        "number": crl.number,
+                        "next_update": format_utc(crl.next_update),
+                        "files": crl.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+                    }),
+                    None => serde_json::Value::Null,
+                };
                 value["seconds"] = serde_json::json!(seconds);
                 value["note"] = serde_json::json!(note);
                 serde_json::to_writer_pretty(&mut out, &value)?;
@@ -307,6 +315,26 @@ fn run() -> Result<ExitCode> {
                 }
                 for f in summary.files.iter().filter(|f| f.result != Outcome::Issued) {
                     writeln!(out, "{}: {}: {}", f.file, f.result, f.message)?;
+                }
+                for removed in &summary.removed {
+                    writeln!(out, "share: {removed}")?;
+                }
+                if let Some(crl) = &summary.crl {
+                    for file in &crl.files {
+                        writeln!(
+                            out,
+                            "CRL {} published to {} (next update {})",
+                            crl.number,
+                            file.display(),
+                            format_utc(crl.next_update)
+                        )?;
+                    }
+                }
+                if let Some(e) = &summary.crl_error {
+                    writeln!(
+                        out,
+                        "error: the CRL was due but could not be published: {e}"
+                    )?;
                 }
                 writeln!(
                     out,
@@ -319,11 +347,13 @@ fn run() -> Result<ExitCode> {
                     summary.waiting
                 )?;
             }
-            Ok(if summary.issued == summary.processed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(opsmgr_tools::exit::NO)
-            })
+            Ok(
+                if summary.issued == summary.processed && summary.crl_error.is_none() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(opsmgr_tools::exit::NO)
+                },
+            )
         }
     }
 }
