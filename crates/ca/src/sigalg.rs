@@ -20,6 +20,7 @@ const SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.11354
 const SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 const RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
 const MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
+const ECDSA_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
 const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
@@ -79,6 +80,7 @@ impl SignatureAlgorithm {
             };
         }
         let ecdsa = [
+            (ECDSA_SHA1, Hash::Sha1),
             (ECDSA_SHA256, Hash::Sha256),
             (ECDSA_SHA384, Hash::Sha384),
             (ECDSA_SHA512, Hash::Sha512),
@@ -95,7 +97,7 @@ impl SignatureAlgorithm {
             return pss_parameters(id);
         }
         Err(format!(
-            "signature algorithm {oid} is not supported (RSA PKCS #1 v1.5 with SHA-1 or SHA-2, RSASSA-PSS, ECDSA with SHA-2)"
+            "signature algorithm {oid} is not supported (RSA PKCS #1 v1.5 or ECDSA, with SHA-1 or SHA-2; RSASSA-PSS)"
         ))
     }
 }

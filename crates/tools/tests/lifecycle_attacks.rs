@@ -74,11 +74,15 @@ impl World {
     }
     /// certreq -new on `host` (ECDSA P-256, the machine's stores), the request in the share.
     fn enroll(&self, host: &str) {
+        self.enroll_with(host, "KeyAlgorithm = ECDSA_P256");
+    }
+    /// As [`World::enroll`], with this key line.
+    fn enroll_with(&self, host: &str, key_line: &str) {
         let inf = self.dir.path().join(format!("{host}.inf"));
         std::fs::write(
             &inf,
             format!(
-                "[NewRequest]\r\nSubject = \"CN={host}\"\r\nKeyAlgorithm = ECDSA_P256\r\nMachineKeySet = TRUE\r\nExportable = TRUE\r\n"
+                "[NewRequest]\r\nSubject = \"CN={host}\"\r\n{key_line}\r\nMachineKeySet = TRUE\r\nExportable = TRUE\r\n"
             ),
         )
         .unwrap();
@@ -223,6 +227,10 @@ impl World {
     /// `openssl cms -sign`: `inner` wrapped in SignedData signed by `cert`'s `key`, dropped
     /// into the share as `<file>.req` (DER).
     fn drop_renewal(&self, inner: &str, cert: &str, key: &str, file: &str) {
+        self.drop_renewal_with(inner, cert, key, file, "sha256");
+    }
+    /// As [`World::drop_renewal`], the signature over digest `md`.
+    fn drop_renewal_with(&self, inner: &str, cert: &str, key: &str, file: &str, md: &str) {
         openssl(
             &self.attacker(),
             &[
@@ -231,7 +239,7 @@ impl World {
                 "-binary",
                 "-nodetach",
                 "-md",
-                "sha256",
+                md,
                 "-inform",
                 "DER",
                 "-outform",
@@ -463,6 +471,40 @@ fn a_renewal_adding_names_waits_and_shows_them_to_the_operator() {
     assert_eq!(
         r["certified_names"],
         serde_json::json!([host, "mgt01.company.local", "rms.company.local"])
+    );
+}
+
+#[test]
+fn a_renewal_signed_with_sha1_waits_for_an_operator() {
+    let w = World::new();
+    let host = "agent12.company.local";
+    // An RSA key, as older Windows CSPs make and sign renewals with SHA-1.
+    w.enroll_with(host, "KeyLength = 2048");
+    w.process(&["--issue"]);
+    w.install(host);
+    let (cert, key, current) = w.steal(host, "agent12");
+    let inner = w.inner_request("sha1", host, &[], None);
+    w.drop_renewal_with(&inner, &cert, &key, host, "sha1");
+    let v = w.process(&[]);
+    let f = file(&v, &format!("{host}.req"));
+    assert_eq!(f["result"], "pending", "{v:#}");
+    let m = f["message"].as_str().unwrap();
+    assert!(
+        m.contains(&format!(
+            "the renewal of certificate {} is signed with SHA-1",
+            current.serial_hex()
+        )),
+        "{m}"
+    );
+    // The same renewal over SHA-256 is issued at once.
+    std::fs::remove_file(w.share().join(format!("{host}.req"))).unwrap();
+    let inner = w.inner_request("sha256", host, &[], None);
+    w.drop_renewal(&inner, &cert, &key, host);
+    let v = w.process(&[]);
+    assert_eq!(
+        file(&v, &format!("{host}.req"))["result"],
+        "issued",
+        "{v:#}"
     );
 }
 

@@ -92,6 +92,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Publishes a new CRL now (the batch publishes one when half of the last one's
+    /// validity has passed): CA/ca.crl (PEM) and <name>.crl (DER) in the policy's
+    /// crl_publish_dir.
+    Crl {
+        /// The CA's folder.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Only when one is due.
+        #[arg(long)]
+        if_due: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Processes the drop folder.
     Process {
         /// The drop folder.
@@ -230,6 +246,49 @@ fn run() -> Result<ExitCode> {
                     records.len(),
                     humantime::format_duration(within)
                 )?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crl {
+            ca,
+            if_due,
+            password,
+            json,
+        } => {
+            let mut authority = open_authority(&ca, &password)?;
+            let now = SystemTime::now();
+            let published = if if_due {
+                authority.publish_crl_if_due(now)?
+            } else {
+                Some(authority.publish_crl(now)?)
+            };
+            let mut out = opsmgr_tools::stdout();
+            match (&published, json) {
+                (Some(crl), true) => {
+                    let report = serde_json::json!({
+                        "number": crl.number,
+                        "this_update": format_utc(crl.this_update),
+                        "next_update": format_utc(crl.next_update),
+                        "revoked": crl.revoked,
+                        "files": crl.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+                    });
+                    serde_json::to_writer_pretty(&mut out, &report)?;
+                    writeln!(out)?;
+                }
+                (None, true) => writeln!(out, "null")?,
+                (Some(crl), false) => {
+                    for file in &crl.files {
+                        writeln!(out, "CRL {} published to {}", crl.number, file.display())?;
+                    }
+                    writeln!(
+                        out,
+                        "  {} revoked; next update {}",
+                        crl.revoked,
+                        format_utc(crl.next_update)
+                    )?;
+                }
+                (None, false) => writeln!(out, "No CRL was due.")?,
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)
