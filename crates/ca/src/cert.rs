@@ -181,3 +181,65 @@ impl CertInfo {
         self.not_before <= now && now <= self.not_after
     }
 }
+
+/// A CRL as the agent's checks and the CA's status read it.
+#[derive(Debug, Clone)]
+pub struct CrlInfo {
+    /// Its DER.
+    pub der: Vec<u8>,
+    /// Issuer, RFC 4514 (control characters escaped).
+    pub issuer: String,
+    /// Its CRL number, when it has one that fits 64 bits.
+    pub number: Option<u64>,
+    /// When it was made.
+    pub this_update: SystemTime,
+    /// Until when it is valid.
+    pub next_update: Option<SystemTime>,
+    /// The serial numbers it lists (bytes as encoded).
+    pub serials: Vec<Vec<u8>>,
+}
+
+impl CrlInfo {
+    /// Reads a CRL: PEM (`X509 CRL`) or DER, at most 1 MiB.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let der = crate::store::crl_der(bytes)
+            .ok_or_else(|| Error::Certificate("not a CRL (PEM X509 CRL or DER)".into()))?;
+        let crl =
+            x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
+                .map_err(|e| Error::Certificate(format!("the CRL cannot be read: {e}")))?;
+        let tbs = &crl.tbs_cert_list;
+        let number = tbs
+            .crl_extensions
+            .as_ref()
+            .and_then(|exts| {
+                exts.iter()
+                    .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_CRL_NUMBER)
+            })
+            .and_then(|e| {
+                x509_cert::ext::pkix::crl::CrlNumber::from_der(e.extn_value.as_bytes()).ok()
+            })
+            .and_then(|n| {
+                let bytes = n.0.as_bytes();
+                (bytes.len() <= 8)
+                    .then(|| bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+            });
+        Ok(Self {
+            issuer: escape_control(&tbs.issuer.to_string()),
+            number,
+            this_update: tbs.this_update.to_system_time(),
+            next_update: tbs.next_update.map(|t| t.to_system_time()),
+            serials: tbs
+                .revoked_certificates
+                .iter()
+                .flatten()
+                .map(|r| r.serial_number.as_bytes().to_vec())
+                .collect(),
+            der,
+        })
+    }
+
+    /// Whether it lists `serial`.
+    pub fn lists(&self, serial: &[u8]) -> bool {
+        self.serials.iter().any(|s| s == serial)
+    }
+}

@@ -52,6 +52,7 @@ pub mod cert;
 pub mod dropfolder;
 pub mod request;
 pub mod store;
+pub mod windows;
 
 mod error;
 mod hex;

@@ -8,11 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::{Deserialize, Serialize};
-use webpki::{
-    ALL_VERIFICATION_ALGS, BorrowedCertRevocationList, CertRevocationList, EndEntityCert,
-    ExpirationPolicy, KeyUsage, RevocationCheckDepth, RevocationOptionsBuilder,
-    UnknownStatusPolicy,
-};
+use webpki::{ALL_VERIFICATION_ALGS, EndEntityCert, KeyUsage};
 
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
@@ -279,13 +275,11 @@ pub fn choose_channel_certificate(
     host: &str,
     now: SystemTime,
 ) -> Result<Selection> {
-    let crls: Vec<CertRevocationList<'_>> = trust
+    let crls: Vec<crate::cert::CrlInfo> = trust
         .crls
         .iter()
-        .filter_map(|der| BorrowedCertRevocationList::from_der(der).ok())
-        .map(CertRevocationList::from)
+        .filter_map(|der| crate::cert::CrlInfo::parse(der).ok())
         .collect();
-    let crl_refs: Vec<&CertRevocationList<'_>> = crls.iter().collect();
     let roots: Vec<CertificateDer<'_>> = trust
         .roots
         .iter()
@@ -301,7 +295,15 @@ pub fn choose_channel_certificate(
         .iter()
         .map(|held| Candidate {
             cert: held.cert.clone(),
-            refusals: check(&held.cert, held.key, host, now, &anchors, &crl_refs),
+            refusals: check(
+                &held.cert,
+                held.key,
+                host,
+                now,
+                &anchors,
+                &trust.roots,
+                &crls,
+            ),
         })
         .collect();
     let chosen = candidates
@@ -331,7 +333,8 @@ pub(crate) fn check(
     host: &str,
     now: SystemTime,
     anchors: &[TrustAnchor<'_>],
-    crls: &[&CertRevocationList<'_>],
+    roots: &[CertInfo],
+    crls: &[crate::cert::CrlInfo],
 ) -> Vec<Refusal> {
     let mut refusals = Vec::new();
     if !cert.names_host(host) {
@@ -367,74 +370,69 @@ pub(crate) fn check(
             refusals.push(Refusal::MissingEku { purpose, oid });
         }
     }
-    match chain_problem(cert, now, anchors, crls) {
-        Some(Problem::Revoked) => refusals.push(Refusal::Revoked),
-        Some(Problem::Path(detail)) => refusals.push(Refusal::Untrusted { detail }),
+    match chain_problem(cert, now, anchors) {
+        Some(detail) => refusals.push(Refusal::Untrusted { detail }),
+        None if revoked(cert, roots, crls) => refusals.push(Refusal::Revoked),
         None => {}
     }
     refusals
 }
 
-/// What is wrong with a certificate's path.
-enum Problem {
-    Path(String),
-    Revoked,
+/// Whether a CRL published by the root that issued `cert` (the root of `roots` with its
+/// issuer's name whose key signed it) lists it. Every such CRL counts, whichever order they
+/// come in, and only a CRL that root signed (checked over its `tbsCertList` as received):
+/// another root of the same name, or a forged CRL, can neither revoke nor hide a
+/// certificate. A certificate whose root published no CRL here is not refused for it (a
+/// machine that holds no CRL cannot know; the CRL distribution point is for relying parties
+/// that fetch it); a CRL past its nextUpdate still counts for what it lists.
+fn revoked(cert: &CertInfo, roots: &[CertInfo], crls: &[crate::cert::CrlInfo]) -> bool {
+    roots
+        .iter()
+        .filter(|r| r.subject == cert.issuer)
+        .filter(|r| {
+            crate::store::spki_of(r)
+                .is_ok_and(|k| crate::cert::verify_certificate(&cert.der, &k).is_ok())
+        })
+        .any(|root| {
+            crls.iter().any(|crl| {
+                crl.issuer == root.subject
+                    && crl.lists(&cert.serial)
+                    && crate::store::crl_signed_by(&crl.der, root).is_ok()
+            })
+        })
 }
 
 /// What rustls-webpki finds wrong with the path from `cert` to the anchors, for both of the
-/// channel's purposes, and whether a CRL of its issuer lists it; validity and EKU problems
-/// are reported by their own checks, so only path problems are named here. A certificate whose
-/// issuer published no CRL here is not refused for it (a machine that holds no CRL cannot
-/// know; the CRL distribution point is for relying parties that fetch it); an expired CRL
-/// still counts for what it lists.
-fn chain_problem(
-    cert: &CertInfo,
-    now: SystemTime,
-    anchors: &[TrustAnchor<'_>],
-    crls: &[&CertRevocationList<'_>],
-) -> Option<Problem> {
+/// channel's purposes; validity and EKU problems are reported by their own checks, and
+/// revocation by [`revoked`], so only path problems are named here.
+fn chain_problem(cert: &CertInfo, now: SystemTime, anchors: &[TrustAnchor<'_>]) -> Option<String> {
     if anchors.is_empty() {
-        return Some(Problem::Path("the Root store is empty".into()));
+        return Some("the Root store is empty".into());
     }
     let der = CertificateDer::from(cert.der.as_slice());
     let ee = match EndEntityCert::try_from(&der) {
         Ok(ee) => ee,
         Err(e) => {
-            return Some(Problem::Path(format!(
+            return Some(format!(
                 "the certificate cannot be read for validation ({e})"
-            )));
+            ));
         }
     };
-    let revocation = RevocationOptionsBuilder::new(crls).ok().map(|b| {
-        b.with_depth(RevocationCheckDepth::EndEntity)
-            .with_status_policy(UnknownStatusPolicy::Allow)
-            .with_expiration_policy(ExpirationPolicy::Ignore)
-            .build()
-    });
     // Validate at a time inside the certificate's validity: expiry is its own refusal. (Not
     // `clamp`, which panics when a certificate ends before it starts.)
     let at = whole(now).max(cert.not_before).min(cert.not_after);
     let time = UnixTime::since_unix_epoch(Duration::from_secs(seconds(at)));
     for usage in [KeyUsage::server_auth(), KeyUsage::client_auth()] {
-        match ee.verify_for_usage(
-            ALL_VERIFICATION_ALGS,
-            anchors,
-            &[],
-            time,
-            usage,
-            revocation,
-            None,
-        ) {
+        match ee.verify_for_usage(ALL_VERIFICATION_ALGS, anchors, &[], time, usage, None, None) {
             Ok(_) => {}
             Err(webpki::Error::RequiredEkuNotFoundContext(_)) => {}
-            Err(webpki::Error::CertRevoked) => return Some(Problem::Revoked),
             Err(webpki::Error::UnknownIssuer) => {
-                return Some(Problem::Path(format!(
+                return Some(format!(
                     "no certificate in Root issued it (its issuer is {})",
                     cert.issuer
-                )));
+                ));
             }
-            Err(e) => return Some(Problem::Path(describe(&e))),
+            Err(e) => return Some(describe(&e)),
         }
     }
     None

@@ -778,47 +778,55 @@ impl Batch<'_> {
     }
 
     /// Revokes the issued certificate with this serial number; revoking it again is harmless
-    /// and keeps the first time and reason. For keyCompromise its key is recorded as
-    /// compromised, and so are the keys of the certificates it superseded, which are revoked
-    /// with it (they lived on the same disk). Returns the request's id.
+    /// and keeps the first time and reason (but for keyCompromise, which takes the place of a
+    /// milder reason: the key must be recorded). For keyCompromise its key is recorded as
+    /// compromised, and revoked with it is everything that key could have obtained or been
+    /// part of: the certificates with the same key, the ones it superseded (they lived on the
+    /// same disk) and the renewals it proved, and so on from each of those. Returns the
+    /// request's id.
     pub(crate) fn revoke(
         &self,
         serial: &[u8],
         at: SystemTime,
         reason: RevocationReason,
     ) -> Result<i64> {
-        let row: Option<(i64, String)> = self
+        let row: Option<i64> = self
             .tx
-            .query_row(
-                "SELECT id, disposition FROM requests WHERE serial = ?1",
-                [serial],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT id FROM requests WHERE serial = ?1", [serial], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(db_err)?;
-        let Some((id, _)) = row else {
+        let Some(id) = row else {
             return Err(Error::NoSuchSerial(crate::hex::upper(serial)));
         };
-        let mut lineage = vec![id];
+        let mut closure = vec![id];
         if reason == RevocationReason::KeyCompromise {
-            // Every certificate this one superseded, and those they superseded.
-            let mut stmt = self
+            let mut related = self
                 .tx
-                .prepare_cached("SELECT id FROM requests WHERE superseded_by = ?1")
+                .prepare_cached(
+                    "SELECT r.id FROM requests AS r, requests AS c
+                     WHERE c.id = ?1 AND r.serial IS NOT NULL AND r.id <> c.id
+                       AND (r.superseded_by = c.id OR r.renews = c.id
+                            OR (c.key_sha256 IS NOT NULL AND r.key_sha256 = c.key_sha256))",
+                )
                 .map_err(db_err)?;
             let mut next = 0;
-            while let Some(&current) = lineage.get(next) {
-                let older = stmt
+            while let Some(&current) = closure.get(next) {
+                let found = related
                     .query_map([current], |r| r.get::<_, i64>(0))
                     .map_err(db_err)?
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(db_err)?;
-                let new: Vec<i64> = older.into_iter().filter(|o| !lineage.contains(o)).collect();
-                lineage.extend(new);
+                for f in found {
+                    if !closure.contains(&f) {
+                        closure.push(f);
+                    }
+                }
                 next += 1;
             }
         }
-        for row in &lineage {
+        for row in &closure {
             self.tx
                 .execute(
                     "UPDATE requests SET disposition = 'revoked', revoked_at = ?2,
@@ -828,6 +836,13 @@ impl Batch<'_> {
                 )
                 .map_err(db_err)?;
             if reason == RevocationReason::KeyCompromise {
+                self.tx
+                    .execute(
+                        "UPDATE requests SET revocation_reason = ?2
+                         WHERE id = ?1 AND disposition = 'revoked' AND revocation_reason <> ?2",
+                        params![row, i64::from(reason.code())],
+                    )
+                    .map_err(db_err)?;
                 self.tx
                     .execute(
                         "INSERT OR IGNORE INTO compromised_keys (key_sha256, serial, revoked_at)

@@ -309,7 +309,7 @@ pub(crate) struct Decided {
 }
 
 /// Why a renewal's claim is no proof of the host's current certificate, given the records.
-fn claim_problem(
+pub(crate) fn claim_problem(
     claim: &Claim,
     host: &HostName,
     ctx: &Context,
@@ -445,6 +445,12 @@ pub(crate) fn decide(
                     Decision::Issue
                 }
             }
+            // A key certified before is named first: it is what the operator must see.
+            (_, Some(_)) if certified_before.is_some() => hold(Hold::KeyReused {
+                serial: certified_before
+                    .and_then(|r| r.serial.clone())
+                    .unwrap_or_default(),
+            }),
             (Some(Err(why)), Some(cur)) => hold(Hold::ProofFails {
                 host: spelled,
                 current: cur.serial.clone().unwrap_or_default(),

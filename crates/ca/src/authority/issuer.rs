@@ -564,6 +564,17 @@ impl Issuer {
                 certificate: root_info.subject,
             });
         }
+        if let Some(pin) = &config.root_thumbprint
+            && !pin.eq_ignore_ascii_case(&root_info.thumbprint)
+        {
+            return Err(Error::Policy {
+                field: "root_thumbprint".into(),
+                message: format!(
+                    "the root's thumbprint is {}, not the {pin} pinned when the CA was made",
+                    root_info.thumbprint
+                ),
+            });
+        }
         let root = Certificate::from_der(&root_info.der).map_err(encoding("the root"))?;
         let root_ski = SubjectKeyIdentifier::try_from(
             root.tbs_certificate()
@@ -603,6 +614,14 @@ impl Issuer {
     /// The root certificate.
     pub fn root(&self) -> &CertInfo {
         &self.root_info
+    }
+
+    /// The root's pinned SHA-1 thumbprint (the policy's, which the root matches).
+    pub fn root_pin(&self) -> String {
+        self.config
+            .root_thumbprint
+            .clone()
+            .unwrap_or_else(|| self.root_info.thumbprint.clone())
     }
 
     /// Whether this CA signed `cert`: its issuer is the root's subject and its signature
@@ -780,11 +799,13 @@ impl Issuer {
             return;
         }
         let lower = text.to_ascii_lowercase();
-        let allowed = self
-            .config
-            .allowed_dns_suffixes
-            .iter()
-            .any(|s| under_suffix(&lower, s));
+        // The CA's own name is never a certificate's, as a common name or a DNS name.
+        let allowed = !lower.eq_ignore_ascii_case(&self.config.name)
+            && self
+                .config
+                .allowed_dns_suffixes
+                .iter()
+                .any(|s| under_suffix(&lower, s));
         if allowed {
             dns.push(host);
         } else {

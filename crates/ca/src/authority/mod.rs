@@ -90,7 +90,14 @@ pub struct Authority {
     dir: PathBuf,
     issuer: Issuer,
     db: Database,
+    /// The CA's lock while this process holds it ([`Authority::with_lock`]).
+    lock: Option<std::fs::File>,
 }
+
+/// The lock every change to a CA takes (in its folder): a batch, an operator's `-resubmit`,
+/// `-deny`, `-revoke`, a CRL's publication and a policy change take turns, so that none acts
+/// on what another is changing.
+pub const CA_LOCK: &str = "dropfolder.lock";
 
 /// What submitting a request did.
 #[derive(Debug, Clone)]
@@ -210,7 +217,9 @@ impl Authority {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(io_at(dir))?;
         }
+        let thumbprint = crate::cert::CertInfo::parse(&root_der)?.thumbprint;
         let config = CaConfig {
+            root_thumbprint: Some(thumbprint),
             name: options.name.clone(),
             validity_days: options.issued_validity_days,
             leaf_not_after: LeafNotAfter::Truncate,
@@ -276,7 +285,22 @@ impl Authority {
             dir: dir.to_owned(),
             issuer,
             db,
+            lock: None,
         })
+    }
+
+    /// Runs `f` holding the CA's lock ([`CA_LOCK`]), taken unless this process holds it
+    /// already (so that a batch, which holds it throughout, can publish the CRL).
+    pub(crate) fn with_lock<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.lock.is_some() {
+            return f(self);
+        }
+        let path = self.dir.join(CA_LOCK);
+        let file = opsmgr_fsutil::lock_exclusive(&path).map_err(io_at(&path))?;
+        self.lock = Some(file);
+        let out = f(self);
+        self.lock = None;
+        out
     }
 
     /// The CA's folder.
@@ -297,9 +321,11 @@ impl Authority {
     /// Saves a changed policy.
     pub fn set_config(&mut self, config: CaConfig) -> Result<()> {
         config.validate()?;
-        write_private(&self.dir.join(CA_CONFIG), &config_json(&config)?)?;
-        self.issuer.set_config(config);
-        Ok(())
+        self.with_lock(|ca| {
+            write_private(&ca.dir.join(CA_CONFIG), &config_json(&config)?)?;
+            ca.issuer.set_config(config);
+            Ok(())
+        })
     }
 
     /// What the database holds that bears on `req` (see [`decide`]).
@@ -388,6 +414,15 @@ impl Authority {
     /// PKCS #10 request again (wrapped again, or not) finds its first record and changes
     /// nothing.
     pub fn submit(&mut self, bytes: &[u8], requester: &str, now: SystemTime) -> Result<Submitted> {
+        self.with_lock(|ca| ca.submit_locked(bytes, requester, now))
+    }
+
+    fn submit_locked(
+        &mut self,
+        bytes: &[u8],
+        requester: &str,
+        now: SystemTime,
+    ) -> Result<Submitted> {
         let request = ReceivedRequest::parse(bytes)?;
         let req = self.issuer.assess(&request, now);
         let ctx = self.context(&req)?;
@@ -495,6 +530,10 @@ impl Authority {
     /// certificate for the host, new names in a renewal) was for this approval to decide; the
     /// host's earlier certificates are superseded by the new one.
     pub fn resubmit(&mut self, id: i64, now: SystemTime) -> Result<Record> {
+        self.with_lock(|ca| ca.resubmit_locked(id, now))
+    }
+
+    fn resubmit_locked(&mut self, id: i64, now: SystemTime) -> Result<Record> {
         let record = self.record(id)?;
         let reopen = match record.disposition {
             Disposition::Pending => false,
@@ -514,10 +553,15 @@ impl Authority {
         };
         match review {
             Ok(mut approved) => {
-                if record.renews.is_some()
-                    && let Some(serial) = ctx.claimed.and_then(|c| c.serial)
-                {
-                    approved.note([Note::Renews { serial }]);
+                // What the renewal proves today, not when it arrived: the certificate it
+                // names may have been superseded or revoked since.
+                if let (Some(claim), Some(host)) = (&req.claim, &req.host) {
+                    match decide::claim_problem(claim, host, &ctx, now) {
+                        Ok((renewed, _)) => approved.note([Note::Renews {
+                            serial: renewed.serial.unwrap_or_default(),
+                        }]),
+                        Err(why) => approved.note([Note::ProofIgnored(why)]),
+                    }
                 }
                 self.issue_approved(id, &approved, reopen)
             }
@@ -537,8 +581,10 @@ impl Authority {
     /// Denies pending request `id` (certutil -deny), with the operator's reason.
     pub fn deny(&mut self, id: i64, reason: &str) -> Result<Record> {
         let reason = crate::text::escape_control(reason);
-        self.db.transaction(|b| b.deny(id, &reason))?;
-        self.record(id)
+        self.with_lock(|ca| {
+            ca.db.transaction(|b| b.deny(id, &reason))?;
+            ca.record(id)
+        })
     }
 
     /// Revokes the certificate with serial number `serial` (hex) for `reason` (certutil
@@ -554,8 +600,10 @@ impl Authority {
         let bytes = crate::hex::decode(serial).ok_or_else(|| Error::BadSerial {
             given: serial.to_owned(),
         })?;
-        let id = self.db.transaction(|b| b.revoke(&bytes, now, reason))?;
-        self.record(id)
+        self.with_lock(|ca| {
+            let id = ca.db.transaction(|b| b.revoke(&bytes, now, reason))?;
+            ca.record(id)
+        })
     }
 
     /// The record of request `id`.
@@ -571,6 +619,10 @@ impl Authority {
     /// A new CRL (DER) signed by the root, listing every revoked serial with its time and
     /// reason, valid for the policy's `crl_validity_days`. Its number grows with each CRL made.
     pub fn crl(&mut self, now: SystemTime) -> Result<Vec<u8>> {
+        self.with_lock(|ca| ca.crl_locked(now))
+    }
+
+    fn crl_locked(&mut self, now: SystemTime) -> Result<Vec<u8>> {
         let now = whole(now);
         let next = days_after(now, self.issuer.config().crl_validity_days);
         let number = self.db.next_crl_number(now, next)?;
@@ -608,7 +660,11 @@ impl Authority {
     /// Makes a new CRL and writes it, atomically, to the CA's folder (`ca.crl`, PEM) and to
     /// the policy's publish folder (`<CA name>.crl`, DER).
     pub fn publish_crl(&mut self, now: SystemTime) -> Result<Published> {
-        let der = self.crl(now)?;
+        self.with_lock(|ca| ca.publish_crl_locked(now))
+    }
+
+    fn publish_crl_locked(&mut self, now: SystemTime) -> Result<Published> {
+        let der = self.crl_locked(now)?;
         let (number, this_update, next_update) = self
             .db
             .last_crl()?
@@ -641,11 +697,13 @@ impl Authority {
 
     /// Publishes a new CRL when one is due ([`Authority::crl_due`]).
     pub fn publish_crl_if_due(&mut self, now: SystemTime) -> Result<Option<Published>> {
-        if self.crl_due(now)? {
-            self.publish_crl(now).map(Some)
-        } else {
-            Ok(None)
-        }
+        self.with_lock(|ca| {
+            if ca.crl_due(now)? {
+                ca.publish_crl_locked(now).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
     }
 }
 
@@ -755,6 +813,7 @@ pub(crate) fn test_issuer(seed: u8) -> Issuer {
         crl_urls: Vec::new(),
         ca_issuers_url: None,
         crl_publish_dir: None,
+        root_thumbprint: None,
     };
     Issuer::new(&key, &root, config).unwrap()
 }

@@ -58,6 +58,10 @@ pub struct CaConfig {
     /// at the CRL URLs), as `<CA name>.crl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_publish_dir: Option<PathBuf>,
+    /// The root's SHA-1 thumbprint, pinned when the CA was made: the CA refuses to open with
+    /// another `ca.cer`, and the installers it writes check the root they carry against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_thumbprint: Option<String>,
 }
 
 pub(crate) fn default_crl_days() -> u32 {
@@ -180,6 +184,7 @@ mod tests {
             crl_urls: Vec::new(),
             ca_issuers_url: None,
             crl_publish_dir: None,
+            root_thumbprint: None,
         }
     }
 

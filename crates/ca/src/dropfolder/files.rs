@@ -67,11 +67,13 @@ pub(crate) fn read_one(
     };
     let host = stem.to_ascii_lowercase();
     let mut req = issuer.assess(&request, now);
-    if let Ok(a) = &req.review
-        && !a.host().as_str().eq_ignore_ascii_case(stem)
+    // The name check comes first, whatever the review says: a request the policy denies is
+    // recorded under its file's name, and an operator may issue it later.
+    if let Some(cn) = &req.host
+        && !cn.as_str().eq_ignore_ascii_case(stem)
     {
         return refused(Refusal::NameMismatch {
-            common_name: a.host().to_string(),
+            common_name: cn.to_string(),
             file: file.clone(),
         });
     }
@@ -103,12 +105,21 @@ pub(crate) fn read_one(
     )
 }
 
-/// The files of an issued record, written unless an earlier run wrote them the same.
+/// What every issued host's files need of the CA: its root, the root's pinned thumbprint and
+/// its name.
+pub(crate) struct CaFacts<'a> {
+    pub(crate) root: &'a [u8],
+    pub(crate) pin: &'a str,
+    pub(crate) name: &'a str,
+}
+
+/// The files of an issued record (`<host>.cer`, `.bundle`, `.install.ps1`, `.install.cmd`),
+/// written unless an earlier run wrote them the same.
 pub(crate) fn write_outputs(
     share: &UntrustedDir,
     host: &str,
     record: &Record,
-    root_der: &[u8],
+    ca: &CaFacts<'_>,
     issued_before: bool,
 ) -> Result<()> {
     let der = record
@@ -116,8 +127,25 @@ pub(crate) fn write_outputs(
         .as_deref()
         .ok_or(Error::NotPending(record.id))?;
     let pem = certificate_to_pem(der)?;
-    let bundle = write_bundle(der, root_der)?;
-    for (ext, bytes) in [("cer", pem.as_bytes()), ("bundle", bundle.as_bytes())] {
+    let bundle = write_bundle(der, ca.root)?;
+    let name = opsmgr_hostname::HostName::new(host)
+        .map_err(|e| Error::Certificate(format!("{host}: {e}")))?;
+    let installer = crate::windows::Installer {
+        host: &name,
+        request_id: record.id,
+        certificate: der,
+        root: ca.root,
+        root_thumbprint: ca.pin,
+        ca_name: ca.name,
+    };
+    let ps1 = crate::windows::install_ps1(&installer)?;
+    let cmd = crate::windows::install_cmd(&installer)?;
+    for (ext, bytes) in [
+        ("cer", pem.as_bytes()),
+        ("bundle", bundle.as_bytes()),
+        ("install.ps1", ps1.as_bytes()),
+        ("install.cmd", cmd.as_bytes()),
+    ] {
         let name = OsString::from(format!("{host}.{ext}"));
         // Only a certificate issued by an earlier run can have its files already (a run
         // killed before the requests moved): a fresh one is written without a look.

@@ -1,5 +1,6 @@
 //! The seed's automation: a share where hosts drop `<FQDN>.req`, processed in batches
-//! ([`process_share`]) into `<FQDN>.cer` and `<FQDN>.bundle`.
+//! ([`process_share`]) into `<FQDN>.cer`, `<FQDN>.bundle` and the installers a stock Windows
+//! agent runs, `<FQDN>.install.ps1` and `<FQDN>.install.cmd` ([`crate::windows`]).
 //!
 //! Everything in the share is written by machines that want certificates, some of them in
 //! untrusted networks, so nothing in it is trusted: every name is opened relative to a handle
@@ -56,8 +57,9 @@ pub const PROCESSED: &str = "processed";
 /// Where refused requests go, below the share.
 pub const REJECTED: &str = "rejected";
 /// The lock two batches on one CA take turns with, in the CA's own folder (never in the share,
-/// where anyone could plant something at its name).
-pub const DROP_LOCK: &str = "dropfolder.lock";
+/// where anyone could plant something at its name): the CA's lock, which an operator's verbs
+/// take too ([`crate::authority::CA_LOCK`]).
+pub const DROP_LOCK: &str = crate::authority::CA_LOCK;
 
 /// How to process a share.
 #[derive(Debug, Clone, Default)]
@@ -164,13 +166,17 @@ pub struct Summary {
     pub waiting: usize,
     /// Every file, in name order.
     pub files: Vec<FileOutcome>,
-    /// What was planted at `processed/` or `rejected/` and removed.
+    /// What was planted at `processed/` or `rejected/` and removed, or why either cannot be
+    /// used.
     pub removed: Vec<String>,
     /// The CRL, when the batch published one.
     #[serde(skip)]
     pub crl: Option<Published>,
     /// Why a CRL that was due could not be published (the batch itself is done).
     pub crl_error: Option<String>,
+    /// Finished requests that could not leave the share (each says why): the next run
+    /// finds them on record.
+    pub unmoved: usize,
 }
 
 fn io_err(dir: &UntrustedDir) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -180,11 +186,14 @@ fn io_err(dir: &UntrustedDir) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
-/// The share and its two sub-folders, a planted entry at either removed.
+/// The share and its two sub-folders, a planted entry at either removed. A sub-folder that
+/// cannot be made usable (an entry someone else owns in a sticky share, a folder without
+/// permissions) does not stop the batch: it issues all the same, and the requests it would
+/// have moved there stay in the share for the next run, each saying why.
 struct Share {
     share: UntrustedDir,
-    processed: UntrustedDir,
-    rejected: UntrustedDir,
+    processed: std::result::Result<UntrustedDir, String>,
+    rejected: std::result::Result<UntrustedDir, String>,
     removed: Vec<String>,
 }
 
@@ -195,20 +204,24 @@ impl Share {
             source,
         })?;
         let mut removed = Vec::new();
-        let mut sub = |name: &str| -> Result<UntrustedDir> {
-            let (dir, gone) = share.subdir(name).map_err(io_err(&share))?;
-            if let Some(kind) = gone.filter(|k| *k != EntryKind::Dir) {
-                removed.push(format!(
-                    "{kind} at {name}/ was removed and replaced by a folder"
-                ));
+        let mut sub = |name: &str| match share.subdir(name) {
+            Ok((dir, gone)) => {
+                if let Some(kind) = gone.filter(|k| *k != EntryKind::Dir) {
+                    removed.push(format!(
+                        "{kind} at {name}/ was removed and replaced by a folder"
+                    ));
+                }
+                dir.remove_temporaries()
+                    .map(|_| dir)
+                    .map_err(|e| format!("{name}/ cannot be used: {e}"))
             }
-            Ok(dir)
+            Err(e) => Err(format!("{name}/ cannot be used: {e}")),
         };
-        let processed = sub(PROCESSED)?;
-        let rejected = sub(REJECTED)?;
-        for dir in [&share, &processed, &rejected] {
-            dir.remove_temporaries().map_err(io_err(dir))?;
-        }
+        let processed = sub(PROCESSED);
+        let rejected = sub(REJECTED);
+        share.remove_temporaries().map_err(io_err(&share))?;
+        removed.extend(processed.as_ref().err().cloned());
+        removed.extend(rejected.as_ref().err().cloned());
         Ok(Self {
             share,
             processed,
@@ -220,7 +233,7 @@ impl Share {
 
 /// Processes every `*.req` in `share` with the CA; see the module's description for the order
 /// that makes a re-run after a kill finish the batch. `progress` is told each stage's
-/// progress. Two batches on one CA take turns (a lock file in the CA's folder).
+/// progress. Two batches on one CA take turns, and with an operator's verbs (the CA's lock).
 pub fn process_share(
     ca: &mut Authority,
     share: &std::path::Path,
@@ -228,11 +241,17 @@ pub fn process_share(
     now: SystemTime,
     progress: &(dyn Fn(Stage, usize, usize) + Sync),
 ) -> Result<Summary> {
-    let lock_path = ca.dir().join(DROP_LOCK);
-    let _lock = opsmgr_fsutil::lock_exclusive(&lock_path).map_err(|source| Error::Io {
-        path: lock_path.clone(),
-        source,
-    })?;
+    ca.with_lock(|ca| batch(ca, share, options, now, progress))
+}
+
+/// The batch, under the CA's lock.
+fn batch(
+    ca: &mut Authority,
+    share: &std::path::Path,
+    options: &ProcessOptions,
+    now: SystemTime,
+    progress: &(dyn Fn(Stage, usize, usize) + Sync),
+) -> Result<Summary> {
     let dirs = Share::open(share)?;
     let jobs = match options.jobs {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -283,17 +302,26 @@ pub fn process_share(
         &notes,
         options.settle.as_secs(),
     );
-    let root = ca.issuer().root().der.clone();
+    let pin = ca.issuer().root_pin();
+    let facts = files::CaFacts {
+        root: &ca.issuer().root().der,
+        pin: &pin,
+        name: &ca.issuer().config().name,
+    };
     write_all(
-        &dirs, &contexts, &records, &mut files, &root, jobs, progress,
+        &dirs, &contexts, &records, &mut files, &facts, jobs, progress,
     );
     dirs.share.sync().map_err(io_err(&dirs.share))?;
 
     // 5. Move the finished requests; 6. the CRL.
+    let mut unmoved = 0;
     for (r, outcome) in reviewed.iter().zip(files.iter_mut()) {
-        move_finished(&dirs, r, outcome);
+        if !move_finished(&dirs, r, outcome) {
+            unmoved += 1;
+        }
     }
     let mut summary = summarize(files);
+    summary.unmoved = unmoved;
     summary.removed = dirs.removed;
     match ca.publish_crl_if_due(now) {
         Ok(crl) => summary.crl = crl,
@@ -460,7 +488,7 @@ fn write_all(
     contexts: &[Option<crate::authority::Context>],
     records: &[Option<Record>],
     files: &mut [FileOutcome],
-    root: &[u8],
+    ca: &files::CaFacts<'_>,
     jobs: usize,
     progress: &(dyn Fn(Stage, usize, usize) + Sync),
 ) {
@@ -484,7 +512,7 @@ fn write_all(
         jobs,
         Stage::Write,
         progress,
-        |(_, host, rec, before)| write_outputs(&dirs.share, host, rec, root, *before),
+        |(_, host, rec, before)| write_outputs(&dirs.share, host, rec, ca, *before),
     );
     let failed: Vec<(usize, Error)> = outputs
         .iter()
@@ -501,24 +529,38 @@ fn write_all(
 }
 
 /// Moves a finished request out of the share: issued to `processed/` as `<host>.<id>.req`,
-/// refused to `rejected/` with its reason. One that cannot move is reported, not fatal.
-fn move_finished(dirs: &Share, r: &Reviewed, outcome: &mut FileOutcome) {
+/// refused to `rejected/` with its reason. One that cannot move is reported, not fatal:
+/// false.
+fn move_finished(dirs: &Share, r: &Reviewed, outcome: &mut FileOutcome) -> bool {
     let moved = match (outcome.result, outcome.id) {
-        (Outcome::Issued, Some(id)) => {
-            let stem = &r.raw.as_encoded_bytes()[..r.raw.len() - 4];
-            let mut dest = OsString::from(String::from_utf8_lossy(stem).into_owned());
-            dest.push(format!(".{id}.req"));
-            move_out(&dirs.share, &r.raw, &dirs.processed, &dest).map(|_| ())
-        }
+        (Outcome::Issued, Some(id)) => match &dirs.processed {
+            Ok(processed) => {
+                let stem = &r.raw.as_encoded_bytes()[..r.raw.len() - 4];
+                let mut dest = OsString::from(String::from_utf8_lossy(stem).into_owned());
+                dest.push(format!(".{id}.req"));
+                move_out(&dirs.share, &r.raw, processed, &dest)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Err(why) => Err(why.clone()),
+        },
         (Outcome::Denied | Outcome::Rejected | Outcome::Revoked | Outcome::Duplicate, _) => {
-            reject(&dirs.share, &dirs.rejected, &r.raw, &outcome.message)
+            match &dirs.rejected {
+                Ok(rejected) => reject(&dirs.share, rejected, &r.raw, &outcome.message)
+                    .map_err(|e| e.to_string()),
+                Err(why) => Err(why.clone()),
+            }
         }
         _ => Ok(()),
     };
-    if let Err(e) = moved {
-        outcome.message = format!(
-            "{}; the file could not be moved out of the share: {e}",
-            outcome.message
-        );
+    match moved {
+        Ok(()) => true,
+        Err(e) => {
+            outcome.message = format!(
+                "{}; the file could not be moved out of the share: {e}",
+                outcome.message
+            );
+            false
+        }
     }
 }

@@ -300,9 +300,81 @@ fn prove(
     )?;
     let certificate =
         CertInfo::parse(&cert.to_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    // The weaker of the digest declared and the one the signature algorithm uses: a wrapper
+    // that declares SHA-256 but signs with ecdsa-with-SHA1 is a SHA-1 signature.
+    let digest = if algorithm.hash() == Hash::Sha1 {
+        Hash::Sha1
+    } else {
+        hash
+    };
     Ok(RenewalProof {
         certificate,
-        digest: hash,
+        digest,
         signing_time,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::request::{KeyType, PolicyOptions, ReceivedRequest, build_request, parse_policy};
+
+    /// A wrapper that declares SHA-256 but signs with ecdsa-with-SHA1 is a SHA-1 proof.
+    #[test]
+    fn the_weaker_of_the_declared_and_the_signing_digest_counts() {
+        let issuer = crate::authority::test_issuer(1);
+        let inf =
+            b"[NewRequest]\nSubject = \"CN=agent01.company.local\"\nKeyAlgorithm = ECDSA_P256\n";
+        let policy = parse_policy(inf, "t.inf", PolicyOptions::default()).unwrap();
+        let old_key = PrivateKey::generate(KeyType::EcdsaP256).unwrap();
+        let old = issuer
+            .sign(
+                &issuer
+                    .review(
+                        &ReceivedRequest::from_der(
+                            build_request(&policy, &old_key).unwrap().to_der().unwrap(),
+                        )
+                        .unwrap(),
+                        std::time::SystemTime::now(),
+                    )
+                    .unwrap(),
+            )
+            .unwrap();
+        let new_key = PrivateKey::generate(KeyType::EcdsaP256).unwrap();
+        let request = build_request(&policy, &new_key).unwrap();
+        let der = wrap_renewal(&request, &old.der, &old_key, std::time::SystemTime::now()).unwrap();
+        let proof = |der: Vec<u8>| {
+            ReceivedRequest::from_der(der)
+                .unwrap()
+                .renewal()
+                .cloned()
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(proof(der.clone()).digest, Hash::Sha256);
+
+        // Re-signed with ecdsa-with-SHA1 over the same attributes, digestAlgorithm unchanged.
+        let mut info = ContentInfo::from_der(&der).unwrap();
+        let mut signed: SignedData = info.content.decode_as().unwrap();
+        let mut signers = signed.signer_infos.0.into_vec();
+        let attrs = signers[0].signed_attrs.as_ref().unwrap().to_der().unwrap();
+        let PrivateKey::P256(secret) = &old_key else {
+            unreachable!()
+        };
+        let digest = sha1::Sha1::digest(&attrs);
+        let signature: p256::ecdsa::DerSignature = signature::hazmat::PrehashSigner::sign_prehash(
+            &p256::ecdsa::SigningKey::from(secret),
+            &digest,
+        )
+        .unwrap();
+        signers[0].signature_algorithm = AlgorithmIdentifierOwned {
+            oid: ObjectIdentifier::new_unwrap("1.2.840.10045.4.1"),
+            parameters: None,
+        };
+        signers[0].signature = OctetString::new(signature.as_bytes().to_vec()).unwrap();
+        signed.signer_infos = SignerInfos(SetOfVec::try_from(signers).unwrap());
+        info.content = Any::encode_from(&signed).unwrap();
+        assert_eq!(proof(info.to_der().unwrap()).digest, Hash::Sha1);
+    }
 }

@@ -730,6 +730,11 @@ pub struct Imported {
 }
 
 /// The public key of a certificate, for checking what it signed.
+pub(crate) fn spki_of(cert: &CertInfo) -> Result<spki::SubjectPublicKeyInfoOwned> {
+    spki(cert)
+}
+
+/// The public key of a certificate, for checking what it signed.
 fn spki(cert: &CertInfo) -> Result<spki::SubjectPublicKeyInfoOwned> {
     use der::Decode;
     spki::SubjectPublicKeyInfoOwned::from_der(&cert.public_key)

@@ -372,7 +372,9 @@ fn run() -> Result<ExitCode> {
                 if let Some(note) = &note {
                     writeln!(out, "note: {note}")?;
                 }
-                for f in summary.files.iter().filter(|f| f.result != Outcome::Issued) {
+                for f in summary.files.iter().filter(|f| {
+                    f.result != Outcome::Issued || f.message.contains("could not be moved")
+                }) {
                     writeln!(out, "{}: {}: {}", f.file, f.result, f.message)?;
                 }
                 for removed in &summary.removed {
@@ -407,7 +409,10 @@ fn run() -> Result<ExitCode> {
                 )?;
             }
             Ok(
-                if summary.issued == summary.processed && summary.crl_error.is_none() {
+                if summary.issued == summary.processed
+                    && summary.crl_error.is_none()
+                    && summary.unmoved == 0
+                {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::from(opsmgr_tools::exit::NO)

@@ -534,11 +534,13 @@ fn write_view(out: &mut impl Write, records: &[Record]) -> io::Result<()> {
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
-            let state = match (r.disposition, r.superseded_by, r.revocation_reason) {
-                (Disposition::Revoked, _, Some(why)) => format!("revoked ({why})"),
-                (Disposition::Issued, Some(by), _) => format!("issued (superseded by {by})"),
-                (d, ..) => d.to_string(),
+            let mut state = match (r.disposition, r.revocation_reason) {
+                (Disposition::Revoked, Some(why)) => format!("revoked ({why})"),
+                (d, _) => d.to_string(),
             };
+            if let Some(by) = r.superseded_by {
+                state.push_str(&format!(", superseded by {by}"));
+            }
             vec![
                 r.id.to_string(),
                 state,
