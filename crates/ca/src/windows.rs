@@ -184,7 +184,7 @@ $CertBase64 = @'
 {cert}
 '@
 $Work = Join-Path $env:TEMP ('opsmgr-' + [guid]::NewGuid().ToString())
-New-Item -ItemType Directory -Path $Work | Out-Null
+[void](New-Item -ItemType Directory -Path $Work)
 $RootFile = Join-Path $Work 'root.cer'
 $CertFile = Join-Path $Work ($Fqdn + '.cer')
 [IO.File]::WriteAllBytes($RootFile, [Convert]::FromBase64String(($RootBase64 -replace '\s', '')))

@@ -10,53 +10,13 @@ use opsmgr_model::{
     ps_comment, ps_quote, write_export_script, write_powershell,
 };
 use proptest::prelude::*;
-use tree_sitter::{Node, Parser, Tree};
-
-fn parse(script: &str) -> Tree {
-    let mut parser = Parser::new();
-    parser
-        .set_language(&tree_sitter_powershell::LANGUAGE.into())
-        .unwrap();
-    parser.parse(script, None).unwrap()
-}
-
-/// Every ERROR or MISSING node, with its line and text.
-fn faults(script: &str) -> Vec<String> {
-    let tree = parse(script);
-    let mut out = Vec::new();
-    let mut stack = vec![tree.root_node()];
-    while let Some(node) = stack.pop() {
-        if node.is_error() || node.is_missing() {
-            out.push(format!(
-                "{} at line {}: {:?}",
-                if node.is_missing() {
-                    "MISSING"
-                } else {
-                    "ERROR"
-                },
-                node.start_position().row + 1,
-                &script[node.byte_range()]
-            ));
-        }
-        let mut cursor = node.walk();
-        stack.extend(node.children(&mut cursor));
-    }
-    out
-}
+#[path = "../../ca/tests/support/powershell.rs"]
+mod powershell;
+use powershell::{faults, find, not_in_powershell_1, parse};
 
 fn assert_parses(what: &str, script: &str) {
     let faults = faults(script);
     assert!(faults.is_empty(), "{what}: {faults:?}\n{script}");
-}
-
-fn find<'t>(node: Node<'t>, kind: &str, out: &mut Vec<Node<'t>>) {
-    if node.kind() == kind {
-        out.push(node);
-    }
-    let mut cursor = node.walk();
-    for child in node.children(&mut cursor) {
-        find(child, kind, out);
-    }
 }
 
 fn h(s: &str) -> HostName {
@@ -244,53 +204,16 @@ proptest! {
     }
 }
 
-/// Cmdlets, keywords, variables and operators PowerShell 1.0 does not have.
-const NOT_IN_POWERSHELL_1: [&str; 22] = [
-    "set-strictmode",
-    "add-type",
-    "try",
-    "catch",
-    "finally",
-    "cmdletbinding",
-    "parameter",
-    "$psscriptroot",
-    "$pscmdlet",
-    "$psboundparameters",
-    "-join",
-    "-split",
-    "-in",
-    "-notin",
-    "import-module",
-    "invoke-command",
-    "new-module",
-    "convertto-json",
-    "convertfrom-json",
-    "out-null",
-    "pscustomobject",
-    "ordered",
-];
-
 #[test]
 fn ps2007_scripts_use_only_powershell_1() {
-    let words = |s: &str| -> Vec<String> {
-        s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '$' || c == '_'))
-            .filter(|w| !w.is_empty())
-            .map(str::to_ascii_lowercase)
-            .collect()
-    };
     // The check itself finds a 2.0 token.
-    assert!(words("try { Set-StrictMode -Version 2.0 }").contains(&"set-strictmode".to_owned()));
+    assert!(
+        not_in_powershell_1("try { Set-StrictMode -Version 2.0 }")
+            .contains(&"set-strictmode".to_owned())
+    );
     let mut checked = 0;
     for (what, shell, script) in all_scripts() {
-        let code: String = script
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let found: Vec<String> = words(&code)
-            .into_iter()
-            .filter(|w| NOT_IN_POWERSHELL_1.contains(&w.as_str()))
-            .collect();
+        let found = not_in_powershell_1(&script);
         if shell == Shell::OpsMgr2007 {
             assert!(found.is_empty(), "{what} uses {found:?}:\n{script}");
             checked += 1;

@@ -740,3 +740,107 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
     let none = ok(&run("ca", &["expiring", "--ca", &ca, "--within", "1d"]));
     assert!(none.contains("0 certificates expire within 1day"), "{none}");
 }
+
+/// The stock-Windows path: the agent kit's certreq.inf, with the machine's FQDN put in as its
+/// request.ps1 does, read by certreq -new; the batch then leaves the installers beside the
+/// certificate, carrying it and the root whose thumbprint the CA pinned when it was made.
+#[test]
+fn the_agent_kit_and_the_installers_for_a_stock_windows_agent() {
+    let w = World::new();
+    let host = "agent33.company.local";
+    let kit = w.dir.path().join("kit");
+    let made = ok(&run(
+        "ca",
+        &[
+            "agent-kit",
+            "--ca",
+            &s(&w.ca()),
+            "--share",
+            "\\\\ca01\\certrequests",
+            &s(&kit),
+        ],
+    ));
+    assert!(made.contains(&w.root_thumbprint()), "{made}");
+    for f in ["certreq.inf", "request.ps1", "request.cmd", "JAMA00.cer"] {
+        assert!(kit.join(f).is_file(), "{f}");
+    }
+    // Again without -f: refused, nothing overwritten.
+    let again = run(
+        "ca",
+        &[
+            "agent-kit",
+            "--ca",
+            &s(&w.ca()),
+            "--share",
+            "\\\\ca01\\x",
+            &s(&kit),
+        ],
+    );
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("exists; -f overwrites it"));
+    // A share that is no UNC path is refused with what to give.
+    let bad = run(
+        "ca",
+        &[
+            "agent-kit",
+            "--ca",
+            &s(&w.ca()),
+            "--share",
+            "C:\\share",
+            &s(&w.dir.path().join("k2")),
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("give a UNC path such as \\\\ca01\\certrequests"));
+
+    let inf = std::fs::read_to_string(kit.join("certreq.inf"))
+        .unwrap()
+        .replace("<FQDN>", host);
+    let inf_file = w.dir.path().join(format!("{host}.inf"));
+    std::fs::write(&inf_file, inf).unwrap();
+    ok(&run(
+        "certreq",
+        &[
+            "-new",
+            "-q",
+            "-f",
+            &s(&inf_file),
+            &s(&w.share().join(format!("{host}.req"))),
+            "--machine",
+            &s(&w.machine(host)),
+        ],
+    ));
+    ok(&w.process(&["--issue"]));
+    let cer = std::fs::read(w.share().join(format!("{host}.cer"))).unwrap();
+    let leaf = CertInfo::parse(&cer).unwrap();
+    for ext in ["install.ps1", "install.cmd"] {
+        let script = std::fs::read_to_string(w.share().join(format!("{host}.{ext}"))).unwrap();
+        assert!(script.contains(&w.root_thumbprint()), "{ext}");
+        assert!(script.contains(host), "{ext}");
+        // The certificate travels inside, base64 as in the .cer.
+        let first_line = std::str::from_utf8(&cer)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        assert!(script.contains(&first_line), "{ext}");
+    }
+    assert_eq!(leaf.common_name.as_deref(), Some(host));
+    // The pin is in the policy, and the CA refuses to open with another root.
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.ca().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["root_thumbprint"], w.root_thumbprint());
+    let other = w.dir.path().join("other");
+    ok(&run("ca", &["init", &s(&other), "--name", "JAMA00"]));
+    std::fs::copy(other.join("ca.cer"), w.ca().join("ca.cer")).unwrap();
+    std::fs::copy(other.join("ca.key"), w.ca().join("ca.key")).unwrap();
+    let swapped = w.process(&[]);
+    assert_eq!(swapped.status.code(), Some(2));
+    assert!(
+        text(&swapped.stderr).contains("not the")
+            && text(&swapped.stderr).contains("pinned when the CA was made"),
+        "{}",
+        text(&swapped.stderr)
+    );
+}

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use opsmgr_ca::authority::{Authority, CA_CERT, InitOptions};
 use opsmgr_ca::dropfolder::{Outcome, Stage, process_share};
 use opsmgr_ca::request::KeyType;
+use opsmgr_ca::windows::{KitKey, SharePath, agent_kit};
 use opsmgr_model::Inventory;
 use opsmgr_tools::{PasswordArgs, format_utc, open_authority, password_weakness, read_password};
 
@@ -46,6 +47,14 @@ enum RootKey {
     Rsa3072,
     #[value(name = "rsa-4096")]
     Rsa4096,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KitKeyArg {
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +116,29 @@ enum Command {
         /// Report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Writes the agent kit: the agents' certreq.inf (from the CA's policy), request.ps1 and
+    /// request.cmd (which find the machine's FQDN, run certreq -new and copy the request to the
+    /// share) and the root, for stock Windows machines with nothing of ours installed.
+    AgentKit {
+        /// The CA's folder.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The drop share as the agents reach it: a UNC path, `\\ca01\certrequests`.
+        #[arg(long, value_name = "UNC")]
+        share: String,
+        /// The key the agents make: rsa-2048 (every Windows from 2003) or ecdsa-p256 (2008
+        /// and later).
+        #[arg(long, value_enum, default_value = "rsa-2048")]
+        key: KitKeyArg,
+        /// Overwrite files that are there.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// The folder to write the kit into (created).
+        #[arg(value_name = "OUT")]
+        out: PathBuf,
     },
     /// Processes the drop folder.
     Process {
@@ -291,6 +323,47 @@ fn run() -> Result<ExitCode> {
                 (None, false) => writeln!(out, "No CRL was due.")?,
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AgentKit {
+            ca,
+            share,
+            key,
+            force,
+            password,
+            out,
+        } => {
+            let authority = open_authority(&ca, &password)?;
+            let share = SharePath::new(&share)?;
+            let key = match key {
+                KitKeyArg::Rsa2048 => KitKey::Rsa2048,
+                KitKeyArg::EcdsaP256 => KitKey::EcdsaP256,
+            };
+            let name = &authority.issuer().config().name;
+            let kit = agent_kit(&share, key, name)?;
+            let root = opsmgr_ca::cert::certificate_to_pem(&authority.issuer().root().der)?;
+            let files = [
+                ("certreq.inf".to_owned(), kit.inf),
+                ("request.ps1".to_owned(), kit.request_ps1),
+                ("request.cmd".to_owned(), kit.request_cmd),
+                (format!("{name}.cer"), root),
+            ];
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            if !force && let Some((there, _)) = files.iter().find(|(f, _)| out.join(f).exists()) {
+                bail!("{} exists; -f overwrites it", out.join(there).display());
+            }
+            let mut stdout = opsmgr_tools::stdout();
+            for (file, text) in &files {
+                let path = out.join(file);
+                opsmgr_fsutil::write_atomic(&path, text.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                writeln!(stdout, "wrote {}", path.display())?;
+            }
+            writeln!(
+                stdout,
+                "On each agent, as an administrator, from a folder holding these files: powershell -ExecutionPolicy Bypass -File request.ps1 (or request.cmd). The root's thumbprint, to check {name}.cer by: {}",
+                authority.issuer().root_pin()
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Process {
