@@ -161,7 +161,7 @@ fn every_refusal_names_file_line_and_key() {
         ),
         (
             "UseExistingKeySet = TRUE\n",
-            "certreq.inf:3: UseExistingKeySet: UseExistingKeySet = TRUE cannot be honoured: a new key is always generated",
+            "certreq.inf:3: UseExistingKeySet: UseExistingKeySet = TRUE needs KeyContainer naming the key: a pending key's id or a certificate's thumbprint in My",
         ),
         (
             "HashAlgorithm = SHA1\n",
@@ -212,8 +212,8 @@ fn every_refusal_names_file_line_and_key() {
             "certreq.inf:4: OID: 'client' is not a dotted object identifier",
         ),
         (
-            "[RequestAttributes]\nCertificateTemplate = Web\n",
-            "certreq.inf:4: RequestAttributes: section [RequestAttributes] cannot be honoured",
+            "[PolicyStatementExtension]\nPolicies = x\n",
+            "certreq.inf:4: PolicyStatementExtension: section [PolicyStatementExtension] cannot be honoured",
         ),
         (
             "FriendlyName = \"unterminated\n",
@@ -243,7 +243,7 @@ fn every_refusal_names_file_line_and_key() {
     }
     assert_eq!(
         refuse("Subject = \"CN=x\"\n"),
-        "certreq.inf:1: 'Subject = \"CN=x\"' is outside any [Section]"
+        "certreq.inf:1: 'Subject = \"CN=x\"' is outside any [Section]: certreq.inf starts with [Version] (Signature = \"$Windows NT$\") and puts the request's keys under [NewRequest]; add those two headers above this line"
     );
     assert_eq!(
         refuse("[NewRequest]\nKeyLength = 2048\n"),
@@ -311,4 +311,93 @@ fn strings_that_expand_repeatedly_are_refused_before_they_grow() {
     );
     // The message names the value, clipped: not megabytes of it.
     assert!(e.len() < 300, "{} bytes of error", e.len());
+}
+
+/// Every key of Microsoft's certreq.inf reference is applied or named as ignored, never
+/// refused for being there: a file copied from the documentation reads.
+#[test]
+fn microsofts_documented_keys_are_applied_or_named() {
+    let inf = "[Version]\r\nSignature=\"$Windows NT$\"\r\n\r\n[NewRequest]\r\n\
+        Subject = \"CN=agent01.company.local\"\r\n\
+        Exportable = TRUE\r\nExportableEncrypted = FALSE\r\nHashAlgorithm = SHA256\r\n\
+        KeyLength = 2048\r\nKeySpec = 1\r\nKeyUsage = 0xf0\r\nKeyUsageProperty = 2\r\n\
+        MachineKeySet = TRUE\r\nProviderName = \"Microsoft RSA SChannel Cryptographic Provider\"\r\n\
+        ProviderType = 12\r\nRequestType = PKCS10\r\nSMIME = FALSE\r\nPrivateKeyArchive = FALSE\r\n\
+        UserProtected = FALSE\r\nKeyProtection = NCRYPT_UI_NO_PROTECTION_FLAG\r\nSilent = TRUE\r\n\
+        SecurityDescriptor = \"D:P(A;;GA;;;SY)\"\r\nSuppressDefaults = FALSE\r\nFriendlyName = \"Agent\"\r\n\
+        ValidityPeriod = Years\r\nValidityPeriodUnits = 2\r\nNotBefore = \"01/01/2027 10:00 AM\"\r\n\
+        RequesterName = CONTOSO\\agent\r\nEncryptionAlgorithm = 3des\r\nEncryptionLength = 168\r\n\
+        UseExistingKeySet = FALSE\r\n\
+        \r\n[RequestAttributes]\r\nCertificateTemplate = WebServer\r\n\
+        \r\n[EnhancedKeyUsageExtension]\r\nOID=1.3.6.1.5.5.7.3.1\r\nOID=1.3.6.1.5.5.7.3.2\r\n";
+    let p = parse(inf);
+    assert_eq!(p.key, KeyType::Rsa(2048));
+    assert!(p.exportable && p.machine_key_set);
+    assert_eq!(p.friendly_name.as_deref(), Some("Agent"));
+    assert_eq!(
+        p.request_attributes,
+        [
+            ("ValidityPeriod".to_owned(), "Years".to_owned()),
+            ("ValidityPeriodUnits".to_owned(), "2".to_owned()),
+            ("NotBefore".to_owned(), "01/01/2027 10:00 AM".to_owned()),
+            ("CertificateTemplate".to_owned(), "WebServer".to_owned()),
+        ]
+    );
+    let notes = p.notes.join("\n");
+    for named in [
+        "SMIME ignored",
+        "PrivateKeyArchive ignored",
+        "UserProtected ignored",
+        "KeyProtection ignored",
+        "Silent ignored",
+        "SecurityDescriptor ignored",
+        "ExportableEncrypted ignored",
+        "RequesterName ignored",
+        "EncryptionAlgorithm ignored",
+        "KeyUsageProperty = 2",
+        "ProviderName Microsoft RSA SChannel Cryptographic Provider",
+        "CertificateTemplate is sent to the CA as a request attribute",
+    ] {
+        assert!(notes.contains(named), "{named}: {notes}");
+    }
+    // The request carries the attributes as certreq does (enrollment name-value pairs), and
+    // our CA names them ignored.
+    let key = opsmgr_ca::request::PrivateKey::generate(p.key).unwrap();
+    let req = opsmgr_ca::request::build_request(&p, &key).unwrap();
+    assert!(
+        req.info
+            .attributes
+            .iter()
+            .any(|a| a.oid.to_string() == "1.3.6.1.4.1.311.13.2.1")
+    );
+
+    // SuppressDefaults = TRUE: no default EKUs in the request.
+    let bare = parse(
+        "[NewRequest]\nSubject = \"CN=a.company.local\"\nSuppressDefaults = TRUE\nMachineKeySet = TRUE\n",
+    );
+    assert!(bare.ekus.is_empty());
+    // MachineKeySet left out: the user's store, said at once.
+    let user = parse("[NewRequest]\nSubject = \"CN=a.company.local\"\n");
+    assert!(!user.machine_key_set);
+    assert!(
+        user.notes
+            .iter()
+            .any(|n| n.contains("MachineKeySet is not TRUE"))
+    );
+    // UseExistingKeySet with KeyContainer names the key to use.
+    let existing = parse(
+        "[NewRequest]\nSubject = \"CN=a.company.local\"\nUseExistingKeySet = TRUE\nKeyContainer = 0a1b\n",
+    );
+    assert_eq!(existing.existing_key.as_deref(), Some("0a1b"));
+}
+
+/// The seed's file as the blog prints it, without section headers: the message says what to
+/// add.
+#[test]
+fn the_seeds_headerless_file_is_told_what_to_add() {
+    let e = refuse(
+        "Signature= \"$Windows NT$\"\nSubject = \"CN=agent01.company.local\"\nKeySpec = 1\n",
+    );
+    assert!(e.starts_with("certreq.inf:1: 'Signature= \"$Windows NT$\"' is outside any [Section]: certreq.inf starts with [Version]"), "{e}");
+    assert!(e.contains("under [NewRequest]"), "{e}");
 }

@@ -103,6 +103,17 @@ pub struct RequestPolicy {
     /// `RenewalCert`: the certificate (its thumbprint or serial number) this request renews,
     /// proved with that certificate's key.
     pub renewal_cert: Option<String>,
+    /// `UseExistingKeySet = TRUE` with `KeyContainer`: the key already in the stores that
+    /// the request is made for (a pending key's id, or a certificate's thumbprint in My)
+    /// instead of a new one.
+    pub existing_key: Option<String>,
+    /// Name-value pairs the request carries for the CA (`[RequestAttributes]`,
+    /// `CertificateTemplate`, `NotBefore`, `NotAfter`, `ValidityPeriod`,
+    /// `ValidityPeriodUnits`), as certreq sends them (Microsoft's enrollment name-value pair
+    /// attribute). This CA decides validity itself and names them as ignored.
+    pub request_attributes: Vec<(String, String)>,
+    /// Keys of Microsoft's reference that are read and have no effect here, each with why.
+    pub notes: Vec<String>,
 }
 
 /// Options a caller may give the policy reader.
@@ -220,7 +231,15 @@ fn parse_sections(text: &str, file: &str) -> Result<Vec<Section>> {
         }
         let section = sections
             .last_mut()
-            .ok_or_else(|| fail(line, None, format!("'{content}' is outside any [Section]")))?;
+            .ok_or_else(|| {
+                fail(
+                    line,
+                    None,
+                    format!(
+                        "'{content}' is outside any [Section]: certreq.inf starts with [Version] (Signature = \"$Windows NT$\") and puts the request's keys under [NewRequest]; add those two headers above this line"
+                    ),
+                )
+            })?;
         let (key, value) = content.split_once('=').ok_or_else(|| {
             fail(
                 line,
@@ -408,6 +427,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
             "EnhancedKeyUsageExtension",
             "Extensions",
             "Strings",
+            "RequestAttributes",
         ];
         if !known.iter().any(|k| k.eq_ignore_ascii_case(&section.name)) {
             let line = section.entries.first().map_or(0, |e| e.line);
@@ -448,6 +468,11 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
     let mut machine_key_set = false;
     let mut friendly_name = None;
     let mut renewal_cert = None;
+    let mut use_existing = None;
+    let mut key_container = None;
+    let mut suppress_defaults = false;
+    let mut request_attributes: Vec<(String, String)> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for e in find("NewRequest").flat_map(|s| &s.entries) {
         let v = value(e)?;
@@ -478,7 +503,12 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
                     )));
                 }
             },
-            "providername" => provider_algorithm = provider_key(&v).map_err(bad)?,
+            "providername" => {
+                provider_algorithm = provider_key(&v).map_err(bad)?;
+                notes.push(format!(
+                    "ProviderName {v}: read for its key algorithm; the key is made by this tool, not by a Windows provider"
+                ));
+            }
             "providertype" => match parse_number(&v).map_err(bad)? {
                 1 | 12 | 24 => provider_algorithm = provider_algorithm.or(Some("RSA")),
                 n => {
@@ -495,9 +525,26 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
                 }
             }
             "usexistingkeyset" | "useexistingkeyset" => {
-                if parse_bool(&v).map_err(bad)? {
-                    return Err(bad("UseExistingKeySet = TRUE cannot be honoured: a new key is always generated".into()));
-                }
+                use_existing = Some((parse_bool(&v).map_err(bad)?, e.line));
+            }
+            "keycontainer" => key_container = Some(v),
+            "suppressdefaults" => suppress_defaults = parse_bool(&v).map_err(bad)?,
+            "notbefore" | "notafter" | "validityperiod" | "validityperiodunits" => {
+                let name = match key.as_str() {
+                    "notbefore" => "NotBefore",
+                    "notafter" => "NotAfter",
+                    "validityperiod" => "ValidityPeriod",
+                    _ => "ValidityPeriodUnits",
+                };
+                request_attributes.push((name.to_owned(), v));
+            }
+            "certificatetemplate" => request_attributes.push(("CertificateTemplate".into(), v)),
+            "keyusageproperty" => {
+                // NCRYPT_ALLOW_DECRYPT_FLAG 1, SIGNING 2, KEY_AGREEMENT 4, ALL 0xffffff.
+                parse_number(&v).map_err(bad)?;
+                notes.push(format!(
+                    "KeyUsageProperty = {v}: the key's use is what KeyUsage and the certificate say; the property of a Windows key container has no counterpart here"
+                ));
             }
             "hashalgorithm" => {
                 hash = Some(match v.to_ascii_uppercase().as_str() {
@@ -510,8 +557,41 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
                     _ => return Err(bad(format!("unknown hash algorithm '{v}'"))),
                 })
             }
-            _ => return Err(bad(format!("unknown key {} in [NewRequest]", e.key))),
+            other => match ignored_key(other) {
+                Some(why) => notes.push(format!("{} ignored: {why}", e.key)),
+                None => return Err(bad(format!("unknown key {} in [NewRequest]", e.key))),
+            },
         }
+    }
+    for e in find("RequestAttributes").flat_map(|s| &s.entries) {
+        request_attributes.push((e.key.clone(), value(e)?));
+    }
+    let existing_key = match (use_existing, key_container) {
+        (Some((true, _)), Some(container)) => Some(container),
+        (Some((true, line)), None) => {
+            return Err(fail(
+                line,
+                "UseExistingKeySet",
+                "UseExistingKeySet = TRUE needs KeyContainer naming the key: a pending key's id or a certificate's thumbprint in My".into(),
+            ));
+        }
+        (_, Some(_)) => {
+            notes.push(
+                "KeyContainer ignored: a new key is made (UseExistingKeySet is not TRUE)".into(),
+            );
+            None
+        }
+        _ => None,
+    };
+    if !machine_key_set {
+        notes.push(
+            "MachineKeySet is not TRUE: the key goes to the user's store, as on Windows, where the agent does not look (add MachineKeySet = TRUE for an agent's certificate)".into(),
+        );
+    }
+    for (name, _) in &request_attributes {
+        notes.push(format!(
+            "{name} is sent to the CA as a request attribute; this CA decides templates and validity itself and ignores it"
+        ));
     }
     let (subject, subject_line) =
         subject.ok_or_else(|| fail(0, "Subject", "[NewRequest] has no Subject".into()))?;
@@ -629,7 +709,9 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
             ekus.push(oid);
         }
     }
-    if ekus.is_empty() {
+    // SuppressDefaults = TRUE: no extension certreq would add by default (the CA sets the
+    // channel's EKUs itself all the same).
+    if ekus.is_empty() && !suppress_defaults {
         ekus = vec![EKU_SERVER_AUTH.to_owned(), EKU_CLIENT_AUTH.to_owned()];
     }
 
@@ -663,6 +745,50 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
         machine_key_set,
         friendly_name,
         renewal_cert,
+        existing_key,
+        request_attributes,
+        notes,
+    })
+}
+
+/// Keys of Microsoft's certreq.inf reference ([NewRequest]) that are read and have no effect
+/// here, with why; `None` for a key the reference does not have.
+fn ignored_key(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "smime" => {
+            "S/MIME capabilities are for mail certificates; the CA issues channel certificates only"
+        }
+        "privatekeyarchive" => {
+            "key archival needs an enterprise CA's exchange certificate; this CA never holds agents' keys"
+        }
+        "encryptionalgorithm" | "encryptionlength" => {
+            "they choose the cipher of key archival, which this CA does not do"
+        }
+        "userprotected" => {
+            "strong key protection prompts a user at every use; an agent's service has no user to prompt"
+        }
+        "keyprotection" => {
+            "strong key protection prompts a user at every use; an agent's service has no user to prompt"
+        }
+        "silent" => "the tools never open a window",
+        "securitydescriptor" => {
+            "the key file is the owner's alone (0600) whatever the descriptor says"
+        }
+        "exportableencrypted" => "a key is exported encrypted (PFX) or not at all here",
+        "requestername" => {
+            "enroll-on-behalf-of is an enterprise CA's; this CA takes requests from the share"
+        }
+        "attestprivatekey" | "attestationencryptioncert" => {
+            "key attestation needs a TPM and an enterprise CA"
+        }
+        "alternatesignaturealgorithm" => return None,
+        "cafile" | "caexchange" => "they name an enterprise CA's exchange certificate",
+        "keyalgorithmparameters" => "the curve is named by KeyAlgorithm (ECDSA_P256, ECDSA_P384)",
+        "renewalpfx" => "renew from a certificate in My with RenewalCert instead",
+        "fileformat" => {
+            "the request is written as certreq writes it (base64 between BEGIN NEW CERTIFICATE REQUEST lines)"
+        }
+        _ => return None,
     })
 }
 

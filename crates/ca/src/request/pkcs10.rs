@@ -65,6 +65,20 @@ pub fn to_x509_name(dn: &DistinguishedName) -> Result<Name> {
     Name::from_der(&der).map_err(|e| Error::Request(e.to_string()))
 }
 
+/// One of Microsoft's enrollment name-value pairs (`CertificateTemplate=WebServer`), the
+/// request attribute certreq writes for `[RequestAttributes]`.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+struct NameValuePair {
+    name: der::asn1::BmpString,
+    value: der::asn1::BmpString,
+}
+
+impl const_oid::AssociatedOid for NameValuePair {
+    const OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.13.2.1");
+}
+
+impl x509_cert::request::attributes::AsAttribute for NameValuePair {}
+
 /// Maps certreq's KeyUsage byte (0x80 digitalSignature .. 0x02 cRLSign) to X.509's bits.
 fn key_usage(bits: u8) -> Result<KeyUsage> {
     let flags = [
@@ -123,6 +137,18 @@ pub fn build_request(policy: &RequestPolicy, key: &PrivateKey) -> Result<CertReq
     builder
         .add_extension(&SubjectAltName(names))
         .map_err(|e| Error::Request(format!("subject alternative name: {e}")))?;
+    for (name, value) in &policy.request_attributes {
+        let bmp = |t: &str| {
+            der::asn1::BmpString::from_utf8(t)
+                .map_err(|e| Error::Request(format!("request attribute {name}: {e}")))
+        };
+        builder
+            .add_attribute(&NameValuePair {
+                name: bmp(name)?,
+                value: bmp(value)?,
+            })
+            .map_err(|e| Error::Request(format!("request attribute {name}: {e}")))?;
+    }
 
     let rng = &mut os_rng();
     let pss = policy.alternate_signature;

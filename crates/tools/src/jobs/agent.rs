@@ -55,6 +55,8 @@ pub struct Enrolled {
     pub machine_key_set: bool,
     /// The thumbprint of the certificate this request renews, when it is a renewal.
     pub renews: Option<String>,
+    /// What the policy asked for that has no effect here, and where the key went, in words.
+    pub notes: Vec<String>,
 }
 
 /// certreq -new: reads the policy, makes its key, keeps the key pending in the machine's (or
@@ -69,7 +71,19 @@ pub fn enroll(job: &Enroll<'_>, now: SystemTime) -> Result<Enrolled> {
     }
     let stores = Stores::open(job.machine, policy.machine_key_set)?;
     let renewing = renewed_certificate(job, &policy, &stores)?;
-    let key = PrivateKey::generate(policy.key)?;
+    let key = match &policy.existing_key {
+        None => PrivateKey::generate(policy.key)?,
+        Some(id) => existing_key(&stores, id)
+            .with_context(|| format!("UseExistingKeySet with KeyContainer = {id}"))?,
+    };
+    if key.key_type() != policy.key {
+        bail!(
+            "KeyContainer = {}: that key is {}, the policy asks for {}",
+            policy.existing_key.as_deref().unwrap_or_default(),
+            key.key_type(),
+            policy.key
+        );
+    }
     let request = build_request(&policy, &key)?;
     let pem = match &renewing {
         None => request_to_pem(&request)?,
@@ -97,7 +111,24 @@ pub fn enroll(job: &Enroll<'_>, now: SystemTime) -> Result<Enrolled> {
         dns_names: policy.dns_names,
         machine_key_set: policy.machine_key_set,
         renews: renewing.map(|(cert, _)| cert.thumbprint),
+        notes: policy.notes,
     })
+}
+
+/// The key `id` names in the stores: a pending request's key (its id), or the key of a
+/// certificate in My (its thumbprint or serial number).
+fn existing_key(stores: &Stores, id: &str) -> Result<PrivateKey> {
+    if let Some(p) = stores
+        .pending()?
+        .into_iter()
+        .find(|p| p.id.eq_ignore_ascii_case(id))
+    {
+        return Ok(p.key);
+    }
+    let entry = stores.find(StoreName::My, id)?;
+    stores
+        .my_key(&entry.id)?
+        .with_context(|| format!("{} has no key in My", entry.id))
 }
 
 /// The certificate a renewal renews, with its key: the one the policy's `RenewalCert` names,

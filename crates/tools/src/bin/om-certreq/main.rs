@@ -126,6 +126,8 @@ struct Report {
     dns_names: Vec<String>,
     /// The thumbprint of the certificate a renewal renews.
     renews: Option<String>,
+    /// What the INF asked for that has no effect here.
+    notes: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -174,11 +176,22 @@ fn run() -> Result<ExitCode> {
             key: done.key.to_string(),
             dns_names: done.dns_names,
             renews: done.renews,
+            notes: done.notes.clone(),
         };
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
         writeln!(out, "CertReq: Request Created")?;
+    }
+    out.flush()?;
+    // What the INF asked for that has no effect here, said at the time (MachineKeySet first:
+    // a key in the user's store is one the agent never finds).
+    #[allow(
+        clippy::print_stderr,
+        reason = "notes beside certreq's own output line"
+    )]
+    for note in &done.notes {
+        eprintln!("om-certreq: note: {note}");
     }
     Ok(ExitCode::SUCCESS)
 }
