@@ -219,6 +219,7 @@ impl Scenario {
             &Inventory::load(&inventory)?,
             &Policy::default(),
             &inventory,
+            SystemTime::now(),
         )?;
         Ok(())
     }

@@ -57,15 +57,41 @@ pub fn main_with_codes(
 
 /// A Windows-style command line for clap: `-?` and `/?` ask for help (in every tool), and each
 /// `(word, flag)` of `switches` is accepted as `-word` or `/word` in any case, and as
-/// `/word:value` or `-word:value` (the value becomes the flag's argument). Everything else,
-/// including the program name, passes unchanged.
+/// `/word:value` or `-word:value` (the value becomes the flag's argument). An en dash, em dash
+/// or minus sign at an argument's start is a hyphen (the seed's blog prints `certreq –new –q`,
+/// as word processors make them). Everything else, including the program name, passes
+/// unchanged.
 pub fn windows_args(
     args: impl IntoIterator<Item = String>,
     switches: &[(&str, &str)],
 ) -> Vec<String> {
+    windows_args_with_verbs(args, switches, &[])
+}
+
+/// As [`windows_args`], and the first argument that is one of `verbs` (in any case, as
+/// Windows tools take `Backup` or `PROMOTERMS`) is given in lower case.
+pub fn windows_args_with_verbs(
+    args: impl IntoIterator<Item = String>,
+    switches: &[(&str, &str)],
+    verbs: &[&str],
+) -> Vec<String> {
     let mut out = Vec::new();
+    let mut verb_seen = false;
     for (i, arg) in args.into_iter().enumerate() {
+        let typographic = ['\u{2013}', '\u{2014}', '\u{2212}'];
+        let arg = match arg.strip_prefix(typographic) {
+            Some(rest) if i > 0 => match rest.strip_prefix(typographic) {
+                Some(rest) => format!("--{rest}"),
+                None => format!("-{rest}"),
+            },
+            _ => arg,
+        };
         let lower = arg.to_ascii_lowercase();
+        if i > 0 && !verb_seen && verbs.contains(&lower.as_str()) {
+            verb_seen = true;
+            out.push(lower);
+            continue;
+        }
         if i > 0 && (lower == "-?" || lower == "/?") {
             out.push("--help".to_owned());
             continue;
@@ -94,6 +120,65 @@ pub fn windows_args(
         }
     }
     out
+}
+
+/// A path given on the command line, refused when it is a Windows path (`c:\\backups\\x.bin`,
+/// `\\\\server\\share\\x`, `backups\\x.bin`): copied from a Windows runbook, it would be
+/// taken here as a file name in the current folder.
+pub fn local_path(text: &str) -> Result<PathBuf, String> {
+    let b = text.as_bytes();
+    let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
+    let unc = text.starts_with("\\\\");
+    if drive || unc || text.contains('\\') {
+        return Err(format!(
+            "'{text}' is a Windows path, which this machine would take as a file name in the current folder: give a path here, such as /var/backups/BackupKey.bin"
+        ));
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// The RMS's name where a config must hold its fully qualified domain name: the seed's
+/// chapter says to put "the new RMS name (specify the Fully Qualified Domain Name)" in the
+/// Web Console's Web.config, and the Reporting server resolves it likewise; a short name
+/// resolves only inside its own domain.
+pub fn fqdn(text: &str) -> Result<String, String> {
+    let host = opsmgr_model::HostName::new(text).map_err(|e| format!("'{text}': {e}"))?;
+    if !host.as_str().contains('.') {
+        return Err(format!(
+            "'{text}' is a short name: the seed's procedure names the new RMS by its fully qualified domain name (for example DeathSting.Odyssey.com), which resolves from the Reporting and Web Console servers whatever their domain"
+        ));
+    }
+    Ok(host.to_string())
+}
+
+/// The CA folder for `-config` (certutil and certreq have a default CA; so do we): the
+/// option, else `$OPSMGR_CA`, else the first line of `~/.config/opsmgr/ca`.
+pub const CA_ENV: &str = "OPSMGR_CA";
+
+/// The CA folder: `-config`, else [`CA_ENV`], else `~/.config/opsmgr/ca` (its first line);
+/// an error naming the three when none is set.
+pub fn ca_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = arg {
+        return Ok(dir);
+    }
+    if let Some(dir) = std::env::var_os(CA_ENV).filter(|v| !v.is_empty()) {
+        return local_path(&dir.to_string_lossy()).map_err(|e| anyhow::anyhow!("${CA_ENV}: {e}"));
+    }
+    let file = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("opsmgr").join("ca"));
+    if let Some(file) = file.filter(|f| f.is_file()) {
+        let text = String::from_utf8(read_bounded(&file, 4096)?)
+            .with_context(|| format!("{} is not UTF-8", file.display()))?;
+        let line = text.lines().next().unwrap_or("").trim();
+        if !line.is_empty() {
+            return local_path(line).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()));
+        }
+    }
+    bail!(
+        "no CA given: pass -config CA (the CA's folder), or set ${CA_ENV}, or write the folder in ~/.config/opsmgr/ca"
+    )
 }
 
 /// Reads a file of at most `max` bytes: the bound holds on the read itself (a pipe or a
@@ -167,7 +252,7 @@ pub enum PasswordSource {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PasswordArgs {
     /// Read the password from the first line of this file.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"])]
+    #[arg(value_parser = crate::local_path, long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"])]
     pub password_file: Option<PathBuf>,
     /// Read the password from the first line of standard input.
     #[arg(long, conflicts_with = "password_env")]

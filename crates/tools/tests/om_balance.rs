@@ -371,3 +371,54 @@ fn two_failovers_by_default_all_on_request() {
     assert!(help.contains("--failovers <K|all>"), "{help}");
     assert!(help.contains("[default: 2]"), "{help}");
 }
+
+/// `om-balance apply -o` onto its own input keeps the input first, dated, beside it.
+#[test]
+fn apply_onto_its_input_keeps_a_dated_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.json");
+    let before = serde_json::json!({
+        "management_group": "PROD",
+        "servers": [
+            {"name": "RMS.prod.local", "role": "rms", "agent_reachable": false},
+            {"name": "MGT01.prod.local", "role": "management"},
+            {"name": "MGT02.prod.local", "role": "management"}
+        ],
+        "agents": [
+            {"name": "a1.company.local", "primary": "MGT01.prod.local"},
+            {"name": "a2.company.local", "primary": "MGT01.prod.local"}
+        ]
+    });
+    std::fs::write(&inventory, serde_json::to_vec_pretty(&before).unwrap()).unwrap();
+    let original = std::fs::read(&inventory).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_om-balance"))
+        .args([
+            "apply",
+            inventory.to_str().unwrap(),
+            "-o",
+            inventory.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("kept the previous"), "{said}");
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != &inventory)
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let name = kept[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        name.starts_with("inventory.") && name.ends_with("Z.json"),
+        "{name}"
+    );
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), original);
+    assert_ne!(std::fs::read(&inventory).unwrap(), original);
+}

@@ -64,12 +64,56 @@ pub struct Balanced {
     pub moved: usize,
     /// What the balancer wants said loudly (over capacity, nowhere to go ...).
     pub warnings: Vec<String>,
+    /// Where the file `output` replaced was kept (beside it, dated).
+    pub kept: Option<PathBuf>,
+}
+
+/// `dir/stem.<UTC stamp>.ext` (then `-1`, `-2` ...): a name for the copy of `path` taken at
+/// `now`, free in its folder.
+fn dated_copy_name(path: &Path, now: SystemTime) -> PathBuf {
+    // To the microsecond: two copies of one second (a script balancing twice) keep apart.
+    let stamp = humantime::format_rfc3339_micros(now)
+        .to_string()
+        .replace([':', '-'], "");
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let ext = path
+        .extension()
+        .map_or_else(String::new, |e| format!(".{}", e.to_string_lossy()));
+    (0..)
+        .map(|n| {
+            let suffix = if n == 0 {
+                String::new()
+            } else {
+                format!("-{n}")
+            };
+            path.with_file_name(format!("{stem}.{stamp}{suffix}{ext}"))
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| path.to_owned())
 }
 
 /// om-balance apply: plans the balance of `inventory` under `policy` and writes the balanced
-/// inventory to `output` atomically.
-pub fn balance(inventory: &Inventory, policy: &Policy, output: &Path) -> Result<Balanced> {
+/// inventory to `output` atomically; a file already at `output` (the input itself, often) is
+/// kept first beside it, dated.
+pub fn balance(
+    inventory: &Inventory,
+    policy: &Policy,
+    output: &Path,
+    now: SystemTime,
+) -> Result<Balanced> {
     let plan = plan(inventory, policy)?;
+    let kept = match std::fs::read(output) {
+        Ok(old) => {
+            let copy = dated_copy_name(output, now);
+            opsmgr_fsutil::write_atomic(&copy, &old)
+                .with_context(|| format!("keeping {} as {}", output.display(), copy.display()))?;
+            Some(copy)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", output.display())),
+    };
     plan.apply()
         .save(output)
         .with_context(|| format!("writing {}", output.display()))?;
@@ -78,6 +122,7 @@ pub fn balance(inventory: &Inventory, policy: &Policy, output: &Path) -> Result<
         changed: plan.changed(),
         moved: plan.moved(),
         warnings: plan.warnings().iter().map(ToString::to_string).collect(),
+        kept,
     })
 }
 

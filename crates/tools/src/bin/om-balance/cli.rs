@@ -89,7 +89,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
         /// Where to write the new inventory; may be the input file itself.
-        #[arg(short = 'o', long = "output", value_name = "NEW.json")]
+        #[arg(value_parser = opsmgr_tools::local_path, short = 'o', long = "output", value_name = "NEW.json")]
         output: PathBuf,
     },
 }
@@ -98,10 +98,10 @@ pub(crate) enum Command {
 pub(crate) struct Input {
     /// The inventory: JSON, or with --servers a CSV export with the columns
     /// Agent,PrimaryManagementServer,FailoverManagementServers. `-` reads stdin.
-    #[arg(value_name = "INVENTORY")]
+    #[arg(value_parser = opsmgr_tools::local_path, value_name = "INVENTORY")]
     pub(crate) inventory: PathBuf,
     /// A JSON file with the management group and its servers, for a CSV inventory.
-    #[arg(long, value_name = "SERVERS.json")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "SERVERS.json")]
     pub(crate) servers: Option<PathBuf>,
 }
 

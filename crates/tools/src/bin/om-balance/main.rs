@@ -74,7 +74,20 @@ fn run() -> Result<ExitCode> {
             output,
         } => {
             let inventory = load(&input)?;
-            let done = opsmgr_tools::jobs::balance(&inventory, &policy.policy(), &output)?;
+            let done = opsmgr_tools::jobs::balance(
+                &inventory,
+                &policy.policy(),
+                &output,
+                std::time::SystemTime::now(),
+            )?;
+            if let Some(kept) = &done.kept {
+                writeln!(
+                    out,
+                    "kept the previous {} as {}",
+                    output.display(),
+                    kept.display()
+                )?;
+            }
             for w in &done.warnings {
                 warn_line(w);
             }

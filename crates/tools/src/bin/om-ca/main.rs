@@ -62,6 +62,7 @@ enum Command {
     /// Creates a CA in DIR.
     Init {
         /// The CA's folder (created; must not hold a CA).
+        #[arg(value_parser = opsmgr_tools::local_path)]
         dir: PathBuf,
         /// The root's common name.
         #[arg(long, default_value_t = InitOptions::default().name)]
@@ -90,7 +91,7 @@ enum Command {
     /// Lists the issued certificates (not revoked) that expire within a time: what to renew.
     Expiring {
         /// The CA's folder.
-        #[arg(long, value_name = "DIR")]
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
         ca: PathBuf,
         /// How far ahead to look: `60d`, `2weeks`, `1y`.
         #[arg(long, value_name = "DURATION", default_value = "60d", value_parser = humantime::parse_duration)]
@@ -106,7 +107,7 @@ enum Command {
     /// crl_publish_dir.
     Crl {
         /// The CA's folder.
-        #[arg(long, value_name = "DIR")]
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
         ca: PathBuf,
         /// Only when one is due.
         #[arg(long)]
@@ -122,7 +123,7 @@ enum Command {
     /// share) and the root, for stock Windows machines with nothing of ours installed.
     AgentKit {
         /// The CA's folder.
-        #[arg(long, value_name = "DIR")]
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
         ca: PathBuf,
         /// The drop share as the agents reach it: a UNC path, `\\ca01\certrequests`.
         #[arg(long, value_name = "UNC")]
@@ -137,16 +138,16 @@ enum Command {
         #[command(flatten)]
         password: PasswordArgs,
         /// The folder to write the kit into (created).
-        #[arg(value_name = "OUT")]
+        #[arg(value_parser = opsmgr_tools::local_path, value_name = "OUT")]
         out: PathBuf,
     },
     /// Processes the drop folder.
     Process {
         /// The drop folder.
-        #[arg(long, value_name = "SHARE")]
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "SHARE")]
         share: PathBuf,
         /// The CA's folder.
-        #[arg(long, value_name = "DIR")]
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
         ca: PathBuf,
         /// Issue approved requests now, even when the policy leaves them pending.
         #[arg(long)]
@@ -157,7 +158,7 @@ enum Command {
         /// Allow only the agents and servers of this inventory (JSON); its servers (RMS,
         /// management servers, gateways) are never issued from the share: their requests stay
         /// pending for `om-certutil -config CA -resubmit ID`.
-        #[arg(long, value_name = "INVENTORY")]
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "INVENTORY")]
         inventory: Option<PathBuf>,
         /// Leave requests modified less than this long ago for the next run (a copy may still
         /// be arriving): `2s`, `500ms`, `0s`.

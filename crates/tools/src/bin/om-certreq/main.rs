@@ -32,7 +32,8 @@ use serde::Serialize;
     name = "om-certreq",
     version,
     group(ArgGroup::new("verb").required(true).args(["new", "accept", "install", "submit", "retrieve"])),
-    after_help = "Exit codes: 0 success (-submit: recorded, pending or issued), 1 -install: the \
+    after_help = "The CA (for -submit, -retrieve): -config CA, else $OPSMGR_CA, else the first line \
+of ~/.config/opsmgr/ca.\n\nExit codes: 0 success (-submit: recorded, pending or issued), 1 -install: the \
 certificate went to the user's stores and no channel certificate was set, 2 bad usage or input \
 (nothing written), 3 -retrieve: the request is still pending, 4 the request was denied, \
 5 -retrieve: the certificate was revoked."
@@ -55,7 +56,7 @@ struct Cli {
     #[arg(long)]
     retrieve: bool,
     /// The CA's folder (for -submit and -retrieve).
-    #[arg(long, value_name = "CA")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "CA")]
     config: Option<PathBuf>,
     /// Write the retrieved certificate as DER instead of PEM.
     #[arg(long)]
@@ -73,7 +74,7 @@ struct Cli {
     trust_root: Option<String>,
     /// -install: the CA's CRL (PEM or DER), kept in Root with the root; a bundle whose
     /// certificate it lists is refused.
-    #[arg(long, value_name = "FILE.crl")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "FILE.crl")]
     crl: Option<PathBuf>,
     /// -new: a renewal of this machine's current certificate for the policy's name (or the
     /// one the policy's RenewalCert names), proved with that certificate's key: the CA issues
@@ -90,7 +91,7 @@ struct Cli {
     #[arg(short = 'f', long = "force")]
     force: bool,
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
-    #[arg(long, value_name = "DIR")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
     machine: Option<PathBuf>,
     /// Accept KeyLength = 1024 (the seed's file). 1024-bit RSA is broken for this purpose.
     #[arg(long)]
@@ -100,7 +101,7 @@ struct Cli {
     json: bool,
     /// POLICY.inf REQUEST.req for -new; CERT.cer for -accept; BUNDLE for -install;
     /// `REQUEST.req [CERT.cer]` for -submit; ID CERT.cer for -retrieve.
-    #[arg(value_name = "FILES", required = true)]
+    #[arg(value_parser = opsmgr_tools::local_path, value_name = "FILES", required = true)]
     files: Vec<PathBuf>,
 }
 
@@ -403,9 +404,7 @@ fn write_certificate(path: &std::path::Path, der: &[u8], binary: bool) -> Result
 
 /// certreq -submit and -retrieve against a CA folder.
 fn ca_verb(cli: &Cli) -> Result<ExitCode> {
-    let Some(ca_dir) = &cli.config else {
-        bail!("-submit and -retrieve need -config CA (the CA's folder)");
-    };
+    let ca_dir = &opsmgr_tools::ca_dir(cli.config.clone())?;
     let mut ca = opsmgr_tools::open_authority(ca_dir, &cli.password)?;
     let (record, existing, out_path) = if cli.submit {
         let (request_path, out_path) = match cli.files.as_slice() {

@@ -2,7 +2,7 @@
 //! `-delstore`, and `-exportkey`, which never gives out a key made with Exportable = FALSE.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -42,8 +42,9 @@ use zeroize::Zeroizing;
         "addstore", "store", "delstore", "exportkey", "exportpfx", "importpfx", "resubmit", "deny",
         "revoke", "crl", "view"
     ])),
-    after_help = "Exit codes: 0 success, 2 bad usage, bad input or refused (nothing changed), \
-4 -resubmit: the request was denied under the current policy."
+    after_help = "The CA (for -resubmit, -deny, -revoke, -crl, -view): -config CA, else $OPSMGR_CA, \
+else the first line of ~/.config/opsmgr/ca.\n\nExit codes: 0 success, 2 bad usage, bad input or \
+refused (nothing changed), 4 -resubmit: the request was denied under the current policy."
 )]
 struct Cli {
     /// Issue a pending request: ARGS is ID.
@@ -62,7 +63,7 @@ struct Cli {
     #[arg(long)]
     view: bool,
     /// The CA's folder (for -resubmit, -deny, -revoke, -crl, -view).
-    #[arg(long, value_name = "CA")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "CA")]
     config: Option<PathBuf>,
     /// -view: only requests in this state (pending, issued, denied, revoked).
     #[arg(long)]
@@ -112,7 +113,7 @@ struct Cli {
     #[arg(long)]
     user: bool,
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
-    #[arg(long, value_name = "DIR")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
     machine: Option<PathBuf>,
     /// Report as JSON.
     #[arg(long)]
@@ -220,6 +221,11 @@ fn run() -> Result<ExitCode> {
     }
 }
 
+/// A file named among a verb's arguments: a local path, never a Windows one.
+fn local(text: &str) -> Result<PathBuf> {
+    opsmgr_tools::local_path(text).map_err(anyhow::Error::msg)
+}
+
 /// What -addstore root FILE.crl says.
 fn crl_added(cli: &Cli, crl: &AddedCrl) -> Result<ExitCode> {
     let mut out = opsmgr_tools::stdout();
@@ -265,7 +271,7 @@ fn add_store(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
             "-addstore adds trusted roots to Root; certificates with keys enter My through om-certreq -accept"
         );
     }
-    let bytes = opsmgr_tools::read_bounded(Path::new(file), opsmgr_ca::store::MAX_CRL_BYTES)?;
+    let bytes = opsmgr_tools::read_bounded(&local(file)?, opsmgr_ca::store::MAX_CRL_BYTES)?;
     let lock = stores.lock()?;
     let added = match stores
         .add_to_root(&lock, &bytes, cli.force)
@@ -324,7 +330,7 @@ fn export_key(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
         bail!("-exportkey takes STORE, ID and OUT.key");
     };
     let store: StoreName = store.parse()?;
-    let out_path = PathBuf::from(out_file);
+    let out_path = local(out_file)?;
     if out_path.exists() && !cli.force {
         bail!("{out_file} exists; -f overwrites it");
     }
@@ -381,7 +387,7 @@ fn export_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
     if rest.len() > 1 {
         bail!("-exportPFX takes [My] ID OUT.pfx [MODIFIERS]");
     }
-    let out_path = PathBuf::from(out_file);
+    let out_path = local(out_file)?;
     if out_path.exists() && !cli.force {
         bail!("{out_file} exists; -f overwrites it");
     }
@@ -403,7 +409,7 @@ fn import_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
         _ => bail!("-importPFX takes FILE.pfx [MODIFIERS]"),
     };
     let mods = modifiers(rest.first(), &["noexport", "noroot"])?;
-    let bytes = opsmgr_tools::read_bounded(Path::new(file), MAX_PFX_BYTES)?;
+    let bytes = opsmgr_tools::read_bounded(&local(file)?, MAX_PFX_BYTES)?;
     let password = pfx_password(cli, false)?;
     let pfx = read_pfx(&bytes, &password).with_context(|| file.to_owned())?;
     let lock = stores.lock()?;
@@ -575,9 +581,7 @@ fn write_view(out: &mut impl Write, records: &[Record]) -> io::Result<()> {
 
 /// The verbs against a CA folder.
 fn ca_verb(cli: &Cli) -> Result<ExitCode> {
-    let Some(dir) = &cli.config else {
-        bail!("this verb needs -config CA (the CA's folder)");
-    };
+    let dir = &opsmgr_tools::ca_dir(cli.config.clone())?;
     let mut ca = opsmgr_tools::open_authority(dir, &cli.password)?;
     let now = std::time::SystemTime::now();
     let args: Vec<&str> = cli.args.iter().map(String::as_str).collect();
@@ -608,7 +612,7 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
     if cli.crl {
         let extra = match args.as_slice() {
             [] => None,
-            [p] => Some(PathBuf::from(p)),
+            [p] => Some(local(p)?),
             _ => bail!("-crl takes at most OUT.crl"),
         };
         let published = ca.publish_crl(now)?;

@@ -25,9 +25,10 @@ pub(crate) enum Command {
     /// rsreportserver.config: the ServerName of the OpsMgr Security and Authentication extensions.
     Reporting {
         /// The rsreportserver.config file.
+        #[arg(value_parser = opsmgr_tools::local_path)]
         path: PathBuf,
-        /// The new RMS.
-        #[arg(long, value_name = "HOST")]
+        /// The new RMS, by its fully qualified domain name.
+        #[arg(long, value_name = "FQDN", value_parser = opsmgr_tools::fqdn)]
         rms: String,
         /// How many ServerName values must be found.
         #[arg(long, value_name = "N", default_value_t = opsmgr_configfix::REPORTING_EXPECTED)]
@@ -38,9 +39,10 @@ pub(crate) enum Command {
     /// Web.config of the Web Console: the MOMServer setting in appSettings.
     Webconsole {
         /// The Web.config file.
+        #[arg(value_parser = opsmgr_tools::local_path)]
         path: PathBuf,
-        /// The new RMS.
-        #[arg(long, value_name = "HOST")]
+        /// The new RMS, by its fully qualified domain name.
+        #[arg(long, value_name = "FQDN", value_parser = opsmgr_tools::fqdn)]
         rms: String,
         #[command(flatten)]
         common: Common,
@@ -49,6 +51,7 @@ pub(crate) enum Command {
     /// or `Configuration//ServerName`.
     Set {
         /// The XML file.
+        #[arg(value_parser = opsmgr_tools::local_path)]
         path: PathBuf,
         /// Where the value is.
         target: String,

@@ -29,7 +29,7 @@ struct Cli {
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     agents: u32,
     /// Work in this folder (created; must be empty or missing) instead of a fresh temporary one.
-    #[arg(long, value_name = "DIR")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Keep the files afterwards (always kept with --dir).
     #[arg(long)]

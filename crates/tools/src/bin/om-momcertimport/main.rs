@@ -42,16 +42,16 @@ struct Cli {
     #[arg(long, conflicts_with_all = ["subject_name", "file"])]
     remove: bool,
     /// A PFX to import into the machine's My store first.
-    #[arg(value_name = "FILE.pfx")]
+    #[arg(value_parser = opsmgr_tools::local_path, value_name = "FILE.pfx")]
     file: Option<PathBuf>,
     /// The CA's CRL (PEM or DER) to keep in Root first: a certificate it lists is never
     /// chosen. Its root must be in Root, and have signed it.
-    #[arg(long, value_name = "FILE.crl", conflicts_with = "remove")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "FILE.crl", conflicts_with = "remove")]
     crl: Option<PathBuf>,
     #[command(flatten)]
     password: opsmgr_tools::PasswordArgs,
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
-    #[arg(long, value_name = "DIR")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
     machine: Option<PathBuf>,
     /// Report as JSON.
     #[arg(long)]

@@ -36,10 +36,10 @@ struct Cli {
 #[derive(Debug, clap::Args)]
 struct Target {
     /// The management group's folder.
-    #[arg(long, value_name = "DIR")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
     group: PathBuf,
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
-    #[arg(long, value_name = "DIR")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
     machine: Option<PathBuf>,
     /// The machine's host name [default: the machine folder's name].
     #[arg(long, value_name = "FQDN")]
@@ -68,10 +68,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// The Reporting server's rsreportserver.config to point at the new RMS.
-        #[arg(long, value_name = "PATH")]
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "PATH")]
         reporting: Option<PathBuf>,
         /// The Web Console's Web.config to point at the new RMS.
-        #[arg(long, value_name = "PATH")]
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "PATH")]
         webconsole: Option<PathBuf>,
     },
     /// Creates a new group key on the machine (no backup exists) and lists the Run As secrets

@@ -15,7 +15,7 @@ use opsmgr_securestorage::{
 };
 use opsmgr_tools::{
     PasswordArgs, PasswordSource, exit, jobs, machine_dir, password_weakness, read_password,
-    windows_args,
+    windows_args_with_verbs,
 };
 use serde::Serialize;
 
@@ -46,7 +46,7 @@ work than --max-kdf-memory allows) or a newer format version."
 )]
 struct Cli {
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, global = true, value_name = "DIR")]
     machine: Option<PathBuf>,
     /// Accept a backup whose key derivation needs up to MIB MiB of memory and 4 × MIB
     /// MiB·passes [default: 1024]; only for a file you trust.
@@ -61,7 +61,7 @@ struct Cli {
 struct Passwords {
     /// Read a password from the first line of this file. Repeat it for a custody backup:
     /// Backup takes one per custodian, in order; Restore and Verify any K, in any order.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"])]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"])]
     password_file: Vec<PathBuf>,
     /// Read the password from the first line of standard input.
     #[arg(long, conflicts_with = "password_env")]
@@ -96,6 +96,7 @@ enum Command {
     /// custodians (--custodians N --threshold K), each with their own password.
     Backup {
         /// The backup file.
+        #[arg(value_parser = opsmgr_tools::local_path)]
         file: PathBuf,
         /// Overwrite FILE if it exists (the previous file is kept as FILE.bak).
         #[arg(long)]
@@ -116,6 +117,7 @@ enum Command {
     /// Restores the key store from FILE onto the machine.
     Restore {
         /// The backup file.
+        #[arg(value_parser = opsmgr_tools::local_path)]
         file: PathBuf,
         /// Replace a different key store (the old one is saved beside it first).
         #[arg(long)]
@@ -127,6 +129,7 @@ enum Command {
     /// $OPSMGR_MACHINE), also that it holds the key that machine uses now.
     Verify {
         /// The backup file.
+        #[arg(value_parser = opsmgr_tools::local_path)]
         file: PathBuf,
         /// Report as JSON.
         #[arg(long)]
@@ -137,11 +140,12 @@ enum Command {
     /// Changes the backup's password (the previous file is kept as FILE.bak).
     Rekey {
         /// The backup file.
+        #[arg(value_parser = opsmgr_tools::local_path)]
         file: PathBuf,
         #[command(flatten)]
         password: PasswordArgs,
         /// Read the new password from the first line of this file.
-        #[arg(long, value_name = "FILE", conflicts_with = "new_password_env")]
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "FILE", conflicts_with = "new_password_env")]
         new_password_file: Option<PathBuf>,
         /// Read the new password from this environment variable.
         #[arg(long, value_name = "VAR")]
@@ -151,6 +155,7 @@ enum Command {
     /// lowers the cost (the previous file is kept as FILE.bak).
     Upgrade {
         /// The backup file.
+        #[arg(value_parser = opsmgr_tools::local_path)]
         file: PathBuf,
         #[command(flatten)]
         password: PasswordArgs,
@@ -165,23 +170,6 @@ const VERBS: [&str; 6] = [
     "rekey",
     "upgrade",
 ];
-
-/// The Windows tool's verbs are case-insensitive (`Backup`, `RESTORE`): lower-case the first
-/// argument that is one.
-fn normalize_args(args: Vec<String>) -> Vec<String> {
-    let mut done = false;
-    args.into_iter()
-        .enumerate()
-        .map(|(i, a)| {
-            if i > 0 && !done && VERBS.iter().any(|v| v.eq_ignore_ascii_case(&a)) {
-                done = true;
-                a.to_ascii_lowercase()
-            } else {
-                a
-            }
-        })
-        .collect()
-}
 
 fn main() -> ExitCode {
     opsmgr_tools::main_with_codes("om-securestoragebackup", run, |e| {
@@ -206,7 +194,7 @@ fn warn(message: &str) {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse_from(normalize_args(windows_args(std::env::args(), &[])));
+    let cli = Cli::parse_from(windows_args_with_verbs(std::env::args(), &[], &VERBS));
     let explicit_machine =
         cli.machine.is_some() || std::env::var_os(opsmgr_tools::MACHINE_ENV).is_some();
     let machine = machine_dir(cli.machine)?;
