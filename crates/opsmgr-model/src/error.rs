@@ -187,9 +187,9 @@ pub enum Problem {
     /// A servers file handed to the CSV reader also lists agents.
     #[error("a servers file must not list agents; the agents come from the CSV export")]
     AgentsInServersFile,
-    /// A CSV header is not the expected one.
+    /// A CSV header without the columns an agent export needs.
     #[error(
-        "expected the header 'Agent,PrimaryManagementServer,FailoverManagementServers', found '{found}'{hint}"
+        "expected a header with the columns Agent (or Name, PrincipalName) and PrimaryManagementServer (or PrimaryManagementServerName), and optionally FailoverManagementServers, found '{found}'{hint}"
     )]
     CsvHeader {
         /// The header found.
@@ -197,7 +197,12 @@ pub enum Problem {
         /// What PowerShell wrote to make it so and how to fix it, starting with "; ", or empty.
         hint: &'static str,
     },
-    /// A CSV row does not have the expected number of fields.
-    #[error("expected 3 fields, found {0}")]
-    CsvFieldCount(usize),
+    /// A CSV row with fewer fields than the header's columns it needs.
+    #[error("expected at least {needed} fields, found {found}")]
+    CsvFieldCount {
+        /// The fields the row needs.
+        needed: usize,
+        /// The fields it has.
+        found: usize,
+    },
 }

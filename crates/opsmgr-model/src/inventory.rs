@@ -151,12 +151,60 @@ pub fn check_management_group_name(name: &str) -> std::result::Result<(), String
     Ok(())
 }
 
-/// The CSV header of an agent export, in order.
+/// The CSV header of an agent export as om-balance's export script writes it, in order.
 pub const CSV_COLUMNS: [&str; 3] = [
     "Agent",
     "PrimaryManagementServer",
     "FailoverManagementServers",
 ];
+
+/// The names a column of each kind has in what PowerShell writes, in order of preference:
+/// the export script's (`Agent`), and `Get-Agent | Export-Csv`'s with every property
+/// (`PrincipalName` is the FQDN, `Name` too in 2007 R2; `PrimaryManagementServerName`).
+const AGENT_COLUMNS: [&str; 4] = ["Agent", "PrincipalName", "Name", "DisplayName"];
+const PRIMARY_COLUMNS: [&str; 2] = ["PrimaryManagementServer", "PrimaryManagementServerName"];
+const FAILOVER_COLUMNS: [&str; 2] = ["FailoverManagementServers", "FailoverManagementServer"];
+
+/// A column of a header: where it is and the name it answered to.
+type Column = (usize, &'static str);
+
+/// Where each needed column is in a header: agent, primary, failovers (optional).
+fn columns(header: &csv::StringRecord) -> Option<(Column, Column, Option<Column>)> {
+    let find = |names: &[&'static str]| {
+        names.iter().find_map(|&n| {
+            header
+                .iter()
+                .position(|h| {
+                    h.trim()
+                        .trim_start_matches('\u{feff}')
+                        .eq_ignore_ascii_case(n)
+                })
+                .map(|i| (i, n))
+        })
+    };
+    Some((
+        find(&AGENT_COLUMNS)?,
+        find(&PRIMARY_COLUMNS)?,
+        find(&FAILOVER_COLUMNS),
+    ))
+}
+
+/// The delimiter of a header line: `,` unless `;` (Export-Csv -UseCulture in many locales)
+/// or a tab gives the columns an export needs and the comma does not.
+fn delimiter(header_line: &str) -> u8 {
+    for d in [b',', b';', b'\t'] {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .delimiter(d)
+            .from_reader(header_line.as_bytes());
+        if let Some(Ok(record)) = reader.records().next()
+            && columns(&record).is_some()
+        {
+            return d;
+        }
+    }
+    b','
+}
 
 const IN_MEMORY: &str = "<input>";
 
@@ -397,10 +445,13 @@ impl Inventory {
     }
 
     /// Builds an inventory from the servers of `servers` (an inventory without agents) and an
-    /// agent export in CSV with the header `Agent,PrimaryManagementServer,FailoverManagementServers`.
-    /// Reads what Windows PowerShell's `Export-Csv` writes: a `#TYPE ...` first line (skipped),
-    /// quoted fields, CRLF; failovers in one field, in order, separated by `;` or `,` and
-    /// whitespace. `input` names the CSV in errors; line numbers are the file's own.
+    /// agent export in CSV. Columns are picked by name and the others ignored: the agent from
+    /// `Agent`, `PrincipalName`, `Name` or `DisplayName`, its primary from
+    /// `PrimaryManagementServer` or `PrimaryManagementServerName`, failovers (optional) from
+    /// `FailoverManagementServers`, in order, separated by `;` or `,` and whitespace. Reads what
+    /// Windows PowerShell's `Export-Csv` writes: a `#TYPE ...` first line (skipped), quoted
+    /// fields, CRLF, `,`, `;` (`-UseCulture`) or tab between fields. `input` names the CSV in
+    /// errors; line numbers are the file's own.
     pub fn from_csv(servers: Inventory, csv_text: &str, input: &str) -> Result<Self> {
         if !servers.agents.is_empty() {
             return Err(Error::invalid(
@@ -433,9 +484,11 @@ impl Inventory {
                 lines.line(first)
             })
         };
+        let first_line = text[skip..].lines().next().unwrap_or("");
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .delimiter(delimiter(first_line))
             .from_reader(&text.as_bytes()[skip..]);
         let mut records = reader.records();
         let csv_error = |e: csv::Error| {
@@ -456,20 +509,20 @@ impl Inventory {
                 ));
             }
         };
-        let header_ok = header.len() == CSV_COLUMNS.len()
-            && header
-                .iter()
-                .zip(CSV_COLUMNS)
-                .all(|(h, want)| h.trim().eq_ignore_ascii_case(want));
-        if !header_ok {
+        let Some(((agent_col, agent_name), (primary_col, primary_name), failover)) =
+            columns(&header)
+        else {
             let found = header.iter().collect::<Vec<_>>().join(",");
-            let hint = header_hint(&found);
+            let hint = header_hint(&header);
             return Err(invalid(
                 header_line,
                 None,
                 Problem::CsvHeader { found, hint },
             ));
-        }
+        };
+        let needed = 1 + agent_col
+            .max(primary_col)
+            .max(failover.map_or(0, |(i, _)| i));
         let host = |value: &str, line: u64, column| {
             HostName::new(value.trim()).map_err(|reason| {
                 invalid(
@@ -490,19 +543,29 @@ impl Inventory {
             if record.iter().all(|f| f.trim().is_empty()) {
                 continue;
             }
-            if record.len() != CSV_COLUMNS.len() {
-                return Err(invalid(line, None, Problem::CsvFieldCount(record.len())));
+            if record.len() < needed {
+                return Err(invalid(
+                    line,
+                    None,
+                    Problem::CsvFieldCount {
+                        needed,
+                        found: record.len(),
+                    },
+                ));
             }
-            let name = host(&record[0], line, CSV_COLUMNS[0])?;
-            let primary = match record[1].trim() {
+            let name = host(&record[agent_col], line, agent_name)?;
+            let primary = match record[primary_col].trim() {
                 "" => None,
-                p => Some(host(p, line, CSV_COLUMNS[1])?),
+                p => Some(host(p, line, primary_name)?),
             };
-            let failover = record[2]
-                .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
-                .filter(|f| !f.is_empty())
-                .map(|f| host(f, line, CSV_COLUMNS[2]))
-                .collect::<Result<Vec<_>>>()?;
+            let failover = match failover {
+                None => Vec::new(),
+                Some((col, failover_name)) => record[col]
+                    .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+                    .filter(|f| !f.is_empty())
+                    .map(|f| host(f, line, failover_name))
+                    .collect::<Result<Vec<_>>>()?,
+            };
             agents.push(Agent {
                 name,
                 primary,
@@ -556,26 +619,18 @@ fn agent_index(path: &str) -> Option<usize> {
 }
 
 /// What PowerShell wrote to give this header, and how to get the right one.
-fn header_hint(found: &str) -> &'static str {
-    let columns_with = |sep: char| {
-        let fields: Vec<&str> = found
-            .split(sep)
-            .map(|f| f.trim().trim_matches('"'))
-            .collect();
-        fields.len() == CSV_COLUMNS.len()
-            && fields
-                .iter()
-                .zip(CSV_COLUMNS)
-                .all(|(f, want)| f.eq_ignore_ascii_case(want))
+fn header_hint(header: &csv::StringRecord) -> &'static str {
+    let has = |names: &[&str]| {
+        header
+            .iter()
+            .any(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
     };
-    if columns_with(';') {
-        "; the fields are separated by ';', as Export-Csv -UseCulture writes in many locales: export without -UseCulture or -Delimiter"
-    } else if columns_with('\t') {
-        "; the fields are separated by tabs: export with Export-Csv (comma-separated) and -NoTypeInformation"
-    } else if found.starts_with('#') {
+    if header.get(0).is_some_and(|h| h.starts_with('#')) {
         "; Export-Csv writes at most one '#TYPE ...' line before the header: remove the other comment lines, or export with -NoTypeInformation"
-    } else if found.contains("PrincipalName") || found.contains("HealthState") {
-        "; Export-Csv wrote every property of the agent objects: export with the script om-balance export-script prints, which writes exactly these three columns"
+    } else if has(&AGENT_COLUMNS) {
+        "; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the script om-balance export-script prints"
+    } else if has(&PRIMARY_COLUMNS) {
+        "; the export has no agent name column: add Name to Select-Object, or write the file with the script om-balance export-script prints"
     } else {
         "; write the file with the script om-balance export-script prints"
     }
@@ -794,14 +849,14 @@ mod tests {
         );
         assert_eq!(
             e("s1.local,MGT01.prod.local\n"),
-            "a.csv: line 2: expected 3 fields, found 2"
+            "a.csv: line 2: expected at least 3 fields, found 2"
         );
         assert!(e("s 1,,\n").starts_with("a.csv: line 2, column Agent: invalid host name \"s 1\""));
         let bad_header =
             Inventory::from_csv(servers(), "Name,Primary,Failover\n", "a.csv").unwrap_err();
         assert_eq!(
             bad_header.to_string(),
-            "a.csv: line 1: expected the header 'Agent,PrimaryManagementServer,FailoverManagementServers', found 'Name,Primary,Failover'; write the file with the script om-balance export-script prints"
+            "a.csv: line 1: expected a header with the columns Agent (or Name, PrincipalName) and PrimaryManagementServer (or PrimaryManagementServerName), and optionally FailoverManagementServers, found 'Name,Primary,Failover'; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the script om-balance export-script prints"
         );
         let inv = Inventory::from_json_str(SEED, "inv.json").unwrap();
         assert!(matches!(
@@ -869,14 +924,14 @@ mod tests {
             Inventory::from_csv(servers(), &csv, "a.csv")
                 .unwrap_err()
                 .to_string(),
-            "a.csv: line 6: expected 3 fields, found 2"
+            "a.csv: line 6: expected at least 3 fields, found 2"
         );
         // The header's own line, after #TYPE.
         let e = Inventory::from_csv(servers(), "#TYPE X\r\nName,Primary\r\n", "a.csv");
         assert!(
             e.unwrap_err()
                 .to_string()
-                .starts_with("a.csv: line 2: expected the header")
+                .starts_with("a.csv: line 2: expected a header")
         );
     }
 
@@ -906,12 +961,109 @@ mod tests {
             "{}",
             e(&ansi)
         );
-        assert!(e(b"Agent;PrimaryManagementServer;FailoverManagementServers\r\n").ends_with(
-            "found 'Agent;PrimaryManagementServer;FailoverManagementServers'; the fields are separated by ';', as Export-Csv -UseCulture writes in many locales: export without -UseCulture or -Delimiter"
-        ));
-        assert!(e(b"\"PrincipalName\",\"HealthState\",\"Version\"\r\n")
-            .ends_with("export with the script om-balance export-script prints, which writes exactly these three columns"));
-        assert!(e(b"").starts_with("a.csv: line 1: expected the header"));
+        assert!(
+            e(b"\"PrincipalName\",\"HealthState\",\"Version\"\r\n")
+                .ends_with("; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the script om-balance export-script prints")
+        );
+        assert!(
+            e(b"\"PrimaryManagementServerName\",\"HealthState\"\r\n")
+                .ends_with("; the export has no agent name column: add Name to Select-Object, or write the file with the script om-balance export-script prints")
+        );
+        assert!(
+            e(b"#TYPE A\r\n#TYPE B\r\nAgent\r\n").ends_with(
+                "found '#TYPE B'; Export-Csv writes at most one '#TYPE ...' line before the header: remove the other comment lines, or export with -NoTypeInformation"
+            )
+        );
+        assert!(e(b"").starts_with("a.csv: line 1: expected a header"));
+    }
+
+    /// `Get-Agent | Export-Csv agents.csv` in the OpsMgr 2007 R2 Command Shell: every
+    /// property of `AgentManagedComputer` (its SDK names, in the order the shell lists them),
+    /// values with commas quoted, `#TYPE` with the full type name, CRLF.
+    const GET_AGENT_EXPORT: &str = "#TYPE Microsoft.EnterpriseManagement.Administration.AgentManagedComputer\r\n\
+        \"PrimaryManagementServerName\",\"ComputerName\",\"Domain\",\"IPAddress\",\"PrincipalName\",\"Version\",\"HealthState\",\"InstallTime\",\"ManuallyInstalled\",\"ProxyingEnabled\",\"DisplayName\",\"Name\",\"Id\",\"ManagementGroup\"\r\n\
+        \"MGT01.prod.local\",\"server01\",\"COMPANY\",\"10.1.2.3, fe80::1\",\"server01.company.local\",\"6.1.7221.0\",\"Success\",\"11/25/2009 10:12:01 AM\",\"True\",\"False\",\"server01.company.local\",\"server01.company.local\",\"5f2c1c4e-6c1b-4e8f-9d0a-0c7d3b1e2a11\",\"PROD\"\r\n\
+        \"MGT02.prod.local\",\"server02\",\"COMPANY\",\"10.1.2.4\",\"server02.company.local\",\"6.1.7221.0\",\"Warning\",\"11/26/2009 9:02:44 AM\",\"False\",\"True\",\"server02.company.local\",\"server02.company.local\",\"0b8f4a7d-2e5c-4f71-8a3b-6d9e1c0f4b22\",\"PROD\"\r\n";
+
+    fn agents_of(inv: &Inventory) -> Vec<(String, Option<String>, Vec<String>)> {
+        inv.agents
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_str().to_owned(),
+                    a.primary.as_ref().map(|p| p.as_str().to_owned()),
+                    a.failover.iter().map(|f| f.as_str().to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn csv_exports_with_other_columns_are_read_by_column_name() {
+        let want = vec![
+            (
+                "server01.company.local".to_owned(),
+                Some("MGT01.prod.local".to_owned()),
+                vec![],
+            ),
+            (
+                "server02.company.local".to_owned(),
+                Some("MGT02.prod.local".to_owned()),
+                vec![],
+            ),
+        ];
+        let read = |bytes: &[u8]| {
+            agents_of(&Inventory::from_csv_bytes(servers(), bytes, "agents.csv").unwrap())
+        };
+        // Every property, as Windows PowerShell 5.1 writes it (ASCII) and as 2.0's
+        // `Get-Agent | ConvertTo-Csv | Out-File` writes it (UTF-16 LE with a BOM).
+        assert_eq!(read(GET_AGENT_EXPORT.as_bytes()), want);
+        let mut le = vec![0xff, 0xfe];
+        le.extend(GET_AGENT_EXPORT.encode_utf16().flat_map(u16::to_le_bytes));
+        assert_eq!(read(&le), want);
+        // `Export-Csv -UseCulture` in a locale whose list separator is ';' (de-DE, fr-FR).
+        let culture = GET_AGENT_EXPORT.replace("\",\"", "\";\"");
+        assert_eq!(read(culture.as_bytes()), want);
+        // `ConvertTo-Csv -Delimiter "`t"`.
+        let tabs = GET_AGENT_EXPORT.replace("\",\"", "\"\t\"");
+        assert_eq!(read(tabs.as_bytes()), want);
+        // `Select-Object Name,PrimaryManagementServerName | Export-Csv`: the type name is
+        // prefixed `Selected.`, the columns are the ones selected, in the order given.
+        let subset = "#TYPE Selected.Microsoft.EnterpriseManagement.Administration.AgentManagedComputer\r\n\
+            \"PrimaryManagementServerName\",\"Name\"\r\n\
+            \"MGT01.prod.local\",\"server01.company.local\"\r\n\
+            \"MGT02.prod.local\",\"server02.company.local\"\r\n";
+        assert_eq!(read(subset.as_bytes()), want);
+        // The export script's own columns win over the properties' where a file has both.
+        let both = "\"Name\",\"Agent\",\"PrimaryManagementServer\",\"FailoverManagementServers\"\r\n\
+            \"ignored\",\"server01.company.local\",\"MGT01.prod.local\",\"MGT02.prod.local\"\r\n";
+        assert_eq!(
+            read(both.as_bytes()),
+            vec![(
+                "server01.company.local".to_owned(),
+                Some("MGT01.prod.local".to_owned()),
+                vec!["MGT02.prod.local".to_owned()],
+            )]
+        );
+        // A row errs at its own line and under the column name the file gives it.
+        let bad =
+            GET_AGENT_EXPORT.replace("\"server02.company.local\",\"6.1", "\"server 02\",\"6.1");
+        assert!(
+            Inventory::from_csv(servers(), &bad, "agents.csv")
+                .unwrap_err()
+                .to_string()
+                .starts_with(
+                    "agents.csv: line 4, column PrincipalName: invalid host name \"server 02\""
+                )
+        );
+        // A row cut short before a needed column names how many fields it needed.
+        let short = format!("{GET_AGENT_EXPORT}\"MGT01.prod.local\",\"server03\"\r\n");
+        assert_eq!(
+            Inventory::from_csv(servers(), &short, "agents.csv")
+                .unwrap_err()
+                .to_string(),
+            "agents.csv: line 5: expected at least 5 fields, found 2"
+        );
     }
 
     #[test]
