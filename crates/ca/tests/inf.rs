@@ -100,6 +100,57 @@ fn subject_alternative_names_with_continue_lines() {
     assert_eq!(p.dns_names, ["host.company.local", "alias.company.local"]);
 }
 
+/// The [Extensions] examples of Microsoft's certreq reference: extension OIDs named through
+/// [Strings] (`%szOID_SUBJECT_ALT_NAME2%`), the text forms of a subject alternative name with
+/// kinds the CA does not certify, extended key usages, basic constraints and Critical.
+#[test]
+fn extensions_as_microsoft_documents_them() {
+    let p = parse(
+        "[Version]\r\nSignature=\"$Windows NT$\"\r\n\r\n[Strings]\r\n\
+         szOID_SUBJECT_ALT_NAME2 = \"2.5.29.17\"\r\n\
+         szOID_ENHANCED_KEY_USAGE = \"2.5.29.37\"\r\n\
+         szOID_PKIX_KP_SERVER_AUTH = \"1.3.6.1.5.5.7.3.1\"\r\n\
+         szOID_PKIX_KP_CLIENT_AUTH = \"1.3.6.1.5.5.7.3.2\"\r\n\r\n\
+         [NewRequest]\r\nSubject = \"CN=www01.fabrikam.com\"\r\nExportable = TRUE\r\nKeyLength = 2048\r\n\
+         KeySpec = 1\r\nKeyUsage = 0xA0\r\nMachineKeySet = True\r\n\
+         ProviderName = \"Microsoft RSA SChannel Cryptographic Provider\"\r\nProviderType = 12\r\n\
+         SMIME = FALSE\r\nRequestType = PKCS10\r\n\r\n\
+         [Extensions]\r\n\
+         %szOID_SUBJECT_ALT_NAME2% = \"{text}dns=www01.fabrikam.com&\"\r\n\
+         _continue_ = \"dns=www.fabrikam.com&\"\r\n\
+         _continue_ = \"ipaddress=172.31.10.134&\"\r\n\
+         _continue_ = \"upn=hazem@fabrikam.com&\"\r\n\
+         %szOID_ENHANCED_KEY_USAGE% = \"{text}%szOID_PKIX_KP_SERVER_AUTH%,%szOID_PKIX_KP_CLIENT_AUTH%\"\r\n\
+         2.5.29.19 = \"{text}ca=0&pathlength=0\"\r\n\
+         Critical = 2.5.29.19\r\n\
+         1.3.6.1.4.1.311.21.10 = \"{text}1.3.6.1.5.5.7.3.1\"\r\n\
+         1.2.3.4.5 = \"{text}anything\"\r\n\r\n\
+         [RequestAttributes]\r\nCertificateTemplate = WebServer\r\n",
+    );
+    assert_eq!(p.dns_names, ["www01.fabrikam.com", "www.fabrikam.com"]);
+    assert_eq!(p.ekus, ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]);
+    let noted = |text: &str| p.notes.iter().any(|n| n.contains(text));
+    for text in [
+        "ipaddress=172.31.10.134 in the subject alternative name ignored: the CA certifies DNS names only",
+        "upn=hazem@fabrikam.com in the subject alternative name ignored",
+        "2.5.29.19 (basic constraints) ignored: the CA marks every certificate it issues CA:FALSE itself",
+        "Critical = 2.5.29.19 ignored: the CA decides which extensions are critical",
+        "extension 1.3.6.1.4.1.311.21.10 (application policies) ignored: the CA sets it itself",
+        "extension 1.2.3.4.5 ignored: the CA puts only the names, purposes and key usage it decides into a certificate",
+        "SMIME ignored: S/MIME capabilities are for mail certificates",
+        "CertificateTemplate is sent to the CA as a request attribute",
+    ] {
+        assert!(noted(text), "no note '{text}' in {:?}", p.notes);
+    }
+    // Both ways of listing purposes add up, without repeats.
+    let p = parse(
+        "[NewRequest]\nSubject = \"CN=a.company.local\"\n\
+         [EnhancedKeyUsageExtension]\nOID = 1.3.6.1.5.5.7.3.2\nCritical = FALSE\n\
+         [Extensions]\n2.5.29.37 = \"{text}1.3.6.1.5.5.7.3.1, 1.3.6.1.5.5.7.3.2\"\n",
+    );
+    assert_eq!(p.ekus, ["1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.1"]);
+}
+
 #[test]
 fn strings_names_quotes_and_case() {
     let p = parse(
@@ -200,12 +251,24 @@ fn every_refusal_names_file_line_and_key() {
             "certreq.inf:3: FriendlyName: %missing% is not defined in [Strings]",
         ),
         (
-            "[Extensions]\n2.5.29.17 = \"{text}ip=10.0.0.1\"\n",
-            "certreq.inf:4: 2.5.29.17: only dns= names can be honoured in a subject alternative name, found 'ip'",
+            "[Extensions]\n2.5.29.17 = \"{text}colour=blue\"\n",
+            "certreq.inf:4: 2.5.29.17: 'colour' is not a kind of name certreq knows (dns, ipaddress, email, upn, url, dn, guid)",
         ),
         (
-            "[Extensions]\n1.2.3.4 = \"x\"\n",
-            "certreq.inf:4: 1.2.3.4: extension 1.2.3.4 cannot be honoured; only 2.5.29.17 (subject alternative name)",
+            "[Extensions]\n2.5.29.17 = \"MBSCEWFnZW50MDEuY29tcGFueS5sb2NhbA==\"\n",
+            "certreq.inf:4: 2.5.29.17: the value must be in certreq's text form, starting with {text} (for example \"{text}dns=agent01.company.local\"), found 'MBSCEWFnZW50MDEuY29tcGFueS5sb2NhbA=='",
+        ),
+        (
+            "[Extensions]\n2.5.29.19 = \"{text}ca=1&pathlength=0\"\n",
+            "certreq.inf:4: 2.5.29.19: ca=1 asks for a CA certificate, which an agent's channel certificate never is (the CA issues end-entity certificates only): write ca=0 or leave the extension out",
+        ),
+        (
+            "[Extensions]\nSubjectAltName = \"{text}dns=a.company.local\"\n",
+            "certreq.inf:4: SubjectAltName: 'SubjectAltName' is not a dotted object identifier: a key of [Extensions] is an extension's object identifier or Critical",
+        ),
+        (
+            "[Extensions]\nCritical = 2.5.29.19, basic\n",
+            "certreq.inf:4: Critical: 'basic' is not a dotted object identifier",
         ),
         (
             "[EnhancedKeyUsageExtension]\nOID = client\n",
@@ -213,7 +276,7 @@ fn every_refusal_names_file_line_and_key() {
         ),
         (
             "[PolicyStatementExtension]\nPolicies = x\n",
-            "certreq.inf:4: PolicyStatementExtension: section [PolicyStatementExtension] cannot be honoured",
+            "certreq.inf:4: PolicyStatementExtension: section [PolicyStatementExtension] cannot be honoured: it describes a CA's own certificate (qualified subordination or CAPolicy.inf), which an agent's request never is",
         ),
         (
             "FriendlyName = \"unterminated\n",

@@ -12,6 +12,10 @@ pub const EKU_SERVER_AUTH: &str = "1.3.6.1.5.5.7.3.1";
 pub const EKU_CLIENT_AUTH: &str = "1.3.6.1.5.5.7.3.2";
 /// The subject alternative name extension.
 const SAN_OID: &str = "2.5.29.17";
+/// The extended key usage extension.
+const EKU_OID: &str = "2.5.29.37";
+/// The basic constraints extension.
+const BASIC_CONSTRAINTS_OID: &str = "2.5.29.19";
 
 /// The largest policy file read (certreq.inf files are a few hundred bytes).
 pub const MAX_INF_BYTES: usize = 64 * 1024;
@@ -359,27 +363,92 @@ fn parse_key_usage(value: &str) -> std::result::Result<u8, String> {
 
 /// Parses the text of a subject alternative name extension in certreq's syntax:
 /// `{text}dns=host.company.local&dns=alias.company.local`.
-fn parse_san(value: &str) -> std::result::Result<Vec<String>, String> {
-    let text = value.trim().strip_prefix("{text}").ok_or_else(|| {
-        format!("a subject alternative name must start with {{text}}, found '{value}'")
-    })?;
+/// The names of a subject alternative name in certreq's text form (`{text}dns=a&dns=b`):
+/// the DNS names, and the other kinds given (`ipaddress=`, `email=`, `upn=`, `url=`, `dn=`,
+/// `guid=`), which the CA does not certify.
+fn parse_san(value: &str) -> std::result::Result<(Vec<String>, Vec<String>), String> {
+    let text = text_form(value)?;
     let mut names = Vec::new();
+    let mut others = Vec::new();
     for part in text.split('&').map(str::trim).filter(|p| !p.is_empty()) {
         let (kind, name) = part
             .split_once('=')
             .ok_or_else(|| format!("'{part}' is not kind=value"))?;
-        if !kind.trim().eq_ignore_ascii_case("dns") {
-            return Err(format!(
-                "only dns= names can be honoured in a subject alternative name, found '{}'",
-                kind.trim()
-            ));
+        let kind = kind.trim().to_ascii_lowercase();
+        match kind.as_str() {
+            "dns" => names.push(name.trim().to_owned()),
+            "ipaddress" | "ip" | "email" | "upn" | "url" | "dn" | "guid" | "rid" => {
+                others.push(format!("{kind}={}", name.trim()));
+            }
+            _ => {
+                return Err(format!(
+                    "'{kind}' is not a kind of name certreq knows (dns, ipaddress, email, upn, url, dn, guid)"
+                ));
+            }
         }
-        names.push(name.trim().to_owned());
     }
-    if names.is_empty() {
-        return Err("the subject alternative name lists no dns= name".into());
+    if names.is_empty() && others.is_empty() {
+        return Err("the subject alternative name lists no name".into());
     }
-    Ok(names)
+    Ok((names, others))
+}
+
+/// The text of a `{text}` extension value; certreq's other form, base64 DER, is refused with
+/// the text form to write instead (the request must say what the agent asks for in words an
+/// operator can read on the share).
+fn text_form(value: &str) -> std::result::Result<&str, String> {
+    let v = value.trim();
+    match v.get(..6) {
+        Some(p) if p.eq_ignore_ascii_case("{text}") => Ok(&v[6..]),
+        _ => Err(format!(
+            "the value must be in certreq's text form, starting with {{text}} (for example \"{{text}}dns=agent01.company.local\"), found '{}'",
+            clip(value)
+        )),
+    }
+}
+
+/// Why a section other than the ones read cannot be honoured.
+fn section_refusal(name: &str) -> String {
+    let ca_only = [
+        "PolicyStatementExtension",
+        "ApplicationPolicyStatementExtension",
+        "PolicyMappingsExtension",
+        "ApplicationPolicyMappingsExtension",
+        "PolicyConstraintsExtension",
+        "ApplicationPolicyConstraintsExtension",
+        "BasicConstraintsExtension",
+        "NameConstraintsExtension",
+        "CRLDistributionPoint",
+        "AuthorityInformationAccess",
+        "certsrv_server",
+    ];
+    if ca_only.iter().any(|k| k.eq_ignore_ascii_case(name)) {
+        format!(
+            "section [{name}] cannot be honoured: it describes a CA's own certificate (qualified subordination or CAPolicy.inf), which an agent's request never is"
+        )
+    } else {
+        format!(
+            "section [{name}] cannot be honoured: certreq.inf's sections are [Version], [NewRequest], [Extensions], [EnhancedKeyUsageExtension], [RequestAttributes] and [Strings]"
+        )
+    }
+}
+
+/// The extensions of Microsoft's certreq.inf reference that the CA sets itself whatever a
+/// request asks, with what they are.
+fn extension_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.29.15" => "key usage (KeyUsage in [NewRequest] says it)",
+        "2.5.29.14" => "subject key identifier",
+        "2.5.29.35" => "authority key identifier",
+        "2.5.29.31" => "CRL distribution points",
+        "1.3.6.1.5.5.7.1.1" => "authority information access",
+        "2.5.29.32" => "certificate policies",
+        "1.3.6.1.4.1.311.21.7" => "certificate template information",
+        "1.3.6.1.4.1.311.20.2" => "certificate template name",
+        "1.3.6.1.4.1.311.21.10" => "application policies",
+        "1.2.840.113549.1.9.15" => "S/MIME capabilities",
+        _ => return None,
+    })
 }
 
 /// The key type a legacy CryptoAPI provider implies, if it implies one.
@@ -431,11 +500,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
         ];
         if !known.iter().any(|k| k.eq_ignore_ascii_case(&section.name)) {
             let line = section.entries.first().map_or(0, |e| e.line);
-            return Err(fail(
-                line,
-                &section.name,
-                format!("section [{}] cannot be honoured", section.name),
-            ));
+            return Err(fail(line, &section.name, section_refusal(&section.name)));
         }
     }
     for e in find("Version").flat_map(|s| &s.entries) {
@@ -694,40 +759,102 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
         ));
     }
 
-    let mut ekus = Vec::new();
+    let mut ekus: Vec<String> = Vec::new();
+    let add_eku = |oid: String, ekus: &mut Vec<String>| {
+        if !ekus.contains(&oid) {
+            ekus.push(oid);
+        }
+    };
     for e in find("EnhancedKeyUsageExtension").flat_map(|s| &s.entries) {
+        if e.key.eq_ignore_ascii_case("Critical") {
+            parse_bool(&value(e)?).map_err(|m| fail(e.line, &e.key, m))?;
+            notes.push(format!(
+                "{} ignored: the CA decides which extensions are critical",
+                e.key
+            ));
+            continue;
+        }
         if !e.key.eq_ignore_ascii_case("OID") {
             return Err(fail(
                 e.line,
                 &e.key,
-                "[EnhancedKeyUsageExtension] holds only OID= lines".into(),
+                "[EnhancedKeyUsageExtension] holds only OID= lines (and Critical)".into(),
             ));
         }
         let oid = value(e)?;
         check_oid(&oid).map_err(|m| fail(e.line, &e.key, m))?;
-        if !ekus.contains(&oid) {
-            ekus.push(oid);
+        add_eku(oid, &mut ekus);
+    }
+
+    // [Extensions]: an extension's object identifier (or a [Strings] name for it, as
+    // %szOID_SUBJECT_ALT_NAME2%) = its value, and Critical = the OIDs to mark critical.
+    let mut dns_names = Vec::new();
+    for e in find("Extensions").flat_map(|s| &s.entries) {
+        let key = substitute(&e.key, &strings).map_err(|m| fail(e.line, &e.key, m))?;
+        let v = value(e)?;
+        let bad = |m: String| fail(e.line, &e.key, m);
+        if key.eq_ignore_ascii_case("Critical") {
+            for oid in v.split(',').map(str::trim) {
+                check_oid(oid).map_err(bad)?;
+            }
+            notes.push(format!(
+                "Critical = {v} ignored: the CA decides which extensions are critical"
+            ));
+            continue;
+        }
+        check_oid(&key).map_err(|m| {
+            bad(format!(
+                "{m}: a key of [Extensions] is an extension's object identifier or Critical"
+            ))
+        })?;
+        match key.as_str() {
+            SAN_OID => {
+                let (names, others) = parse_san(&v).map_err(bad)?;
+                dns_names.extend(names);
+                for other in others {
+                    notes.push(format!(
+                        "{other} in the subject alternative name ignored: the CA certifies DNS names only (an agent is known by its FQDN)"
+                    ));
+                }
+            }
+            EKU_OID => {
+                for oid in text_form(&v).map_err(bad)?.split(',').map(str::trim) {
+                    check_oid(oid).map_err(bad)?;
+                    add_eku(oid.to_owned(), &mut ekus);
+                }
+            }
+            BASIC_CONSTRAINTS_OID => {
+                let ca = text_form(&v)
+                    .map_err(bad)?
+                    .split('&')
+                    .filter_map(|p| p.split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("ca"))
+                    .map(|(_, v)| parse_bool(v.trim()))
+                    .transpose()
+                    .map_err(bad)?;
+                if ca == Some(true) {
+                    return Err(bad(
+                        "ca=1 asks for a CA certificate, which an agent's channel certificate never is (the CA issues end-entity certificates only): write ca=0 or leave the extension out".into(),
+                    ));
+                }
+                notes.push(format!(
+                    "{key} (basic constraints) ignored: the CA marks every certificate it issues CA:FALSE itself"
+                ));
+            }
+            oid => notes.push(match extension_name(oid) {
+                Some(name) => format!(
+                    "extension {oid} ({name}) ignored: the CA sets it itself, whatever a request asks"
+                ),
+                None => format!(
+                    "extension {oid} ignored: the CA puts only the names, purposes and key usage it decides into a certificate"
+                ),
+            }),
         }
     }
     // SuppressDefaults = TRUE: no extension certreq would add by default (the CA sets the
     // channel's EKUs itself all the same).
     if ekus.is_empty() && !suppress_defaults {
         ekus = vec![EKU_SERVER_AUTH.to_owned(), EKU_CLIENT_AUTH.to_owned()];
-    }
-
-    let mut dns_names = Vec::new();
-    for e in find("Extensions").flat_map(|s| &s.entries) {
-        if e.key != SAN_OID {
-            return Err(fail(
-                e.line,
-                &e.key,
-                format!(
-                    "extension {} cannot be honoured; only {SAN_OID} (subject alternative name)",
-                    e.key
-                ),
-            ));
-        }
-        dns_names.extend(parse_san(&value(e)?).map_err(|m| fail(e.line, &e.key, m))?);
     }
     if dns_names.is_empty() {
         dns_names.push(cn);
