@@ -177,7 +177,7 @@ pub fn ca_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         }
     }
     bail!(
-        "no CA given: pass -config CA (the CA's folder), or set ${CA_ENV}, or write the folder in ~/.config/opsmgr/ca"
+        "no CA given: name the CA's folder (-config CA; om-ca: --ca CA), or set ${CA_ENV}, or write the folder in ~/.config/opsmgr/ca"
     )
 }
 

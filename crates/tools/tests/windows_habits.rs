@@ -203,6 +203,24 @@ fn a_default_ca_lets_the_seeds_resubmit_run_as_printed() {
         &["-resubmit", "1"],
     ));
     assert!(issued.starts_with("Certificate issued."), "{issued}");
+    // om-ca's commands take the same default: the agent-kit line as written.
+    let kit = dir.path().join("kit");
+    let made = ok(with_env(
+        env!("CARGO_BIN_EXE_om-ca"),
+        &[
+            "agent-kit",
+            "--share",
+            "\\\\ca01\\certrequests",
+            kit.to_str().unwrap(),
+        ],
+    ));
+    assert!(made.contains("request.ps1"), "{made}");
+    assert!(kit.join("certreq.inf").is_file());
+    let expiring = ok(with_env(
+        env!("CARGO_BIN_EXE_om-ca"),
+        &["expiring", "--within", "400d"],
+    ));
+    assert!(expiring.contains("agent02.company.local"), "{expiring}");
     // Without it (and without ~/.config/opsmgr/ca) the error names all three ways.
     let none = std::process::Command::new(env!("CARGO_BIN_EXE_om-certutil"))
         .args(["-resubmit", "1"])
@@ -212,7 +230,7 @@ fn a_default_ca_lets_the_seeds_resubmit_run_as_printed() {
         .output()
         .unwrap();
     assert_eq!(none.status.code(), Some(2));
-    assert!(text(&none.stderr).contains("pass -config CA (the CA's folder), or set $OPSMGR_CA, or write the folder in ~/.config/opsmgr/ca"));
+    assert!(text(&none.stderr).contains("name the CA's folder (-config CA; om-ca: --ca CA), or set $OPSMGR_CA, or write the folder in ~/.config/opsmgr/ca"));
     // The config file works as well.
     std::fs::create_dir_all(dir.path().join(".config/opsmgr")).unwrap();
     std::fs::write(

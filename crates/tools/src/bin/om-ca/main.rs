@@ -90,9 +90,10 @@ enum Command {
     },
     /// Lists the issued certificates (not revoked) that expire within a time: what to renew.
     Expiring {
-        /// The CA's folder.
+        /// The CA's folder [default: $OPSMGR_CA, else the folder named in
+        /// ~/.config/opsmgr/ca].
         #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
-        ca: PathBuf,
+        ca: Option<PathBuf>,
         /// How far ahead to look: `60d`, `2weeks`, `1y`.
         #[arg(long, value_name = "DURATION", default_value = "60d", value_parser = humantime::parse_duration)]
         within: std::time::Duration,
@@ -106,9 +107,10 @@ enum Command {
     /// validity has passed): CA/ca.crl (PEM) and <name>.crl (DER) in the policy's
     /// crl_publish_dir.
     Crl {
-        /// The CA's folder.
+        /// The CA's folder [default: $OPSMGR_CA, else the folder named in
+        /// ~/.config/opsmgr/ca].
         #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
-        ca: PathBuf,
+        ca: Option<PathBuf>,
         /// Only when one is due.
         #[arg(long)]
         if_due: bool,
@@ -122,9 +124,10 @@ enum Command {
     /// request.cmd (which find the machine's FQDN, run certreq -new and copy the request to the
     /// share) and the root, for stock Windows machines with nothing of ours installed.
     AgentKit {
-        /// The CA's folder.
+        /// The CA's folder [default: $OPSMGR_CA, else the folder named in
+        /// ~/.config/opsmgr/ca].
         #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
-        ca: PathBuf,
+        ca: Option<PathBuf>,
         /// The drop share as the agents reach it: a UNC path, `\\ca01\certrequests`.
         #[arg(long, value_name = "UNC")]
         share: String,
@@ -146,9 +149,10 @@ enum Command {
         /// The drop folder.
         #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "SHARE")]
         share: PathBuf,
-        /// The CA's folder.
+        /// The CA's folder [default: $OPSMGR_CA, else the folder named in
+        /// ~/.config/opsmgr/ca].
         #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
-        ca: PathBuf,
+        ca: Option<PathBuf>,
         /// Issue approved requests now, even when the policy leaves them pending.
         #[arg(long)]
         issue: bool,
@@ -247,7 +251,7 @@ fn run() -> Result<ExitCode> {
             password,
             json,
         } => {
-            let authority = open_authority(&ca, &password)?;
+            let authority = open_authority(&opsmgr_tools::ca_dir(ca)?, &password)?;
             let now = SystemTime::now();
             let records = opsmgr_tools::jobs::expiring(&authority, within, now)?;
             let mut out = opsmgr_tools::stdout();
@@ -289,7 +293,7 @@ fn run() -> Result<ExitCode> {
             password,
             json,
         } => {
-            let mut authority = open_authority(&ca, &password)?;
+            let mut authority = open_authority(&opsmgr_tools::ca_dir(ca)?, &password)?;
             let now = SystemTime::now();
             let published = if if_due {
                 authority.publish_crl_if_due(now)?
@@ -334,7 +338,7 @@ fn run() -> Result<ExitCode> {
             password,
             out,
         } => {
-            let authority = open_authority(&ca, &password)?;
+            let authority = open_authority(&opsmgr_tools::ca_dir(ca)?, &password)?;
             let share = SharePath::new(&share)?;
             let key = match key {
                 KitKeyArg::Rsa2048 => KitKey::Rsa2048,
@@ -378,6 +382,7 @@ fn run() -> Result<ExitCode> {
             json,
         } => {
             let inventory = inventory.map(|p| Inventory::load(&p)).transpose()?;
+            let ca = opsmgr_tools::ca_dir(ca)?;
             let mut authority = open_authority(&ca, &password)?;
             let bar = progress_bar(json);
             let started = Instant::now();
