@@ -245,3 +245,23 @@ fn the_agent_kit_writes_what_our_certreq_reads_and_scripts_that_parse() {
         assert_eq!(written, inf.lines().collect::<Vec<_>>());
     }
 }
+
+/// The README's table of the installers' exit codes is the scripts' own, row for row.
+#[test]
+fn the_readmes_exit_codes_are_the_installers() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let table = &readme[readme.find("| Exit | Meaning |").unwrap()..];
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let want: Vec<String> = InstallExit::ALL
+        .iter()
+        .map(|(code, what)| format!("| {} | {what} |", *code as u8))
+        .collect();
+    assert_eq!(rows, want);
+}
