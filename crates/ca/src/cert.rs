@@ -71,16 +71,14 @@ impl CertInfo {
         if bytes.len() > MAX_CERT_BYTES {
             return Err(bad(format!("larger than {MAX_CERT_BYTES} bytes")));
         }
-        let trimmed = bytes.trim_ascii_start();
-        let der = if trimmed.starts_with(b"-----BEGIN") {
-            let (label, der) =
-                der::pem::decode_vec(trimmed).map_err(|e| bad(format!("PEM: {e}")))?;
+        let der = if crate::pem::is_pem(bytes) {
+            let (label, der) = crate::pem::decode(bytes).map_err(|e| bad(format!("PEM: {e}")))?;
             if label != "CERTIFICATE" {
                 return Err(bad(format!("PEM label '{label}' is not CERTIFICATE")));
             }
             der
         } else {
-            trimmed.to_vec()
+            bytes.trim_ascii_start().to_vec()
         };
         let cert = Certificate::from_der(&der)
             .map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;

@@ -57,6 +57,7 @@ pub mod windows;
 mod error;
 mod hex;
 mod names;
+mod pem;
 mod pool;
 mod text;
 // Shared by request (request signatures) and cert (certificate signatures), which re-export it.

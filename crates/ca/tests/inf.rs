@@ -345,6 +345,7 @@ fn every_refusal_names_file_line_and_key() {
             .to_string()
             .contains("odd number")
     );
+    // Notepad's "ANSI" is read as Windows-1252: the byte is the letter it stands for there.
     assert!(
         parse_policy(
             b"[NewRequest]\nSubject = \"CN=\xe9\"\n",
@@ -353,7 +354,13 @@ fn every_refusal_names_file_line_and_key() {
         )
         .unwrap_err()
         .to_string()
-        .contains("not UTF-8")
+        .starts_with("latin1.inf:2: Subject: the common name '\u{e9}' is not a host name")
+    );
+    assert_eq!(
+        parse_policy(b"[\0N\0e\0w\0", "nobom.inf", PolicyOptions::default())
+            .unwrap_err()
+            .to_string(),
+        "nobom.inf: a NUL byte: UTF-16 without a byte-order mark? Save it from Notepad as Unicode or UTF-8"
     );
 }
 

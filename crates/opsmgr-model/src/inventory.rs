@@ -513,7 +513,13 @@ impl Inventory {
             columns(&header)
         else {
             let found = header.iter().collect::<Vec<_>>().join(",");
-            let hint = header_hint(&header);
+            // The line under the header (the first line with text).
+            let next_line = text[skip..]
+                .lines()
+                .skip_while(|l| l.trim().is_empty())
+                .nth(1)
+                .unwrap_or("");
+            let hint = header_hint(&header, next_line);
             return Err(invalid(
                 header_line,
                 None,
@@ -619,13 +625,18 @@ fn agent_index(path: &str) -> Option<usize> {
 }
 
 /// What PowerShell wrote to give this header, and how to get the right one.
-fn header_hint(header: &csv::StringRecord) -> &'static str {
+fn header_hint(header: &csv::StringRecord, next_line: &str) -> &'static str {
     let has = |names: &[&str]| {
         header
             .iter()
             .any(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
     };
-    if header.get(0).is_some_and(|h| h.starts_with('#')) {
+    let underline = next_line.trim();
+    if !underline.is_empty() && underline.chars().all(|c| c == '-' || c == ' ') {
+        "; this is a table as Format-Table or Out-File prints it, not CSV: pipe the objects to Export-Csv instead"
+    } else if has(&["SyncRoot"]) && has(&["Keys"]) && has(&["Values"]) {
+        "; Export-Csv wrote a hashtable's own properties (Keys, Values, Count...): export objects ([PSCustomObject]$hashtable, or the script om-balance export-script prints)"
+    } else if header.get(0).is_some_and(|h| h.starts_with('#')) {
         "; Export-Csv writes at most one '#TYPE ...' line before the header: remove the other comment lines, or export with -NoTypeInformation"
     } else if has(&AGENT_COLUMNS) {
         "; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the script om-balance export-script prints"

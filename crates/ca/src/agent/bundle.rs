@@ -50,15 +50,14 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle> {
     if bytes.len() > MAX_BUNDLE_BYTES {
         return Err(bad(format!("larger than {MAX_BUNDLE_BYTES} bytes")));
     }
-    let trimmed = bytes.trim_ascii_start();
-    let der = if trimmed.starts_with(b"-----BEGIN") {
-        let (label, der) = der::pem::decode_vec(trimmed).map_err(bad)?;
+    let der = if crate::pem::is_pem(bytes) {
+        let (label, der) = crate::pem::decode(bytes).map_err(bad)?;
         if label != BUNDLE_LABEL && label != "CMS" {
             return Err(bad(format!("PEM label '{label}' is not {BUNDLE_LABEL}")));
         }
         der
     } else {
-        trimmed.to_vec()
+        bytes.trim_ascii_start().to_vec()
     };
     let info = ContentInfo::from_der(&der).map_err(bad)?;
     if info.content_type != const_oid::db::rfc5911::ID_SIGNED_DATA {

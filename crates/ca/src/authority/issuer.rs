@@ -485,8 +485,16 @@ pub(crate) fn key_facts(
             .map_err(|e| format!("the EC key cannot be encoded: {e}"))?;
         (normal, format!("ECDSA {curve}"), None)
     } else {
+        let name = match oid.to_string().as_str() {
+            "1.2.840.10040.4.1" => " (DSA, as Microsoft's DSS providers make)",
+            "1.2.840.113549.1.1.10" => " (an RSA key restricted to RSASSA-PSS)",
+            "1.3.101.112" => " (Ed25519)",
+            "1.3.101.113" => " (Ed448)",
+            "1.2.840.10046.2.1" => " (Diffie-Hellman)",
+            _ => "",
+        };
         return Err(format!(
-            "key algorithm {oid} is not accepted: RSA (2048 bits or more) or ECDSA P-256 or P-384"
+            "key algorithm {oid}{name} is not accepted: an agent's channel key is RSA (2048 bits or more) or ECDSA P-256 or P-384; make the request with KeyAlgorithm = RSA and KeyLength = 2048, or KeyAlgorithm = ECDSA_P256"
         ));
     };
     let der = normal
@@ -547,6 +555,15 @@ fn named_oid(oid: &const_oid::ObjectIdentifier) -> String {
         "2.5.29.19" => "basic constraints",
         "2.5.29.32" => "certificate policies",
         "1.2.840.113549.1.9.15" => "S/MIME capabilities",
+        "1.3.6.1.4.1.311.13.1" => "renewal certificate",
+        "0.9.2342.19200300.100.1.25" => "domain component",
+        "2.5.4.3" => "a second common name",
+        "1.2.840.113549.1.9.1" => "email address",
+        "2.5.4.6" => "country",
+        "2.5.4.7" => "locality",
+        "2.5.4.8" => "state or province",
+        "2.5.4.10" => "organization",
+        "2.5.4.11" => "organizational unit",
         _ => return oid.to_string(),
     };
     format!("{oid} ({name})")
@@ -648,9 +665,13 @@ impl Issuer {
         received: &ReceivedRequest,
         now: SystemTime,
     ) -> std::result::Result<Approved, Denial> {
-        let algorithm = received
-            .verify()
-            .map_err(|e| Denial::Signature(e.to_string()))?;
+        // A key the CA never certifies is the request's real fault, whatever its signature.
+        let algorithm = received.verify().map_err(|e| {
+            match key_facts(&received.request().info.public_key) {
+                Err(m) if !m.starts_with("the") => Denial::KeyType(m),
+                _ => Denial::Signature(e.to_string()),
+            }
+        })?;
         let info = &received.request().info;
         let mut notes = Vec::new();
         if algorithm.hash() == Hash::Sha1 {
@@ -666,7 +687,7 @@ impl Issuer {
                     })?;
                 common_name = Some(String::from(cn));
             } else {
-                notes.push(Note::SubjectAttributeIgnored(atv.oid.to_string()));
+                notes.push(Note::SubjectAttributeIgnored(named_oid(&atv.oid)));
             }
         }
         let cn = common_name.ok_or(Denial::NoCommonName)?;

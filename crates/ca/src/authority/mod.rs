@@ -148,7 +148,21 @@ pub(crate) fn issued_message(a: &Approved) -> String {
 fn append_notes(m: &mut String, a: &Approved) {
     if !a.notes().is_empty() {
         m.push_str(". ");
-        let notes: Vec<String> = a.notes().iter().map(ToString::to_string).collect();
+        // One line per kind of note: a subject of four domain components says so once.
+        let mut notes: Vec<(String, usize)> = Vec::new();
+        for note in a.notes().iter().map(ToString::to_string) {
+            match notes.iter_mut().find(|(n, _)| *n == note) {
+                Some((_, count)) => *count += 1,
+                None => notes.push((note, 1)),
+            }
+        }
+        let notes: Vec<String> = notes
+            .into_iter()
+            .map(|(n, count)| match count {
+                1 => n,
+                _ => format!("{n} ({count} times)"),
+            })
+            .collect();
         m.push_str(&notes.join("; "));
     }
 }

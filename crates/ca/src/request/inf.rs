@@ -142,9 +142,20 @@ struct Section {
     entries: Vec<Entry>,
 }
 
+/// Windows-1252's characters for the bytes 0x80 to 0x9F (the rest of its upper half is
+/// Latin-1's); the five bytes it leaves undefined read as the C1 controls, as Windows maps them.
+const CP1252_HIGH: [char; 32] = [
+    '\u{20AC}', '\u{81}', '\u{201A}', '\u{192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
+    '\u{2C6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8D}', '\u{17D}', '\u{8F}',
+    '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
+    '\u{2DC}', '\u{2122}', '\u{161}', '\u{203A}', '\u{153}', '\u{9D}', '\u{17E}', '\u{178}',
+];
+
 /// Decodes a policy file as certreq does: UTF-16 with a byte-order mark (Notepad's
-/// "Unicode"), UTF-8 with or without one.
-fn decode(bytes: &[u8], file: &str) -> Result<String> {
+/// "Unicode"), UTF-8 with or without one, else the ANSI code page: Windows-1252, what
+/// Notepad's "ANSI" writes on US and Western European Windows (then said in a note, since
+/// another code page would read those bytes differently).
+fn decode(bytes: &[u8], file: &str) -> Result<(String, Option<String>)> {
     let fail = |message: String| Error::Inf {
         file: file.into(),
         line: 0,
@@ -165,18 +176,37 @@ fn decode(bytes: &[u8], file: &str) -> Result<String> {
             .map_err(|e| fail(format!("invalid UTF-16: {e}")))
     };
     if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
-        return utf16(rest, u16::from_le_bytes);
+        return utf16(rest, u16::from_le_bytes).map(|t| (t, None));
     }
     if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
-        return utf16(rest, u16::from_be_bytes);
+        return utf16(rest, u16::from_be_bytes).map(|t| (t, None));
     }
     let rest = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    String::from_utf8(rest.to_vec()).map_err(|e| {
-        fail(format!(
-            "not UTF-8 or UTF-16 with a byte-order mark (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })
+    if rest.contains(&0) {
+        return Err(fail(
+            "a NUL byte: UTF-16 without a byte-order mark? Save it from Notepad as Unicode or UTF-8".into(),
+        ));
+    }
+    match std::str::from_utf8(rest) {
+        Ok(text) => Ok((text.to_owned(), None)),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let text = rest
+                .iter()
+                .map(|&b| match b {
+                    0x80..=0x9F => CP1252_HIGH[usize::from(b - 0x80)],
+                    _ => char::from(b),
+                })
+                .collect();
+            Ok((
+                text,
+                Some(format!(
+                    "the file is not UTF-8 (byte 0x{:02X} at offset {at}): read as Windows-1252, the ANSI code page of US and Western European Windows; save it as UTF-8 if it was written elsewhere",
+                    rest[at]
+                )),
+            ))
+        }
+    }
 }
 
 /// Splits `text` at the first `;` outside double quotes.
@@ -470,7 +500,7 @@ fn provider_key(name: &str) -> std::result::Result<Option<&'static str>, String>
 /// Reads a certreq.inf. `file` names it in errors (every error names the file, the line and
 /// the key).
 pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<RequestPolicy> {
-    let text = decode(bytes, file)?;
+    let (text, encoding_note) = decode(bytes, file)?;
     let sections = parse_sections(&text, file)?;
     let fail = |line: usize, key: &str, message: String| Error::Inf {
         file: file.into(),
@@ -537,7 +567,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
     let mut key_container = None;
     let mut suppress_defaults = false;
     let mut request_attributes: Vec<(String, String)> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = encoding_note.into_iter().collect();
     let mut seen: Vec<String> = Vec::new();
     for e in find("NewRequest").flat_map(|s| &s.entries) {
         let v = value(e)?;
@@ -659,7 +689,14 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
         ));
     }
     let (subject, subject_line) =
-        subject.ok_or_else(|| fail(0, "Subject", "[NewRequest] has no Subject".into()))?;
+        subject.ok_or_else(|| {
+            let message = if find("NewRequest").next().is_none() {
+                "the file has no [NewRequest] section: certreq -new needs one with Subject = \"CN=<this machine's FQDN>\" (a file of [Extensions] alone is a certreq -policy file, for a request made elsewhere)"
+            } else {
+                "[NewRequest] has no Subject"
+            };
+            fail(0, "Subject", message.into())
+        })?;
     let cn = subject
         .common_name()
         .ok_or_else(|| fail(subject_line, "Subject", "the subject has no CN".into()))?

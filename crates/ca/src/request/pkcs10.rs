@@ -248,11 +248,10 @@ impl ReceivedRequest {
                 bytes.len()
             )));
         }
-        let trimmed = bytes.trim_ascii_start();
-        let der = if trimmed.starts_with(b"-----BEGIN") {
+        let der = if crate::pem::is_pem(bytes) {
             let (label, der) =
-                der::pem::decode_vec(trimmed).map_err(|e| Error::Request(format!("PEM: {e}")))?;
-            match label {
+                crate::pem::decode(bytes).map_err(|e| Error::Request(format!("PEM: {e}")))?;
+            match label.as_str() {
                 NEW_REQUEST_LABEL | REQUEST_LABEL => {}
                 "PKCS7" | "CMS" => return Err(cmc_refusal()),
                 other => {
@@ -263,7 +262,7 @@ impl ReceivedRequest {
             }
             der
         } else {
-            trimmed.to_vec()
+            bytes.trim_ascii_start().to_vec()
         };
         Self::from_der(der)
     }

@@ -246,10 +246,50 @@ fn prove(
             ));
         }
     };
-    let attrs = signer
-        .signed_attrs
-        .as_ref()
-        .ok_or("the signature covers no signed attributes")?;
+    // Without signed attributes (as Windows 7's enrollment client wrote some renewals) the
+    // signature covers the request's octets themselves (RFC 5652, 5.4), and there is no
+    // signing time.
+    let (signed_bytes, signing_time) = match &signer.signed_attrs {
+        None => (content.to_vec(), None),
+        Some(attrs) => signed_attributes(attrs, hash, content, received_attrs)?,
+    };
+    // Windows names RSA signatures rsaEncryption, the digest coming from digest_alg.
+    let algorithm = if signer.signature_algorithm.oid == RSA_ENCRYPTION {
+        SignatureAlgorithm::RsaPkcs1(hash)
+    } else {
+        SignatureAlgorithm::from_identifier(&signer.signature_algorithm)?
+    };
+    verify_signature(
+        cert.tbs_certificate().subject_public_key_info(),
+        algorithm,
+        &signed_bytes,
+        signer.signature.as_bytes(),
+    )?;
+    let certificate =
+        CertInfo::parse(&cert.to_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    // The weaker of the digest declared and the one the signature algorithm uses: a wrapper
+    // that declares SHA-256 but signs with ecdsa-with-SHA1 is a SHA-1 signature.
+    let digest = if algorithm.hash() == Hash::Sha1 {
+        Hash::Sha1
+    } else {
+        hash
+    };
+    Ok(RenewalProof {
+        certificate,
+        digest,
+        signing_time,
+    })
+}
+
+/// The bytes a signature over signed attributes covers (the attributes as received, their [0]
+/// tag read as the SET OF tag) and the signing time they give, once the attributes say the
+/// signed content is the request (`content`, digested with `hash`).
+fn signed_attributes(
+    attrs: &x509_cert::attr::Attributes,
+    hash: Hash,
+    content: &[u8],
+    received_attrs: Option<&[u8]>,
+) -> std::result::Result<(Vec<u8>, Option<std::time::SystemTime>), String> {
     let value_of = |oid: ObjectIdentifier| {
         let mut found = attrs.iter().filter(|a| a.oid == oid);
         match (found.next(), found.next()) {
@@ -280,38 +320,13 @@ fn prove(
                 .to_system_time(),
         ),
     };
-    // Windows names RSA signatures rsaEncryption, the digest coming from digest_alg.
-    let algorithm = if signer.signature_algorithm.oid == RSA_ENCRYPTION {
-        SignatureAlgorithm::RsaPkcs1(hash)
-    } else {
-        SignatureAlgorithm::from_identifier(&signer.signature_algorithm)?
-    };
     // The signature covers the signed attributes as received, their [0] tag read as the SET
     // OF tag (RFC 5652, 5.4): never a re-encoding, which would differ from what was signed
     // whenever the signer's order is not DER's.
     let received = received_attrs.ok_or("the signed attributes cannot be located")?;
     let mut signed_bytes = received.to_vec();
     signed_bytes[0] = 0x31;
-    verify_signature(
-        cert.tbs_certificate().subject_public_key_info(),
-        algorithm,
-        &signed_bytes,
-        signer.signature.as_bytes(),
-    )?;
-    let certificate =
-        CertInfo::parse(&cert.to_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    // The weaker of the digest declared and the one the signature algorithm uses: a wrapper
-    // that declares SHA-256 but signs with ecdsa-with-SHA1 is a SHA-1 signature.
-    let digest = if algorithm.hash() == Hash::Sha1 {
-        Hash::Sha1
-    } else {
-        hash
-    };
-    Ok(RenewalProof {
-        certificate,
-        digest,
-        signing_time,
-    })
+    Ok((signed_bytes, signing_time))
 }
 
 #[cfg(test)]

@@ -551,14 +551,13 @@ pub fn crl_der(bytes: &[u8]) -> Option<Vec<u8>> {
     if bytes.len() > MAX_CRL_BYTES {
         return None;
     }
-    let trimmed = bytes.trim_ascii_start();
-    let der = if trimmed.starts_with(b"-----BEGIN") {
-        match der::pem::decode_vec(trimmed) {
-            Ok(("X509 CRL", der)) => der,
+    let der = if crate::pem::is_pem(bytes) {
+        match crate::pem::decode(bytes) {
+            Ok((label, der)) if label == "X509 CRL" => der,
             _ => return None,
         }
     } else {
-        trimmed.to_vec()
+        bytes.trim_ascii_start().to_vec()
     };
     x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
         .ok()

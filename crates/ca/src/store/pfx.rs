@@ -164,15 +164,45 @@ fn explicit_value(tlv: &[u8]) -> Result<&[u8]> {
     Ok(&tlv[start..])
 }
 
+/// A password as the PKCS #12 key derivations take it: BMPString (UTF-16 big-endian) with
+/// two terminating zero bytes for the MAC and the PKCS #12 PBEs, UTF-8 for PBES2. Windows
+/// exports "without a password" with no password at all: no bytes, not an empty BMPString's
+/// two zeros; [`Pw::absent`] is that form.
+struct Pw {
+    bmp: Zeroizing<Vec<u8>>,
+    utf8: Zeroizing<Vec<u8>>,
+}
+
+impl Pw {
+    fn new(password: &str) -> Self {
+        let mut bmp = Zeroizing::new(Vec::with_capacity(2 * password.len() + 2));
+        for unit in password.encode_utf16() {
+            bmp.extend_from_slice(&unit.to_be_bytes());
+        }
+        bmp.extend_from_slice(&[0, 0]);
+        Self {
+            bmp,
+            utf8: Zeroizing::new(password.as_bytes().to_vec()),
+        }
+    }
+
+    fn absent() -> Self {
+        Self {
+            bmp: Zeroizing::new(Vec::new()),
+            utf8: Zeroizing::new(Vec::new()),
+        }
+    }
+}
+
 /// Verifies the PFX's MAC over `data` with `password` (RFC 7292 appendix B's KDF, HMAC).
 fn verify_mac(
     mac: &pkcs12::MacData,
     data: &[u8],
-    password: &str,
+    password: &Pw,
     budget: &mut Budget,
 ) -> Result<()> {
     use hmac::{KeyInit, Mac};
-    use pkcs12::kdf::{Pkcs12KeyType, derive_key_utf8};
+    use pkcs12::kdf::{Pkcs12KeyType, derive_key};
     let iterations = u64::try_from(mac.iterations)
         .ok()
         .filter(|i| *i >= 1)
@@ -185,15 +215,16 @@ fn verify_mac(
     budget.charge("the MAC", iterations)?;
     let salt = mac.mac_salt.as_bytes();
     let expected = mac.mac.digest.as_bytes();
-    let bad_password =
-        |_| Error::Pfx("the password cannot be written as a PKCS #12 password (BMPString)".into());
     macro_rules! check {
         ($d:ty) => {{
             let size = <$d as hmac::digest::OutputSizeUser>::output_size();
-            let key = Zeroizing::new(
-                derive_key_utf8::<$d>(password, salt, Pkcs12KeyType::Mac, mac.iterations, size)
-                    .map_err(bad_password)?,
-            );
+            let key = Zeroizing::new(derive_key::<$d>(
+                &password.bmp,
+                salt,
+                Pkcs12KeyType::Mac,
+                mac.iterations,
+                size,
+            ));
             let mut m = hmac::Hmac::<$d>::new_from_slice(&key)
                 .map_err(|_| Error::Pfx("its MAC key has a bad length".into()))?;
             m.update(data);
@@ -229,7 +260,7 @@ const PBE_SHA_RC2_128: &str = "1.2.840.113549.1.12.1.5";
 fn decrypt(
     alg: &spki::AlgorithmIdentifierOwned,
     data: &[u8],
-    password: &str,
+    password: &Pw,
     what: &str,
     budget: &mut Budget,
 ) -> Result<Zeroizing<Vec<u8>>> {
@@ -267,7 +298,7 @@ fn decrypt(
                 }
             };
             budget.charge(what, units)?;
-            p.decrypt(password.as_bytes(), data)
+            p.decrypt(password.utf8.as_slice(), data)
                 .map(Zeroizing::new)
                 .map_err(|e| match e {
                     pkcs5::Error::DecryptFailed => wrong(),
@@ -277,7 +308,7 @@ fn decrypt(
         oid @ (PBE_SHA_3DES | PBE_SHA_2DES | PBE_SHA_RC2_40 | PBE_SHA_RC2_128) => {
             use cbc::cipher::block_padding::Pkcs7;
             use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
-            use pkcs12::kdf::{Pkcs12KeyType, derive_key_utf8};
+            use pkcs12::kdf::{Pkcs12KeyType, derive_key};
             let p = pkcs12::pbe_params::Pkcs12PbeParams::from_der(&params)
                 .map_err(der_err("PKCS #12 PBE parameters"))?;
             let iterations = u64::try_from(p.iterations)
@@ -297,17 +328,16 @@ fn decrypt(
                 _ => 5,
             };
             let derive = |kind, len| {
-                derive_key_utf8::<Sha1>(password, p.salt.as_bytes(), kind, p.iterations, len)
-                    .map(Zeroizing::new)
-                    .map_err(|_| {
-                        Error::Pfx(
-                            "the password cannot be written as a PKCS #12 password (BMPString)"
-                                .into(),
-                        )
-                    })
+                Zeroizing::new(derive_key::<Sha1>(
+                    &password.bmp,
+                    p.salt.as_bytes(),
+                    kind,
+                    p.iterations,
+                    len,
+                ))
             };
-            let key = derive(Pkcs12KeyType::EncryptionKey, key_len)?;
-            let iv = derive(Pkcs12KeyType::Iv, 8)?;
+            let key = derive(Pkcs12KeyType::EncryptionKey, key_len);
+            let iv = derive(Pkcs12KeyType::Iv, 8);
             let bad_key = |_| Error::Pfx(format!("{what}: a bad key length"));
             let plain = match oid {
                 PBE_SHA_3DES => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
@@ -364,7 +394,7 @@ fn attribute<'a>(bag: &'a pkcs12::safe_bag::SafeBag, oid: &str) -> Option<&'a de
 /// The bags of one SafeContents, a shrouded key decrypted after its work is charged.
 fn read_bags(
     contents: &[u8],
-    password: &str,
+    password: &Pw,
     budget: &mut Budget,
     bags: &mut Vec<Bag>,
 ) -> Result<()> {
@@ -468,7 +498,18 @@ pub fn read_pfx(bytes: &[u8], password: &str) -> Result<Pfx> {
         work: 0,
         derivations: 0,
     };
-    verify_mac(mac, data.as_bytes(), password, &mut budget)?;
+    // An empty password is also tried as no password at all, as Windows writes a PFX exported
+    // without one (and as OpenSSL reads it); each try is charged to the budget.
+    let given = Pw::new(password);
+    let password = match verify_mac(mac, data.as_bytes(), &given, &mut budget) {
+        Err(Error::WrongPassword(_)) if password.is_empty() => {
+            let absent = Pw::absent();
+            verify_mac(mac, data.as_bytes(), &absent, &mut budget)?;
+            absent
+        }
+        other => other.map(|()| given)?,
+    };
+    let password = &password;
     let safes =
         pkcs12::AuthenticatedSafe::from_der(data.as_bytes()).map_err(der_err("its safes"))?;
     let mut bags = Vec::new();
