@@ -7,7 +7,9 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use zeroize::Zeroizing;
 
-use crate::custody::{Custody, ParsedCustody, parse_custody};
+use crate::custody::{
+    CUSTODY_V2, CUSTODY_VERSION, Custody, CustodyOpener, ParsedCustody, parse_custody,
+};
 use crate::error::{Error, Result};
 use crate::keystore::KeyStore;
 use crate::random::RandomSource;
@@ -23,8 +25,9 @@ pub(crate) const KDF_ARGON2ID: u8 = 1;
 pub(crate) const NONCE_LEN: usize = 12;
 pub(crate) const TAG_LEN: usize = 16;
 const FIXED_HEADER: usize = 8 + 2 + 1 + 4 + 4 + 4 + 1;
-/// The newest format version this release reads: 1 (one password) and 2 (k-of-n custody).
-pub const NEWEST_VERSION: u16 = crate::custody::CUSTODY_VERSION;
+/// The newest format version this release reads: 1 (one password), 2 and 3 (k-of-n custody;
+/// 3 gives every custodian their own salt).
+pub const NEWEST_VERSION: u16 = CUSTODY_VERSION;
 
 /// The bounds a backup's parameters must lie in before any key is derived: a crafted file
 /// cannot make a restore allocate more than 4 GiB or run for hours.
@@ -199,9 +202,9 @@ pub struct BackupInfo {
     pub version: u16,
     /// Its key-derivation parameters.
     pub kdf: KdfParams,
-    /// Its salt length.
+    /// Its salt length (version 3: 0, each custodian's stanza having its own salt).
     pub salt_len: usize,
-    /// For a custody backup (version 2): its threshold and custodians; `None` for a
+    /// For a custody backup (versions 2 and 3): its threshold and custodians; `None` for a
     /// single-password backup.
     pub custody: Option<Custody>,
 }
@@ -255,14 +258,20 @@ pub fn seal_backup_with(
 /// derivation's id and parameters, and the salt with its length (at most 255 bytes; ours are
 /// 32).
 pub(crate) fn push_header(out: &mut Vec<u8>, version: u16, kdf: &KdfParams, salt: &[u8]) {
+    push_params(out, version, kdf);
+    out.push(salt.len() as u8);
+    out.extend_from_slice(salt);
+}
+
+/// The part of the header every version shares: magic, version, the key derivation's id and
+/// parameters (bytes 0 to 22).
+pub(crate) fn push_params(out: &mut Vec<u8>, version: u16, kdf: &KdfParams) {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&version.to_be_bytes());
     out.push(KDF_ARGON2ID);
     out.extend_from_slice(&kdf.memory_kib.to_be_bytes());
     out.extend_from_slice(&kdf.passes.to_be_bytes());
     out.extend_from_slice(&kdf.lanes.to_be_bytes());
-    out.push(salt.len() as u8);
-    out.extend_from_slice(salt);
 }
 
 pub(crate) fn check_payload_length(available: usize, length: usize) -> Result<()> {
@@ -310,13 +319,14 @@ pub(crate) fn cipher(key: &[u8; 32]) -> Aes256Gcm {
 }
 
 /// A parsed header, borrowing the file.
-struct Parsed<'b> {
-    info: BackupInfo,
-    salt: &'b [u8],
-    body: Body<'b>,
+pub(crate) struct Parsed<'b> {
+    pub(crate) info: BackupInfo,
+    /// The file's salt (empty in version 3).
+    pub(crate) salt: &'b [u8],
+    pub(crate) body: Body<'b>,
 }
 
-enum Body<'b> {
+pub(crate) enum Body<'b> {
     Single {
         nonce: [u8; NONCE_LEN],
         header: &'b [u8],
@@ -325,7 +335,7 @@ enum Body<'b> {
     Custody(ParsedCustody<'b>),
 }
 
-fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
     let corrupt = |reason: &str| Error::corrupt("backup", reason);
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(corrupt(
@@ -358,6 +368,20 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
         lanes: be32(19),
     };
     kdf.check()?;
+    // Version 3 has no file salt: each custodian's stanza carries its own.
+    if version == CUSTODY_VERSION {
+        let custody = parse_custody(bytes, FIXED_HEADER - 1, version)?;
+        return Ok(Parsed {
+            info: BackupInfo {
+                version,
+                kdf,
+                salt_len: 0,
+                custody: Some(custody.custody.clone()),
+            },
+            salt: &[],
+            body: Body::Custody(custody),
+        });
+    }
     let salt_len = usize::from(bytes[23]);
     if !(limits::MIN_SALT..=limits::MAX_SALT).contains(&salt_len) {
         return Err(Error::OutOfPolicy {
@@ -367,11 +391,11 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>> {
         });
     }
     let salt_end = FIXED_HEADER + salt_len;
-    if version == crate::custody::CUSTODY_VERSION {
+    if version == CUSTODY_V2 {
         if bytes.len() < salt_end {
             return Err(corrupt("truncated in the header"));
         }
-        let custody = parse_custody(bytes, salt_end)?;
+        let custody = parse_custody(bytes, salt_end, version)?;
         return Ok(Parsed {
             info: BackupInfo {
                 version,
@@ -446,11 +470,16 @@ pub struct Opened {
     /// For a custody backup, the labels of the custodians whose shares opened, in the file's
     /// order; empty for a single-password backup.
     pub custodians: Vec<String>,
+    /// How many key derivations opening it cost.
+    pub derivations: usize,
 }
 
 /// Opens a backup of any version with the passwords given: a single-password backup with the
-/// first; a custody backup with any `threshold` custodians' passwords, in any order (each
-/// costs one key derivation), refused with [`Error::NotEnoughCustodians`] when fewer open.
+/// first; a custody backup with any `threshold` custodians' passwords, in any order, none
+/// saying whose it is (see [`CustodyOpener`] to name them): a version 2 file costs a key
+/// derivation per password, version 3 up to one per custodian for each. Refused with
+/// [`Error::NotEnoughCustodians`] when fewer open, [`Error::HeaderChanged`] or
+/// [`Error::BackupChanged`] when the file was changed.
 pub fn open_backup_with_passwords(
     bytes: &[u8],
     passwords: &[&str],
@@ -459,19 +488,15 @@ pub fn open_backup_with_passwords(
     let parsed = parse(bytes)?;
     policy.check(&parsed.info.kdf)?;
     match &parsed.body {
-        Body::Custody(custody) => {
-            let (store, custodians) = crate::custody::open_custody(
-                custody,
-                &parsed.info.kdf,
-                parsed.salt,
-                passwords,
-                policy,
-            )?;
-            Ok(Opened {
-                store,
-                info: parsed.info,
-                custodians,
-            })
+        Body::Custody(_) => {
+            let mut opener = CustodyOpener::new(bytes, policy)?;
+            for password in passwords {
+                if opener.is_enough() {
+                    break;
+                }
+                opener.try_password(password)?;
+            }
+            opener.finish()
         }
         Body::Single {
             nonce,
@@ -495,6 +520,7 @@ pub fn open_backup_with_passwords(
                 store: KeyStore::from_bytes(&plaintext)?,
                 info: parsed.info,
                 custodians: Vec::new(),
+                derivations: 1,
             })
         }
     }

@@ -82,7 +82,7 @@ pub enum Error {
     #[error("could not allocate {0} KiB for the key derivation")]
     KdfMemory(u64),
     /// The backup was written by a newer release, in a format version this one does not know.
-    #[error("backup format version {0} is newer than this release reads (2); use a newer release")]
+    #[error("backup format version {0} is newer than this release reads (3); use a newer release")]
     UnsupportedVersion(u16),
     /// A password is shorter than the minimum.
     #[error("the password has {length} characters; at least {minimum} are required")]
@@ -151,6 +151,47 @@ pub enum Error {
         /// The labels of those whose shares opened.
         opened: Vec<String>,
     },
+    /// Enough custodians' shares opened, but the key store they unlock does not: the file was
+    /// changed after it was written (no password can cause this).
+    #[error(
+        "{threshold} custodians' shares opened, but they do not open the key store: the backup was changed after it was written (not a wrong password)"
+    )]
+    BackupChanged {
+        /// How many shares opened (the threshold).
+        threshold: usize,
+    },
+    /// A custody backup's header says one thing and its custodians' stanzas, which
+    /// authenticate the header, another: the header was edited.
+    #[error(
+        "the backup's header was changed: it says the {field} is {header}, but the custodians' shares were sealed with {sealed}"
+    )]
+    HeaderChanged {
+        /// Which field.
+        field: &'static str,
+        /// What the header says.
+        header: usize,
+        /// What the stanzas were sealed with.
+        sealed: usize,
+    },
+    /// A restore named a custodian the backup does not have.
+    #[error("no custodian is labelled '{label}' in this backup (its custodians: {})", .labels.join(", "))]
+    UnknownCustodian {
+        /// The label given.
+        label: String,
+        /// The backup's custodians.
+        labels: Vec<String>,
+    },
+    /// A key check record names a key the store holds, but does not open with it.
+    #[error(
+        "the key check record names key {key_id}, which this store holds, but does not open with it: the record was changed or made for another management group, or the key under that id is not the group's"
+    )]
+    KeyCheckFailed {
+        /// The key id the record names.
+        key_id: String,
+    },
+    /// A custody operation on a single-password backup.
+    #[error("the backup (format version {0}) is not a custody backup: it opens with one password")]
+    NotCustody(u16),
     /// The operating system's random generator failed.
     #[error("the operating system's random generator failed: {0}")]
     Random(String),

@@ -33,6 +33,23 @@ const SEAL_V1: u8 = 1;
 const SEAL_V2: u8 = 2;
 const SEAL_HEADER: usize = 4 + 1 + ID_LEN;
 
+const CHECK_MAGIC: &[u8; 4] = b"OMKC";
+const CHECK_VERSION: u8 = 1;
+const CHECK_HEADER: usize = 4 + 1 + ID_LEN;
+/// The fixed, labelled value a key check record seals.
+const CHECK_VALUE: &[u8] = b"OMKS management group key check v1";
+
+/// What a key check record says of a key store (see [`KeyStore::check_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// The store's current key is the one the record was made with.
+    Current,
+    /// The store holds the record's key, but another key is current.
+    Older,
+    /// The store does not hold the record's key.
+    Absent,
+}
+
 /// Whose secret a sealed blob is: the management group and the Run As account. Bound into the
 /// sealed secret (version 2) so that a blob moved to another account, or another group, does
 /// not open.
@@ -346,6 +363,87 @@ impl KeyStore {
             })
     }
 
+    /// A key check record for `management_group` (FORMAT.md): a fixed, labelled value sealed
+    /// under the current key, bound to the group's name. Kept beside the group's state, it
+    /// proves which key is the group's without any secret sealed with it, so a check over an
+    /// empty list of secrets never passes by default.
+    pub fn key_check(&self, management_group: &str, rng: &mut dyn RandomSource) -> Result<Vec<u8>> {
+        let key = self.current();
+        let mut out = Vec::with_capacity(CHECK_HEADER + NONCE_LEN + CHECK_VALUE.len() + TAG_LEN);
+        out.extend_from_slice(CHECK_MAGIC);
+        out.push(CHECK_VERSION);
+        out.extend_from_slice(&key.id.0);
+        let aad = check_aad(&out, management_group)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill(&mut nonce)?;
+        let sealed = key
+            .cipher()
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: CHECK_VALUE,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Error::corrupt("key check record", "encryption failed"))?;
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// The key a key check record was made with, without opening it.
+    pub fn key_check_id(record: &[u8]) -> Result<KeyId> {
+        if record.len() != CHECK_HEADER + NONCE_LEN + CHECK_VALUE.len() + TAG_LEN
+            || &record[..4] != CHECK_MAGIC
+        {
+            return Err(Error::corrupt("key check record", "wrong length or magic"));
+        }
+        if record[4] != CHECK_VERSION {
+            return Err(Error::corrupt(
+                "key check record",
+                format!("unknown version {}", record[4]),
+            ));
+        }
+        let mut id = [0u8; ID_LEN];
+        id.copy_from_slice(&record[5..CHECK_HEADER]);
+        Ok(KeyId(id))
+    }
+
+    /// Whether this store holds the key `record` (from [`KeyStore::key_check`] for
+    /// `management_group`) was made with, and whether it is the current one. A store that
+    /// holds a key of that id which does not open the record is an error
+    /// ([`Error::KeyCheckFailed`]): the record was changed or made for another group, or the key
+    /// under that id is not the group's.
+    pub fn check_key(&self, record: &[u8], management_group: &str) -> Result<KeyCheck> {
+        let id = Self::key_check_id(record)?;
+        let Some(key) = self.keys.iter().find(|k| k.id == id) else {
+            return Ok(KeyCheck::Absent);
+        };
+        let aad = check_aad(&record[..CHECK_HEADER], management_group)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&record[CHECK_HEADER..CHECK_HEADER + NONCE_LEN]);
+        let opened = key
+            .cipher()
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &record[CHECK_HEADER + NONCE_LEN..],
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new);
+        match opened {
+            Ok(value) if value.as_slice() == CHECK_VALUE => Ok(if id == self.current().id {
+                KeyCheck::Current
+            } else {
+                KeyCheck::Older
+            }),
+            _ => Err(Error::KeyCheckFailed {
+                key_id: id.to_string(),
+            }),
+        }
+    }
+
     /// The store's binary form (see FORMAT.md): magic, version, keys, SHA-256 of the rest.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(
@@ -454,6 +552,17 @@ impl KeyStore {
         }
         self.save_locked(path, &lock)
     }
+}
+
+/// A key check record's associated data: its header, then the group's name as a 2-byte length
+/// and its UTF-8.
+fn check_aad(header: &[u8], management_group: &str) -> Result<Vec<u8>> {
+    let len = u16::try_from(management_group.len())
+        .map_err(|_| Error::corrupt("key check record", "a group name longer than 65,535 bytes"))?;
+    let mut aad = header.to_vec();
+    aad.extend_from_slice(&len.to_be_bytes());
+    aad.extend_from_slice(management_group.as_bytes());
+    Ok(aad)
 }
 
 /// A sealed secret's associated data: its header, then (version 2) whose it is.

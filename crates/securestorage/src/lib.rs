@@ -10,10 +10,15 @@
 //!   seals the key store, and the whole header is authenticated. The format is specified in
 //!   `FORMAT.md`; every version ever written stays readable. A reader refuses a header asking
 //!   for more work than its [`ReadPolicy`] (default 1 GiB, 4 GiB·passes) before allocating.
-//! - [`seal_custody`] writes a backup no single person holds (format version 2): the file key
-//!   is split among custodians with Shamir's scheme over GF(256), any `threshold` of whom open
-//!   it with [`open_backup_with_passwords`]. [`recovery_fingerprint`] is the check value
+//! - [`seal_custody`] writes a backup no single person holds (format version 3): the file key
+//!   is split among custodians with Shamir's scheme over GF(256), each custodian's share sealed
+//!   under their own password and salt; any `threshold` of them open it, one at a time with
+//!   [`CustodyOpener`] or all at once with [`open_backup_with_passwords`]. Version 2 files (one
+//!   salt for all custodians) still open. [`recovery_fingerprint`] is the check value
 //!   custodians write down and compare on restore.
+//! - [`KeyStore::key_check`] seals a fixed value under the current key, bound to the
+//!   management group: a record that proves which key is the group's without any secret
+//!   sealed with it ([`KeyStore::check_key`]).
 //!
 //! ```
 //! use std::time::SystemTime;
@@ -38,6 +43,7 @@ mod custody;
 mod error;
 mod keystore;
 mod random;
+mod shamir;
 
 pub use backup::{
     BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, NEWEST_VERSION, Opened,
@@ -45,12 +51,12 @@ pub use backup::{
     open_backup_with_passwords, seal_backup, seal_backup_with,
 };
 pub use custody::{
-    CUSTODY_VERSION, Custodian, Custody, MAX_CUSTODIANS, MAX_LABEL, MIN_THRESHOLD,
+    CUSTODY_VERSION, Custodian, Custody, CustodyOpener, MAX_CUSTODIANS, MAX_LABEL, MIN_THRESHOLD,
     recovery_fingerprint, seal_custody,
 };
 pub use error::{Error, Result};
 pub use keystore::{
-    Installed, KEY_LEN, KEYSTORE_FILE, Key, KeyId, KeyStore, KeyStoreLock, SealedFor, install,
-    keystore_path, write_private,
+    Installed, KEY_LEN, KEYSTORE_FILE, Key, KeyCheck, KeyId, KeyStore, KeyStoreLock, SealedFor,
+    install, keystore_path, write_private,
 };
 pub use random::{OsRandom, RandomSource};

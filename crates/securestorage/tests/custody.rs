@@ -1,6 +1,8 @@
-//! k-of-n custody backups (format version 2): every 3-subset of a 3-of-5 restores, every
-//! 2-subset is refused, in any order and among wrong passwords; every flipped bit and every
-//! truncation is refused; the shapes and passwords a writer refuses; the recovery fingerprint.
+//! k-of-n custody backups (format version 3): every 3-subset of a 3-of-5 restores, every
+//! 2-subset is refused, in any order and among wrong passwords; every custodian has their own
+//! salt, so a guess is tried against one custodian at a time; a changed file is told from a
+//! wrong password; every flipped bit and every truncation is refused; the shapes and passwords
+//! a writer refuses; the recovery fingerprint.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,8 +12,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use opsmgr_securestorage::{
-    CUSTODY_VERSION, Custodian, Error, KdfParams, KeyStore, OsRandom, ReadPolicy, inspect_backup,
-    open_backup, open_backup_with_passwords, recovery_fingerprint, seal_custody,
+    CUSTODY_VERSION, Custodian, CustodyOpener, Error, KdfParams, KeyStore, OsRandom, ReadPolicy,
+    inspect_backup, open_backup, open_backup_with_passwords, recovery_fingerprint, seal_custody,
 };
 use proptest::prelude::*;
 
@@ -158,25 +160,142 @@ proptest! {
 
 #[test]
 fn every_flipped_bit_is_refused() {
-    let backup = seal_custody(&store(), &custodians()[..3], 2, CHEAP, &mut OsRandom).unwrap();
+    let s = store();
+    let backup = seal_custody(&s, &custodians()[..3], 2, CHEAP, &mut OsRandom).unwrap();
     let reader = ReadPolicy::max_memory_mib(4);
+    // The sealed key store: the file's last bytes.
+    let ciphertext = backup.len() - (s.to_bytes().len() + 16);
     for i in 0..backup.len() * 8 {
         let mut bad = backup.clone();
         bad[i / 8] ^= 1 << (i % 8);
-        match open_backup_with_passwords(&bad, &PASSWORDS[..3], &reader) {
+        let result = open_backup_with_passwords(&bad, &PASSWORDS[..3], &reader);
+        if i / 8 >= ciphertext {
+            // Two of the three shares open whatever the payload holds: a changed file.
+            assert!(
+                matches!(result, Err(Error::BackupChanged { threshold: 2 })),
+                "bit {i}: {result:?}"
+            );
+            continue;
+        }
+        match result {
+            // Never "a wrong password": the passwords are right.
             Err(
-                Error::WrongPasswordOrTampered
-                | Error::NotEnoughCustodians { .. }
+                Error::BackupChanged { .. }
+                | Error::HeaderChanged { .. }
                 | Error::Corrupt { .. }
                 | Error::OutOfPolicy { .. }
                 | Error::WorkOutOfPolicy { .. }
                 | Error::CustodyShape { .. }
                 | Error::UnsupportedVersion(_),
             ) => {}
+            // The key derivation's parameters changed: no password derives its key, which no
+            // reader can tell from three wrong passwords.
+            Err(Error::NotEnoughCustodians { ref opened, .. }) if (10..23).contains(&(i / 8)) => {
+                assert!(opened.is_empty(), "bit {i}");
+            }
             Ok(_) => panic!("bit {i} flipped and the backup still opened"),
             Err(e) => panic!("bit {i}: unexpected {e}"),
         }
     }
+}
+
+/// Issue 19, problem 4: version 2 gave the file one salt, so one guess (one Argon2 run) was
+/// tested against every custodian's stanza at once. Version 3 gives each stanza its own: a
+/// guess costs a derivation per custodian tried, and a restore that names its custodians costs
+/// exactly one derivation each.
+#[test]
+fn every_custodian_has_their_own_salt() {
+    let s = store();
+    let backup = three_of_five(&s);
+    // The stanzas, as FORMAT.md lays them out after K and N at bytes 23 and 24.
+    let mut salts = Vec::new();
+    let mut at = 25;
+    for label in LABELS {
+        assert_eq!(usize::from(backup[at]), label.len());
+        at += 1 + label.len();
+        let salt_len = usize::from(backup[at]);
+        assert_eq!(salt_len, 32);
+        salts.push(backup[at + 1..at + 1 + salt_len].to_vec());
+        at += 1 + salt_len + 12 + 49;
+    }
+    for (i, salt) in salts.iter().enumerate() {
+        assert!(!salts[..i].contains(salt), "custodian {i} shares a salt");
+    }
+    // A guess tried without a name costs a derivation per custodian.
+    let mut opener = CustodyOpener::new(&backup, &ReadPolicy::DEFAULT).unwrap();
+    assert_eq!(opener.try_password("not anyone's password").unwrap(), None);
+    assert_eq!(opener.derivations(), 5);
+    // Named, one each; another custodian's password is not this one's.
+    let mut opener = CustodyOpener::new(&backup, &ReadPolicy::DEFAULT).unwrap();
+    assert!(!opener.try_custodian(LABELS[0], PASSWORDS[1]).unwrap());
+    assert!(opener.try_custodian(LABELS[0], PASSWORDS[0]).unwrap());
+    assert!(!opener.is_enough());
+    assert!(opener.try_custodian(LABELS[3], PASSWORDS[3]).unwrap());
+    assert!(opener.try_custodian(LABELS[4], PASSWORDS[4]).unwrap());
+    assert!(opener.is_enough());
+    assert_eq!(opener.opened(), [LABELS[0], LABELS[3], LABELS[4]]);
+    let opened = opener.finish().unwrap();
+    assert!(opened.store.same_as(&s));
+    assert_eq!(opened.derivations, 4);
+    // Unnamed, the cost is said: the fifth custodian's password tried on all five stanzas.
+    let opened = open(&backup, &[4, 0, 1]).unwrap();
+    assert_eq!(opened.derivations, 5 + 1 + 1);
+    let mut opener = CustodyOpener::new(&backup, &ReadPolicy::DEFAULT).unwrap();
+    assert_eq!(
+        opener
+            .try_custodian("Mallory", PASSWORDS[0])
+            .unwrap_err()
+            .to_string(),
+        "no custodian is labelled 'Mallory' in this backup (its custodians: Alice (CISO), Bob (ops), Carol (DBA), Dan (audit), Eve)"
+    );
+}
+
+/// Issue 19, problem 5: a changed file is not reported as wrong passwords.
+#[test]
+fn a_changed_file_is_not_called_a_wrong_password() {
+    let s = store();
+    let backup = three_of_five(&s);
+    // The threshold edited from 3 to 2 in the header: the stanzas were sealed with 3.
+    let mut fewer = backup.clone();
+    fewer[23] = 2;
+    assert_eq!(
+        open(&fewer, &[0, 1, 2]).unwrap_err().to_string(),
+        "the backup's header was changed: it says the threshold is 2, but the custodians' shares were sealed with 3"
+    );
+    // Enough shares open, the sealed key store does not.
+    let mut body = backup.clone();
+    let last = body.len() - 1;
+    body[last] ^= 1;
+    assert_eq!(
+        open(&body, &[0, 1, 2]).unwrap_err().to_string(),
+        "3 custodians' shares opened, but they do not open the key store: the backup was changed after it was written (not a wrong password)"
+    );
+    // Wrong passwords are still wrong passwords, named by who opened.
+    let e = open(&backup, &[1, 4]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the backup needs 3 custodians' passwords; 2 opened (Bob (ops), Eve)"
+    );
+    // The same in a version 2 file (the golden one, whose threshold is 2 of 3).
+    let golden = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/backup-v2.omkb"),
+    )
+    .unwrap();
+    let k_at = 24 + usize::from(golden[23]);
+    assert_eq!(golden[k_at], 2);
+    let mut more = golden.clone();
+    more[k_at] = 3;
+    let passwords = [
+        "Golden custody v2: first custodian",
+        "Golden custody v2: second custodian",
+        "Golden custody v2: third custodian",
+    ];
+    assert_eq!(
+        open_backup_with_passwords(&more, &passwords, &ReadPolicy::DEFAULT)
+            .unwrap_err()
+            .to_string(),
+        "the backup's header was changed: it says the threshold is 3, but the custodians' shares were sealed with 2"
+    );
 }
 
 #[test]

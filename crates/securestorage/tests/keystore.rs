@@ -330,3 +330,44 @@ fn secrets_sealed_for_an_account_open_only_for_it() {
         Err(Error::SecretTampered { .. })
     ));
 }
+
+/// The key check record proves which key is the group's with no secret sealed: the store that
+/// made it finds its key current, a rotated store finds it older, another store lacks it, and
+/// a record changed, or read for another group, is an error, never a pass.
+#[test]
+fn a_key_check_record_names_the_groups_key() {
+    use opsmgr_securestorage::KeyCheck;
+    let mut store = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    let record = store.key_check("PROD", &mut OsRandom).unwrap();
+    assert_eq!(
+        KeyStore::key_check_id(&record).unwrap(),
+        store.current().id()
+    );
+    assert_eq!(store.check_key(&record, "PROD").unwrap(), KeyCheck::Current);
+    let other = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    assert_eq!(other.check_key(&record, "PROD").unwrap(), KeyCheck::Absent);
+    store.rotate(now(), &mut OsRandom).unwrap();
+    assert_eq!(store.check_key(&record, "PROD").unwrap(), KeyCheck::Older);
+    assert!(matches!(
+        store.check_key(&record, "TEST"),
+        Err(Error::KeyCheckFailed { .. })
+    ));
+    for i in 0..record.len() {
+        let mut bad = record.clone();
+        bad[i] ^= 0x20;
+        match store.check_key(&bad, "PROD") {
+            // The id changed to one the store lacks.
+            Ok(KeyCheck::Absent) => assert!((5..21).contains(&i), "byte {i}"),
+            Err(Error::KeyCheckFailed { .. } | Error::Corrupt { .. }) => {}
+            other => panic!("byte {i}: {other:?}"),
+        }
+    }
+    // Two records of one key differ (a fresh nonce) and both check.
+    let again = KeyStore::generate(now(), &mut OsRandom).unwrap();
+    let (a, b) = (
+        again.key_check("PROD", &mut OsRandom).unwrap(),
+        again.key_check("PROD", &mut OsRandom).unwrap(),
+    );
+    assert_ne!(a, b);
+    assert_eq!(again.check_key(&b, "PROD").unwrap(), KeyCheck::Current);
+}

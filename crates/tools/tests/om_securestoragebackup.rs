@@ -632,7 +632,7 @@ fn three_of_five_custodians_back_up_and_restore() {
     );
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
     let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
-    assert_eq!(v["version"], 2);
+    assert_eq!(v["version"], 3);
     assert_eq!(v["threshold"], 3);
     assert_eq!(
         v["custodians_opened"],
