@@ -104,7 +104,7 @@ enum Command {
         json: bool,
     },
     /// Publishes a new CRL now (the batch publishes one when half of the last one's
-    /// validity has passed): CA/ca.crl (PEM) and <name>.crl (DER) in the policy's
+    /// validity has passed): CA/ca.crl (PEM) and NAME.crl (DER, NAME the CA's name) in the policy's
     /// crl_publish_dir.
     Crl {
         /// The CA's folder [default: $OPSMGR_CA, else the folder named in
