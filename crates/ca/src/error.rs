@@ -31,6 +31,14 @@ pub enum Error {
     /// A certificate could not be read, or is refused.
     #[error("certificate: {0}")]
     Certificate(String),
+    /// A drop share's UNC path that cannot stand in the agents' scripts.
+    #[error("the share '{share}' {problem}: give a UNC path such as \\\\ca01\\certrequests")]
+    SharePath {
+        /// The path given, control characters escaped.
+        share: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A key could not be generated, encoded or read.
     #[error("key: {0}")]
     Key(String),

@@ -41,7 +41,8 @@ pub enum InstallExit {
     AddStore = 5,
     /// `certreq -accept` failed.
     Accept = 6,
-    /// MOMCertImport.exe was not found.
+    /// The root and the certificate are installed, but MOMCertImport.exe was not found (the
+    /// agent is not installed yet): run `MOMCertImport /SubjectName <fqdn>` once it is.
     NoMomCertImport = 7,
     /// MOMCertImport failed.
     MomCertImport = 8,
@@ -72,7 +73,7 @@ impl InstallExit {
         (InstallExit::Accept, "certreq -accept failed"),
         (
             InstallExit::NoMomCertImport,
-            "MOMCertImport.exe was not found",
+            "root and certificate installed, but MOMCertImport.exe was not found (no agent yet): run MOMCertImport /SubjectName FQDN after installing the agent",
         ),
         (InstallExit::MomCertImport, "MOMCertImport failed"),
         (
@@ -146,9 +147,14 @@ pub fn install_ps1(i: &Installer<'_>) -> Result<String> {
     let script = format!(
         r#"# {host}.install.ps1: installs the certificate {ca} issued to {host} (request {id}), as the
 # seed's installer did: trust the root, accept the certificate, tell the agent to use it,
-# restart the agent. Made by om-ca. PowerShell 2.0 (1.0 too); run it as an administrator:
+# restart the agent. Made by om-ca; run it from the folder the CA's operator publishes, never
+# from the request share. PowerShell 2.0 (1.0 too); run it as an administrator:
 #   powershell -ExecutionPolicy Bypass -File {host}.install.ps1 [-WhatIf]
-# -WhatIf makes every check and changes nothing. The log is %TEMP%\{host}.install.log.
+# (PowerShell 1.0: Set-ExecutionPolicy RemoteSigned once, then
+#   powershell -Command "& '.\{host}.install.ps1'; exit $LASTEXITCODE")
+# -WhatIf (or /check) makes every check and changes nothing. Before the agent is installed it
+# trusts the root and accepts the certificate, and says to run MOMCertImport afterwards.
+# The log is %TEMP%\{host}.install.log.
 # Exit codes:
 {codes}param([switch]$WhatIf)
 
@@ -170,6 +176,12 @@ function Stop-Install([int]$Code, [string]$Message) {{
 }}
 
 trap {{ Stop-Install {files} ('unexpected error: ' + $_) }}
+
+# Anything but -WhatIf or /check is a mistake: never install on a mistyped check.
+foreach ($a in $args) {{
+    if ($a -eq '/check') {{ $WhatIf = $true }}
+    else {{ Stop-Install {usage} ('unknown argument ' + $a + '; usage: {host}.install.ps1 [-WhatIf]') }}
+}}
 
 Write-Log ('installing the certificate of {{0}} (request {id})' -f $Fqdn)
 $principal = New-Object Security.Principal.WindowsPrincipal([Security.Principal.WindowsIdentity]::GetCurrent())
@@ -196,8 +208,12 @@ if ($root.Thumbprint -ne $RootThumbprint) {{
     Stop-Install {wrong_root} ('the root in this script is not {ca}''s (thumbprint ' + $root.Thumbprint + ', expected ' + $RootThumbprint + ')')
 }}
 
-# This machine must be the certificate's host: its FQDN (a workgroup server's computer name).
-$Me = [Net.Dns]::GetHostByName($env:COMPUTERNAME).HostName
+# This machine must be the certificate's host: its host name and primary DNS suffix, as the
+# TCP/IP settings hold them (a workgroup server: its name alone). Not the NetBIOS name, which
+# is upper case and cut to 15 characters.
+$ip = [Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties()
+$Me = $ip.HostName
+if ($ip.DomainName) {{ $Me = $ip.HostName + '.' + $ip.DomainName }}
 if ($Me -ne $Fqdn) {{
     Stop-Install {wrong_host} ('this machine is ' + $Me + ', not ' + $Fqdn)
 }}
@@ -213,16 +229,17 @@ if (-not $MomCertImport) {{
     $found = Get-Command 'MOMCertImport.exe' -ErrorAction SilentlyContinue
     if ($found) {{ $MomCertImport = $found.Definition }}
 }}
-if (-not $MomCertImport) {{
-    Stop-Install {no_mom} 'MOMCertImport.exe was found neither beside this script, nor in the agent''s folder, nor on the PATH'
-}}
 
 if ($WhatIf) {{
     Write-Log ('check mode: every check passed; it would run:')
     Write-Log ('  certutil -addstore root ' + $RootFile)
     Write-Log ('  certreq -accept -q ' + $CertFile)
-    Write-Log ('  ' + $MomCertImport + ' /SubjectName ' + $Fqdn)
-    Write-Log '  net stop HealthService; net start HealthService'
+    if ($MomCertImport) {{
+        Write-Log ('  ' + $MomCertImport + ' /SubjectName ' + $Fqdn)
+        Write-Log '  net stop HealthService; net start HealthService'
+    }} else {{
+        Write-Log '  (MOMCertImport.exe was not found: no agent yet; it would stop there)'
+    }}
     Remove-Item -Recurse -Force $Work
     exit {done}
 }}
@@ -235,6 +252,9 @@ Write-Log ('trusted the root {ca} ({{0}})' -f $RootThumbprint)
 if ($LASTEXITCODE -ne 0) {{ Stop-Install {accept} ('certreq -accept failed (exit ' + $LASTEXITCODE + ')') }}
 Write-Log 'accepted the certificate into the machine''s Personal store'
 
+if (-not $MomCertImport) {{
+    Stop-Install {no_mom} ('the root and the certificate are installed, but MOMCertImport.exe was found neither beside this script, nor in the agent''s folder, nor on the PATH: once the agent is installed, run MOMCertImport /SubjectName ' + $Fqdn)
+}}
 & $MomCertImport /SubjectName $Fqdn 2>&1 | Out-File -Append -FilePath $Log -Encoding ASCII
 if ($LASTEXITCODE -ne 0) {{ Stop-Install {mom} ('MOMCertImport failed (exit ' + $LASTEXITCODE + ')') }}
 Write-Log 'the agent uses the certificate'
@@ -252,6 +272,7 @@ exit {done}
         root = here(i.root),
         cert = here(i.certificate),
         done = InstallExit::Done.code(),
+        usage = InstallExit::Usage.code(),
         admin = InstallExit::NotAdministrator.code(),
         wrong_root = InstallExit::WrongRoot.code(),
         wrong_host = InstallExit::WrongHost.code(),
@@ -289,9 +310,12 @@ pub fn install_cmd(i: &Installer<'_>) -> Result<String> {
         r#"@echo off
 rem {host}.install.cmd: installs the certificate {ca} issued to {host} (request {id}), as
 rem the seed's installer did: trust the root, accept the certificate, tell the agent to use it,
-rem restart the agent. Made by om-ca. cmd.exe alone; run it as an administrator:
+rem restart the agent. Made by om-ca; run it from the folder the CA's operator publishes,
+rem never from the request share. cmd.exe alone; run it as an administrator:
 rem   {host}.install.cmd [/check]
-rem /check makes every check and changes nothing. The log is %TEMP%\{host}.install.log.
+rem /check makes every check and changes nothing. Before the agent is installed it trusts the
+rem root and accepts the certificate, and says to run MOMCertImport afterwards.
+rem The log is %TEMP%\{host}.install.log.
 rem Exit codes:
 {codes}setlocal EnableExtensions DisableDelayedExpansion
 set "FQDN={host}"
@@ -303,24 +327,31 @@ if /i "%~1"=="/check" set "CHECK=1"
 if not "%~1"=="" if not defined CHECK (set "CODE={usage}" & set "WHY=usage: {host}.install.cmd [/check]" & goto :fail)
 call :log "installing the certificate of {host} (request {id})"
 
-net session >nul 2>&1
-if errorlevel 1 (set "CODE={admin}" & set "WHY=run it as an administrator" & goto :fail)
+rem Only an administrator may list filters (fltmc works without the Server service; it fails
+rem with an HRESULT, a negative exit code).
+fltmc >nul 2>&1
+if not "%errorlevel%"=="0" (set "CODE={admin}" & set "WHY=run it as an administrator" & goto :fail)
 
 set "WORK=%TEMP%\opsmgr-%RANDOM%-%RANDOM%"
 mkdir "%WORK%" >nul 2>&1
 if errorlevel 1 (set "CODE={files}" & set "WHY=the temporary folder could not be made" & goto :fail)
 {root_pem}{cert_pem}certutil -f -decode "%WORK%\root.b64" "%WORK%\root.cer" >nul 2>&1
-if errorlevel 1 (set "CODE={files}" & set "WHY=certutil -decode could not write the root" & goto :fail)
+if not "%errorlevel%"=="0" (set "CODE={files}" & set "WHY=certutil -decode could not write the root" & goto :fail)
 certutil -f -decode "%WORK%\cert.b64" "%WORK%\{host}.cer" >nul 2>&1
-if errorlevel 1 (set "CODE={files}" & set "WHY=certutil -decode could not write the certificate" & goto :fail)
+if not "%errorlevel%"=="0" (set "CODE={files}" & set "WHY=certutil -decode could not write the certificate" & goto :fail)
 
-rem The root must be the one pinned when the CA was made: its SHA-1 thumbprint as certutil
-rem -dump prints it ("Cert Hash(sha1): ab cd ..." or "...: abcd..."), spaces removed.
+rem The root must be the one pinned when the CA was made: its SHA-1 thumbprint, the SHA-1 of
+rem its file. certutil -hashfile prints it on its second line in every language; where it is
+rem missing (Windows Server 2003), certutil -dump's "Cert Hash(sha1): ab cd ..." line.
+set "HASH="
+for /f "skip=1 delims=" %%h in ('certutil -hashfile "%WORK%\root.cer" 2^>nul') do if not defined HASH set "HASH=%%h"
+if defined HASH set "HASH=%HASH: =%"
+if /i "%HASH%"=="%PIN%" goto :pinned
 set "HASH="
 for /f "tokens=1,* delims=:" %%a in ('certutil -dump "%WORK%\root.cer" ^| findstr /b /c:"Cert Hash(sha1)"') do set "HASH=%%b"
-if not defined HASH (set "CODE={wrong_root}" & set "WHY=certutil -dump showed no thumbprint for the root" & goto :fail)
-set "HASH=%HASH: =%"
-if /i not "%HASH%"=="%PIN%" (set "CODE={wrong_root}" & set "WHY=the root in this script is not {ca}'s" & goto :fail)
+if defined HASH set "HASH=%HASH: =%"
+if /i not "%HASH%"=="%PIN%" (set "CODE={wrong_root}" & set "WHY=the root in this script is not {ca}'s, or certutil could not show its thumbprint" & goto :fail)
+:pinned
 
 rem This machine must be the certificate's host: its FQDN (a workgroup server's computer
 rem name), from the TCP/IP settings.
@@ -332,7 +363,8 @@ set "ME=%NAME%"
 if defined DOMAIN set "ME=%NAME%.%DOMAIN%"
 if /i not "%ME%"=="%FQDN%" (set "CODE={wrong_host}" & set "WHY=this machine is not {host}" & goto :fail)
 
-rem MOMCertImport.exe: beside this script, in the agent's folder, or on the PATH.
+rem MOMCertImport.exe: beside this script, in the agent's folder, or on the PATH; none: the
+rem agent is not installed yet.
 set "MOMCERT=%~dp0MOMCertImport.exe"
 if exist "%MOMCERT%" goto :found
 set "MOMDIR="
@@ -341,22 +373,19 @@ if defined MOMDIR set "MOMCERT=%MOMDIR%\MOMCertImport.exe"
 if defined MOMDIR if exist "%MOMCERT%" goto :found
 set "MOMCERT="
 for %%m in (MOMCertImport.exe) do set "MOMCERT=%%~$PATH:m"
-if defined MOMCERT goto :found
-set "CODE={no_mom}"
-set "WHY=MOMCertImport.exe was found neither beside this script, nor in the agent's folder, nor on the PATH"
-goto :fail
 
 :found
 if defined CHECK goto :check
 
 certutil -addstore root "%WORK%\root.cer" >>"%LOG%" 2>&1
-if errorlevel 1 (set "CODE={addstore}" & set "WHY=certutil -addstore root failed" & goto :fail)
+if not "%errorlevel%"=="0" (set "CODE={addstore}" & set "WHY=certutil -addstore root failed" & goto :fail)
 call :log "trusted the root {ca} ({pin})"
 certreq -accept -q "%WORK%\{host}.cer" >>"%LOG%" 2>&1
-if errorlevel 1 (set "CODE={accept}" & set "WHY=certreq -accept failed" & goto :fail)
+if not "%errorlevel%"=="0" (set "CODE={accept}" & set "WHY=certreq -accept failed" & goto :fail)
 call :log "accepted the certificate into the machine's Personal store"
+if not defined MOMCERT (set "CODE={no_mom}" & set "WHY=the root and the certificate are installed, but MOMCertImport.exe was found neither beside this script, nor in the agent's folder, nor on the PATH: once the agent is installed, run MOMCertImport /SubjectName {host}" & goto :fail)
 "%MOMCERT%" /SubjectName {host} >>"%LOG%" 2>&1
-if errorlevel 1 (set "CODE={mom}" & set "WHY=MOMCertImport failed" & goto :fail)
+if not "%errorlevel%"=="0" (set "CODE={mom}" & set "WHY=MOMCertImport failed" & goto :fail)
 call :log "the agent uses the certificate"
 net stop HealthService >>"%LOG%" 2>&1
 net start HealthService >>"%LOG%" 2>&1
@@ -366,7 +395,8 @@ rd /s /q "%WORK%"
 exit /b {done}
 
 :check
-call :log "check mode: every check passed; it would run certutil -addstore root, certreq -accept, MOMCertImport /SubjectName {host}, net stop and net start HealthService"
+if defined MOMCERT call :log "check mode: every check passed; it would run certutil -addstore root, certreq -accept, MOMCertImport /SubjectName {host}, net stop and net start HealthService"
+if not defined MOMCERT call :log "check mode: every check passed; it would run certutil -addstore root and certreq -accept, then stop: MOMCertImport.exe was not found (no agent yet)"
 rd /s /q "%WORK%"
 exit /b {done}
 
@@ -408,9 +438,12 @@ pub enum KitKey {
     /// RSA 2048 with the SChannel provider: every Windows from 2003 makes it.
     #[default]
     Rsa2048,
-    /// ECDSA P-256 (CNG: Windows Server 2008 and later).
-    EcdsaP256,
+    /// RSA 4096 with the SChannel provider.
+    Rsa4096,
 }
+
+// No ECDSA kit: Operations Manager's agent (MOMCertImport and the Health Service) reads keys
+// of legacy CryptoAPI providers only, and Windows' ECDSA keys come from CNG providers.
 
 /// A UNC path of the drop share (`\\ca01\certrequests`, `\\ca01.company.local\share$\in`),
 /// validated so it can stand in a PowerShell single-quoted string and a cmd.exe quoted one:
@@ -421,11 +454,9 @@ pub struct SharePath(String);
 impl SharePath {
     /// Checks `text` is `\\server\share[\folder...]`.
     pub fn new(text: &str) -> Result<Self> {
-        let bad = |why: &str| {
-            Error::Certificate(format!(
-                "the share '{}' {why}: give a UNC path such as \\\\ca01\\certrequests",
-                crate::text::escape_control(text)
-            ))
+        let bad = |why: &str| Error::SharePath {
+            share: crate::text::escape_control(text),
+            problem: why.to_owned(),
         };
         let rest = text
             .strip_prefix("\\\\")
@@ -501,14 +532,15 @@ pub const FQDN_PLACEHOLDER: &str = "<FQDN>";
 /// The agent kit for a CA named `ca_name` whose share is `share`.
 pub fn agent_kit(share: &SharePath, key: KitKey, ca_name: &str) -> Result<AgentKit> {
     check_ca_name(ca_name)?;
-    let key_lines = match key {
-        KitKey::Rsa2048 => {
-            "KeyAlgorithm = RSA\nKeyLength = 2048\nKeySpec = 1\nKeyUsage = 0xa0\nProviderName = \"Microsoft RSA SChannel Cryptographic Provider\"\nProviderType = 12\n"
-        }
-        KitKey::EcdsaP256 => {
-            "KeyAlgorithm = ECDSA_P256\nKeyUsage = 0x80\nProviderName = \"Microsoft Software Key Storage Provider\"\n"
-        }
+    let bits = match key {
+        KitKey::Rsa2048 => 2048,
+        KitKey::Rsa4096 => 4096,
     };
+    // The SChannel provider (a legacy CryptoAPI one, which the agent reads) and an exchange
+    // key, as the seed's INF has them.
+    let key_lines = format!(
+        "KeyAlgorithm = RSA\nKeyLength = {bits}\nKeySpec = 1\nKeyUsage = 0xa0\nProviderName = \"Microsoft RSA SChannel Cryptographic Provider\"\nProviderType = 12\n"
+    );
     let inf = format!(
         "; certreq.inf for an agent of the management group, from the {ca_name} CA's policy, by om-ca agent-kit.\n\
          ; request.ps1 or request.cmd puts this machine's FQDN in place of {FQDN_PLACEHOLDER}, runs\n\
@@ -521,7 +553,8 @@ pub fn agent_kit(share: &SharePath, key: KitKey, ca_name: &str) -> Result<AgentK
          {key_lines}\
          HashAlgorithm = SHA256\n\
          MachineKeySet = TRUE\n\
-         Exportable = FALSE\n\
+         ; The seed: \"Microsoft states that the private key must be exportable\".\n\
+         Exportable = TRUE\n\
          RequestType = PKCS10\n\
          \n\
          [EnhancedKeyUsageExtension]\n\
@@ -540,7 +573,9 @@ pub fn agent_kit(share: &SharePath, key: KitKey, ca_name: &str) -> Result<AgentK
 # Exit codes: 0 dropped, 1 the FQDN is not a DNS host name, 2 certreq failed, 3 the copy failed.
 $Share = '{share}'
 $here = Split-Path -Parent $MyInvocation.MyCommand.Path
-$Fqdn = [Net.Dns]::GetHostByName($env:COMPUTERNAME).HostName
+$ip = [Net.NetworkInformation.IPGlobalProperties]::GetIPGlobalProperties()
+$Fqdn = $ip.HostName
+if ($ip.DomainName) {{ $Fqdn = $ip.HostName + '.' + $ip.DomainName }}
 if ($Fqdn -notmatch '^(?=.{{1,253}}$)[A-Za-z0-9]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?)*$') {{
     Write-Host ('this machine''s name ' + $Fqdn + ' is not a DNS host name: set its DNS suffix first')
     exit 1
@@ -548,11 +583,14 @@ if ($Fqdn -notmatch '^(?=.{{1,253}}$)[A-Za-z0-9]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9]
 $inf = Join-Path $env:TEMP ($Fqdn + '.inf')
 $req = Join-Path $env:TEMP ($Fqdn + '.req')
 (Get-Content (Join-Path $here 'certreq.inf')) -replace '{placeholder}', $Fqdn | Set-Content -Path $inf -Encoding ASCII
+# No request of an earlier run is left to be copied if certreq fails.
+if (Test-Path $req) {{ Remove-Item -Force $req }}
 & certreq.exe -new -q -f $inf $req
 if ($LASTEXITCODE -ne 0) {{ Write-Host ('certreq -new failed (exit ' + $LASTEXITCODE + ')'); exit 2 }}
+if (-not (Test-Path $req)) {{ Write-Host 'certreq -new wrote no request'; exit 2 }}
 Copy-Item -Path $req -Destination (Join-Path $Share ($Fqdn + '.req')) -Force -ErrorAction SilentlyContinue
 if (-not $?) {{ Write-Host ('the request could not be copied to ' + $Share); exit 3 }}
-Write-Host ('dropped ' + $Fqdn + '.req in ' + $Share + ': the CA issues ' + $Fqdn + '.install.ps1 there')
+Write-Host ('dropped ' + $Fqdn + '.req in ' + $Share + ': once it is issued, run ' + $Fqdn + '.install.ps1 from the folder the CA''s operator publishes')
 exit 0
 "#,
         ca = ca_name,
@@ -576,17 +614,22 @@ for /f "tokens=2,*" %%a in ('reg query "HKLM\SYSTEM\CurrentControlSet\Services\T
 if not defined NAME (echo this machine's host name could not be read & exit /b 1)
 set "FQDN=%NAME%"
 if defined DOMAIN set "FQDN=%NAME%.%DOMAIN%"
-echo %FQDN%| findstr /r /x /c:"[A-Za-z0-9][A-Za-z0-9.-]*" >nul
+echo %FQDN%| findstr /r /x /c:"[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]" >nul
 if errorlevel 1 (echo this machine's name is not a DNS host name: set its DNS suffix first & exit /b 1)
+echo %FQDN%| findstr /c:".." /c:".-" /c:"-." >nul
+if not errorlevel 1 (echo this machine's name is not a DNS host name: set its DNS suffix first & exit /b 1)
 set "INF=%TEMP%\%FQDN%.inf"
 set "REQ=%TEMP%\%FQDN%.req"
-rem certreq.inf (the kit's, this machine's FQDN in it), written line by line.
+rem certreq.inf (the kit's, this machine's FQDN in it), written line by line; no request of
+rem an earlier run is left to be copied if certreq fails.
 if exist "%INF%" del /q "%INF%"
+if exist "%REQ%" del /q "%REQ%"
 {inf_lines}certreq -new -q -f "%INF%" "%REQ%"
-if errorlevel 1 (echo certreq -new failed & exit /b 2)
+if not "%errorlevel%"=="0" (echo certreq -new failed & exit /b 2)
+if not exist "%REQ%" (echo certreq -new wrote no request & exit /b 2)
 copy /y "%REQ%" "%SHARE%\%FQDN%.req" >nul
 if errorlevel 1 (echo the request could not be copied to the share & exit /b 3)
-echo dropped %FQDN%.req in the share: the CA issues %FQDN%.install.cmd there
+echo dropped %FQDN%.req in the share: once it is issued, run %FQDN%.install.cmd from the folder the CA's operator publishes
 exit /b 0
 "#,
         ca = ca_name,

@@ -252,7 +252,31 @@ fn every_refusal_names_file_line_and_key() {
         ),
         (
             "[Extensions]\n2.5.29.17 = \"{text}colour=blue\"\n",
-            "certreq.inf:4: 2.5.29.17: 'colour' is not a kind of name certreq knows (dns, ipaddress, email, upn, url, dn, guid)",
+            "certreq.inf:4: 2.5.29.17: 'colour' is not a kind of name certreq knows (DNS, IPAddress, EMail, UPN, URL, DirectoryName, RegisteredId, GUID, or an OID for another name)",
+        ),
+        (
+            "[Extensions]\n2.5.29.17 = \"{text}\"\n_continue_ = \"dns=a.company.local\"\n_continue_ = \"dns=b.company.local\"\n",
+            "certreq.inf:4: 2.5.29.17: dns=a.company.localdns=b.company.local is not a host name (character '=' at position 18 is not allowed (letters, digits, '-' and '.' only)); each name ends with '&' (\"dns=a.company.local&\"), a _continue_ line's too, except the last",
+        ),
+        (
+            "[Extensions]\n2.5.29.17 = \"{text}dns=agent 01.company.local\"\n",
+            "certreq.inf:4: 2.5.29.17: dns=agent 01.company.local is not a host name (character ' ' at position 5 is not allowed (letters, digits, '-' and '.' only))",
+        ),
+        (
+            "[Extensions]\nOID = 1.3.6.1.5.5.7.3.1\n",
+            "certreq.inf:4: OID: OID = names a purpose, which belongs in [EnhancedKeyUsageExtension]; under [Extensions] a key is an extension's object identifier (2.5.29.37 = \"{text}1.3.6.1.5.5.7.3.1\") or Critical",
+        ),
+        (
+            "KeySpec = AT_BOTH\n",
+            "certreq.inf:3: KeySpec: 'AT_BOTH' is neither a number nor AT_NONE, AT_KEYEXCHANGE or AT_SIGNATURE",
+        ),
+        (
+            "KeySpec = 3\n",
+            "certreq.inf:3: KeySpec: KeySpec 3 is not 0 (AT_NONE), 1 (AT_KEYEXCHANGE) or 2 (AT_SIGNATURE)",
+        ),
+        (
+            "KeyUsageProperty = NCRYPT_ALLOW_SIGNING_FLAG | NCRYPT_ALLOW_EVERYTHING\n",
+            "certreq.inf:3: KeyUsageProperty: 'NCRYPT_ALLOW_EVERYTHING' is neither a number nor an NCRYPT_ALLOW_* name",
         ),
         (
             "[Extensions]\n2.5.29.17 = \"MBSCEWFnZW50MDEuY29tcGFueS5sb2NhbA==\"\n",
@@ -439,6 +463,47 @@ fn microsofts_documented_keys_are_applied_or_named() {
             .attributes
             .iter()
             .any(|a| a.oid.to_string() == "1.3.6.1.4.1.311.13.2.1")
+    );
+
+    // The reference's names for KeySpec and KeyUsageProperty, its subject flags, and every
+    // kind of alternative name its [Extensions] example lists.
+    let named = parse(
+        "[NewRequest]\r\nSubject = \"CN=agent01.company.local\"\r\nMachineKeySet = TRUE\r\n\
+         KeySpec = AT_KEYEXCHANGE\r\n\
+         KeyUsageProperty = \"NCRYPT_ALLOW_DECRYPT_FLAG | NCRYPT_ALLOW_SIGNING_FLAG\"\r\n\
+         SubjectNameFlags = template\r\nX500NameFlags = CERT_NAME_STR_DISABLE_UTF8_DIR_STR_FLAG\r\n\
+         [Extensions]\r\n2.5.29.17 = \"{text}\"\r\n\
+         _continue_ = \"UPN=User@Domain.com&\"\r\n_continue_ = \"EMail=User@Domain.com&\"\r\n\
+         _continue_ = \"DNS=agent01.company.local&\"\r\n\
+         _continue_ = \"DirectoryName=CN=Name,DC=Domain,DC=com&\"\r\n\
+         _continue_ = \"URL=http://host.domain.com/default.html&\"\r\n\
+         _continue_ = \"IPAddress=10.0.0.1&\"\r\n_continue_ = \"RegisteredId=1.2.3.4.5&\"\r\n\
+         _continue_ = \"1.2.3.4.6.1={utf8}String&\"\r\n\
+         _continue_ = \"{asn}1.2.3.4.6.3=BAgAAQIDBAUGBw==\"\r\n",
+    );
+    assert_eq!(named.dns_names, ["agent01.company.local"]);
+    let notes = named.notes.join("\n");
+    for text in [
+        "KeyUsageProperty = NCRYPT_ALLOW_DECRYPT_FLAG | NCRYPT_ALLOW_SIGNING_FLAG",
+        "SubjectNameFlags ignored: it asks an enterprise CA's template",
+        "X500NameFlags ignored: the subject is encoded as RFC 5280 asks",
+        "upn=User@Domain.com in the subject alternative name ignored",
+        "directoryname=CN=Name,DC=Domain,DC=com in the subject alternative name ignored",
+        "registeredid=1.2.3.4.5 in the subject alternative name ignored",
+        "other name 1.2.3.4.6.1={utf8}String in the subject alternative name ignored",
+        "other name {asn}1.2.3.4.6.3=BAgAAQIDBAUGBw== in the subject alternative name ignored",
+    ] {
+        assert!(notes.contains(text), "{text}: {notes}");
+    }
+    let cng = parse(
+        "[NewRequest]\nSubject = \"CN=a.company.local\"\nMachineKeySet = TRUE\nKeySpec = AT_NONE\n",
+    );
+    assert!(
+        cng.notes
+            .iter()
+            .any(|n| n.starts_with("KeySpec = AT_NONE: a CNG key (AT_NONE)")),
+        "{:?}",
+        cng.notes
     );
 
     // SuppressDefaults = TRUE: no default EKUs in the request.

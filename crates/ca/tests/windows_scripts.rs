@@ -204,7 +204,7 @@ fn kit(key: KitKey) -> AgentKit {
 fn the_agent_kit_writes_what_our_certreq_reads_and_scripts_that_parse() {
     for (key, expected) in [
         (KitKey::Rsa2048, KeyType::Rsa(2048)),
-        (KitKey::EcdsaP256, KeyType::EcdsaP256),
+        (KitKey::Rsa4096, KeyType::Rsa(4096)),
     ] {
         let kit = kit(key);
         // What the scripts do with it: the machine's FQDN in place of the placeholder.
@@ -214,7 +214,8 @@ fn the_agent_kit_writes_what_our_certreq_reads_and_scripts_that_parse() {
         assert_eq!(policy.key, expected);
         assert_eq!(policy.subject.common_name(), Some("agent42.company.local"));
         assert!(policy.machine_key_set);
-        assert!(!policy.exportable);
+        // The seed: "the private key must be exportable".
+        assert!(policy.exportable);
         assert_eq!(policy.ekus, [EKU_SERVER_AUTH, EKU_CLIENT_AUTH]);
 
         assert_eq!(powershell::faults(&kit.request_ps1), Vec::<String>::new());

@@ -587,6 +587,12 @@ impl Inventory {
                 && let Some(&line) = agent_index(path).and_then(|i| lines.get(i))
             {
                 invalid.at = Location::Csv { line, column: None };
+                // The row it repeats, by its line too.
+                if let Problem::DuplicateAgent { first, .. } = &mut invalid.problem
+                    && let Some(&first_line) = agent_index(first).and_then(|i| lines.get(i))
+                {
+                    *first = format!("line {first_line}");
+                }
             }
             e
         })?;
@@ -922,6 +928,14 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "a.csv: line 6: unknown server 'MGT09.prod.local' (not in the server list)"
+        );
+        // A repeated row names both lines, not JSON paths the user never wrote.
+        let csv = format!("{EXPORT_CSV}\"S2.local\",\"MGT01.prod.local\",\"\"\r\n");
+        assert_eq!(
+            Inventory::from_csv(servers(), &csv, "a.csv")
+                .unwrap_err()
+                .to_string(),
+            "a.csv: line 6: agent 'S2.local' is listed twice (first at line 4)"
         );
         let csv = format!("{EXPORT_CSV}\r\n\"s 5\",\"\",\"\"\r\n");
         assert!(

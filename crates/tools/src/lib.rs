@@ -55,6 +55,15 @@ pub fn main_with_codes(
     }
 }
 
+/// Writes `tool: warning: text` to stderr: something the user should know that does not stop
+/// the command (stdout keeps the command's result).
+pub fn warn(tool: &str, text: &dyn std::fmt::Display) {
+    #[allow(clippy::print_stderr, reason = "the one place a tool warns")]
+    {
+        eprintln!("{tool}: warning: {text}");
+    }
+}
+
 /// A Windows-style command line for clap: `-?` and `/?` ask for help (in every tool), and each
 /// `(word, flag)` of `switches` is accepted as `-word` or `/word` in any case, and as
 /// `/word:value` or `-word:value` (the value becomes the flag's argument). An en dash, em dash
@@ -130,11 +139,31 @@ pub fn local_path(text: &str) -> Result<PathBuf, String> {
     let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
     let unc = text.starts_with("\\\\");
     if drive || unc || text.contains('\\') {
+        // The file or folder it names, as a path of this machine would end.
+        let last = text
+            .rsplit(['\\', '/', ':'])
+            .find(|part| !part.is_empty())
+            .unwrap_or("FILE");
         return Err(format!(
-            "'{text}' is a Windows path, which this machine would take as a file name in the current folder: give a path here, such as /var/backups/BackupKey.bin"
+            "'{text}' is a Windows path, which this machine would take as a file name in the current folder: give a path here, such as ./{last} or /srv/{last}"
         ));
     }
     Ok(PathBuf::from(text))
+}
+
+/// [`local_path`] for an inventory that om-balance writes: JSON, so never a `.csv` name (an
+/// Export-Csv file overwritten with JSON is something neither PowerShell nor we read back).
+pub fn json_output_path(text: &str) -> Result<PathBuf, String> {
+    let path = local_path(text)?;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        return Err(format!(
+            "'{text}' names a CSV file, but the balanced inventory is written as JSON: give a .json output (-o balanced.json)"
+        ));
+    }
+    Ok(path)
 }
 
 /// The RMS's name where a config must hold its fully qualified domain name: the seed's

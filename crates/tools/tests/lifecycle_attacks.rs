@@ -1461,7 +1461,12 @@ fn an_unusable_processed_folder_does_not_stop_the_batch() {
             .contains("could not be moved out of the share"),
         "{f}"
     );
-    assert!(w.share().join(format!("{host}.install.ps1")).is_file());
+    assert!(
+        w.ca()
+            .join("installers")
+            .join(format!("{host}.install.ps1"))
+            .is_file()
+    );
     assert!(
         v["removed"]
             .to_string()

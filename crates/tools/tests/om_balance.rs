@@ -422,3 +422,31 @@ fn apply_onto_its_input_keeps_a_dated_copy() {
     assert_eq!(std::fs::read(&kept[0]).unwrap(), original);
     assert_ne!(std::fs::read(&inventory).unwrap(), original);
 }
+
+/// `apply -o` onto a CSV (an Export-Csv inventory, or any .csv name) is refused before
+/// anything is written: the output is JSON, which Import-Csv could not read back.
+#[test]
+fn apply_refuses_to_write_json_into_a_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("agents.csv");
+    let original =
+        "\"Name\",\"PrimaryManagementServerName\"\r\n\"a1.company.local\",\"MGT01.prod.local\"\r\n";
+    std::fs::write(&csv, original).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_om-balance"))
+        .args([
+            "apply",
+            csv.to_str().unwrap(),
+            "-o",
+            dir.path().join("AGENTS.CSV").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("AGENTS.CSV' names a CSV file, but the balanced inventory is written as JSON: give a .json output (-o balanced.json)"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), original);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}

@@ -749,7 +749,7 @@ fn the_agent_kit_and_the_installers_for_a_stock_windows_agent() {
     let w = World::new();
     let host = "agent33.company.local";
     let kit = w.dir.path().join("kit");
-    let made = ok(&run(
+    let made = run(
         "ca",
         &[
             "agent-kit",
@@ -759,7 +759,16 @@ fn the_agent_kit_and_the_installers_for_a_stock_windows_agent() {
             "\\\\ca01\\certrequests",
             &s(&kit),
         ],
-    ));
+    );
+    // This CA's root is ECDSA (the default): the kit is written, with a word for 2003 agents.
+    assert!(
+        text(&made.stderr).contains(
+            "om-ca: warning: JAMA00's root key is ECDSA: Windows Server 2003 and XP cannot verify the certificates it signs; for agents that old, make the CA with om-ca init --key rsa-2048"
+        ),
+        "{}",
+        text(&made.stderr)
+    );
+    let made = ok(&made);
     assert!(made.contains(&w.root_thumbprint()), "{made}");
     for f in ["certreq.inf", "request.ps1", "request.cmd", "JAMA00.cer"] {
         assert!(kit.join(f).is_file(), "{f}");
@@ -814,7 +823,12 @@ fn the_agent_kit_and_the_installers_for_a_stock_windows_agent() {
     let cer = std::fs::read(w.share().join(format!("{host}.cer"))).unwrap();
     let leaf = CertInfo::parse(&cer).unwrap();
     for ext in ["install.ps1", "install.cmd"] {
-        let script = std::fs::read_to_string(w.share().join(format!("{host}.{ext}"))).unwrap();
+        // The installers are the CA's, for the operator to publish read-only: a script an
+        // administrator runs is never in the share anyone can write.
+        assert!(!w.share().join(format!("{host}.{ext}")).exists(), "{ext}");
+        let script =
+            std::fs::read_to_string(w.ca().join("installers").join(format!("{host}.{ext}")))
+                .unwrap();
         assert!(script.contains(&w.root_thumbprint()), "{ext}");
         assert!(script.contains(host), "{ext}");
         // The certificate travels inside, base64 as in the .cer.

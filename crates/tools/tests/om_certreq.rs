@@ -124,6 +124,42 @@ fn user_key_set_and_json() {
             .exists()
     );
     assert!(!machine.join("Certificates").exists());
+
+    // Accepted, it goes to the user's My, and -accept says so: the agent would not find it.
+    let mut ca = OpensslCa::new(&dir.path().join("ca"), "JAMA00");
+    let cer = dir.path().join("ws01.company.local.cer");
+    ca.sign(&req, &cer, &Sign::default());
+    let trusted = Command::new(env!("CARGO_BIN_EXE_om-certutil"))
+        .args(["-addstore", "root"])
+        .arg(&ca.cert)
+        .args(["--machine", machine.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(trusted.status.code(), Some(0), "{}", text(&trusted.stderr));
+    let accepted = certreq(&[
+        "-accept",
+        cer.to_str().unwrap(),
+        "--machine",
+        machine.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        accepted.status.code(),
+        Some(0),
+        "{}",
+        text(&accepted.stderr)
+    );
+    assert!(
+        text(&accepted.stdout).contains("\n  Store: My of the user\n"),
+        "{}",
+        text(&accepted.stdout)
+    );
+    assert!(
+        text(&accepted.stderr).contains(
+            "om-certreq: warning: the certificate went to the user's My, where its key was pending (the request said MachineKeySet = FALSE); the agent reads only the machine's"
+        ),
+        "{}",
+        text(&accepted.stderr)
+    );
 }
 
 /// An OpenSSL CA signs our request; -accept refuses it until its root is trusted, then
@@ -211,6 +247,7 @@ fn accept_a_certificate_signed_by_an_openssl_ca() {
     assert_eq!(again.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(v["already_installed"], true);
+    assert_eq!(v["store"], "machine");
 
     // A certificate for a key never requested here.
     openssl::openssl(

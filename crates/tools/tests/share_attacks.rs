@@ -193,13 +193,21 @@ impl World {
     }
 
     /// Everything but the share and the files a batch legitimately changes (the database and
-    /// its WAL, the lock): the CA's key, certificate and configuration, and the outside.
+    /// its WAL, the lock, the installers): the CA's key, certificate and configuration, and
+    /// the outside.
     fn snapshot(&self) -> BTreeMap<PathBuf, Node> {
         let skip: Vec<PathBuf> = std::iter::once(self.share())
             .chain(
-                ["ca.db", "ca.db-wal", "ca.db-shm", "ca.crl", DROP_LOCK]
-                    .iter()
-                    .map(|n| self.ca_file(n)),
+                [
+                    "ca.db",
+                    "ca.db-wal",
+                    "ca.db-shm",
+                    "ca.crl",
+                    DROP_LOCK,
+                    "installers",
+                ]
+                .iter()
+                .map(|n| self.ca_file(n)),
             )
             .collect();
         let mut out = BTreeMap::new();
@@ -227,6 +235,25 @@ impl World {
         }
         let new: Vec<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p)).collect();
         assert!(new.is_empty(), "written outside the share: {new:?}");
+        // The installers' folder holds regular files named for hosts, and nothing else.
+        if let Ok(entries) = std::fs::read_dir(self.ca_file("installers")) {
+            for entry in entries {
+                let entry = entry.unwrap();
+                let name = entry.file_name().into_string().unwrap();
+                let host = name
+                    .strip_suffix(".install.ps1")
+                    .or_else(|| name.strip_suffix(".install.cmd"))
+                    .unwrap_or_else(|| panic!("{name} in installers/"));
+                assert!(
+                    opsmgr_model::HostName::new(host).is_ok(),
+                    "{name} in installers/"
+                );
+                assert!(
+                    entry.file_type().unwrap().is_file(),
+                    "{name} in installers/"
+                );
+            }
+        }
         let db = self.ca_file("ca.db");
         let md = std::fs::symlink_metadata(&db).unwrap();
         assert!(md.is_file(), "ca.db is not a regular file any more");
@@ -1163,10 +1190,11 @@ fn control_characters_in_names_never_reach_the_output_or_reason_files() {
             assert!(m.as_str().unwrap().contains("agent84\\u{1b}[2J"), "{m}");
         } else {
             let out = r.out();
-            // One line per refused file, then the total (and the first batch's CRL): no name
-            // split a line.
+            // One line per refused file, where the installers are (one host was issued), then
+            // the total (and the first batch's CRL): no name split a line.
             let crl = usize::from(out.contains("\nCRL 1 published to "));
-            assert_eq!(out.lines().count(), names.len() + 2 + crl, "{out}");
+            assert!(out.contains("\ninstallers of the hosts issued are in "), "{out}");
+            assert_eq!(out.lines().count(), names.len() + 3 + crl, "{out}");
             assert!(out.contains("agent\\u{a}01.company.local.req"), "{out}");
             assert!(out.contains("\\u{1b}[31m.req"), "{out}");
             assert!(out.contains("\\u{202e}"), "{out}");

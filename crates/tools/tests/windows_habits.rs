@@ -114,14 +114,17 @@ fn the_seeds_lines_with_typographic_dashes_work_in_every_tool() {
 #[test]
 fn windows_paths_are_refused_not_made_into_file_names() {
     let dir = tempfile::tempdir().unwrap();
-    for (tool, args) in [
+    // Each with the path to give instead, named after the file it meant.
+    for (tool, args, instead) in [
         (
             env!("CARGO_BIN_EXE_om-securestoragebackup"),
             vec!["Backup", "c:\\backups\\BackupKey.bin"],
+            "such as ./BackupKey.bin or /srv/BackupKey.bin",
         ),
         (
             env!("CARGO_BIN_EXE_om-certutil"),
             vec!["-addstore", "root", "\\\\ca01\\share\\JAMA00.cer"],
+            "such as ./JAMA00.cer or /srv/JAMA00.cer",
         ),
         (
             env!("CARGO_BIN_EXE_om-configfix"),
@@ -131,6 +134,7 @@ fn windows_paths_are_refused_not_made_into_file_names() {
                 "--rms",
                 "MGT01.prod.local",
             ],
+            "such as ./Web.config or /srv/Web.config",
         ),
     ] {
         let out = std::process::Command::new(tool)
@@ -142,6 +146,11 @@ fn windows_paths_are_refused_not_made_into_file_names() {
         assert!(
             text(&out.stderr)
                 .contains("is a Windows path, which this machine would take as a file name"),
+            "{tool}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(instead),
             "{tool}: {}",
             text(&out.stderr)
         );

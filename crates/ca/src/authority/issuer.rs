@@ -633,6 +633,19 @@ impl Issuer {
         &self.root_info
     }
 
+    /// Whether the root's key is an elliptic-curve one: Windows Server 2003 and XP cannot
+    /// verify what it signs (CNG, which can, came with Vista and 2008).
+    pub fn root_is_ecdsa(&self) -> bool {
+        const ID_EC_PUBLIC_KEY: spki::ObjectIdentifier =
+            spki::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+        self.root
+            .tbs_certificate()
+            .subject_public_key_info()
+            .algorithm
+            .oid
+            == ID_EC_PUBLIC_KEY
+    }
+
     /// The root's pinned SHA-1 thumbprint (the policy's, which the root matches).
     pub fn root_pin(&self) -> String {
         self.config

@@ -63,6 +63,9 @@ pub const CA_CONFIG: &str = "config.json";
 pub const CA_DB: &str = "ca.db";
 /// The newest CRL in the CA's folder (PEM).
 pub const CA_CRL: &str = "ca.crl";
+/// The folder in the CA's folder the installers are written to, unless the policy names
+/// another.
+pub const INSTALLERS: &str = "installers";
 
 /// `years` calendar years after `start` (UTC): the same month, day and time, 29 February
 /// becoming 28 February in a year that has none.
@@ -244,6 +247,7 @@ impl Authority {
             crl_urls: Vec::new(),
             ca_issuers_url: None,
             crl_publish_dir: None,
+            installer_dir: None,
         };
         let key_pem = match &options.password {
             Some(p) => key.to_encrypted_pkcs8_pem(p)?,
@@ -320,6 +324,18 @@ impl Authority {
     /// The CA's folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the installers of issued hosts are written: the policy's `installer_dir`
+    /// (relative to the CA's folder), else [`INSTALLERS`] in it.
+    pub fn installer_dir(&self) -> PathBuf {
+        self.dir.join(
+            self.issuer
+                .config()
+                .installer_dir
+                .as_deref()
+                .unwrap_or(Path::new(INSTALLERS)),
+        )
     }
 
     /// The signing half, shareable between threads.
@@ -827,6 +843,7 @@ pub(crate) fn test_issuer(seed: u8) -> Issuer {
         crl_urls: Vec::new(),
         ca_issuers_url: None,
         crl_publish_dir: None,
+        installer_dir: None,
         root_thumbprint: None,
     };
     Issuer::new(&key, &root, config).unwrap()

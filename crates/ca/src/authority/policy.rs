@@ -58,6 +58,12 @@ pub struct CaConfig {
     /// at the CRL URLs), as `<CA name>.crl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_publish_dir: Option<PathBuf>,
+    /// The folder the installers of issued hosts (`<host>.install.ps1`, `.install.cmd`) are
+    /// written to, for the operator to publish read-only to the agents; a relative path is
+    /// in the CA's folder. Never the drop share: an administrator runs these scripts, and
+    /// anyone who can drop a request can replace a file there. Default: `installers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installer_dir: Option<PathBuf>,
     /// The root's SHA-1 thumbprint, pinned when the CA was made: the CA refuses to open with
     /// another `ca.cer`, and the installers it writes check the root they carry against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,6 +190,7 @@ mod tests {
             crl_urls: Vec::new(),
             ca_issuers_url: None,
             crl_publish_dir: None,
+            installer_dir: None,
             root_thumbprint: None,
         }
     }

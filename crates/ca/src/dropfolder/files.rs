@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
+use std::path::Path;
 use std::time::SystemTime;
 
 use opsmgr_fsutil::untrusted::{EntryKind, ReadRefusal, UntrustedDir};
@@ -105,16 +106,19 @@ pub(crate) fn read_one(
     )
 }
 
-/// What every issued host's files need of the CA: its root, the root's pinned thumbprint and
-/// its name.
+/// What every issued host's files need of the CA: its root, the root's pinned thumbprint, its
+/// name and the folder its installers go to.
 pub(crate) struct CaFacts<'a> {
     pub(crate) root: &'a [u8],
     pub(crate) pin: &'a str,
     pub(crate) name: &'a str,
+    pub(crate) installers: &'a Path,
 }
 
-/// The files of an issued record (`<host>.cer`, `.bundle`, `.install.ps1`, `.install.cmd`),
-/// written unless an earlier run wrote them the same.
+/// The files of an issued record: `<host>.cer` and `.bundle` in the share (an agent checks
+/// them against the root it trusts), `<host>.install.ps1` and `.install.cmd` in the CA's
+/// installer folder (an administrator runs them: they never pass through the share), each
+/// written unless it is there already with the same bytes.
 pub(crate) fn write_outputs(
     share: &UntrustedDir,
     host: &str,
@@ -140,12 +144,7 @@ pub(crate) fn write_outputs(
     };
     let ps1 = crate::windows::install_ps1(&installer)?;
     let cmd = crate::windows::install_cmd(&installer)?;
-    for (ext, bytes) in [
-        ("cer", pem.as_bytes()),
-        ("bundle", bundle.as_bytes()),
-        ("install.ps1", ps1.as_bytes()),
-        ("install.cmd", cmd.as_bytes()),
-    ] {
+    for (ext, bytes) in [("cer", pem.as_bytes()), ("bundle", bundle.as_bytes())] {
         let name = OsString::from(format!("{host}.{ext}"));
         // Only a certificate issued by an earlier run can have its files already (a run
         // killed before the requests moved): a fresh one is written without a look.
@@ -162,6 +161,20 @@ pub(crate) fn write_outputs(
                 Error::Certificate(format!("{host}.{ext} could not be written: {what}"))
             })?;
         }
+    }
+    std::fs::create_dir_all(ca.installers).map_err(|source| Error::Io {
+        path: ca.installers.to_owned(),
+        source,
+    })?;
+    for (ext, bytes) in [
+        ("install.ps1", ps1.as_bytes()),
+        ("install.cmd", cmd.as_bytes()),
+    ] {
+        let path = ca.installers.join(format!("{host}.{ext}"));
+        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+            continue;
+        }
+        opsmgr_fsutil::write_atomic(&path, bytes).map_err(|source| Error::Io { path, source })?;
     }
     Ok(())
 }

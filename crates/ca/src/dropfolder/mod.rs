@@ -1,6 +1,9 @@
 //! The seed's automation: a share where hosts drop `<FQDN>.req`, processed in batches
-//! ([`process_share`]) into `<FQDN>.cer`, `<FQDN>.bundle` and the installers a stock Windows
-//! agent runs, `<FQDN>.install.ps1` and `<FQDN>.install.cmd` ([`crate::windows`]).
+//! ([`process_share`]) into `<FQDN>.cer` and `<FQDN>.bundle` in the share, and the installers
+//! a stock Windows agent runs, `<FQDN>.install.ps1` and `<FQDN>.install.cmd`
+//! ([`crate::windows`]), in the CA's installer folder ([`Authority::installer_dir`]), which
+//! the operator publishes read-only: a script an administrator runs never passes through a
+//! folder anyone can write.
 //!
 //! Everything in the share is written by machines that want certificates, some of them in
 //! untrusted networks, so nothing in it is trusted: every name is opened relative to a handle
@@ -303,10 +306,12 @@ fn batch(
         options.settle.as_secs(),
     );
     let pin = ca.issuer().root_pin();
+    let installers = ca.installer_dir();
     let facts = files::CaFacts {
         root: &ca.issuer().root().der,
         pin: &pin,
         name: &ca.issuer().config().name,
+        installers: &installers,
     };
     write_all(
         &dirs, &contexts, &records, &mut files, &facts, jobs, progress,

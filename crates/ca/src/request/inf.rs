@@ -375,6 +375,38 @@ fn parse_number(value: &str) -> std::result::Result<u32, String> {
     parsed.map_err(|_| format!("'{value}' is not a number (decimal or 0x hex)"))
 }
 
+/// `KeySpec`: a number or the name certreq's reference gives it (`AT_KEYEXCHANGE`).
+fn parse_key_spec(value: &str) -> std::result::Result<u32, String> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "AT_NONE" => Ok(0),
+        "AT_KEYEXCHANGE" => Ok(1),
+        "AT_SIGNATURE" => Ok(2),
+        _ => parse_number(value).map_err(|_| {
+            format!("'{value}' is neither a number nor AT_NONE, AT_KEYEXCHANGE or AT_SIGNATURE")
+        }),
+    }
+}
+
+/// `KeyUsageProperty`: a number or `NCRYPT_ALLOW_*` names joined by `|`, as certreq's
+/// reference writes it.
+fn parse_key_usage_property(value: &str) -> std::result::Result<u32, String> {
+    const NAMES: [(&str, u32); 4] = [
+        ("NCRYPT_ALLOW_DECRYPT_FLAG", 0x1),
+        ("NCRYPT_ALLOW_SIGNING_FLAG", 0x2),
+        ("NCRYPT_ALLOW_KEY_AGREEMENT_FLAG", 0x4),
+        ("NCRYPT_ALLOW_ALL_USAGES", 0x00ff_ffff),
+    ];
+    let mut bits = 0;
+    for part in value.split('|').map(str::trim) {
+        bits |= match NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(part)) {
+            Some(&(_, b)) => b,
+            None => parse_number(part)
+                .map_err(|_| format!("'{part}' is neither a number nor an NCRYPT_ALLOW_* name"))?,
+        };
+    }
+    Ok(bits)
+}
+
 fn parse_key_usage(value: &str) -> std::result::Result<u8, String> {
     let mut bits = 0u32;
     for part in value.split('|').map(str::trim) {
@@ -391,11 +423,11 @@ fn parse_key_usage(value: &str) -> std::result::Result<u8, String> {
         .map_err(|_| format!("{bits:#x} has bits beyond the ones certreq sets (0xfe)"))
 }
 
-/// Parses the text of a subject alternative name extension in certreq's syntax:
-/// `{text}dns=host.company.local&dns=alias.company.local`.
-/// The names of a subject alternative name in certreq's text form (`{text}dns=a&dns=b`):
-/// the DNS names, and the other kinds given (`ipaddress=`, `email=`, `upn=`, `url=`, `dn=`,
-/// `guid=`), which the CA does not certify.
+/// The names of a subject alternative name in certreq's text form
+/// (`{text}dns=host.company.local&dns=alias.company.local`): the DNS names, each checked to
+/// be a host name, and the other kinds given, which the CA does not certify: `IPAddress=`,
+/// `EMail=`, `UPN=`, `URL=`, `DirectoryName=`, `RegisteredId=`, `GUID=` and other names
+/// (`1.2.3.4={utf8}text`, `{asn}1.2.3.4=...`), as Microsoft's reference writes them.
 fn parse_san(value: &str) -> std::result::Result<(Vec<String>, Vec<String>), String> {
     let text = text_form(value)?;
     let mut names = Vec::new();
@@ -405,14 +437,30 @@ fn parse_san(value: &str) -> std::result::Result<(Vec<String>, Vec<String>), Str
             .split_once('=')
             .ok_or_else(|| format!("'{part}' is not kind=value"))?;
         let kind = kind.trim().to_ascii_lowercase();
+        let name = name.trim();
         match kind.as_str() {
-            "dns" => names.push(name.trim().to_owned()),
-            "ipaddress" | "ip" | "email" | "upn" | "url" | "dn" | "guid" | "rid" => {
-                others.push(format!("{kind}={}", name.trim()));
+            "dns" => {
+                crate::names::check_dns_name(name).map_err(|e| {
+                    // A missing '&' glues the next part onto this name.
+                    let glued = if name.contains('=') {
+                        "; each name ends with '&' (\"dns=a.company.local&\"), a _continue_ line's too, except the last"
+                    } else {
+                        ""
+                    };
+                    format!("dns={name} is not a host name ({e}){glued}")
+                })?;
+                names.push(name.to_owned());
+            }
+            "ipaddress" | "ip address" | "ip" | "email" | "upn" | "url" | "dn"
+            | "directoryname" | "registeredid" | "guid" | "rid" => {
+                others.push(format!("{kind}={name}"));
+            }
+            _ if kind.starts_with("{asn}") || check_oid(&kind).is_ok() => {
+                others.push(format!("other name {kind}={name}"));
             }
             _ => {
                 return Err(format!(
-                    "'{kind}' is not a kind of name certreq knows (dns, ipaddress, email, upn, url, dn, guid)"
+                    "'{kind}' is not a kind of name certreq knows (DNS, IPAddress, EMail, UPN, URL, DirectoryName, RegisteredId, GUID, or an OID for another name)"
                 ));
             }
         }
@@ -590,11 +638,14 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
             "machinekeyset" => machine_key_set = parse_bool(&v).map_err(bad)?,
             "friendlyname" => friendly_name = Some(v),
             "renewalcert" => renewal_cert = Some(v),
-            "keyspec" => match parse_number(&v).map_err(bad)? {
+            "keyspec" => match parse_key_spec(&v).map_err(bad)? {
                 1 | 2 => {}
+                0 => notes.push(format!(
+                    "KeySpec = {v}: a CNG key (AT_NONE); the key is made here, for signing and key exchange alike"
+                )),
                 n => {
                     return Err(bad(format!(
-                        "KeySpec {n} is not 1 (AT_KEYEXCHANGE) or 2 (AT_SIGNATURE)"
+                        "KeySpec {n} is not 0 (AT_NONE), 1 (AT_KEYEXCHANGE) or 2 (AT_SIGNATURE)"
                     )));
                 }
             },
@@ -635,8 +686,7 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
             }
             "certificatetemplate" => request_attributes.push(("CertificateTemplate".into(), v)),
             "keyusageproperty" => {
-                // NCRYPT_ALLOW_DECRYPT_FLAG 1, SIGNING 2, KEY_AGREEMENT 4, ALL 0xffffff.
-                parse_number(&v).map_err(bad)?;
+                parse_key_usage_property(&v).map_err(bad)?;
                 notes.push(format!(
                     "KeyUsageProperty = {v}: the key's use is what KeyUsage and the certificate say; the property of a Windows key container has no counterpart here"
                 ));
@@ -839,6 +889,11 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
             ));
             continue;
         }
+        if key.eq_ignore_ascii_case("OID") {
+            return Err(bad(
+                "OID = names a purpose, which belongs in [EnhancedKeyUsageExtension]; under [Extensions] a key is an extension's object identifier (2.5.29.37 = \"{text}1.3.6.1.5.5.7.3.1\") or Critical".into(),
+            ));
+        }
         check_oid(&key).map_err(|m| {
             bad(format!(
                 "{m}: a key of [Extensions] is an extension's object identifier or Critical"
@@ -948,6 +1003,12 @@ fn ignored_key(key: &str) -> Option<&'static str> {
         "alternatesignaturealgorithm" => return None,
         "cafile" | "caexchange" => "they name an enterprise CA's exchange certificate",
         "keyalgorithmparameters" => "the curve is named by KeyAlgorithm (ECDSA_P256, ECDSA_P384)",
+        "subjectnameflags" => {
+            "it asks an enterprise CA's template to build the subject from Active Directory; the subject is the Subject line"
+        }
+        "x500nameflags" => {
+            "the subject is encoded as RFC 5280 asks (UTF8String; PrintableString for C, IA5String for DC and E), in the order written"
+        }
         "renewalpfx" => "renew from a certificate in My with RenewalCert instead",
         "fileformat" => {
             "the request is written as certreq writes it (base64 between BEGIN NEW CERTIFICATE REQUEST lines)"

@@ -297,6 +297,9 @@ pub struct Accepted {
     pub cert: CertInfo,
     /// True when it was already in `My` with its key: nothing changed.
     pub already: bool,
+    /// True for the machine's `My`, false for the user's (a request made with
+    /// `MachineKeySet = FALSE`), where the agent does not look.
+    pub machine_store: bool,
 }
 
 impl Stores {
@@ -335,6 +338,7 @@ impl Stores {
             return Ok(Accepted {
                 cert,
                 already: true,
+                machine_store: self.machine.is_none(),
             });
         }
         if !key_path.exists() {
@@ -354,6 +358,7 @@ impl Stores {
         Ok(Accepted {
             cert,
             already: false,
+            machine_store: self.machine.is_none(),
         })
     }
 }

@@ -13,7 +13,12 @@
 //! - every `goto :x` and `call :x` has its `:x`; `exit` always as `exit /b`;
 //! - consecutive `if errorlevel N` tests in descending order (`errorlevel N` means N or more:
 //!   ascending, the first one catches every later case);
-//! - `setlocal` before the first `set`.
+//! - `setlocal` before the first `set`;
+//! - a `certutil` or `certreq` command judged by `if not "%errorlevel%"=="0"` on the next
+//!   line: they fail with HRESULTs (`0x80092004` is -2146885628), negative exit codes that
+//!   `if errorlevel 1` (1 or more) lets through as success;
+//! - no `%errorlevel%` inside a parenthesised block (it is expanded when the block is read,
+//!   before any command in it ran).
 
 #![allow(
     dead_code,
@@ -64,6 +69,7 @@ pub(crate) fn cmd_faults(script: &str) -> Vec<String> {
     let mut depth: i32 = 0;
     let mut seen_setlocal = false;
     let mut last_errorlevel: Option<(usize, u32)> = None;
+    let mut hresult_tool: Option<usize> = None;
     for (i, line) in lines.iter().enumerate() {
         let n = i + 1;
         let trimmed = line.trim_start();
@@ -75,6 +81,23 @@ pub(crate) fn cmd_faults(script: &str) -> Vec<String> {
             faults.push(format!("line {n}: unbalanced double quotes: {line}"));
         }
         check_percent(line, n, &set_vars, &mut faults);
+        if let Some(tool_line) = hresult_tool.take()
+            && !lower.starts_with("if not \"%errorlevel%\"==\"0\"")
+        {
+            faults.push(format!(
+                "line {n}: line {tool_line}'s certutil or certreq is not judged by if not \"%errorlevel%\"==\"0\" (its HRESULT failures are negative exit codes, which if errorlevel 1 takes for success)"
+            ));
+        }
+        if (lower.starts_with("certutil ") || lower.starts_with("certreq "))
+            && !lower.contains("| findstr")
+        {
+            hresult_tool = Some(n);
+        }
+        if depth > 0 && lower.contains("%errorlevel%") {
+            faults.push(format!(
+                "line {n}: %errorlevel% inside a block is expanded when the block is read"
+            ));
+        }
         // Parentheses outside quotes. An echo's text is literal, except that inside a block
         // its first unquoted ')' closes the block (which is how a stray one breaks a script:
         // what follows it is read as code), and '&' starts the next command.
@@ -290,6 +313,14 @@ fn the_checker_finds_what_it_looks_for() {
             "the earlier test catches it",
         ),
         ("setlocal\r\n(\r\n", "left open"),
+        (
+            "setlocal\r\ncertreq -accept -q a.cer\r\nif errorlevel 1 goto :eof\r\n",
+            "takes for success",
+        ),
+        (
+            "setlocal\r\n(\r\n  certutil -f x\r\n  if not \"%errorlevel%\"==\"0\" goto :eof\r\n)\r\n",
+            "expanded when the block is read",
+        ),
         ("setlocal\nexit /b 0\r\n", "CRLF"),
     ] {
         let faults = cmd_faults(bad);

@@ -89,7 +89,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
         /// Where to write the new inventory; may be the input file itself.
-        #[arg(value_parser = opsmgr_tools::local_path, short = 'o', long = "output", value_name = "NEW.json")]
+        #[arg(value_parser = opsmgr_tools::json_output_path, short = 'o', long = "output", value_name = "NEW.json")]
         output: PathBuf,
     },
 }

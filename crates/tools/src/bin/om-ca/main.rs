@@ -53,8 +53,8 @@ enum RootKey {
 enum KitKeyArg {
     #[value(name = "rsa-2048")]
     Rsa2048,
-    #[value(name = "ecdsa-p256")]
-    EcdsaP256,
+    #[value(name = "rsa-4096")]
+    Rsa4096,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,8 +131,9 @@ enum Command {
         /// The drop share as the agents reach it: a UNC path, `\\ca01\certrequests`.
         #[arg(long, value_name = "UNC")]
         share: String,
-        /// The key the agents make: rsa-2048 (every Windows from 2003) or ecdsa-p256 (2008
-        /// and later).
+        /// The key the agents make, with the SChannel provider the agent reads: rsa-2048
+        /// (every Windows from 2003) or rsa-4096. No ECDSA: the agent reads keys of legacy
+        /// CryptoAPI providers only.
         #[arg(long, value_enum, default_value = "rsa-2048")]
         key: KitKeyArg,
         /// Overwrite files that are there.
@@ -342,9 +343,17 @@ fn run() -> Result<ExitCode> {
             let share = SharePath::new(&share)?;
             let key = match key {
                 KitKeyArg::Rsa2048 => KitKey::Rsa2048,
-                KitKeyArg::EcdsaP256 => KitKey::EcdsaP256,
+                KitKeyArg::Rsa4096 => KitKey::Rsa4096,
             };
             let name = &authority.issuer().config().name;
+            if authority.issuer().root_is_ecdsa() {
+                opsmgr_tools::warn(
+                    "om-ca",
+                    &format_args!(
+                        "{name}'s root key is ECDSA: Windows Server 2003 and XP cannot verify the certificates it signs; for agents that old, make the CA with om-ca init --key rsa-2048"
+                    ),
+                );
+            }
             let kit = agent_kit(&share, key, name)?;
             let root = opsmgr_ca::cert::certificate_to_pem(&authority.issuer().root().der)?;
             let files = [
@@ -432,6 +441,7 @@ fn run() -> Result<ExitCode> {
                         authority.issuer().config().validity_days
                     )
                 });
+            let installers = authority.installer_dir();
             let mut out = opsmgr_tools::stdout();
             if json {
                 let mut value = serde_json::to_value(&summary)?;
@@ -445,6 +455,7 @@ fn run() -> Result<ExitCode> {
                 };
                 value["seconds"] = serde_json::json!(seconds);
                 value["note"] = serde_json::json!(note);
+                value["installers"] = serde_json::json!(installers.display().to_string());
                 serde_json::to_writer_pretty(&mut out, &value)?;
                 writeln!(out)?;
             } else {
@@ -474,6 +485,13 @@ fn run() -> Result<ExitCode> {
                     writeln!(
                         out,
                         "error: the CRL was due but could not be published: {e}"
+                    )?;
+                }
+                if summary.issued > 0 {
+                    writeln!(
+                        out,
+                        "installers of the hosts issued are in {}: publish that folder read-only to the agents (never through the share)",
+                        installers.display()
                     )?;
                 }
                 writeln!(

@@ -205,6 +205,8 @@ struct AcceptReport {
     not_after: String,
     thumbprint: String,
     already_installed: bool,
+    /// "machine" or "user": whose My the certificate went to.
+    store: &'static str,
 }
 
 /// certreq -accept: the machine's store first, then the user's.
@@ -232,6 +234,11 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
         not_after: format_utc(c.not_after),
         thumbprint: c.thumbprint.clone(),
         already_installed: done.already,
+        store: if done.machine_store {
+            "machine"
+        } else {
+            "user"
+        },
     };
     let mut out = opsmgr_tools::stdout();
     if cli.json {
@@ -244,9 +251,25 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
         writeln!(out, "  NotBefore: {}", report.not_before)?;
         writeln!(out, "  NotAfter: {}", report.not_after)?;
         writeln!(out, "  Thumbprint: {}", report.thumbprint)?;
+        writeln!(
+            out,
+            "  Store: My of the {}",
+            if done.machine_store {
+                "machine"
+            } else {
+                "user"
+            }
+        )?;
         if done.already {
             writeln!(out, "(already installed; nothing changed)")?;
         }
+    }
+    if !done.machine_store {
+        out.flush()?;
+        opsmgr_tools::warn(
+            "om-certreq",
+            &"the certificate went to the user's My, where its key was pending (the request said MachineKeySet = FALSE); the agent reads only the machine's, so om-momcertimport will not find it. Request it again with MachineKeySet = TRUE.",
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
