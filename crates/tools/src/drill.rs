@@ -195,7 +195,16 @@ impl Scenario {
             agents: Vec::new(),
         };
         let mut group = Group::create(&self.group_dir(), inventory)?;
-        let store = jobs::create_key(&self.machine(RMS), SystemTime::now(), &mut OsRandom)?;
+        let rms = self.machine(RMS);
+        let store = jobs::create_group_key(
+            &jobs::GroupMachine {
+                group: &self.group_dir(),
+                machine: &rms,
+                host: None,
+            },
+            SystemTime::now(),
+            &mut OsRandom,
+        )?;
         for (name, secret) in RUNAS {
             group.add_secret(&store, name, secret.as_bytes(), &mut OsRandom)?;
         }
@@ -386,7 +395,13 @@ impl Drill<'_> {
         // `om-securestoragebackup --machine MGT01 Restore backup/BackupKey.bin`.
         let mgt01 = self.w.machine(NEW_RMS);
         let opened = jobs::open_backup(&backup, &[BACKUP_PASSWORD], &ReadPolicy::DEFAULT)?;
-        jobs::restore(&mgt01, &opened, false, SystemTime::now())?;
+        jobs::restore(
+            &mgt01,
+            &opened,
+            Some(&self.w.group_dir()),
+            false,
+            SystemTime::now(),
+        )?;
 
         // `om-msconfigtool PromoteRMS /DeleteExistingRMS:true --group group --machine MGT01
         // --reporting ... --webconsole ... --yes`.
@@ -403,7 +418,7 @@ impl Drill<'_> {
             },
             SystemTime::now(),
         )?;
-        jobs::promote(plan, SystemTime::now())?;
+        jobs::promote(plan, SystemTime::now(), &mut OsRandom)?;
 
         // What the promotion's report tells the operator to run.
         self.w.balance()

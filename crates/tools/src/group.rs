@@ -2,32 +2,173 @@
 //! the Run As account secrets sealed with the group's encryption key. It joins two libraries
 //! (model and securestorage), so it lives with the tools.
 //!
-//! Layout: `inventory.json`, `runas.json` (`{"secrets": [{"name", "sealed"}]}`, the sealed
-//! blobs in hex), and `history/<UTC stamp>/` with copies taken before an irreversible change.
+//! Layout: `inventory.json`, `runas.json` (`{"secrets": [{"name", "account", "sealed"}]}`,
+//! the sealed blobs in hex), `keycheck.bin` (the key check record: which key is the group's,
+//! whatever secrets there are), `group.lock` (held by every change of the secrets and the
+//! record), and `history/<UTC stamp>/` with copies taken before an irreversible change.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use opsmgr_model::{HostName, Inventory};
-use opsmgr_securestorage::{KeyStore, RandomSource, SealedFor};
+use opsmgr_securestorage::{KeyCheck, KeyId, KeyStore, RandomSource, SealedFor};
 use serde::{Deserialize, Serialize};
 
 /// The inventory's file in a group folder.
 pub const INVENTORY_FILE: &str = "inventory.json";
 /// The Run As secrets' file in a group folder.
 pub const RUNAS_FILE: &str = "runas.json";
+/// The key check record's file in a group folder.
+pub const KEYCHECK_FILE: &str = "keycheck.bin";
+/// The lock every change of the secrets or the record holds.
+pub const LOCK_FILE: &str = "group.lock";
 /// Where copies of the previous state are kept.
 pub const HISTORY_DIR: &str = "history";
+/// A key check record's size is fixed (FORMAT.md); a larger file is not one.
+const MAX_KEYCHECK_BYTES: u64 = 1024;
 
 /// One Run As account's secret, sealed with the group key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunAsSecret {
-    /// The Run As account's name.
+    /// The Run As account's name (as the Operations console lists it).
     pub name: String,
+    /// The Windows account it runs as (`DOMAIN\user` or `user@dns.domain`); absent for
+    /// secrets added before accounts were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The sealed secret, hex.
     pub sealed: String,
+}
+
+impl RunAsSecret {
+    /// The key the secret is sealed with, read from its header.
+    pub fn key_id(&self) -> Result<KeyId> {
+        let bytes = unhex(&self.sealed).with_context(|| format!("'{}': not hex", self.name))?;
+        Ok(KeyStore::sealed_key_id(&bytes)?)
+    }
+
+    /// What the sealed secret is bound to besides the group: the name, and the account when
+    /// one is recorded (so a blob copied to another entry, or an account edited in the file,
+    /// does not open).
+    fn binding(&self) -> Cow<'_, str> {
+        binding(&self.name, self.account.as_deref())
+    }
+}
+
+fn binding<'a>(name: &'a str, account: Option<&str>) -> Cow<'a, str> {
+    match account {
+        Some(account) => Cow::Owned(format!("{name}\n{account}")),
+        None => Cow::Borrowed(name),
+    }
+}
+
+/// Checks a Run As account's name as the tools take it: 1 to 128 characters, no control
+/// characters, no spaces at either end.
+pub fn check_runas_name(name: &str) -> Result<()> {
+    let chars = name.chars().count();
+    if !(1..=128).contains(&chars) {
+        bail!("the Run As account name '{name}' has {chars} characters; 1 to 128 are allowed");
+    }
+    if name.chars().any(char::is_control) || name.trim() != name {
+        bail!(
+            "the Run As account name {name:?} has control characters or spaces at an end; give it as the console shows it"
+        );
+    }
+    Ok(())
+}
+
+/// Checks a Windows account as Run As accounts name them: `DOMAIN\user` (a NetBIOS domain of
+/// up to 15 characters, or a DNS domain) or `user@dns.domain`; the user name at most 104
+/// characters, without `" / \ [ ] : ; | = , + * ? < > @` or control characters.
+pub fn check_account(account: &str) -> Result<()> {
+    let bad_user = |user: &str| {
+        user.is_empty()
+            || user.chars().count() > 104
+            || user
+                .chars()
+                .any(|c| c.is_control() || "\"/\\[]:;|=,+*?<>@".contains(c))
+    };
+    let ok = if let Some((domain, user)) = account.split_once('\\') {
+        let netbios = (1..=15).contains(&domain.len())
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let dns = domain.contains('.') && HostName::new(domain).is_ok();
+        (netbios || dns) && !bad_user(user)
+    } else if let Some((user, domain)) = account.rsplit_once('@') {
+        HostName::new(domain).is_ok() && domain.contains('.') && !bad_user(user)
+    } else {
+        false
+    };
+    if !ok {
+        bail!(
+            "the account {account:?} is not DOMAIN\\user or user@dns.domain (a user name of at most 104 characters, without \" / \\ [ ] : ; | = , + * ? < > @)"
+        );
+    }
+    Ok(())
+}
+
+/// What the group folder says of a key store: the key check record's verdict and the Run As
+/// secrets it opens. [`KeyVerdict::holds`] decides; an empty list of secrets is never
+/// evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVerdict {
+    /// What the key check record says, when the group has one.
+    pub record: Option<KeyCheck>,
+    /// How many Run As secrets the group has.
+    pub secrets: usize,
+    /// Those the store cannot open.
+    pub unopenable: Vec<String>,
+}
+
+impl KeyVerdict {
+    /// Whether the store holds the group's key as its current key: `Some(true)` when the
+    /// record opens with its current key (or, without a record, when there are secrets and
+    /// every one opens) and no secret fails; `Some(false)` when the evidence says not;
+    /// `None` when there is none (no record, no secrets).
+    pub fn holds(&self) -> Option<bool> {
+        match self.record {
+            Some(KeyCheck::Current) => Some(self.unopenable.is_empty()),
+            Some(KeyCheck::Older | KeyCheck::Absent) => Some(false),
+            None if self.secrets == 0 => None,
+            None => Some(self.unopenable.is_empty()),
+        }
+    }
+
+    /// Whether the store holds the group's key at all, current or older (the record opens,
+    /// or every secret does).
+    pub fn has_group_key(&self) -> Option<bool> {
+        match self.record {
+            Some(KeyCheck::Current | KeyCheck::Older) => Some(true),
+            Some(KeyCheck::Absent) => Some(false),
+            None if self.secrets == 0 => None,
+            None => Some(self.unopenable.is_empty()),
+        }
+    }
+
+    /// Why [`KeyVerdict::holds`] says what it says, in words.
+    pub fn reason(&self) -> String {
+        let secrets = match (self.secrets, self.unopenable.len()) {
+            (0, _) => "the group has no Run As secrets".to_owned(),
+            (n, 0) => format!("it opens all {n} Run As secret(s)"),
+            (n, k) => format!(
+                "it cannot open {k} of {n} Run As secret(s) ({})",
+                self.unopenable.join(", ")
+            ),
+        };
+        let record = match self.record {
+            None => "the group has no key check record",
+            Some(KeyCheck::Current) => "its current key is the one the key check record names",
+            Some(KeyCheck::Older) => {
+                "it holds the group's key, but a newer key made on this machine is its current one"
+            }
+            Some(KeyCheck::Absent) => "it does not hold the key the key check record names",
+        };
+        format!("{record}; {secrets}")
+    }
 }
 
 /// The group's Run As secrets.
@@ -136,12 +277,32 @@ impl Group {
         secret: &[u8],
         rng: &mut dyn RandomSource,
     ) -> Result<()> {
-        let sealed = store.seal_for(secret, self.owner(name), rng)?;
-        self.runas.secrets.push(RunAsSecret {
-            name: name.to_owned(),
-            sealed: hex(&sealed),
-        });
+        self.put_secret(store, name, None, secret, rng)?;
         self.save_runas()
+    }
+
+    /// Seals `secret` for Run As account `name` running as `account`, replacing the entry of
+    /// that name when there is one; the caller saves.
+    pub fn put_secret(
+        &mut self,
+        store: &KeyStore,
+        name: &str,
+        account: Option<&str>,
+        secret: &[u8],
+        rng: &mut dyn RandomSource,
+    ) -> Result<()> {
+        let owner = binding(name, account);
+        let sealed = store.seal_for(secret, self.owner(&owner), rng)?;
+        let entry = RunAsSecret {
+            name: name.to_owned(),
+            account: account.map(str::to_owned),
+            sealed: hex(&sealed),
+        };
+        match self.runas.secrets.iter_mut().find(|s| s.name == name) {
+            Some(there) => *there = entry,
+            None => self.runas.secrets.push(entry),
+        }
+        Ok(())
     }
 
     /// The names of the secrets `store` cannot open.
@@ -149,9 +310,7 @@ impl Group {
         self.runas
             .secrets
             .iter()
-            .filter(|s| {
-                unhex(&s.sealed).is_none_or(|b| store.open_for(&b, self.owner(&s.name)).is_err())
-            })
+            .filter(|s| self.open_entry(store, s).is_err())
             .map(|s| s.name.clone())
             .collect()
     }
@@ -164,17 +323,69 @@ impl Group {
             .iter()
             .find(|s| s.name == name)
             .with_context(|| format!("no Run As account named '{name}'"))?;
-        let bytes = unhex(&s.sealed).with_context(|| format!("'{name}': not hex"))?;
-        Ok(store.open_for(&bytes, self.owner(name))?)
+        self.open_entry(store, s)
     }
 
-    /// Whose a Run As secret is: this group's account `name`. Secrets sealed before they were
-    /// bound (sealed secret version 1) still open.
-    fn owner<'a>(&'a self, name: &'a str) -> SealedFor<'a> {
+    fn open_entry(&self, store: &KeyStore, s: &RunAsSecret) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let bytes = unhex(&s.sealed).with_context(|| format!("'{}': not hex", s.name))?;
+        Ok(store.open_for(&bytes, self.owner(&s.binding()))?)
+    }
+
+    /// Whose a Run As secret is: this group's account `binding` (see
+    /// [`RunAsSecret::binding`]). Secrets sealed before they were bound (sealed secret
+    /// version 1) still open.
+    fn owner<'a>(&'a self, binding: &'a str) -> SealedFor<'a> {
         SealedFor {
             management_group: &self.inventory.management_group,
-            account: name,
+            account: binding,
         }
+    }
+
+    /// Takes the group's lock (`group.lock`): every change of the secrets and the record
+    /// holds it, so two operators take turns. Released when dropped.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        let path = self.dir.join(LOCK_FILE);
+        opsmgr_fsutil::lock_exclusive(&path).with_context(|| format!("locking {}", path.display()))
+    }
+
+    /// The key check record, when the group has one (read bounded: it is 74 bytes).
+    pub fn key_record(&self) -> Result<Option<Vec<u8>>> {
+        let path = self.dir.join(KEYCHECK_FILE);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Ok(_) => {}
+        }
+        crate::read_bounded(&path, MAX_KEYCHECK_BYTES as usize)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Writes a new key check record from `store`'s current key (atomically): from now on
+    /// that key is the group's.
+    pub fn write_key_record(&self, store: &KeyStore, rng: &mut dyn RandomSource) -> Result<()> {
+        let record = store.key_check(&self.inventory.management_group, rng)?;
+        let path = self.dir.join(KEYCHECK_FILE);
+        opsmgr_fsutil::write_private(&path, &record)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// What the group says of `store`: the record's verdict (a record that does not open with
+    /// the key it names is an error naming the file) and the secrets it opens.
+    pub fn key_verdict(&self, store: &KeyStore) -> Result<KeyVerdict> {
+        let record = match self.key_record()? {
+            Some(bytes) => Some(
+                store
+                    .check_key(&bytes, &self.inventory.management_group)
+                    .with_context(|| self.dir.join(KEYCHECK_FILE).display().to_string())?,
+            ),
+            None => None,
+        };
+        Ok(KeyVerdict {
+            record,
+            secrets: self.runas.secrets.len(),
+            unopenable: self.unopenable(store),
+        })
     }
 
     /// Copies the current inventory and secrets to `history/<UTC stamp>/` before a change the
@@ -190,7 +401,7 @@ impl Group {
             n += 1;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for name in [INVENTORY_FILE, RUNAS_FILE] {
+        for name in [INVENTORY_FILE, RUNAS_FILE, KEYCHECK_FILE] {
             let from = self.dir.join(name);
             if from.exists() {
                 let bytes =

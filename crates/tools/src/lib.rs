@@ -404,6 +404,44 @@ pub fn read_password(
     }
 }
 
+/// A new password or secret: read from `source`, checked by `check` at once (at the prompt,
+/// before it is asked again to confirm, so a refused one is never typed twice), then
+/// confirmed at the prompt.
+pub fn read_new_password(
+    source: &PasswordSource,
+    prompt: &str,
+    check: impl Fn(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<Zeroizing<String>> {
+    let password = read_password(source, prompt, false)?;
+    check(&password)?;
+    if matches!(source, PasswordSource::Prompt) {
+        let again = Zeroizing::new(
+            rpassword::prompt_password("Confirm the password: ").context("reading the password")?,
+        );
+        if *again != *password {
+            bail!("the two passwords do not match; nothing was written");
+        }
+    }
+    Ok(password)
+}
+
+/// A line typed at the terminal after `prompt` (on stderr), without its line end; refused
+/// without a terminal.
+pub fn prompt_line(prompt: &str) -> anyhow::Result<String> {
+    if !io::stdin().is_terminal() {
+        bail!("no terminal to ask at");
+    }
+    let mut err = io::stderr().lock();
+    write!(err, "{prompt}")?;
+    err.flush()?;
+    let mut line = String::new();
+    io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the answer")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 /// A time as every message a person reads shows one: `2027-12-05 20:09 UTC`, from the Unix
 /// epoch to X.509's last second (9999-12-31 23:59): earlier or later times show as those.
 pub fn format_utc(time: SystemTime) -> String {

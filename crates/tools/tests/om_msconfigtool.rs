@@ -138,7 +138,7 @@ fn promote_rms_refuses_until_everything_is_in_place() {
             &["/DeleteExistingRMS:true", "--yes"],
             "",
         ),
-        "MGT01.prod.local does not hold the management group's encryption key: it cannot open 2 of 2 Run As secrets (SQL Action Account, Data Warehouse Write)",
+        "MGT01.prod.local does not hold the management group's encryption key (the group has no key check record; it cannot open 2 of 2 Run As secret(s) (SQL Action Account, Data Warehouse Write))",
     );
     s.give_key_of("RMS.prod.local", "MGT01.prod.local");
     // The group has an RMS: the switch is required.
@@ -337,10 +337,19 @@ fn new_key_lists_the_secrets_to_enter_again_and_deletes_nothing() {
         runas_before
     );
     assert!(keystore_path(&s.machine("MGT02.prod.local")).exists());
-    // On the machine that holds the key, NewKey is refused.
+    // On the machine that holds the key the secrets were sealed with, NewKey is refused.
     let rms = Setup::s(&s.machine("RMS.prod.local"));
     let again = tool(&["newkey", "--group", &g, "--machine", &rms], "");
-    refused(&again, "holds the group's key already");
+    refused(
+        &again,
+        "RMS.prod.local opens every Run As secret (2): it holds the key they were sealed with, so a new key is not needed",
+    );
+    // MGT02's new key is the group's now: NewKey there again is refused by the record alone.
+    let twice = tool(&["NewKey", "--group", &g, "--machine", &m], "");
+    refused(
+        &twice,
+        "MGT02.prod.local holds the group's key already (its current key is the one the key check record names",
+    );
     // Not a server of the group.
     let other = Setup::s(&s.machine("elsewhere.prod.local"));
     refused(

@@ -641,11 +641,108 @@ fn three_of_five_custodians_back_up_and_restore() {
     assert_eq!(v["recovery_fingerprint"], fingerprint.as_str());
     assert_eq!(v["holds_machine_key"], true);
 
-    // Rekey and Upgrade do not turn it into a single-password backup.
-    for verb in ["rekey", "upgrade"] {
-        let out = run(&mgt, &[verb, f, "--password-file", &pw[0]], None);
-        assert_eq!(out.status.code(), Some(2), "{verb}: {}", text(&out.stderr));
-        assert!(text(&out.stderr).contains("is a custody backup (any 3 of 5 custodians)"));
+    // Rekey does not turn it into a single-password backup; Upgrade finds nothing to do.
+    let out = run(&mgt, &["rekey", f, "--password-file", &pw[0]], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is a custody backup (any 3 of 5 custodians)"));
+    let out = run(&mgt, &["upgrade", f], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("is already format version 3 with the current parameters; unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Each password named by its custodian: one derivation each; one that is not theirs is
+    // named, and the count says who opened.
+    let named = run(
+        &mgt,
+        &[
+            "verify",
+            f,
+            "--json",
+            "--password-file",
+            &pw[3],
+            "--custodian",
+            "Dan",
+            "--password-file",
+            &pw[0],
+            "--custodian",
+            "Bob",
+            "--password-file",
+            &pw[2],
+            "--custodian",
+            "Carol",
+        ],
+        None,
+    );
+    assert_eq!(named.status.code(), Some(3), "{}", text(&named.stderr));
+    let err = text(&named.stderr);
+    assert!(
+        err.contains(&format!(
+            "--password-file {} (password 2) is not Bob's (3 key derivations in all)",
+            pw[0]
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("the backup needs 3 custodians' passwords; 2 opened (Carol, Dan)"),
+        "{err}"
+    );
+    let named = run(
+        &mgt,
+        &[
+            "verify",
+            f,
+            "--json",
+            "--password-file",
+            &pw[3],
+            "--custodian",
+            "Dan",
+            "--password-file",
+            &pw[1],
+            "--custodian",
+            "Bob",
+            "--password-file",
+            &pw[2],
+            "--custodian",
+            "Carol",
+        ],
+        None,
+    );
+    assert_eq!(named.status.code(), Some(0), "{}", text(&named.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&named.stdout).unwrap();
+    assert_eq!(v["derivations"], 3);
+    for (bad, why) in [
+        (
+            vec![
+                "verify",
+                f,
+                "--password-file",
+                &pw[3],
+                "--custodian",
+                "Mallory",
+            ],
+            "no custodian is labelled 'Mallory' in this backup (its custodians: Alice, Bob, Carol, Dan, Eve)",
+        ),
+        (
+            vec![
+                "verify",
+                f,
+                "--password-file",
+                &pw[3],
+                "--custodian",
+                "Dan",
+                "--custodian",
+                "Eve",
+            ],
+            "2 --custodian for 1 passwords",
+        ),
+    ] {
+        let out = run(&mgt, &bad, None);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
     }
     // Shapes and password counts refused before anything is written.
     let other = dir.path().join("other.omkb");
@@ -695,4 +792,301 @@ fn three_of_five_custodians_back_up_and_restore() {
     );
     assert_eq!(same.status.code(), Some(2));
     assert!(text(&same.stderr).contains("has the same password as an earlier custodian"));
+}
+
+/// The golden version 2 custody file (one salt for all custodians) upgraded to version 3 with
+/// every custodian's password, named in another order: each share sealed again under its own
+/// salt, the same keys inside; too few passwords, or one that is not its custodian's, leave
+/// the file as it was.
+#[test]
+fn upgrade_moves_a_version_2_custody_backup_to_version_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("MGT01");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../securestorage/tests/data");
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("backup-v2.json")).unwrap()).unwrap();
+    let file = dir.path().join("custody.omkb");
+    std::fs::copy(data.join("backup-v2.omkb"), &file).unwrap();
+    let original = std::fs::read(&file).unwrap();
+    let f = file.to_str().unwrap();
+    let labels: Vec<String> = golden["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect();
+    let pw: Vec<String> = golden["passwords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let path = dir.path().join(format!("pw{i}.txt"));
+            std::fs::write(&path, format!("{}\n", p.as_str().unwrap())).unwrap();
+            path.to_str().unwrap().to_owned()
+        })
+        .collect();
+
+    // Two of three: refused, unchanged.
+    let few = run(
+        &m,
+        &[
+            "upgrade",
+            f,
+            "--password-file",
+            &pw[0],
+            "--password-file",
+            &pw[1],
+        ],
+        None,
+    );
+    assert_eq!(few.status.code(), Some(2), "{}", text(&few.stderr));
+    assert!(
+        text(&few.stderr).contains("give all 3 custodians' passwords"),
+        "{}",
+        text(&few.stderr)
+    );
+    // The second custodian's password named as the first's: refused, naming it, unchanged.
+    let swapped = run(
+        &m,
+        &[
+            "upgrade",
+            f,
+            "--password-file",
+            &pw[1],
+            "--custodian",
+            &labels[0],
+            "--password-file",
+            &pw[0],
+            "--custodian",
+            &labels[1],
+            "--password-file",
+            &pw[2],
+            "--custodian",
+            &labels[2],
+        ],
+        None,
+    );
+    assert_eq!(swapped.status.code(), Some(3), "{}", text(&swapped.stderr));
+    assert!(
+        text(&swapped.stderr).contains(&format!(
+            "--password-file {} (password 1) did not open {}'s share; unchanged",
+            pw[1], labels[0]
+        )),
+        "{}",
+        text(&swapped.stderr)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), original);
+
+    // All three, named out of order.
+    let up = run(
+        &m,
+        &[
+            "upgrade",
+            f,
+            "--password-file",
+            &pw[2],
+            "--custodian",
+            &labels[2],
+            "--password-file",
+            &pw[0],
+            "--custodian",
+            &labels[0],
+            "--password-file",
+            &pw[1],
+            "--custodian",
+            &labels[1],
+        ],
+        None,
+    );
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up.stderr));
+    assert!(
+        text(&up.stdout).contains("from format version 2"),
+        "{}",
+        text(&up.stdout)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("custody.omkb.bak")).unwrap(),
+        original
+    );
+    let restore = run(
+        &m,
+        &[
+            "restore",
+            f,
+            "--password-file",
+            &pw[0],
+            "--password-file",
+            &pw[2],
+        ],
+        None,
+    );
+    assert_eq!(restore.status.code(), Some(0), "{}", text(&restore.stderr));
+    let verify = run(
+        &m,
+        &[
+            "verify",
+            f,
+            "--json",
+            "--password-file",
+            &pw[2],
+            "--password-file",
+            &pw[1],
+        ],
+        None,
+    );
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["version"], 3);
+    assert_eq!(v["threshold"], golden["threshold"]);
+    assert_eq!(v["custodians"], golden["labels"]);
+    assert_eq!(v["keys"], golden["keys"]);
+    assert_eq!(v["recovery_fingerprint"], golden["fingerprint"]);
+    assert_eq!(v["holds_machine_key"], true);
+}
+
+/// A terminal session driven as a person would: each answer is typed only once its prompt is
+/// on the screen (`script` gives the tool a pseudo-terminal, as rpassword needs).
+struct Terminal {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    screen: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl Terminal {
+    fn start(command: &str) -> Option<Self> {
+        let mut child = Command::new("script")
+            .args(["-qec", command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let input = child.stdin.take()?;
+        let mut output = child.stdout.take()?;
+        let (tx, screen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = output.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(Self {
+            child,
+            input,
+            screen,
+            seen: String::new(),
+        })
+    }
+
+    /// Waits until `text` is on the screen after what was already read, returns what came up
+    /// to and including it.
+    fn expect(&mut self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(at) = self.seen.find(text) {
+                let upto: String = self.seen.drain(..at + text.len()).collect();
+                return upto;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.screen.recv_timeout(left) {
+                Ok(bytes) => self.seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => panic!("'{text}' never appeared; the screen: {}", self.seen),
+            }
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.input
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+        self.input.flush().unwrap();
+    }
+}
+
+/// The custodians' prompt: who is typing is asked (the closed shares offered), a wrong
+/// password is named with whose it was not, the count is of those needed, and an unnamed
+/// password says what finding its custodian cost.
+#[test]
+fn custodians_at_the_prompt_say_who_they_are() {
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("util-linux's script is needed to give the tool a terminal");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (rms, mgt) = (dir.path().join("RMS"), dir.path().join("MGT01"));
+    let file = dir.path().join("c.omkb");
+    let f = file.to_str().unwrap();
+    let mut args = vec!["Backup", f, "--custodians", "3", "--threshold", "2"];
+    let pw: Vec<String> = ["Alice", "Bob", "Carol"]
+        .iter()
+        .map(|l| {
+            let p = dir.path().join(format!("{l}.txt"));
+            std::fs::write(&p, format!("{l}'s own passphrase\n")).unwrap();
+            p.to_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(run(&rms, &["createkey"], None).status.code(), Some(0));
+    for (l, p) in ["Alice", "Bob", "Carol"].iter().zip(&pw) {
+        args.extend(["--label", l, "--password-file", p]);
+    }
+    assert_eq!(run(&rms, &args, None).status.code(), Some(0));
+
+    let command = format!(
+        "{} --machine {} Restore {f}",
+        env!("CARGO_BIN_EXE_om-securestoragebackup"),
+        mgt.display()
+    );
+    let mut t = Terminal::start(&command).unwrap();
+    t.expect("Custodian typing now (Alice, Bob, Carol; 0 of the 2 needed have opened) [Enter: try every closed share]: ");
+    t.type_line("Mallory");
+    t.expect("no custodian is labelled 'Mallory'; the custodians: Alice, Bob, Carol");
+    t.expect("Custodian typing now (Alice, Bob, Carol; 0 of the 2 needed have opened)");
+    t.type_line("bob");
+    t.expect("Password of Bob: ");
+    t.type_line("Alice's own passphrase");
+    t.expect("that is not Bob's password; Bob may try again");
+    t.expect("Custodian typing now (Alice, Bob, Carol; 0 of the 2 needed have opened)");
+    t.type_line("Bob");
+    t.expect("Password of Bob: ");
+    t.type_line("Bob's own passphrase");
+    t.expect("Opened Bob's share (1 of the 2 needed).");
+    t.expect("Custodian typing now (Alice, Carol; 1 of the 2 needed have opened)");
+    t.type_line("");
+    t.expect("Password: ");
+    t.type_line("Carol's own passphrase");
+    t.expect("That was Carol's password (2 key derivations to find whose).");
+    t.expect("Opened Carol's share (2 of the 2 needed).");
+    let rest = t.expect("Recovery fingerprint: ");
+    assert!(
+        rest.contains("Opened by 2 of the 2 custodians needed: Bob, Carol"),
+        "{rest}"
+    );
+    assert!(t.child.wait().unwrap().success());
+    assert!(mgt.join("SecureStorage/keystore.bin").exists());
+}
+
+/// A password too short for a backup is refused when first typed, never asked a second time.
+#[test]
+fn a_short_password_is_refused_before_it_is_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rms = dir.path().join("RMS");
+    assert_eq!(run(&rms, &["createkey"], None).status.code(), Some(0));
+    let file = dir.path().join("k.omkb");
+    let command = format!(
+        "{} --machine {} Backup {}",
+        env!("CARGO_BIN_EXE_om-securestoragebackup"),
+        rms.display(),
+        file.display()
+    );
+    let mut t = Terminal::start(&command).unwrap();
+    t.expect("Password for the backup: ");
+    t.type_line("short");
+    let said = t.expect("at least 8 are required");
+    assert!(!said.contains("Confirm"), "{said}");
+    assert_eq!(t.child.wait().unwrap().code(), Some(2));
+    assert!(!file.exists());
 }

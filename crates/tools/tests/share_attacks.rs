@@ -1193,7 +1193,10 @@ fn control_characters_in_names_never_reach_the_output_or_reason_files() {
             // One line per refused file, where the installers are (one host was issued), then
             // the total (and the first batch's CRL): no name split a line.
             let crl = usize::from(out.contains("\nCRL 1 published to "));
-            assert!(out.contains("\ninstallers of the hosts issued are in "), "{out}");
+            assert!(
+                out.contains("\ninstallers of the hosts issued are in "),
+                "{out}"
+            );
             assert_eq!(out.lines().count(), names.len() + 3 + crl, "{out}");
             assert!(out.contains("agent\\u{a}01.company.local.req"), "{out}");
             assert!(out.contains("\\u{1b}[31m.req"), "{out}");

@@ -6,12 +6,12 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use opsmgr_securestorage::{
-    Custodian, Installed, KdfParams, KeyStore, KeyStoreLock, Opened, RandomSource, ReadPolicy,
-    keystore_path, open_backup_with_passwords, recovery_fingerprint, seal_backup, seal_custody,
-    write_private,
+    BackupInfo, CURRENT_VERSION, CUSTODY_VERSION, Custodian, Installed, KdfParams, KeyStore,
+    KeyStoreLock, Opened, RandomSource, ReadPolicy, keystore_path, open_backup_with_passwords,
+    recovery_fingerprint, seal_backup, seal_custody, write_private,
 };
 
-use crate::group::{Group, machine_host};
+use crate::group::{Group, KeyVerdict, machine_host};
 
 /// The largest backup file read: a key store of thousands of keys, custody stanzas and all.
 pub const MAX_BACKUP_BYTES: usize = 16 * 1024 * 1024;
@@ -180,15 +180,136 @@ pub struct Restored {
     pub path: PathBuf,
     /// What was found there and done with it.
     pub installed: Installed,
+    /// With a group: what it says of the backup's key (see [`KeyVerdict::holds`]).
+    pub group: Option<KeyVerdict>,
 }
 
 /// SecureStorageBackup Restore: writes the opened backup's key store on the machine, under the
 /// store's lock. The same store there already: nothing changes. A different or unreadable
 /// one: refused unless `force`, which first keeps its bytes under a name nothing else has.
-pub fn restore(machine: &Path, opened: &Opened, force: bool, now: SystemTime) -> Result<Restored> {
+/// With `group`, a backup whose current key the group says is not its own (the key check
+/// record, or the Run As secrets, refuse it) is refused too unless `force`, before anything is
+/// written.
+pub fn restore(
+    machine: &Path,
+    opened: &Opened,
+    group: Option<&Path>,
+    force: bool,
+    now: SystemTime,
+) -> Result<Restored> {
+    let group = group
+        .map(|dir| Group::load(dir)?.key_verdict(&opened.store))
+        .transpose()?;
+    if let Some(verdict) = &group
+        && verdict.holds() == Some(false)
+        && !force
+    {
+        bail!(
+            "the backup does not hold the management group's key ({}); --force restores it anyway; nothing was written",
+            verdict.reason()
+        );
+    }
     let path = keystore_path(machine);
     let installed = opsmgr_securestorage::install(&opened.store, &path, force, now)?;
-    Ok(Restored { path, installed })
+    Ok(Restored {
+        path,
+        installed,
+        group,
+    })
+}
+
+/// What [`verify`] found: a backup's header and contents, and with a machine or a group,
+/// whether it holds their key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    /// The backup file.
+    pub file: String,
+    /// Its format version.
+    pub version: u16,
+    /// Its key-derivation parameters.
+    pub kdf: String,
+    /// Whether they are below what the current writer uses (`Upgrade` rewrites it).
+    pub below_current_parameters: bool,
+    /// Every key id it holds.
+    pub keys: Vec<String>,
+    /// Its current key.
+    pub current: String,
+    /// The machine's current key, when a machine was given.
+    pub machine_current: Option<String>,
+    /// Whether the backup holds the machine's current key.
+    pub holds_machine_key: Option<bool>,
+    /// The management group, when one was given.
+    pub management_group: Option<String>,
+    /// Whether its current key is the group's (`None` with a group: nothing says).
+    pub holds_group_key: Option<bool>,
+    /// Why, in words (with a group).
+    pub group_reason: Option<String>,
+    /// A custody backup's threshold.
+    pub threshold: Option<usize>,
+    /// A custody backup's custodians.
+    pub custodians: Vec<String>,
+    /// The custodians whose passwords opened it.
+    pub custodians_opened: Vec<String>,
+    /// How many key derivations opening it cost.
+    pub derivations: usize,
+    /// The recovery fingerprint.
+    pub recovery_fingerprint: String,
+}
+
+/// SecureStorageBackup Verify: what the opened backup holds and, with `machine_store` (a
+/// machine's key store) or `group`, whether it holds their key.
+pub fn verify(
+    file: &Path,
+    opened: &Opened,
+    machine_store: Option<&KeyStore>,
+    group: Option<&Path>,
+) -> Result<Verified> {
+    let (store, info) = (&opened.store, &opened.info);
+    let group = group.map(Group::load).transpose()?;
+    let verdict = group.as_ref().map(|g| g.key_verdict(store)).transpose()?;
+    Ok(Verified {
+        file: file.display().to_string(),
+        version: info.version,
+        kdf: info.kdf.to_string(),
+        below_current_parameters: !info.kdf.below(&KdfParams::DEFAULT).is_empty(),
+        keys: store.keys().iter().map(|k| k.id().to_string()).collect(),
+        current: store.current().id().to_string(),
+        machine_current: machine_store.map(|m| m.current().id().to_string()),
+        holds_machine_key: machine_store.map(|m| store.contains(m.current().id())),
+        management_group: group.map(|g| g.inventory.management_group),
+        holds_group_key: verdict.as_ref().and_then(KeyVerdict::holds),
+        group_reason: verdict.as_ref().map(KeyVerdict::reason),
+        threshold: info.custody.as_ref().map(|c| c.threshold),
+        custodians: info
+            .custody
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.labels.clone()),
+        custodians_opened: opened.custodians.clone(),
+        derivations: opened.derivations,
+        recovery_fingerprint: recovery_fingerprint(store),
+    })
+}
+
+/// Upgrade's decision, from the header alone (before any password is asked): `Ok(false)`
+/// when the file is already the newest version of its kind with the current parameters;
+/// refused when rewriting would lower its cost (a parameter above the current writer's).
+pub fn upgrade_needed(file: &Path, info: &BackupInfo) -> Result<bool> {
+    let lowered = KdfParams::DEFAULT.below(&info.kdf);
+    if !lowered.is_empty() {
+        bail!(
+            "{} uses {}, above the current writer's {} in {}: rewriting would lower its cost; unchanged",
+            file.display(),
+            info.kdf,
+            KdfParams::DEFAULT,
+            lowered.join(" and ")
+        );
+    }
+    let newest = if info.custody.is_some() {
+        CUSTODY_VERSION
+    } else {
+        CURRENT_VERSION
+    };
+    Ok(info.version != newest || info.kdf != KdfParams::DEFAULT)
 }
 
 /// What [`new_key`] did.
@@ -196,52 +317,75 @@ pub fn restore(machine: &Path, opened: &Opened, force: bool, now: SystemTime) ->
 pub struct NewKey {
     /// The machine's host name.
     pub machine: String,
+    /// The new key, now the group's (the key check record names it).
+    pub key: String,
     /// Whether the machine's older keys were kept beside the new one.
     pub kept_old_keys: bool,
     /// The Run As accounts whose secrets the new key cannot open: to be entered again.
     pub reenter: Vec<String>,
+    /// The group's previous state (its key check record among it).
+    pub history: String,
 }
 
 /// ManagementServerConfigTool's CREATE_NEWKEY recovery: a new group key on a server of the
-/// group that cannot open its secrets (no backup exists). Older keys stay in the store, the
-/// group's state is kept in its history first, and nothing sealed is deleted. Refused when the
-/// machine already opens every Run As secret.
+/// group whose key is lost (no backup exists). Refused when the machine holds the group's key
+/// (the key check record opens with it, or every secret does), and when nothing can say (no
+/// record, no secrets, and a key store there) unless `force`: replacing a key that was the
+/// group's would make every backup stale. Older keys stay in the store, the group's state is
+/// kept in its history first, nothing sealed is deleted, and the new key's record replaces
+/// the old one.
 pub fn new_key(
-    group_dir: &Path,
-    machine: &Path,
-    host: Option<&str>,
+    target: &super::GroupMachine<'_>,
+    force: bool,
     now: SystemTime,
     rng: &mut dyn RandomSource,
 ) -> Result<NewKey> {
-    let group = Group::load(group_dir)?;
-    let host = machine_host(machine, host)?;
+    let group = Group::load(target.group)?;
+    let host = machine_host(target.machine, target.host)?;
     if !group.inventory.servers.iter().any(|s| s.name == host) {
         bail!(
             "{host} is not a server of management group {}",
             group.inventory.management_group
         );
     }
-    let path = keystore_path(machine);
+    let _group_lock = group.lock()?;
+    let group = Group::load(target.group)?;
+    let path = keystore_path(target.machine);
     // Read, rotate and write under the store's lock: a restore cannot slip in between.
     let lock = KeyStoreLock::take(&path)?;
     let (store, kept) = if path.exists() {
         let mut store = KeyStore::load(&path)?;
-        if !group.runas.secrets.is_empty() && group.unopenable(&store).is_empty() {
+        let verdict = group.key_verdict(&store)?;
+        if verdict.secrets > 0 && verdict.unopenable.is_empty() {
             bail!(
-                "{host} holds the group's key already (it opens every Run As secret): a new key is not needed; nothing was changed"
+                "{host} opens every Run As secret ({}): it holds the key they were sealed with, so a new key is not needed, and would make every backup stale; nothing was changed",
+                verdict.secrets
             );
+        }
+        match verdict.has_group_key() {
+            Some(true) => bail!(
+                "{host} holds the group's key already ({}): a new key is not needed, and would make every backup stale; nothing was changed",
+                verdict.reason()
+            ),
+            None if !force => bail!(
+                "{host} has a key store, and nothing says whether its key is the group's (the group has no key check record and no Run As secrets): a new key would make every backup of that key stale. Run om-msconfigtool KeyCheck on the RMS to record the group's key; if this key is truly not the group's, --force makes a new one; nothing was changed"
+            ),
+            _ => {}
         }
         store.rotate(now, rng)?;
         (store, true)
     } else {
         (KeyStore::generate(now, rng)?, false)
     };
-    group.keep_history(now)?;
+    let history = group.keep_history(now)?;
     store.save_locked(&path, &lock)?;
     drop(lock);
+    group.write_key_record(&store, rng)?;
     Ok(NewKey {
         machine: host.to_string(),
+        key: store.current().id().to_string(),
         kept_old_keys: kept,
         reenter: group.unopenable(&store),
+        history: history.display().to_string(),
     })
 }

@@ -12,7 +12,7 @@ use opsmgr_configfix::{
     Document, Edit, EditOptions, Expect, FileEdit, Target, WriteOptions, edit_file,
 };
 use opsmgr_model::{Inventory, Policy, Promotion, Stranded, plan, promote_rms};
-use opsmgr_securestorage::{KeyStore, keystore_path};
+use opsmgr_securestorage::{KeyStore, RandomSource, keystore_path};
 use serde::Serialize;
 
 use crate::group::{Group, INVENTORY_FILE, machine_host};
@@ -258,6 +258,9 @@ pub struct PromoteReport {
     pub dry_run: bool,
     /// Where the group's previous state is kept.
     pub history: Option<String>,
+    /// Whether the promotion wrote the group's key check record (the group had none: the new
+    /// RMS's key, proved by the Run As secrets it opens, is recorded as the group's).
+    pub key_record_written: bool,
     /// The configs rewritten.
     pub configs: Vec<ConfigReport>,
     /// How many agent assignments name a server agents cannot use now.
@@ -274,6 +277,8 @@ pub struct PromoteReport {
 #[derive(Debug, Clone)]
 pub struct PromotionPlan {
     group: Group,
+    machine: PathBuf,
+    record_missing: bool,
     promotion: Promotion,
     reporting: Option<PathBuf>,
     webconsole: Option<PathBuf>,
@@ -301,7 +306,9 @@ impl PromotionPlan {
 }
 
 /// PromoteRMS's checks, with nothing changed: the machine is a management server of the group,
-/// and it holds the group's encryption key (it opens every sealed Run As secret), which would
+/// and it holds the group's encryption key as its current key (the group's key check record
+/// opens with it, and every sealed Run As secret does; without a record, there are secrets and
+/// every one opens; with neither, nothing proves it and the promotion is refused), which would
 /// have saved the seed's operator. Returns the plan, whose report lists the steps left.
 pub fn plan_promotion(job: &Promote<'_>, now: SystemTime) -> Result<PromotionPlan> {
     let group = Group::load(job.group)?;
@@ -316,14 +323,16 @@ pub fn plan_promotion(job: &Promote<'_>, now: SystemTime) -> Result<PromotionPla
         );
     }
     let store = KeyStore::load(&store_path)?;
-    let unopened = group.unopenable(&store);
-    if !unopened.is_empty() {
-        bail!(
-            "{host} does not hold the management group's encryption key: it cannot open {} of {} Run As secrets ({}); restore the RMS key backup on it (om-securestoragebackup Restore FILE), or with no backup run NewKey; nothing was changed",
-            unopened.len(),
-            group.runas.secrets.len(),
-            unopened.join(", ")
-        );
+    let verdict = group.key_verdict(&store)?;
+    match verdict.holds() {
+        Some(true) => {}
+        Some(false) => bail!(
+            "{host} does not hold the management group's encryption key ({}); restore the RMS key backup on it (om-securestoragebackup Restore FILE), or with no backup run NewKey; nothing was changed",
+            verdict.reason()
+        ),
+        None => bail!(
+            "nothing proves {host} holds the management group's encryption key: the group has no key check record and no Run As secrets. Record the group's key with om-msconfigtool KeyCheck on the RMS; if the RMS is lost, restore its key backup on {host} and run KeyCheck --force there; nothing was changed"
+        ),
     }
     let old = promotion.old_rms.as_ref().map(ToString::to_string);
     let mut steps_left = vec![];
@@ -360,6 +369,7 @@ pub fn plan_promotion(job: &Promote<'_>, now: SystemTime) -> Result<PromotionPla
         old_rms: old,
         dry_run: true,
         history: None,
+        key_record_written: false,
         configs: Vec::new(),
         stranded_agents: promotion.stranded.len(),
         // The same plan as a script for the live management group; PromoteRMS is 2007 R2's.
@@ -370,6 +380,8 @@ pub fn plan_promotion(job: &Promote<'_>, now: SystemTime) -> Result<PromotionPla
     };
     Ok(PromotionPlan {
         group,
+        machine: job.machine.to_owned(),
+        record_missing: verdict.record.is_none(),
         promotion,
         reporting: job.reporting.map(Path::to_owned),
         webconsole: job.webconsole.map(Path::to_owned),
@@ -378,10 +390,18 @@ pub fn plan_promotion(job: &Promote<'_>, now: SystemTime) -> Result<PromotionPla
 }
 
 /// PromoteRMS carried out: the group's state is kept in its history, the promoted inventory
-/// written, and the configs pointed at the new RMS (compare-and-swap from the old RMS).
-pub fn promote(plan: PromotionPlan, now: SystemTime) -> Result<PromoteReport> {
+/// written, the group's key check record written when it had none (the plan proved the new
+/// RMS's key by its secrets), and the configs pointed at the new RMS (compare-and-swap from
+/// the old RMS).
+pub fn promote(
+    plan: PromotionPlan,
+    now: SystemTime,
+    rng: &mut dyn RandomSource,
+) -> Result<PromoteReport> {
     let PromotionPlan {
         mut group,
+        machine,
+        record_missing,
         promotion,
         reporting,
         webconsole,
@@ -400,6 +420,15 @@ pub fn promote(plan: PromotionPlan, now: SystemTime) -> Result<PromoteReport> {
     report.history = Some(group.keep_history(now)?.display().to_string());
     group.inventory = promotion.inventory;
     group.save_inventory()?;
+    if record_missing {
+        let _lock = group.lock()?;
+        let store = KeyStore::load(&keystore_path(&machine))?;
+        // Proved again under the lock: the secrets still all open with its current key.
+        if group.key_verdict(&store)?.holds() == Some(true) {
+            group.write_key_record(&store, rng)?;
+            report.key_record_written = true;
+        }
+    }
     let configs = write_rewrites(&rewrites, WriteOptions::default(), now)?
         .into_iter()
         .map(|done| ConfigReport {

@@ -14,8 +14,9 @@
 //! | [`accept`] | `om-certreq -accept` |
 //! | [`install`] | `om-certreq -install` |
 //! | [`record_channel`] | `om-momcertimport` |
-//! | [`create_key`], [`backup`], [`restore`] | `om-securestoragebackup` |
-//! | [`new_key`], [`plan_promotion`] + [`promote`] | `om-msconfigtool` |
+//! | [`create_key`], [`create_group_key`], [`backup`], [`restore`], [`verify`], [`upgrade_needed`] | `om-securestoragebackup` |
+//! | [`new_key`], [`plan_promotion`] + [`promote`], [`key_check`] | `om-msconfigtool` |
+//! | [`runas_add`], [`runas_list`], [`runas_remove`], [`runas_rotate`] | `om-msconfigtool RunAs` |
 //! | [`rewrite_configs`] | `om-configfix` |
 //! | [`balance`] | `om-balance apply` |
 //! | [`drop_folder_options`] | `om-ca process --inventory` |
@@ -29,6 +30,7 @@ mod agent;
 mod ca;
 mod keys;
 mod management;
+mod runas;
 
 pub use agent::{
     Channel, ChannelOutcome, ChannelRecord, Enroll, Enrolled, Install, PfxFile, accept, enroll,
@@ -36,10 +38,14 @@ pub use agent::{
 };
 pub use ca::{Revoked, expiring, revoke};
 pub use keys::{
-    BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, backup, create_key, new_key,
-    open_backup, read_backup, restore,
+    BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, Verified, backup, create_key, new_key,
+    open_backup, read_backup, restore, upgrade_needed, verify,
 };
 pub use management::{
     Balanced, Config, ConfigReport, Promote, PromoteReport, PromotionPlan, Rewrite, balance,
     drop_folder_options, plan_promotion, promote, rewrite_configs,
+};
+pub use runas::{
+    GroupMachine, KeyChecked, Rotated, RunAsAdded, RunAsEntry, create_group_key, key_check,
+    runas_add, runas_list, runas_remove, runas_rotate,
 };

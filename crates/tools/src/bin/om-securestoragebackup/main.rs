@@ -9,22 +9,22 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use opsmgr_securestorage::{
-    BackupInfo, CURRENT_VERSION, Custodian, Error, Installed, KdfParams, KeyStore, Opened,
-    OsRandom, ReadPolicy, check_password, inspect_backup, keystore_path, open_backup_with,
-    open_backup_with_passwords, recovery_fingerprint,
+    BackupInfo, CURRENT_VERSION, CUSTODY_VERSION, Custodian, CustodyOpener, Error, Installed,
+    KdfParams, KeyStore, Opened, OsRandom, ReadPolicy, check_password, inspect_backup,
+    keystore_path, open_backup_with, open_backup_with_passwords, recovery_fingerprint,
 };
 use opsmgr_tools::{
-    PasswordArgs, PasswordSource, exit, jobs, machine_dir, password_weakness, read_password,
-    windows_args_with_verbs,
+    PasswordArgs, PasswordSource, exit, jobs, machine_dir, password_weakness, prompt_line,
+    read_new_password, read_password, windows_args_with_verbs,
 };
-use serde::Serialize;
 
 /// Exit codes beyond the shared ones.
 mod code {
     /// The password is wrong or the file was tampered with (for a custody backup: fewer
     /// custodians' passwords opened than it needs).
     pub(crate) const WRONG_PASSWORD: u8 = 3;
-    /// The file is not a backup, or is corrupt or truncated.
+    /// The file is not a backup, or is corrupt or truncated, or was changed (a custody
+    /// backup whose shares open but whose header or payload does not).
     pub(crate) const CORRUPT: u8 = 4;
     /// The backup's parameters are out of policy, or its version is unknown.
     pub(crate) const POLICY: u8 = 5;
@@ -39,9 +39,11 @@ mod code {
 #[command(
     name = "om-securestoragebackup",
     version,
-    after_help = "Exit codes: 0 success, 1 verify: the backup does not hold the machine's current key, \
+    after_help = "Exit codes: 0 success, 1 verify: the backup does not hold the machine's current key \
+(or the group's), \
 2 bad usage or refused (nothing written), 3 wrong password or tampered file (custody backup: fewer \
-than K custodians' passwords opened), 4 not a backup or corrupt or truncated, 5 parameters out of policy (including more key-derivation \
+than K custodians' passwords opened), 4 not a backup, corrupt, truncated or changed (custody: the shares \
+open, the header or payload does not), 5 parameters out of policy (including more key-derivation \
 work than --max-kdf-memory allows) or a newer format version."
 )]
 struct Cli {
@@ -69,6 +71,11 @@ struct Passwords {
     /// Read a password from this environment variable (repeatable, as --password-file).
     #[arg(long, value_name = "VAR")]
     password_env: Vec<String>,
+    /// Whose password each --password-file or --password-env is, in the same order (a custody
+    /// backup's Restore, Verify and Upgrade): each is then tried against that custodian's
+    /// share only, one key derivation each.
+    #[arg(long = "custodian", value_name = "LABEL")]
+    custodian: Vec<String>,
 }
 
 impl Passwords {
@@ -90,8 +97,17 @@ impl Passwords {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Creates the group's key store on a machine that has none (setup on the first RMS).
-    Createkey,
+    /// Creates the group's key store on a machine that has none (setup on the first RMS);
+    /// with --group, recorded as the group's key (its key check record).
+    Createkey {
+        /// The management group's folder: the machine must be its RMS, and the group must
+        /// have no key yet.
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
+        group: Option<PathBuf>,
+        /// The machine's host name [default: the machine folder's name].
+        #[arg(long, value_name = "FQDN", requires = "group")]
+        host: Option<String>,
+    },
     /// Seals the machine's key store into FILE with a password, or splits it among
     /// custodians (--custodians N --threshold K), each with their own password.
     Backup {
@@ -119,18 +135,26 @@ enum Command {
         /// The backup file.
         #[arg(value_parser = opsmgr_tools::local_path)]
         file: PathBuf,
-        /// Replace a different key store (the old one is saved beside it first).
+        /// Replace a different key store (the old one is saved beside it first), or restore
+        /// a key the group says is not its own.
         #[arg(long)]
         force: bool,
+        /// The management group's folder: refuse a backup whose key is not the group's.
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
+        group: Option<PathBuf>,
         #[command(flatten)]
         password: Passwords,
     },
     /// Checks the password and the file without restoring; with --machine (or
-    /// $OPSMGR_MACHINE), also that it holds the key that machine uses now.
+    /// $OPSMGR_MACHINE), also that it holds the key that machine uses now; with --group, that
+    /// it holds the group's.
     Verify {
         /// The backup file.
         #[arg(value_parser = opsmgr_tools::local_path)]
         file: PathBuf,
+        /// The management group's folder: also say whether the backup holds the group's key.
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
+        group: Option<PathBuf>,
         /// Report as JSON.
         #[arg(long)]
         json: bool,
@@ -152,13 +176,14 @@ enum Command {
         new_password_env: Option<String>,
     },
     /// Rewrites an older or weaker backup in the current format version and parameters; never
-    /// lowers the cost (the previous file is kept as FILE.bak).
+    /// lowers the cost (the previous file is kept as FILE.bak). A custody backup needs every
+    /// custodian's password: each custodian's share is sealed again under their own salt.
     Upgrade {
         /// The backup file.
         #[arg(value_parser = opsmgr_tools::local_path)]
         file: PathBuf,
         #[command(flatten)]
-        password: PasswordArgs,
+        password: Passwords,
     },
 }
 
@@ -177,7 +202,12 @@ fn main() -> ExitCode {
             Some(Error::WrongPasswordOrTampered | Error::NotEnoughCustodians { .. }) => {
                 code::WRONG_PASSWORD
             }
-            Some(Error::Corrupt { .. } | Error::CustodyShape { .. }) => code::CORRUPT,
+            Some(
+                Error::Corrupt { .. }
+                | Error::CustodyShape { .. }
+                | Error::BackupChanged { .. }
+                | Error::HeaderChanged { .. },
+            ) => code::CORRUPT,
             Some(
                 Error::OutOfPolicy { .. }
                 | Error::WorkOutOfPolicy { .. }
@@ -204,14 +234,32 @@ fn run() -> Result<ExitCode> {
         .map_or(ReadPolicy::DEFAULT, ReadPolicy::max_memory_mib);
     let mut out = opsmgr_tools::stdout();
     match cli.command {
-        Command::Createkey => {
-            let store = jobs::create_key(&machine, SystemTime::now(), &mut OsRandom)?;
+        Command::Createkey { group, host } => {
+            let store = match &group {
+                Some(group) => jobs::create_group_key(
+                    &jobs::GroupMachine {
+                        group,
+                        machine: &machine,
+                        host: host.as_deref(),
+                    },
+                    SystemTime::now(),
+                    &mut OsRandom,
+                )?,
+                None => jobs::create_key(&machine, SystemTime::now(), &mut OsRandom)?,
+            };
             writeln!(
                 out,
                 "Created the management group key {} in {}",
                 store.current().id(),
                 store_path.display()
             )?;
+            if let Some(group) = &group {
+                writeln!(
+                    out,
+                    "Recorded it as the group's key in {}",
+                    group.join(opsmgr_tools::group::KEYCHECK_FILE).display()
+                )?;
+            }
         }
         Command::Backup {
             file,
@@ -294,21 +342,44 @@ fn run() -> Result<ExitCode> {
         Command::Restore {
             file,
             force,
+            group,
             password,
         } => {
             let opened = open_any(&file, &password, &policy)?;
             say_custodians(&mut out, &opened)?;
-            let done = jobs::restore(&machine, &opened, force, SystemTime::now())?;
+            let done = jobs::restore(
+                &machine,
+                &opened,
+                group.as_deref(),
+                force,
+                SystemTime::now(),
+            )?;
+            if let Some(verdict) = &done.group {
+                match verdict.holds() {
+                    Some(true) => writeln!(
+                        out,
+                        "It holds the management group's key: {}.",
+                        verdict.reason()
+                    )?,
+                    Some(false) => warn(&format!(
+                        "restored with --force a key the group says is not its own: {}",
+                        verdict.reason()
+                    )),
+                    None => warn(
+                        "the group has no key check record and no Run As secrets, so nothing says whether this is its key: run om-msconfigtool KeyCheck on the RMS",
+                    ),
+                }
+            }
             say_restored(&done, &opened.store, &mut out)?;
             say_fingerprint(&mut out, &recovery_fingerprint(&opened.store))?;
         }
         Command::Verify {
             file,
+            group,
             json,
             password,
         } => {
             let opened = open_any(&file, &password, &policy)?;
-            let (store, info) = (&opened.store, &opened.info);
             let machine_key =
                 if explicit_machine {
                     Some(KeyStore::load(&store_path).with_context(|| {
@@ -317,36 +388,17 @@ fn run() -> Result<ExitCode> {
                 } else {
                     None
                 };
-            let below = info.kdf.below(&KdfParams::DEFAULT);
+            let report = jobs::verify(&file, &opened, machine_key.as_ref(), group.as_deref())?;
+            let below = opened.info.kdf.below(&KdfParams::DEFAULT);
             if !below.is_empty() {
                 warn(&format!(
                     "{} uses {}, below the current writer's {} in {}; `Upgrade` rewrites it",
                     file.display(),
-                    info.kdf,
+                    report.kdf,
                     KdfParams::DEFAULT,
                     below.join(" and ")
                 ));
             }
-            let holds = machine_key
-                .as_ref()
-                .map(|m| store.contains(m.current().id()));
-            let report = VerifyReport {
-                file: file.display().to_string(),
-                version: info.version,
-                kdf: info.kdf.to_string(),
-                below_current_parameters: !info.kdf.below(&KdfParams::DEFAULT).is_empty(),
-                keys: store.keys().iter().map(|k| k.id().to_string()).collect(),
-                current: store.current().id().to_string(),
-                machine_current: machine_key.as_ref().map(|m| m.current().id().to_string()),
-                holds_machine_key: holds,
-                threshold: info.custody.as_ref().map(|c| c.threshold),
-                custodians: info
-                    .custody
-                    .as_ref()
-                    .map_or_else(Vec::new, |c| c.labels.clone()),
-                custodians_opened: opened.custodians.clone(),
-                recovery_fingerprint: recovery_fingerprint(store),
-            };
             if json {
                 serde_json::to_writer_pretty(&mut out, &report)?;
                 writeln!(out)?;
@@ -362,7 +414,7 @@ fn run() -> Result<ExitCode> {
                 )?;
                 say_custodians(&mut out, &opened)?;
                 say_fingerprint(&mut out, &report.recovery_fingerprint)?;
-                match (&report.machine_current, holds) {
+                match (&report.machine_current, report.holds_machine_key) {
                     (Some(id), Some(true)) => writeln!(
                         out,
                         "It holds the key this machine uses now ({id}): a restore will work."
@@ -373,8 +425,20 @@ fn run() -> Result<ExitCode> {
                     )?,
                     _ => {}
                 }
+                if let (Some(name), Some(reason)) = (&report.management_group, &report.group_reason)
+                {
+                    let says = match report.holds_group_key {
+                        Some(true) => "is",
+                        Some(false) => "is NOT",
+                        None => "cannot be told to be",
+                    };
+                    writeln!(
+                        out,
+                        "Its current key {says} management group {name}'s key: {reason}."
+                    )?;
+                }
             }
-            if holds == Some(false) {
+            if report.holds_machine_key == Some(false) || report.holds_group_key == Some(false) {
                 return Ok(ExitCode::from(exit::NO));
             }
         }
@@ -398,40 +462,63 @@ fn run() -> Result<ExitCode> {
         }
         Command::Upgrade { file, password } => {
             let bytes = jobs::read_backup(&file)?;
-            // Never weaker: decided from the header, before asking for the password.
+            // Never weaker: decided from the header, before asking for a password.
             let header = opened(&file, inspect_backup(&bytes))?;
-            refuse_custody(&file, &header, "Upgrade")?;
-            let lowered = KdfParams::DEFAULT.below(&header.kdf);
-            if !lowered.is_empty() {
-                bail!(
-                    "{} uses {}, above the current writer's {} in {}: rewriting would lower its cost; unchanged",
-                    file.display(),
-                    header.kdf,
-                    KdfParams::DEFAULT,
-                    lowered.join(" and ")
-                );
-            }
-            let password = read_password(&password.source(), "Password for the backup: ", false)?;
-            let (store, info) = opened(&file, open_backup_with(&bytes, &password, &policy))?;
-            if info.version == CURRENT_VERSION && info.kdf == KdfParams::DEFAULT {
+            if !jobs::upgrade_needed(&file, &header)? {
                 writeln!(
                     out,
-                    "{} is already format version {CURRENT_VERSION} with the current parameters; unchanged",
-                    file.display()
+                    "{} is already format version {} with the current parameters; unchanged",
+                    file.display(),
+                    header.version
                 )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let done = match &header.custody {
+                None => {
+                    if password.sources().len() > 1 || !password.custodian.is_empty() {
+                        bail!("{} opens with one password; give one", file.display());
+                    }
+                    let source = password
+                        .sources()
+                        .into_iter()
+                        .next()
+                        .unwrap_or(PasswordSource::Prompt);
+                    let password = read_password(&source, "Password for the backup: ", false)?;
+                    let (store, _) = opened(&file, open_backup_with(&bytes, &password, &policy))?;
+                    let sealing = jobs::Sealing::Password(&password);
+                    jobs::backup(&store, &file, &sealing, true, &mut OsRandom)?
+                }
+                Some(custody) => {
+                    let passwords = every_custodian(&file, &bytes, &password, &policy)?;
+                    let given: Vec<&str> = passwords.iter().map(|p| p.as_str()).collect();
+                    let all = opened(&file, open_backup_with_passwords(&bytes, &given, &policy))?;
+                    let custodians: Vec<Custodian<'_>> = custody
+                        .labels
+                        .iter()
+                        .zip(&given)
+                        .map(|(label, password)| Custodian { label, password })
+                        .collect();
+                    let sealing = jobs::Sealing::Custody {
+                        custodians: &custodians,
+                        threshold: custody.threshold,
+                    };
+                    jobs::backup(&all.store, &file, &sealing, true, &mut OsRandom)?
+                }
+            };
+            let newest = if header.custody.is_some() {
+                CUSTODY_VERSION
             } else {
-                let sealing = jobs::Sealing::Password(&password);
-                let done = jobs::backup(&store, &file, &sealing, true, &mut OsRandom)?;
-                writeln!(
-                    out,
-                    "Rewrote {} from format version {} ({}) to {CURRENT_VERSION} ({})",
-                    file.display(),
-                    info.version,
-                    info.kdf,
-                    KdfParams::DEFAULT
-                )?;
-                say_kept(&mut out, done.kept.as_deref())?;
-            }
+                CURRENT_VERSION
+            };
+            writeln!(
+                out,
+                "Rewrote {} from format version {} ({}) to {newest} ({})",
+                file.display(),
+                header.version,
+                header.kdf,
+                KdfParams::DEFAULT
+            )?;
+            say_kept(&mut out, done.kept.as_deref())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -439,28 +526,11 @@ fn run() -> Result<ExitCode> {
 
 /// A password for a new backup: asked twice, at least 8 characters, a weak one warned about.
 fn new_password(source: &PasswordSource, prompt: &str) -> Result<zeroize::Zeroizing<String>> {
-    let password = read_password(source, prompt, true)?;
-    check_password(&password)?;
+    let password = read_new_password(source, prompt, |p| Ok(check_password(p)?))?;
     if let Some(why) = password_weakness(&password) {
         warn(&format!("this password is weak: {why}"));
     }
     Ok(password)
-}
-
-#[derive(Serialize)]
-struct VerifyReport {
-    file: String,
-    version: u16,
-    kdf: String,
-    keys: Vec<String>,
-    current: String,
-    machine_current: Option<String>,
-    holds_machine_key: Option<bool>,
-    below_current_parameters: bool,
-    threshold: Option<usize>,
-    custodians: Vec<String>,
-    custodians_opened: Vec<String>,
-    recovery_fingerprint: String,
 }
 
 /// Opens a single-password backup for a verb that rewrites it with one password.
@@ -487,56 +557,242 @@ fn refuse_custody(file: &Path, info: &BackupInfo, verb: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens a backup of any version: with the passwords given (a custody backup takes any K,
-/// in any order), else asking at the prompt (a custody backup asks K custodians, then one
-/// more at a time while too few opened).
+/// Opens a backup of any version: with the passwords given (a custody backup takes any K, in
+/// any order, or with `--custodian` each tried against its custodian's share only), else at
+/// the prompt (a custody backup asks which custodian is typing).
 fn open_any(file: &Path, password: &Passwords, policy: &ReadPolicy) -> Result<Opened> {
     let bytes = jobs::read_backup(file)?;
     let header = opened(file, inspect_backup(&bytes))?;
     let sources = password.sources();
-    let mut passwords = Vec::new();
-    for source in &sources {
-        passwords.push(read_password(source, "", false)?);
-    }
-    if !sources.is_empty() {
-        let given: Vec<&str> = passwords.iter().map(|p| p.as_str()).collect();
-        return opened(file, open_backup_with_passwords(&bytes, &given, policy));
-    }
-    let Some(custody) = &header.custody else {
-        let password = read_password(&PasswordSource::Prompt, "Password for the backup: ", false)?;
+    if header.custody.is_none() {
+        if sources.len() > 1 || !password.custodian.is_empty() {
+            bail!(
+                "{} is a single-password backup: give one password",
+                file.display()
+            );
+        }
+        let source = sources.into_iter().next().unwrap_or(PasswordSource::Prompt);
+        let password = read_password(&source, "Password for the backup: ", false)?;
         return opened(
             file,
             open_backup_with_passwords(&bytes, &[&password], policy),
         );
-    };
-    loop {
-        passwords.push(read_password(
-            &PasswordSource::Prompt,
-            &format!(
-                "Password of a custodian ({} of the {} needed): ",
-                passwords.len() + 1,
-                custody.threshold
-            ),
-            false,
-        )?);
-        if passwords.len() < custody.threshold {
-            continue;
+    }
+    let mut opener = opened(file, CustodyOpener::new(&bytes, policy))?;
+    if sources.is_empty() {
+        if !password.custodian.is_empty() {
+            bail!(
+                "--custodian names whose password each --password-file or --password-env is; at the prompt, each custodian says who they are"
+            );
         }
-        let given: Vec<&str> = passwords.iter().map(|p| p.as_str()).collect();
-        match open_backup_with_passwords(&bytes, &given, policy) {
-            Err(Error::NotEnoughCustodians { opened: who, .. })
-                if passwords.len() < custody.labels.len() =>
-            {
-                warn(&format!(
-                    "{} of {} custodians opened so far ({}); another custodian, please",
-                    who.len(),
-                    custody.threshold,
-                    who.join(", ")
-                ));
+        ask_custodians(&mut opener)?;
+    } else {
+        give_custodians(file, &mut opener, &sources, &password.custodian)?;
+    }
+    opened(file, opener.finish())
+}
+
+/// How a password source is named in a message: `--password-file a.txt (password 2)`.
+fn describe(source: &PasswordSource, entry: usize) -> String {
+    let what = match source {
+        PasswordSource::File(f) => format!("--password-file {}", f.display()),
+        PasswordSource::Env(v) => format!("--password-env {v}"),
+        PasswordSource::Stdin => "--password-stdin".to_owned(),
+        PasswordSource::Prompt => "the prompt".to_owned(),
+    };
+    format!("{what} (password {entry})")
+}
+
+/// The passwords given on the command line, each tried against the custodian `--custodian`
+/// names (one derivation each), or, unnamed, against every share still closed. A password that
+/// opens nothing is named; the opener then says whether enough opened.
+fn give_custodians(
+    file: &Path,
+    opener: &mut CustodyOpener<'_>,
+    sources: &[PasswordSource],
+    labels: &[String],
+) -> Result<()> {
+    if !labels.is_empty() && labels.len() != sources.len() {
+        bail!(
+            "{} --custodian for {} passwords: name the custodian of every --password-file or --password-env, in the same order",
+            labels.len(),
+            sources.len()
+        );
+    }
+    let mut failed = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        if opener.is_enough() {
+            break;
+        }
+        let password = read_password(source, "", false)?;
+        let opened_one = match labels.get(i) {
+            Some(label) => {
+                opened(file, opener.try_custodian(label, &password))?.then(|| label.clone())
             }
-            other => return opened(file, other),
+            None => opened(file, opener.try_password(&password))?,
+        };
+        if opened_one.is_none() {
+            failed.push(match labels.get(i) {
+                Some(label) => format!("{} is not {label}'s", describe(source, i + 1)),
+                None => format!("{} opened no custodian's share", describe(source, i + 1)),
+            });
         }
     }
+    if !failed.is_empty() {
+        warn(&format!(
+            "{} ({} key derivations in all)",
+            failed.join("; "),
+            opener.derivations()
+        ));
+    }
+    Ok(())
+}
+
+/// Progress of the custodians' prompt, on stderr beside the prompts.
+fn say_progress(text: &str) {
+    #[allow(
+        clippy::print_stderr,
+        reason = "the prompt's progress goes where the prompts are"
+    )]
+    {
+        eprintln!("{text}");
+    }
+}
+
+/// At the prompt: each custodian says who they are (one key derivation for their password),
+/// or presses Enter to have it tried against every closed share (one derivation per share);
+/// a wrong password is said at once, with whose it was not, and the custodian may try again.
+fn ask_custodians(opener: &mut CustodyOpener<'_>) -> Result<()> {
+    let threshold = opener.custody().threshold;
+    let labels = opener.custody().labels.clone();
+    let mut wrong = 0;
+    while !opener.is_enough() {
+        let opened_now = opener.opened();
+        let closed: Vec<&str> = labels
+            .iter()
+            .filter(|l| !opened_now.contains(l))
+            .map(String::as_str)
+            .collect();
+        let who = prompt_line(&format!(
+            "Custodian typing now ({}; {} of the {threshold} needed have opened) [Enter: try every closed share]: ",
+            closed.join(", "),
+            opened_now.len()
+        ))?;
+        let who = who.trim();
+        let done = if who.is_empty() {
+            let password = read_password(&PasswordSource::Prompt, "Password: ", false)?;
+            let before = opener.derivations();
+            let label = opener.try_password(&password)?;
+            let cost = opener.derivations() - before;
+            match &label {
+                Some(label) => say_progress(&format!(
+                    "That was {label}'s password ({cost} key derivations to find whose)."
+                )),
+                None => warn(&format!(
+                    "that password opened none of the {} closed shares ({cost} key derivations)",
+                    closed.len()
+                )),
+            }
+            label
+        } else if let Some(label) = labels.iter().find(|l| l.eq_ignore_ascii_case(who)) {
+            if opened_now.contains(label) {
+                warn(&format!("{label}'s share is open already"));
+                continue;
+            }
+            let password = read_password(
+                &PasswordSource::Prompt,
+                &format!("Password of {label}: "),
+                false,
+            )?;
+            if opener.try_custodian(label, &password)? {
+                Some(label.clone())
+            } else {
+                warn(&format!(
+                    "that is not {label}'s password; {label} may try again"
+                ));
+                None
+            }
+        } else {
+            warn(&format!(
+                "no custodian is labelled '{who}'; the custodians: {}",
+                labels.join(", ")
+            ));
+            continue;
+        };
+        match done {
+            Some(label) => say_progress(&format!(
+                "Opened {label}'s share ({} of the {threshold} needed).",
+                opener.opened().len()
+            )),
+            None => {
+                wrong += 1;
+                if wrong >= 3 * labels.len() {
+                    bail!(
+                        "{wrong} passwords opened no share; {} of the {threshold} needed opened",
+                        opener.opened().len()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every custodian's password, in the file's order, each proved against their own share:
+/// from the command line (in label order, or named with --custodian), else asked by name.
+fn every_custodian(
+    file: &Path,
+    bytes: &[u8],
+    password: &Passwords,
+    policy: &ReadPolicy,
+) -> Result<Vec<zeroize::Zeroizing<String>>> {
+    let mut opener = opened(file, CustodyOpener::new(bytes, policy))?;
+    let labels = opener.custody().labels.clone();
+    let sources = password.sources();
+    let named: Vec<String> = if password.custodian.is_empty() {
+        labels.clone()
+    } else {
+        password.custodian.clone()
+    };
+    if named.len() != labels.len()
+        || (!sources.is_empty() && sources.len() != labels.len())
+        || labels.iter().any(|l| !named.contains(l))
+    {
+        bail!(
+            "upgrading a custody backup reseals every custodian's share: give all {} custodians' passwords ({}), in that order or named with --custodian; unchanged",
+            labels.len(),
+            labels.join(", ")
+        );
+    }
+    let mut found: Vec<Option<zeroize::Zeroizing<String>>> = vec![None; labels.len()];
+    for (i, label) in named.iter().enumerate() {
+        let at = labels.iter().position(|l| l == label).unwrap_or(i);
+        let mut tries = 0;
+        loop {
+            let source = sources.get(i).cloned().unwrap_or(PasswordSource::Prompt);
+            let pw = read_password(&source, &format!("Password of {label}: "), false)?;
+            if opened(file, opener.try_custodian(label, &pw))? {
+                found[at] = Some(pw);
+                break;
+            }
+            tries += 1;
+            if !matches!(source, PasswordSource::Prompt) || tries >= 3 {
+                return Err(
+                    anyhow::Error::new(Error::WrongPasswordOrTampered).context(format!(
+                        "{}: {} did not open {label}'s share; unchanged",
+                        file.display(),
+                        describe(&source, i + 1)
+                    )),
+                );
+            }
+            warn(&format!("that is not {label}'s password; try again"));
+        }
+    }
+    found
+        .into_iter()
+        .zip(&labels)
+        .map(|(p, l)| p.with_context(|| format!("no password for {l}")))
+        .collect()
 }
 
 fn say_custodians(out: &mut impl Write, opened: &Opened) -> Result<()> {
