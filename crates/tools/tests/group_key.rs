@@ -140,12 +140,15 @@ fn with_no_secrets_new_key_and_promote_rms_stand_on_the_key_check_record() {
 
     // Nothing says whose key is the group's: NewKey no longer replaces it, and PromoteRMS,
     // dry run or not, no longer promotes.
-    refused(
-        &w.ms(&["NewKey"], MGT01, &[]),
-        2,
-        "MGT01.prod.local has a key store, and nothing says whether its key is the group's",
-    );
+    for host in [RMS, MGT01] {
+        refused(
+            &w.ms(&["NewKey"], host, &[]),
+            2,
+            &format!("{host} has a key store, and nothing says whether its key is the group's"),
+        );
+    }
     assert_eq!(key_of(MGT01), mgt01_key);
+    assert_eq!(key_of(RMS), mgt01_key);
     for extra in [["--dry-run"], ["--yes"]] {
         let mut args = vec!["/DeleteExistingRMS:true"];
         args.extend(extra);
@@ -183,11 +186,15 @@ fn with_no_secrets_new_key_and_promote_rms_stand_on_the_key_check_record() {
 
     // Now the record decides: MGT01 (the RMS's key) is refused a new key and promotable;
     // MGT02 (its own key) is refused, with the reason.
-    refused(
-        &w.ms(&["NewKey"], MGT01, &[]),
-        2,
-        "MGT01.prod.local holds the group's key already (its current key is the one the key check record names; the group has no Run As secrets)",
-    );
+    for host in [RMS, MGT01] {
+        refused(
+            &w.ms(&["NewKey"], host, &[]),
+            2,
+            &format!(
+                "{host} holds the group's key already (its current key is the one the key check record names; the group has no Run As secrets)"
+            ),
+        );
+    }
     assert_eq!(key_of(MGT01), mgt01_key);
     let check = w.ms(&["KeyCheck"], MGT02, &[]);
     assert_eq!(check.status.code(), Some(1), "{}", text(&check.stderr));
