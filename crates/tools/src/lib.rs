@@ -452,6 +452,47 @@ pub fn format_utc(time: SystemTime) -> String {
     format!("{} UTC", rfc3339[..16].replace('T', " "))
 }
 
+/// A span of days as an operator writes one (`--within 60d`, `8w`, `2months`, `1y`): days,
+/// weeks, months of 30 days or years of 365, with the unit required (a bare `60` could be
+/// anything). The value is in days.
+pub fn days(text: &str) -> Result<u32, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let example = "such as 60d, 8w, 2months or 1y";
+    let n: u32 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of days, weeks or months ({example})"))?;
+    let per = match unit.trim() {
+        "" => {
+            return Err(format!(
+                "'{text}' has no unit: give days, weeks or months, {example}"
+            ));
+        }
+        "d" | "day" | "days" => 1,
+        "w" | "week" | "weeks" => 7,
+        "mo" | "month" | "months" => 30,
+        "y" | "year" | "years" => 365,
+        other => {
+            return Err(format!(
+                "'{other}' in '{text}' is not a unit of days, weeks, months or years ({example}; a month is 30 days)"
+            ));
+        }
+    };
+    n.checked_mul(per)
+        .filter(|d| *d <= 36_525 * 2)
+        .ok_or_else(|| format!("'{text}' is further ahead than any certificate lasts"))
+}
+
+/// A number of days in words: `1 day`, `60 days`.
+pub fn days_in_words(days: u32) -> String {
+    if days == 1 {
+        "1 day".to_owned()
+    } else {
+        format!("{days} days")
+    }
+}
+
 /// A table as the tools print one: a header row, then one row per item, every column but
 /// the last padded to its widest cell (two spaces between columns).
 pub fn write_table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
@@ -515,6 +556,38 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_of_days_need_their_unit() {
+        for (text, expected) in [
+            ("60d", 60),
+            ("60 days", 60),
+            ("1day", 1),
+            ("8w", 56),
+            ("2 weeks", 14),
+            ("2months", 60),
+            ("1 MONTH", 30),
+            ("3mo", 90),
+            ("1y", 365),
+        ] {
+            assert_eq!(days(text), Ok(expected), "{text}");
+        }
+        assert_eq!(
+            days("60"),
+            Err(
+                "'60' has no unit: give days, weeks or months, such as 60d, 8w, 2months or 1y"
+                    .into()
+            )
+        );
+        assert_eq!(
+            days("60s"),
+            Err("'s' in '60s' is not a unit of days, weeks, months or years (such as 60d, 8w, 2months or 1y; a month is 30 days)".into())
+        );
+        assert!(days("d").unwrap_err().contains("is not a number"));
+        assert!(days("99999999y").unwrap_err().contains("further ahead"));
+        assert_eq!(days_in_words(1), "1 day");
+        assert_eq!(days_in_words(60), "60 days");
+    }
 
     #[test]
     fn utc_formatting() {

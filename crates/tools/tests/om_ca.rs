@@ -738,7 +738,25 @@ fn a_renewal_proved_with_the_old_key_is_issued_and_a_plain_second_request_waits(
         "{list:#}"
     );
     let none = ok(&run("ca", &["expiring", "--ca", &ca, "--within", "1d"]));
-    assert!(none.contains("0 certificates expire within 1day"), "{none}");
+    assert!(
+        none.contains("0 current certificate(s) expire within 1 day (by "),
+        "{none}"
+    );
+    let two = ok(&run(
+        "ca",
+        &["expiring", "--ca", &ca, "--within", "104 weeks"],
+    ));
+    assert!(
+        two.contains("1 current certificate(s) expire within 728 days (by "),
+        "{two}"
+    );
+    let bare = run("ca", &["expiring", "--ca", &ca, "--within", "60"]);
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(
+        text(&bare.stderr).contains("'60' has no unit: give days, weeks or months"),
+        "{}",
+        text(&bare.stderr)
+    );
 }
 
 /// The stock-Windows path: the agent kit's certreq.inf, with the machine's FQDN put in as its

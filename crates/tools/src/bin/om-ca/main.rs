@@ -94,9 +94,10 @@ enum Command {
         /// ~/.config/opsmgr/ca].
         #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
         ca: Option<PathBuf>,
-        /// How far ahead to look: `60d`, `2weeks`, `1y`.
-        #[arg(long, value_name = "DURATION", default_value = "60d", value_parser = humantime::parse_duration)]
-        within: std::time::Duration,
+        /// How far ahead to look: days, weeks, months (of 30 days) or years: `60d`, `8w`,
+        /// `2months`, `1y`.
+        #[arg(long, value_name = "SPAN", default_value = "60d", value_parser = opsmgr_tools::days)]
+        within: u32,
         #[command(flatten)]
         password: PasswordArgs,
         /// Report as JSON.
@@ -254,7 +255,11 @@ fn run() -> Result<ExitCode> {
         } => {
             let authority = open_authority(&opsmgr_tools::ca_dir(ca)?, &password)?;
             let now = SystemTime::now();
-            let records = opsmgr_tools::jobs::expiring(&authority, within, now)?;
+            let records = opsmgr_tools::jobs::expiring(
+                &authority,
+                std::time::Duration::from_secs(u64::from(within) * 86_400),
+                now,
+            )?;
             let mut out = opsmgr_tools::stdout();
             if json {
                 serde_json::to_writer_pretty(&mut out, &records)?;
@@ -278,11 +283,13 @@ fn run() -> Result<ExitCode> {
                         format_utc(end)
                     )?;
                 }
+                let by = now + std::time::Duration::from_secs(u64::from(within) * 86_400);
                 writeln!(
                     out,
-                    "{} certificates expire within {}.",
+                    "{} current certificate(s) expire within {} (by {}).",
                     records.len(),
-                    humantime::format_duration(within)
+                    opsmgr_tools::days_in_words(within),
+                    format_utc(by)
                 )?;
             }
             out.flush()?;
