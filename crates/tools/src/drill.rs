@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use opsmgr_ca::agent::{AgentSettings, select_channel_certificate};
 use opsmgr_ca::authority::{Authority, InitOptions, RevocationReason};
 use opsmgr_ca::cert::CertInfo;
-use opsmgr_ca::dropfolder::{Outcome, process_share};
+use opsmgr_ca::dropfolder::Outcome;
 use opsmgr_ca::request::{PolicyOptions, PrivateKey, build_request, parse_policy, request_to_pem};
 use opsmgr_ca::store::{StoreName, Stores};
 use opsmgr_configfix::{Document, REPORTING_TARGETS, WEBCONSOLE_TARGET};
@@ -339,7 +339,7 @@ impl Drill<'_> {
             0,
             std::time::Duration::ZERO,
         );
-        let first = process_share(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
+        let first = jobs::process(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
         // The operator approves the held servers (om-certutil -config CA -resubmit ID), and the
         // next run writes their files.
         for held in first.files.iter().filter(|f| f.result == Outcome::Pending) {
@@ -348,7 +348,7 @@ impl Drill<'_> {
                 .with_context(|| format!("{} was held without a request id", held.file))?;
             ca.resubmit(id, SystemTime::now())?;
         }
-        let second = process_share(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
+        let second = jobs::process(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
         let issued = first.issued + second.issued;
         if issued != hosts.len() || second.pending != 0 {
             bail!("{issued} of {} requests were issued", hosts.len());

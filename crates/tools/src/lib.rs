@@ -15,7 +15,41 @@ use opsmgr_ca::authority::{Authority, CA_KEY};
 pub mod drill;
 pub mod group;
 pub mod jobs;
+pub mod report;
 pub mod runbooks;
+
+/// Times as RFC 3339 in JSON (`2027-12-05T20:09:31Z`), for serde's `with`.
+pub mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `t` as RFC 3339, to the second.
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
+    }
+
+    /// Reads an RFC 3339 time.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for an optional time (`null` when absent).
+    pub mod option {
+        use std::time::SystemTime;
+
+        use serde::Serializer;
+
+        /// Writes `t` as RFC 3339, or `null`.
+        pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
 use zeroize::Zeroizing;
 
 /// The exit codes every tool documents.

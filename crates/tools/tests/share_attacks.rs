@@ -193,7 +193,7 @@ impl World {
     }
 
     /// Everything but the share and the files a batch legitimately changes (the database and
-    /// its WAL, the lock, the installers): the CA's key, certificate and configuration, and
+    /// its WAL, the lock, the installers, the last batch's record): the CA's key, certificate and configuration, and
     /// the outside.
     fn snapshot(&self) -> BTreeMap<PathBuf, Node> {
         let skip: Vec<PathBuf> = std::iter::once(self.share())
@@ -205,6 +205,7 @@ impl World {
                     "ca.crl",
                     DROP_LOCK,
                     "installers",
+                    "last-batch.json",
                 ]
                 .iter()
                 .map(|n| self.ca_file(n)),

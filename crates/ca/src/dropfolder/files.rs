@@ -17,7 +17,9 @@ use crate::names::check_dns_name;
 use crate::request::{MAX_REQUEST_BYTES, parse_request};
 use crate::text::escape_control;
 
-pub(crate) fn is_request_name(name: &OsStr) -> bool {
+/// Whether a file of the share is a request the batch looks at: `*.req` (any case), not a
+/// hidden file (a copy in progress, as some clients write them).
+pub fn is_request_name(name: &OsStr) -> bool {
     let b = name.as_encoded_bytes();
     b.len() > 4 && !b.starts_with(b".") && b[b.len() - 4..].eq_ignore_ascii_case(b".req")
 }

@@ -35,6 +35,7 @@
 //! differ. Nothing reaches the disk that the database does not hold first.
 
 mod files;
+pub use files::is_request_name;
 mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -52,7 +53,7 @@ use crate::authority::{
 };
 use crate::error::{Error, Result};
 use crate::pool::par_map;
-use files::{is_request_name, move_out, read_one, reject, write_outputs};
+use files::{move_out, read_one, reject, write_outputs};
 use plan::{Read, Reviewed, Step, outcomes, summarize};
 
 /// Where processed requests go, below the share.

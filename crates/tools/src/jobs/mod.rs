@@ -31,12 +31,16 @@ mod ca;
 mod keys;
 mod management;
 mod runas;
+mod serve;
 
 pub use agent::{
     Channel, ChannelOutcome, ChannelRecord, Enroll, Enrolled, Install, PfxFile, accept, enroll,
     install, record_channel, user_store_holds,
 };
-pub use ca::{Revoked, expiring, revoke};
+pub use ca::{
+    Bucket, Counts, CrlStatus, Ending, Held, LAST_BATCH_FILE, LastBatch, Revoked, RootStatus,
+    Status, expiring, process, revoke, status,
+};
 pub use keys::{
     BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, Verified, backup, create_key, new_key,
     open_backup, read_backup, restore, upgrade_needed, verify,
@@ -49,3 +53,4 @@ pub use runas::{
     GroupMachine, KeyChecked, Rotated, RunAsAdded, RunAsEntry, create_group_key, key_check,
     runas_add, runas_list, runas_remove, runas_rotate,
 };
+pub use serve::{Event, ServeOptions, serve};

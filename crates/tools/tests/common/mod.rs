@@ -51,3 +51,40 @@ pub(crate) fn ok(out: &Output) -> String {
     );
     text(&out.stdout)
 }
+
+/// A PKCS #10 request for `host` (ECDSA P-256, made here), PEM as certreq writes it.
+pub(crate) fn request_pem(host: &str) -> String {
+    use opsmgr_ca::request::{
+        PolicyOptions, PrivateKey, build_request, parse_policy, request_to_pem,
+    };
+    let inf = format!(
+        "[NewRequest]\nSubject = \"CN={host}\"\nKeyAlgorithm = ECDSA_P256\nMachineKeySet = TRUE\n"
+    );
+    let policy = parse_policy(inf.as_bytes(), "t.inf", PolicyOptions::default()).expect("a policy");
+    let key = PrivateKey::generate(policy.key).expect("a key");
+    request_to_pem(&build_request(&policy, &key).expect("a request")).expect("PEM")
+}
+
+/// Whether an independent tool this test needs is on the machine. When it is not, the test
+/// says so and passes, unless `require` (an environment variable CI sets) is set: then the
+/// absence is the failure.
+pub(crate) fn have_tool(tool: &str, require: &str) -> bool {
+    let there = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !there {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{tool} is not installed, and {require} is set"
+        );
+        #[allow(
+            clippy::print_stderr,
+            reason = "the note a skipped check owes its reader"
+        )]
+        {
+            eprintln!("note: {tool} is not installed; this check is skipped (CI sets {require})");
+        }
+    }
+    there
+}

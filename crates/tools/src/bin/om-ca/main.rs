@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use opsmgr_ca::authority::{Authority, CA_CERT, InitOptions};
-use opsmgr_ca::dropfolder::{Outcome, Stage, process_share};
+use opsmgr_ca::dropfolder::{Outcome, ProcessOptions, Stage};
 use opsmgr_ca::request::KeyType;
 use opsmgr_ca::windows::{KitKey, SharePath, agent_kit};
 use opsmgr_model::Inventory;
@@ -148,34 +148,95 @@ enum Command {
     },
     /// Processes the drop folder.
     Process {
-        /// The drop folder.
-        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "SHARE")]
-        share: PathBuf,
+        #[command(flatten)]
+        share: ShareArgs,
+        /// Report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs as a service: processes the share as requests arrive (file events, and a full
+    /// sweep every --sweep for mounts that send none), republishes the CRL when it is due,
+    /// and on SIGTERM or SIGINT finishes the batch in hand and exits 0. One line per outcome
+    /// on stdout (key=value, or JSON lines with --json), for journald and log shippers.
+    Serve {
+        #[command(flatten)]
+        share: ShareArgs,
+        /// A full sweep of the share at least this often: `60s`, `5m`.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+        sweep: std::time::Duration,
+        /// Write JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The CA at a glance: requests by state, those held for an operator (and why, for how
+    /// long), the root, the CRL, the current certificates expiring soon, the last batch.
+    Status {
         /// The CA's folder [default: $OPSMGR_CA, else the folder named in
         /// ~/.config/opsmgr/ca].
         #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
         ca: Option<PathBuf>,
-        /// Issue approved requests now, even when the policy leaves them pending.
-        #[arg(long)]
-        issue: bool,
-        /// Threads for reviewing and signing [default: all cores].
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        jobs: usize,
-        /// Allow only the agents and servers of this inventory (JSON); its servers (RMS,
-        /// management servers, gateways) are never issued from the share: their requests stay
-        /// pending for `om-certutil -config CA -resubmit ID`.
-        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "INVENTORY")]
-        inventory: Option<PathBuf>,
-        /// Leave requests modified less than this long ago for the next run (a copy may still
-        /// be arriving): `2s`, `500ms`, `0s`.
-        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
-        settle: std::time::Duration,
+        /// How far ahead expiring certificates are listed: `60d`, `8w`, `2months`.
+        #[arg(long, value_name = "SPAN", default_value = "60d", value_parser = opsmgr_tools::days)]
+        within: u32,
+        /// Also write the status as one self-contained HTML page, with charts of the
+        /// certificates issued per week and ending per month.
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         password: PasswordArgs,
         /// Report as JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `process` and `serve` both take: the share, the CA and who is issued.
+#[derive(Debug, clap::Args)]
+struct ShareArgs {
+    /// The drop folder.
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "SHARE")]
+    share: PathBuf,
+    /// The CA's folder [default: $OPSMGR_CA, else the folder named in
+    /// ~/.config/opsmgr/ca].
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
+    ca: Option<PathBuf>,
+    /// Issue approved requests now, even when the policy leaves them pending.
+    #[arg(long)]
+    issue: bool,
+    /// Threads for reviewing and signing [default: all cores].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    jobs: usize,
+    /// Allow only the agents and servers of this inventory (JSON); its servers (RMS,
+    /// management servers, gateways) are never issued from the share: their requests stay
+    /// pending for `om-certutil -config CA -resubmit ID`.
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "INVENTORY")]
+    inventory: Option<PathBuf>,
+    /// Leave requests modified less than this long ago for the next run (a copy may still
+    /// be arriving): `2s`, `500ms`, `0s`.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    settle: std::time::Duration,
+    #[command(flatten)]
+    password: PasswordArgs,
+}
+
+impl ShareArgs {
+    /// The CA's folder, the CA opened, and the batch's options.
+    fn open(&self) -> Result<(PathBuf, Authority, ProcessOptions)> {
+        let inventory = self
+            .inventory
+            .as_ref()
+            .map(|p| Inventory::load(p))
+            .transpose()?;
+        let ca = opsmgr_tools::ca_dir(self.ca.clone())?;
+        let authority = open_authority(&ca, &self.password)?;
+        let options = opsmgr_tools::jobs::drop_folder_options(
+            inventory.as_ref(),
+            self.issue,
+            self.jobs,
+            self.settle,
+        );
+        Ok((ca, authority, options))
+    }
 }
 
 fn main() -> ExitCode {
@@ -387,24 +448,20 @@ fn run() -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Process {
-            share,
+        Command::Serve { share, sweep, json } => serve(&share, sweep, json),
+        Command::Status {
             ca,
-            issue,
-            jobs,
-            inventory,
-            settle,
+            within,
+            html,
             password,
             json,
-        } => {
-            let inventory = inventory.map(|p| Inventory::load(&p)).transpose()?;
-            let ca = opsmgr_tools::ca_dir(ca)?;
-            let mut authority = open_authority(&ca, &password)?;
+        } => status(ca, within, html, &password, json),
+        Command::Process { share: args, json } => {
+            let (ca, mut authority, options) = args.open()?;
+            let share = args.share;
             let bar = progress_bar(json);
             let started = Instant::now();
-            let options =
-                opsmgr_tools::jobs::drop_folder_options(inventory.as_ref(), issue, jobs, settle);
-            let summary = process_share(
+            let summary = opsmgr_tools::jobs::process(
                 &mut authority,
                 &share,
                 &options,
@@ -420,8 +477,7 @@ fn run() -> Result<ExitCode> {
                         });
                     }
                 },
-            )
-            .with_context(|| format!("processing {}", share.display()))?;
+            )?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
@@ -535,4 +591,283 @@ fn progress_bar(json: bool) -> Option<ProgressBar> {
         bar.set_style(style.progress_chars("=> "));
     }
     Some(bar)
+}
+
+/// A `key=value` field of a log line: the value quoted when it holds a space, a quote, `=`
+/// or nothing (control characters are escaped already in every text the CA reports).
+fn field(out: &mut String, key: &str, value: &str) {
+    let quote = value.is_empty() || value.contains([' ', '"', '=', '\\']);
+    out.push(' ');
+    out.push_str(key);
+    out.push('=');
+    if quote {
+        out.push('"');
+        out.push_str(&value.replace('\\', "\\\\").replace('"', "\\\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+/// One line for each event of the service: `event key=value ...`, or a JSON object with the
+/// same fields.
+fn event_line(event: &opsmgr_tools::jobs::Event<'_>, json: bool) -> Result<String> {
+    use opsmgr_tools::jobs::Event;
+    use serde_json::{Value, json};
+    let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let (name, fields): (&str, Vec<(&str, Value)>) = match event {
+        Event::Started { no_events } => (
+            "start",
+            vec![
+                ("watching", json!(no_events.is_none())),
+                ("why_not", json!(no_events)),
+            ],
+        ),
+        Event::Outcome(f) => (
+            "outcome",
+            vec![
+                ("result", json!(f.result.to_string())),
+                ("file", json!(f.file)),
+                ("id", json!(f.id)),
+                ("host", json!(f.host)),
+                ("message", json!(f.message)),
+            ],
+        ),
+        Event::Batch { summary, seconds } => (
+            "batch",
+            vec![
+                ("processed", json!(summary.processed)),
+                ("issued", json!(summary.issued)),
+                ("pending", json!(summary.pending)),
+                ("rejected", json!(summary.rejected)),
+                ("duplicates", json!(summary.duplicates)),
+                ("waiting", json!(summary.waiting)),
+                ("seconds", json!((seconds * 1000.0).round() / 1000.0)),
+            ],
+        ),
+        Event::Crl(crl) => (
+            "crl",
+            vec![
+                ("number", json!(crl.number)),
+                ("next_update", json!(rfc(crl.next_update))),
+            ],
+        ),
+        Event::Failed(why) => ("error", vec![("message", json!(why))]),
+        Event::Stopped => ("stop", Vec::new()),
+    };
+    if json {
+        let mut map = serde_json::Map::new();
+        map.insert("event".into(), json!(name));
+        for (k, v) in fields {
+            map.insert(k.into(), v);
+        }
+        return Ok(Value::Object(map).to_string());
+    }
+    let mut line = name.to_owned();
+    for (key, v) in &fields {
+        let text = match v {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        field(&mut line, key, &text);
+    }
+    Ok(line)
+}
+
+fn serve(args: &ShareArgs, sweep: std::time::Duration, json: bool) -> Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let (ca, mut authority, options) = args.open()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("listening for SIGTERM and SIGINT")?;
+    }
+    let mut out = io::stdout().lock();
+    let mut failure: Option<io::Error> = None;
+    writeln!(
+        out,
+        "{}",
+        if json {
+            serde_json::json!({
+                "event": "serve",
+                "share": args.share.display().to_string(),
+                "ca": ca.display().to_string(),
+                "sweep_seconds": sweep.as_secs_f64(),
+                "settle_seconds": args.settle.as_secs_f64(),
+            })
+            .to_string()
+        } else {
+            let mut line = "serve".to_owned();
+            field(&mut line, "share", &args.share.display().to_string());
+            field(&mut line, "ca", &ca.display().to_string());
+            field(
+                &mut line,
+                "sweep",
+                &humantime::format_duration(sweep).to_string(),
+            );
+            field(
+                &mut line,
+                "settle",
+                &humantime::format_duration(args.settle).to_string(),
+            );
+            line
+        }
+    )?;
+    out.flush()?;
+    opsmgr_tools::jobs::serve(
+        &mut authority,
+        &args.share,
+        &options,
+        &opsmgr_tools::jobs::ServeOptions {
+            sweep,
+            ..Default::default()
+        },
+        &stop,
+        &mut |event| {
+            // Each line reaches the journal at once; a closed stdout stops the service.
+            let written = event_line(&event, json)
+                .map_err(io::Error::other)
+                .and_then(|line| writeln!(out, "{line}"))
+                .and_then(|()| out.flush());
+            if let Err(e) = written
+                && failure.is_none()
+            {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                failure = Some(e);
+            }
+        },
+    )?;
+    match failure {
+        Some(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn status(
+    ca: Option<PathBuf>,
+    within: u32,
+    html: Option<PathBuf>,
+    password: &PasswordArgs,
+    json: bool,
+) -> Result<ExitCode> {
+    let authority = open_authority(&opsmgr_tools::ca_dir(ca)?, password)?;
+    let s = opsmgr_tools::jobs::status(&authority, within, SystemTime::now())?;
+    if let Some(path) = &html {
+        let page = opsmgr_tools::report::status_html(&s)?;
+        opsmgr_fsutil::write_atomic(path, page.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut out = opsmgr_tools::stdout();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &s)?;
+        writeln!(out)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let c = &s.counts;
+    writeln!(
+        out,
+        "Certificate authority {}, at {}",
+        s.name,
+        format_utc(s.at)
+    )?;
+    writeln!(
+        out,
+        "Requests: {} pending, {} issued ({} current), {} denied, {} revoked",
+        c.pending, c.issued, c.current, c.denied, c.revoked
+    )?;
+    if s.held.is_empty() {
+        writeln!(out, "Held for an operator: none")?;
+    } else {
+        writeln!(out, "Held for an operator:")?;
+        let rows: Vec<Vec<String>> = s
+            .held
+            .iter()
+            .map(|h| {
+                vec![
+                    h.id.to_string(),
+                    h.host.clone(),
+                    format_utc(h.received),
+                    opsmgr_tools::days_in_words(h.age_days as u32),
+                    h.reason.clone(),
+                ]
+            })
+            .collect();
+        opsmgr_tools::write_table(
+            &mut out,
+            &["RequestId", "Host", "Waiting since", "Age", "Why"],
+            &rows,
+        )?;
+    }
+    writeln!(
+        out,
+        "Root: {}, thumbprint {}, expires {}",
+        s.root.subject,
+        s.root.thumbprint,
+        format_utc(s.root.not_after)
+    )?;
+    match &s.crl {
+        None => writeln!(out, "CRL: none published yet (om-ca crl publishes one)")?,
+        Some(crl) => writeln!(
+            out,
+            "CRL: number {}, this update {}, next update {}{}",
+            crl.number,
+            format_utc(crl.this_update),
+            crl.next_update
+                .map_or_else(|| "none".to_owned(), format_utc),
+            if crl.overdue {
+                " (OVERDUE: relying parties that check it refuse every certificate; run om-ca crl)"
+            } else {
+                ""
+            }
+        )?,
+    }
+    writeln!(
+        out,
+        "Current certificates expiring within {}: {}",
+        opsmgr_tools::days_in_words(s.expiring_within_days),
+        s.expiring.len()
+    )?;
+    if !s.expiring.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .expiring
+            .iter()
+            .map(|e| {
+                vec![
+                    e.id.to_string(),
+                    e.host.clone(),
+                    e.serial.clone(),
+                    format_utc(e.not_after),
+                    opsmgr_tools::days_in_words(e.days_left as u32),
+                ]
+            })
+            .collect();
+        opsmgr_tools::write_table(
+            &mut out,
+            &["RequestId", "Host", "Serial", "NotAfter", "Left"],
+            &rows,
+        )?;
+    }
+    match &s.last_batch {
+        None => writeln!(out, "Last batch: none has run")?,
+        Some(b) => writeln!(
+            out,
+            "Last batch: {}, {:.2} s: processed {}, issued {}, pending {}, rejected {}, duplicates {}, waiting {}",
+            format_utc(b.at),
+            b.seconds,
+            b.processed,
+            b.issued,
+            b.pending,
+            b.rejected,
+            b.duplicates,
+            b.waiting
+        )?,
+    }
+    if let Some(path) = &html {
+        writeln!(out, "Wrote {}", path.display())?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
