@@ -450,3 +450,64 @@ fn apply_refuses_to_write_json_into_a_csv() {
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), original);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+/// `plan --chart` draws the plan: every server by name with its agents before and after, the
+/// RMS and unreachable servers marked, and how many agents move, in an SVG that parses.
+#[test]
+fn plan_draws_a_chart_of_every_server_before_and_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.json");
+    let agents: Vec<serde_json::Value> = (0..12)
+        .map(|i| serde_json::json!({"name": format!("a{i}.company.local"), "primary": "MGT01.prod.local"}))
+        .collect();
+    std::fs::write(
+        &inventory,
+        serde_json::to_vec(&serde_json::json!({
+            "management_group": "PROD",
+            "servers": [
+                {"name": "RMS.prod.local", "role": "rms", "agent_reachable": false},
+                {"name": "MGT01.prod.local", "role": "management", "capacity": 10},
+                {"name": "MGT02.prod.local", "role": "management", "capacity": 10}
+            ],
+            "agents": agents
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let chart = dir.path().join("plan.svg");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_om-balance"))
+        .args(["plan", inventory.to_str().unwrap(), "--chart"])
+        .arg(&chart)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let texts: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| n.text().unwrap_or_default().trim().to_owned())
+        .collect();
+    for want in [
+        "RMS.prod.local",
+        "MGT01.prod.local",
+        "MGT02.prod.local",
+        "RMS, unreachable",
+        "before",
+        "after",
+        "capacity",
+        // Before: all twelve on MGT01; after: six and six.
+        "12",
+        "6",
+        "Management group PROD: 6 of 12 agents move to another primary",
+    ] {
+        assert!(texts.iter().any(|t| t == want), "{want} not in {texts:?}");
+    }
+    // The table still goes to stdout.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MGT02.prod.local"));
+}

@@ -66,6 +66,10 @@ pub(crate) enum Command {
         /// scripts and for size: 100,000 agents make hundreds of MB indented).
         #[arg(long)]
         pretty: bool,
+        /// Also draw the plan as an SVG chart: per server, agents before and after against its
+        /// capacity, the RMS and servers agents cannot reach marked, and how many agents move.
+        #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "FILE.svg")]
+        chart: Option<PathBuf>,
     },
     /// Exits 0 when the group is balanced within tolerance, 1 with a one-line reason when not.
     Check {

@@ -30,11 +30,17 @@ fn run() -> Result<ExitCode> {
             policy,
             format,
             pretty,
+            chart,
         } => {
             let inventory = load(&input)?;
             let policy = policy.policy();
             let plan = plan(&inventory, &policy)?;
             warn(&plan);
+            if let Some(path) = &chart {
+                let svg = chart_svg(&plan)?;
+                opsmgr_fsutil::write_atomic(path, svg.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             match format {
                 Format::Table => out.write_all(table(&plan, &policy).as_bytes())?,
                 Format::Json if pretty || terminal => {
@@ -179,6 +185,56 @@ fn verdict(plan: &Plan<'_>, policy: &Policy) -> (bool, String) {
         reasons.push(format!("{lists} failover list(s) to correct"));
     }
     (false, format!("not balanced: {}", reasons.join("; ")))
+}
+
+/// The plan as a bar chart: per server, agents before and after against its capacity, the
+/// RMS and servers agents cannot reach marked, and the number of agents that move.
+fn chart_svg(plan: &Plan<'_>) -> Result<String> {
+    use opsmgr_tools::report::{Series, bar_chart};
+    let mut names = Vec::new();
+    let mut marks = Vec::new();
+    let mut capacity = Vec::new();
+    let mut before = Vec::new();
+    for (server, count) in plan.load_before() {
+        names.push(server.name.to_string());
+        let mut mark = Vec::new();
+        if server.role == opsmgr_model::ServerRole::Rms {
+            mark.push("RMS");
+        }
+        if !server.agent_reachable {
+            mark.push("unreachable");
+        }
+        marks.push(mark.join(", "));
+        capacity.push(server.capacity() as f64);
+        before.push(count as f64);
+    }
+    let after: Vec<f64> = plan.load_after().map(|(_, n)| n as f64).collect();
+    let agents = plan.inventory().agents.len();
+    let width = (160 * names.len() as u32).clamp(640, 4000);
+    bar_chart(
+        &format!(
+            "Management group {}: {} of {agents} agents move to another primary",
+            plan.inventory().management_group,
+            plan.moved()
+        ),
+        "agents",
+        &names,
+        &[
+            Series {
+                name: "before",
+                colour: plotters::style::RGBColor(0x9e, 0x9e, 0x9e),
+                values: &before,
+            },
+            Series {
+                name: "after",
+                colour: plotters::style::RGBColor(0x2b, 0x6c, 0xb0),
+                values: &after,
+            },
+        ],
+        Some(&capacity),
+        &marks,
+        (width, 420),
+    )
 }
 
 fn table(plan: &Plan<'_>, policy: &Policy) -> String {
