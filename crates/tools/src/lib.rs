@@ -476,6 +476,11 @@ pub fn prompt_line(prompt: &str) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// A time as every JSON report writes one: RFC 3339 to the second (`2027-12-05T20:09:31Z`).
+pub fn rfc3339_utc(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
 /// A time as every message a person reads shows one: `2027-12-05 20:09 UTC`, from the Unix
 /// epoch to X.509's last second (9999-12-31 23:59): earlier or later times show as those.
 pub fn format_utc(time: SystemTime) -> String {

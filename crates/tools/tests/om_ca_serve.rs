@@ -408,3 +408,89 @@ fn status_says_what_stands_and_its_page_renders_without_errors() {
         "{console:#?}"
     );
 }
+
+/// Every time in every `--json` report of the CA's tools is RFC 3339 (`2027-12-05T20:09:31Z`):
+/// never a person's form, never seconds since 1970.
+#[test]
+fn every_json_time_is_rfc3339() {
+    fn times(v: &serde_json::Value, key: &str, out: &mut Vec<(String, serde_json::Value)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    times(x, k, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| times(x, key, out)),
+            other => {
+                let named = ["at", "received", "not_before", "not_after", "revoked_at"]
+                    .contains(&key)
+                    || key.ends_with("_update");
+                let dated = other.as_str().is_some_and(|s| {
+                    s.len() >= 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-'
+                });
+                // A chart's bucket is named by its day or month, not a moment.
+                if (named || dated) && key != "label" {
+                    out.push((key.to_owned(), other.clone()));
+                }
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, share) = (dir.path().join("ca"), dir.path().join("share"));
+    std::fs::create_dir(&share).unwrap();
+    let mut reports = vec![ok(&run(
+        common::bin("ca"),
+        &[
+            "init",
+            &s(&ca),
+            "--name",
+            "JAMA00",
+            "--auto-issue",
+            "--json",
+        ],
+    ))];
+    std::fs::write(
+        share.join("agent01.company.local.req"),
+        request_pem("agent01.company.local"),
+    )
+    .unwrap();
+    let ca_s = s(&ca);
+    for args in [
+        vec![
+            "process",
+            "--share",
+            &s(&share),
+            "--ca",
+            &ca_s,
+            "--settle",
+            "0s",
+            "--json",
+        ],
+        vec!["crl", "--ca", &ca_s, "--json"],
+        vec!["status", "--ca", &ca_s, "--json"],
+        vec!["expiring", "--ca", &ca_s, "--within", "2y", "--json"],
+    ] {
+        reports.push(ok(&run(common::bin("ca"), &args)));
+    }
+    reports.push(ok(&run(
+        common::bin("certutil"),
+        &["-config", &ca_s, "-view", "--json"],
+    )));
+    let mut found = Vec::new();
+    for r in &reports {
+        times(&serde_json::from_str(r).unwrap(), "", &mut found);
+    }
+    assert!(found.len() >= 10, "too few times to judge: {found:?}");
+    for (key, value) in found {
+        if value.is_null() {
+            continue;
+        }
+        let t = value
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: {value} is not a text time"));
+        assert!(
+            humantime::parse_rfc3339(t).is_ok() && t.ends_with('Z'),
+            "{key}: {t} is not RFC 3339"
+        );
+    }
+}

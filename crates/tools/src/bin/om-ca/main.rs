@@ -14,7 +14,9 @@ use opsmgr_ca::dropfolder::{Outcome, ProcessOptions, Stage};
 use opsmgr_ca::request::KeyType;
 use opsmgr_ca::windows::{KitKey, SharePath, agent_kit};
 use opsmgr_model::Inventory;
-use opsmgr_tools::{PasswordArgs, format_utc, open_authority, password_weakness, read_password};
+use opsmgr_tools::{
+    PasswordArgs, format_utc, open_authority, password_weakness, read_password, rfc3339_utc,
+};
 
 /// The standalone CA for agents in untrusted networks.
 ///
@@ -294,8 +296,8 @@ fn run() -> Result<ExitCode> {
                     "subject": root.subject,
                     "serial": root.serial_hex(),
                     "thumbprint": root.thumbprint,
-                    "not_before": format_utc(root.not_before),
-                    "not_after": format_utc(root.not_after),
+                    "not_before": rfc3339_utc(root.not_before),
+                    "not_after": rfc3339_utc(root.not_after),
                     "config": ca.issuer().config(),
                 });
                 serde_json::to_writer_pretty(&mut out, &report)?;
@@ -374,8 +376,8 @@ fn run() -> Result<ExitCode> {
                 (Some(crl), true) => {
                     let report = serde_json::json!({
                         "number": crl.number,
-                        "this_update": format_utc(crl.this_update),
-                        "next_update": format_utc(crl.next_update),
+                        "this_update": rfc3339_utc(crl.this_update),
+                        "next_update": rfc3339_utc(crl.next_update),
                         "revoked": crl.revoked,
                         "files": crl.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                     });
@@ -511,7 +513,7 @@ fn run() -> Result<ExitCode> {
                 value["crl"] = match &summary.crl {
                     Some(crl) => serde_json::json!({
                         "number": crl.number,
-                        "next_update": format_utc(crl.next_update),
+                        "next_update": rfc3339_utc(crl.next_update),
                         "files": crl.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                     }),
                     None => serde_json::Value::Null,
@@ -614,7 +616,6 @@ fn field(out: &mut String, key: &str, value: &str) {
 fn event_line(event: &opsmgr_tools::jobs::Event<'_>, json: bool) -> Result<String> {
     use opsmgr_tools::jobs::Event;
     use serde_json::{Value, json};
-    let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
     let (name, fields): (&str, Vec<(&str, Value)>) = match event {
         Event::Started { no_events } => (
             "start",
@@ -649,7 +650,7 @@ fn event_line(event: &opsmgr_tools::jobs::Event<'_>, json: bool) -> Result<Strin
             "crl",
             vec![
                 ("number", json!(crl.number)),
-                ("next_update", json!(rfc(crl.next_update))),
+                ("next_update", json!(rfc3339_utc(crl.next_update))),
             ],
         ),
         Event::Failed(why) => ("error", vec![("message", json!(why))]),

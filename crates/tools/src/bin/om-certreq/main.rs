@@ -230,8 +230,8 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
     let report = AcceptReport {
         serial: c.serial_hex(),
         subject: c.subject.clone(),
-        not_before: format_utc(c.not_before),
-        not_after: format_utc(c.not_after),
+        not_before: opsmgr_tools::rfc3339_utc(c.not_before),
+        not_after: opsmgr_tools::rfc3339_utc(c.not_after),
         thumbprint: c.thumbprint.clone(),
         already_installed: done.already,
         store: if done.machine_store {
@@ -248,8 +248,8 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
         writeln!(out, "Installed Certificate:")?;
         writeln!(out, "  Serial Number: {}", report.serial)?;
         writeln!(out, "  Subject: {}", report.subject)?;
-        writeln!(out, "  NotBefore: {}", report.not_before)?;
-        writeln!(out, "  NotAfter: {}", report.not_after)?;
+        writeln!(out, "  NotBefore: {}", format_utc(c.not_before))?;
+        writeln!(out, "  NotAfter: {}", format_utc(c.not_after))?;
         writeln!(out, "  Thumbprint: {}", report.thumbprint)?;
         writeln!(
             out,
@@ -324,7 +324,7 @@ fn install(cli: &Cli) -> Result<ExitCode> {
             "subject": c.subject,
             "serial": c.serial_hex(),
             "thumbprint": c.thumbprint,
-            "not_after": format_utc(c.not_after),
+            "not_after": opsmgr_tools::rfc3339_utc(c.not_after),
             "already_installed": done.leaf.already,
             "root": done.root.cert.subject,
             "root_already_trusted": done.root.already,

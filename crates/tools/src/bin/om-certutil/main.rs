@@ -15,7 +15,7 @@ use opsmgr_ca::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
 use opsmgr_ca::store::{
     AddedCrl, AddedToRoot, Entry, MAX_PFX_BYTES, PfxEncryption, StoreName, Stores, read_pfx,
 };
-use opsmgr_tools::{format_utc, machine_dir, windows_args};
+use opsmgr_tools::{format_utc, machine_dir, rfc3339_utc, windows_args};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -178,8 +178,8 @@ impl From<&Entry> for EntryReport {
             issuer: c.map(|c| c.issuer.clone()),
             serial: c.map(CertInfo::serial_hex),
             thumbprint: c.map(|c| c.thumbprint.clone()),
-            not_before: c.map(|c| format_utc(c.not_before)),
-            not_after: c.map(|c| format_utc(c.not_after)),
+            not_before: c.map(|c| rfc3339_utc(c.not_before)),
+            not_after: c.map(|c| rfc3339_utc(c.not_after)),
             ekus: c.map(|c| c.ekus.clone()).unwrap_or_default(),
             is_ca: c.is_some_and(|c| c.is_ca),
             has_key: e.has_key,
@@ -234,8 +234,8 @@ fn crl_added(cli: &Cli, crl: &AddedCrl) -> Result<ExitCode> {
             "crl": true,
             "issuer": crl.issuer.subject,
             "number": crl.number,
-            "this_update": format_utc(crl.this_update),
-            "next_update": crl.next_update.map(format_utc),
+            "this_update": rfc3339_utc(crl.this_update),
+            "next_update": crl.next_update.map(rfc3339_utc),
             "revoked": crl.revoked,
             "stored": crl.stored,
         });
