@@ -156,7 +156,7 @@ pub(crate) fn plan(
                     .own
                     .as_ref()
                     .is_some_and(|r| r.disposition != Disposition::Pending);
-                let decided = decide(
+                let mut decided = decide(
                     &x.req,
                     &ctx,
                     &earlier,
@@ -164,6 +164,11 @@ pub(crate) fn plan(
                     operator_only.contains(&x.host),
                     now,
                 );
+                if on_record {
+                    // What is on record stands (an operator's -resubmit or -deny, or an
+                    // earlier run): nothing is signed again, and no race is reported.
+                    decided.decision = Decision::Wait;
+                }
                 if !on_record {
                     if decided.decision == Decision::Issue {
                         state.0.issued = true;
@@ -463,6 +468,41 @@ mod tests {
         let steps = run(&files, &ctxs, true);
         assert!(matches!(&steps[1], Step::Record(d) if d.decision == Decision::Issue));
         assert!(matches!(&steps[0], Step::Duplicate { .. }));
+    }
+
+    /// A request an operator issued (or denied) before the batch is not signed again under
+    /// `--issue`, and no race with the operator is reported: what is on record stands.
+    #[test]
+    fn what_an_operator_decided_before_the_batch_stands() {
+        let issuer = issuer();
+        let (_, bytes) = request("agent01.company.local", &[]);
+        let f = [file(&issuer, "agent01.company.local.req", &bytes, 1)];
+        let (_, cert) = first_cert();
+        for own in [
+            issued(4, "agent01.company.local", &cert),
+            Record {
+                disposition: Disposition::Denied,
+                ..pending(4, "agent01.company.local")
+            },
+        ] {
+            let ctx = Some(Context {
+                own: Some(own.clone()),
+                ..Context::default()
+            });
+            let steps = run(&f, std::slice::from_ref(&ctx), true);
+            assert!(
+                matches!(&steps[0], Step::Record(d) if d.decision == Decision::Wait),
+                "{:?}: {steps:?}",
+                own.disposition
+            );
+            // A pending one is still issued.
+            let ctx = Some(Context {
+                own: Some(pending(4, "agent01.company.local")),
+                ..Context::default()
+            });
+            let steps = run(&f, &[ctx], true);
+            assert!(matches!(&steps[0], Step::Record(d) if d.decision == Decision::Issue));
+        }
     }
 
     #[test]
