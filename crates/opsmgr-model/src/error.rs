@@ -134,12 +134,14 @@ pub enum Problem {
     #[error("the management group name is empty")]
     EmptyManagementGroup,
     /// The management group's name breaks Operations Manager's naming rule.
-    #[error("management group name {name:?} is refused: {reason} (Operations Manager allows at most {max} characters, no control characters, no leading or trailing space, and none of {forbidden})", max = crate::inventory::MANAGEMENT_GROUP_NAME_MAX, forbidden = crate::inventory::MANAGEMENT_GROUP_FORBIDDEN)]
+    #[error(
+        "management group name {name:?} is refused: {reason} (Operations Manager allows at most {MANAGEMENT_GROUP_NAME_MAX} characters, no control characters, no leading or trailing space, and none of {MANAGEMENT_GROUP_FORBIDDEN})"
+    )]
     InvalidManagementGroup {
         /// The name as written.
         name: String,
         /// What is wrong with it.
-        reason: String,
+        reason: GroupNameFault,
     },
     /// The file is not in an encoding we read.
     #[error(
@@ -204,5 +206,34 @@ pub enum Problem {
         needed: usize,
         /// The fields it has.
         found: usize,
+    },
+}
+
+/// The longest management group name we accept, in characters. Operations Manager's setup
+/// refuses longer names; the 2012 agent configuration API documents 50, so keep names short.
+pub const MANAGEMENT_GROUP_NAME_MAX: usize = 64;
+
+/// The punctuation Operations Manager refuses in a management group name (its setup lists
+/// these), as the error message shows them.
+pub const MANAGEMENT_GROUP_FORBIDDEN: &str =
+    "( ) ^ ~ : ; . ! ? \" , ' ` @ # $ % & * + = [ ] { } | \\ / < >";
+
+/// What is wrong with a management group name ([`crate::check_management_group_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupNameFault {
+    /// Longer than [`MANAGEMENT_GROUP_NAME_MAX`] characters.
+    #[error("it is {0} characters long")]
+    TooLong(usize),
+    /// A space at either end.
+    #[error("it starts or ends with a space")]
+    EdgeSpace,
+    /// A forbidden, control, whitespace or invisible character.
+    #[error("character {character:?} at position {position}")]
+    Character {
+        /// The character.
+        character: char,
+        /// Its position, in characters from 0.
+        position: usize,
     },
 }

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::HostName;
 use crate::apportion::sort_by_hash;
-use crate::error::{Error, Location, Problem, Result};
+use crate::error::{
+    Error, GroupNameFault, Location, MANAGEMENT_GROUP_FORBIDDEN, MANAGEMENT_GROUP_NAME_MAX,
+    Problem, Result,
+};
 use crate::hash::stable_hash;
 use crate::text::{Lines, decode};
 
@@ -118,34 +121,28 @@ pub struct Inventory {
     pub agents: Vec<Agent>,
 }
 
-/// The longest management group name we accept, in characters. Operations Manager's setup
-/// refuses longer names; the 2012 agent configuration API documents 50, so keep names short.
-pub const MANAGEMENT_GROUP_NAME_MAX: usize = 64;
-
-/// The punctuation Operations Manager refuses in a management group name (its setup lists
-/// these), as the error message shows them.
-pub const MANAGEMENT_GROUP_FORBIDDEN: &str =
-    "( ) ^ ~ : ; . ! ? \" , ' ` @ # $ % & * + = [ ] { } | \\ / < >";
-
 /// Checks a management group name as Operations Manager does: not empty, at most
 /// [`MANAGEMENT_GROUP_NAME_MAX`] characters, no leading or trailing space, none of
 /// [`MANAGEMENT_GROUP_FORBIDDEN`], no control characters, no whitespace but the plain space,
 /// and no invisible formatting characters (bidirectional overrides, zero-width characters).
 /// Says what is wrong.
-pub fn check_management_group_name(name: &str) -> std::result::Result<(), String> {
+pub fn check_management_group_name(name: &str) -> std::result::Result<(), GroupNameFault> {
     let len = name.chars().count();
     if len > MANAGEMENT_GROUP_NAME_MAX {
-        return Err(format!("it is {len} characters long"));
+        return Err(GroupNameFault::TooLong(len));
     }
     if name.starts_with(' ') || name.ends_with(' ') {
-        return Err("it starts or ends with a space".into());
+        return Err(GroupNameFault::EdgeSpace);
     }
     for (position, c) in name.chars().enumerate() {
         let forbidden = MANAGEMENT_GROUP_FORBIDDEN.contains(c) && c != ' ';
         let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
             | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{ad}');
         if forbidden || c.is_control() || (c.is_whitespace() && c != ' ') || invisible {
-            return Err(format!("character {c:?} at position {position}"));
+            return Err(GroupNameFault::Character {
+                character: c,
+                position,
+            });
         }
     }
     Ok(())

@@ -51,11 +51,13 @@ mod text;
 pub use balance::{
     Assignment, Change, FailureImpact, Plan, Policy, Pool, PoolReport, Warning, plan,
 };
-pub use error::{Error, InvalidInput, Location, Problem, Result};
+pub use error::{
+    Error, GroupNameFault, InvalidInput, Location, MANAGEMENT_GROUP_FORBIDDEN,
+    MANAGEMENT_GROUP_NAME_MAX, Problem, Result,
+};
 pub use inventory::{
-    Agent, CSV_COLUMNS, GATEWAY_CAPACITY, Inventory, MANAGEMENT_GROUP_FORBIDDEN,
-    MANAGEMENT_GROUP_NAME_MAX, MANAGEMENT_SERVER_CAPACITY, Server, ServerRole,
-    check_management_group_name,
+    Agent, CSV_COLUMNS, GATEWAY_CAPACITY, Inventory, MANAGEMENT_SERVER_CAPACITY, Server,
+    ServerRole, check_management_group_name,
 };
 pub use opsmgr_hostname::{HostName, HostNameError};
 pub use promotion::{Promotion, PromotionError, Stranded, promote_rms, stranded_agents};

@@ -18,18 +18,15 @@ use aes_gcm::aead::{Aead, Payload};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::backup::{
-    BackupInfo, Body, KdfParams, NONCE_LEN, Opened, ReadPolicy, TAG_LEN, append_payload,
-    check_password, check_payload_length, cipher, encrypt, parse, push_params,
-};
+use crate::aead::{NONCE_LEN, TAG_LEN, cipher, encrypt};
 use crate::error::{Error, Result};
+use crate::format::{
+    BackupInfo, CUSTODY_V2, CUSTODY_VERSION, Custody, KdfParams, Opened, append_payload,
+    check_password, check_payload_length, push_params,
+};
 use crate::keystore::KeyStore;
 use crate::random::RandomSource;
 
-/// The format version of a custody backup as written: version 3, a salt per custodian.
-pub const CUSTODY_VERSION: u16 = 3;
-/// The first custody version: one salt for the file (read, no longer written).
-pub(crate) const CUSTODY_V2: u16 = 2;
 /// The most custodians a backup has.
 pub const MAX_CUSTODIANS: usize = 16;
 /// The fewest custodians a restore needs (one would be a single password).
@@ -61,15 +58,6 @@ impl std::fmt::Debug for Custodian<'_> {
             .field("password", &"<redacted>")
             .finish()
     }
-}
-
-/// What a custody backup's header says: how many custodians must come, and who they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Custody {
-    /// How many custodians' passwords open it.
-    pub threshold: usize,
-    /// Every custodian's label, in the file's order.
-    pub labels: Vec<String>,
 }
 
 /// Seals `store` for `custodians`, any `threshold` of whom restore it (backup format version
@@ -210,7 +198,7 @@ pub(crate) fn parse_custody(bytes: &[u8], at: usize, version: u16) -> Result<Par
             None
         } else {
             let len = usize::from(take(1, &mut pos)?[0]);
-            if !(crate::backup::limits::MIN_SALT..=crate::backup::limits::MAX_SALT).contains(&len) {
+            if !(crate::format::limits::MIN_SALT..=crate::format::limits::MAX_SALT).contains(&len) {
                 return Err(Error::OutOfPolicy {
                     parameter: "a custodian's salt length",
                     value: len as u64,
@@ -274,22 +262,20 @@ impl std::fmt::Debug for CustodyOpener<'_> {
 }
 
 impl<'b> CustodyOpener<'b> {
-    /// Reads a custody backup's header, checked as every backup's is (magic, version,
-    /// parameters within `policy`, shape, lengths) before any key is derived.
-    pub fn new(bytes: &'b [u8], policy: &ReadPolicy) -> Result<Self> {
-        let parsed = parse(bytes)?;
-        policy.check(&parsed.info.kdf)?;
-        let Body::Custody(custody) = parsed.body else {
-            return Err(Error::NotCustody(parsed.info.version));
-        };
-        let n = custody.stanzas.len();
-        Ok(Self {
-            info: parsed.info,
-            file_salt: parsed.salt,
-            parsed: custody,
+    /// The opener of a header [`crate::backup`] parsed (its `new` reads the file).
+    pub(crate) fn from_parsed(
+        info: BackupInfo,
+        file_salt: &'b [u8],
+        parsed: ParsedCustody<'b>,
+    ) -> Self {
+        let n = parsed.stanzas.len();
+        Self {
+            info,
+            file_salt,
+            parsed,
             shares: (0..n).map(|_| None).collect(),
             derivations: 0,
-        })
+        }
     }
 
     /// Who the custodians are and how many must come.

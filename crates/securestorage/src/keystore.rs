@@ -141,7 +141,7 @@ impl Key {
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        crate::backup::cipher(&self.secret)
+        crate::aead::cipher(&self.secret)
     }
 
     /// Whether both hold the same secret under the same id (compared without early exit).

@@ -38,23 +38,29 @@
 //! # Ok::<(), opsmgr_securestorage::Error>(())
 //! ```
 
+mod aead;
 mod backup;
 mod custody;
 mod error;
+mod format;
 mod keystore;
 mod random;
 mod shamir;
 
 pub use backup::{
-    BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, NEWEST_VERSION, Opened,
-    ReadPolicy, check_password, inspect_backup, limits, open_backup, open_backup_with,
-    open_backup_with_passwords, seal_backup, seal_backup_with,
+    inspect_backup, open_backup, open_backup_with, open_backup_with_passwords, seal_backup,
+    seal_backup_with,
 };
 pub use custody::{
-    CUSTODY_VERSION, Custodian, Custody, CustodyOpener, MAX_CUSTODIANS, MAX_LABEL, MIN_THRESHOLD,
-    recovery_fingerprint, seal_custody,
+    Custodian, CustodyOpener, MAX_CUSTODIANS, MAX_LABEL, MIN_THRESHOLD, recovery_fingerprint,
+    seal_custody,
 };
 pub use error::{Error, Result};
+pub use format::{
+    BackupInfo, CURRENT_VERSION, KdfParams, MAGIC, MIN_PASSWORD_CHARS, NEWEST_VERSION, Opened,
+    ReadPolicy, check_password, limits,
+};
+pub use format::{CUSTODY_VERSION, Custody};
 pub use keystore::{
     Installed, KEY_LEN, KEYSTORE_FILE, Key, KeyCheck, KeyId, KeyStore, KeyStoreLock, SealedFor,
     install, keystore_path, write_private,
