@@ -200,7 +200,7 @@ pub struct CrlInfo {
 impl CrlInfo {
     /// Reads a CRL: PEM (`X509 CRL`) or DER, at most 1 MiB.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let der = crate::store::crl_der(bytes)
+        let der = crl_der(bytes)
             .ok_or_else(|| Error::Certificate("not a CRL (PEM X509 CRL or DER)".into()))?;
         let crl =
             x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
@@ -240,4 +240,26 @@ impl CrlInfo {
     pub fn lists(&self, serial: &[u8]) -> bool {
         self.serials.iter().any(|s| s == serial)
     }
+}
+
+/// The largest CRL file read.
+pub const MAX_CRL_BYTES: usize = 1024 * 1024;
+
+/// A CRL's DER, from PEM (`X509 CRL`) or DER, bounded; `None` when it is not a CRL at all.
+pub fn crl_der(bytes: &[u8]) -> Option<Vec<u8>> {
+    use der::Decode;
+    if bytes.len() > MAX_CRL_BYTES {
+        return None;
+    }
+    let der = if crate::pem::is_pem(bytes) {
+        match crate::pem::decode(bytes) {
+            Ok((label, der)) if label == "X509 CRL" => der,
+            _ => return None,
+        }
+    } else {
+        bytes.trim_ascii_start().to_vec()
+    };
+    x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
+        .ok()
+        .map(|_| der)
 }

@@ -52,7 +52,7 @@ pub enum Error {
     #[error("the {store} store has no entry '{id}' (give a thumbprint, serial number or key id)")]
     NoSuchEntry {
         /// The store.
-        store: crate::store::StoreName,
+        store: crate::names::StoreName,
         /// The id given.
         id: String,
     },
@@ -60,7 +60,7 @@ pub enum Error {
     #[error("'{id}' names {count} entries of the {store} store; give the thumbprint")]
     Ambiguous {
         /// The store.
-        store: crate::store::StoreName,
+        store: crate::names::StoreName,
         /// The id given.
         id: String,
         /// How many matched.
@@ -190,14 +190,6 @@ pub enum Error {
     /// The agent's settings file cannot be read or written.
     #[error("agent settings: {0}")]
     Settings(String),
-    /// No certificate in `My` can be the agent's channel certificate.
-    #[error("{}", no_channel(.host, .candidates))]
-    NoChannelCertificate {
-        /// The host name asked for.
-        host: String,
-        /// Every certificate looked at, with its refusals.
-        candidates: Vec<crate::agent::Candidate>,
-    },
     /// A key whose request said `Exportable = FALSE`.
     #[error(
         "the private key of {subject} ({id}) was made with Exportable = FALSE and is never exported"
@@ -240,23 +232,6 @@ pub enum Error {
     /// A password that does not open what it was given for (or the file was changed).
     #[error("the password does not open {0} (or the file was changed)")]
     WrongPassword(String),
-}
-
-fn no_channel(host: &str, candidates: &[crate::agent::Candidate]) -> String {
-    let mut text = format!("no certificate in My can be the channel certificate of {host}");
-    if candidates.is_empty() {
-        text.push_str(": the My store is empty (accept the issued certificate first)");
-    }
-    for c in candidates {
-        let reasons: Vec<String> = c.refusals.iter().map(ToString::to_string).collect();
-        text.push_str(&format!(
-            "\n  {} ({}): {}",
-            c.cert.thumbprint,
-            c.cert.subject,
-            reasons.join("; ")
-        ));
-    }
-    text
 }
 
 fn line_part(line: usize) -> String {

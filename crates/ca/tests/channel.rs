@@ -9,9 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use opsmgr_ca::Error;
 use opsmgr_ca::agent::{
-    AgentSettings, Held, KeyState, Refusal, Trust, channel_serial_number,
+    AgentSettings, Held, KeyState, NoChannel, Refusal, Trust, channel_serial_number,
     choose_channel_certificate, select_channel_certificate,
 };
 use opsmgr_ca::cert::CertInfo;
@@ -86,11 +85,8 @@ impl Machine {
     }
 }
 
-fn refusals_of(e: Error, thumbprint: &str) -> Vec<Refusal> {
-    let Error::NoChannelCertificate { candidates, .. } = e else {
-        panic!("expected no channel certificate, got {e}");
-    };
-    candidates
+fn refusals_of(e: NoChannel, thumbprint: &str) -> Vec<Refusal> {
+    e.candidates
         .into_iter()
         .find(|c| c.cert.thumbprint == thumbprint)
         .unwrap()
@@ -102,7 +98,9 @@ fn an_openssl_issued_certificate_is_selected_once_its_root_is_trusted() {
     let mut m = Machine::new();
     let cert = m.enroll(HOST, &Sign::default());
 
-    let untrusted = select_channel_certificate(&m.stores, HOST, SystemTime::now()).unwrap_err();
+    let untrusted = select_channel_certificate(&m.stores, HOST, SystemTime::now())
+        .unwrap()
+        .unwrap_err();
     assert_eq!(
         refusals_of(untrusted, &cert.thumbprint),
         [Refusal::Untrusted {
@@ -113,11 +111,14 @@ fn an_openssl_issued_certificate_is_selected_once_its_root_is_trusted() {
     m.trust(&m.ca.cert.clone());
     let chosen = select_channel_certificate(&m.stores, HOST, SystemTime::now())
         .unwrap()
+        .unwrap()
         .chosen;
     assert_eq!(chosen.thumbprint, cert.thumbprint);
     // Case and a trailing dot do not matter in host names.
     assert!(
-        select_channel_certificate(&m.stores, "AGENT01.Company.Local.", SystemTime::now()).is_ok()
+        select_channel_certificate(&m.stores, "AGENT01.Company.Local.", SystemTime::now())
+            .unwrap()
+            .is_ok()
     );
 
     // The serial as MOMCertImport records it: OpenSSL's serial, bytes reversed.
@@ -175,7 +176,9 @@ fn one_eku_only_is_refused_for_the_missing_one() {
             ..Sign::default()
         },
     );
-    let e = select_channel_certificate(&m.stores, HOST, SystemTime::now()).unwrap_err();
+    let e = select_channel_certificate(&m.stores, HOST, SystemTime::now())
+        .unwrap()
+        .unwrap_err();
     assert_eq!(
         refusals_of(e, &cert.thumbprint),
         [Refusal::MissingEku {
@@ -191,7 +194,9 @@ fn a_certificate_from_another_root_is_untrusted_and_says_whose_it_is() {
     let other = OpensslCa::new(&m.path("other"), "SOMEONE-ELSE");
     m.trust(&other.cert);
     let cert = m.enroll(HOST, &Sign::default());
-    let e = select_channel_certificate(&m.stores, HOST, SystemTime::now()).unwrap_err();
+    let e = select_channel_certificate(&m.stores, HOST, SystemTime::now())
+        .unwrap()
+        .unwrap_err();
     let text = e.to_string();
     assert_eq!(
         refusals_of(e, &cert.thumbprint),
@@ -225,10 +230,10 @@ fn expired_and_not_yet_valid_certificates_are_refused() {
             extensions: Some(BOTH_EKUS),
         },
     );
-    let e = select_channel_certificate(&m.stores, HOST, SystemTime::now()).unwrap_err();
-    let Error::NoChannelCertificate { candidates, .. } = e else {
-        panic!()
-    };
+    let e = select_channel_certificate(&m.stores, HOST, SystemTime::now())
+        .unwrap()
+        .unwrap_err();
+    let candidates = e.candidates;
     let find = |t: &str| candidates.iter().find(|c| c.cert.thumbprint == t).unwrap();
     assert_eq!(
         find(&expired.thumbprint).refusals,
@@ -278,11 +283,8 @@ fn a_certificate_that_ends_before_it_starts_is_refused_not_a_panic() {
         crls: Vec::new(),
     };
     let e = choose_channel_certificate(&[held], &trust, HOST, SystemTime::now()).unwrap_err();
-    let Error::NoChannelCertificate { candidates, .. } = e else {
-        panic!("{e}")
-    };
     assert_eq!(
-        candidates[0].refusals[0],
+        e.candidates[0].refusals[0],
         Refusal::NotYetValid {
             not_before: SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_456_000)
         }
@@ -310,7 +312,9 @@ fn the_newest_qualifying_certificate_wins_and_other_names_and_missing_keys_are_r
         },
     );
     let other = m.enroll("agent02.company.local", &Sign::default());
-    let selection = select_channel_certificate(&m.stores, HOST, SystemTime::now()).unwrap();
+    let selection = select_channel_certificate(&m.stores, HOST, SystemTime::now())
+        .unwrap()
+        .unwrap();
     assert_eq!(selection.chosen.thumbprint, newer.thumbprint);
     assert_eq!(selection.candidates.len(), 3);
     let refusals = |t: &str| {
@@ -336,7 +340,9 @@ fn the_newest_qualifying_certificate_wins_and_other_names_and_missing_keys_are_r
     // A damaged store: the newer certificate's key is gone; the older one is chosen.
     let key = m.stores.root().join(format!("My/{}.key", newer.thumbprint));
     std::fs::remove_file(key).unwrap();
-    let selection = select_channel_certificate(&m.stores, HOST, SystemTime::now()).unwrap();
+    let selection = select_channel_certificate(&m.stores, HOST, SystemTime::now())
+        .unwrap()
+        .unwrap();
     assert_eq!(selection.chosen.thumbprint, older.thumbprint);
     let newer_refusals = selection
         .candidates

@@ -457,7 +457,7 @@ impl Drill<'_> {
             let machine = self.w.machine(a.as_str());
             let settings = AgentSettings::load(&machine)?;
             let stores = Stores::open(&machine, true)?;
-            let chosen = select_channel_certificate(&stores, a.as_str(), now)?.chosen;
+            let chosen = select_channel_certificate(&stores, a.as_str(), now)??.chosen;
             if settings.channel_certificate_hash.as_deref() != Some(chosen.thumbprint.as_str()) {
                 bail!("{a}: the recorded channel certificate is not the one that qualifies");
             }

@@ -288,10 +288,11 @@ fn prove(
     let mut refusals =
         match choose_channel_certificate(std::slice::from_ref(&held), &trust, &host, now) {
             Ok(_) => return Ok(()),
-            Err(Error::NoChannelCertificate { mut candidates, .. }) => {
-                candidates.pop().map(|c| c.refusals).unwrap_or_default()
-            }
-            Err(e) => return Err(e),
+            Err(mut refused) => refused
+                .candidates
+                .pop()
+                .map(|c| c.refusals)
+                .unwrap_or_default(),
         };
     if !channel_checks {
         refusals.retain(|r| !matches!(r, Refusal::OtherName { .. } | Refusal::MissingEku { .. }));
@@ -318,7 +319,10 @@ fn select_and_record(
     root: Added,
     now: std::time::SystemTime,
 ) -> Result<Installed> {
-    let selection = select_channel_certificate(stores, host, now)?;
+    // The install proved the certificate could serve; a refusal now means the stores changed
+    // under the lock's holder, and is said as it is.
+    let selection = select_channel_certificate(stores, host, now)?
+        .map_err(|refused| Error::Certificate(refused.to_string()))?;
     let (_, settings_changed) = AgentSettings::record(machine, lock, Some(&selection.chosen))?;
     Ok(Installed {
         leaf,

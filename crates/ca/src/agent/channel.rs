@@ -13,7 +13,7 @@ use webpki::{ALL_VERIFICATION_ALGS, EndEntityCert, KeyUsage};
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
 use crate::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
-use crate::store::{StoreLock, StoreName, Stores, write_private};
+use crate::store::{StoreLock, StoreName, Stores, Trust, write_private};
 use crate::time::{human, seconds, whole};
 
 /// Where the agent's settings live below a machine folder.
@@ -199,6 +199,34 @@ pub struct Candidate {
     pub refusals: Vec<Refusal>,
 }
 
+/// MOMCertImport's refusal: no certificate in `My` can be the channel certificate of `host`;
+/// every certificate looked at, with every condition it fails.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", no_channel(.host, .candidates))]
+pub struct NoChannel {
+    /// The host name asked for.
+    pub host: String,
+    /// Every certificate looked at, with its refusals.
+    pub candidates: Vec<Candidate>,
+}
+
+fn no_channel(host: &str, candidates: &[Candidate]) -> String {
+    let mut text = format!("no certificate in My can be the channel certificate of {host}");
+    if candidates.is_empty() {
+        text.push_str(": the My store is empty (accept the issued certificate first)");
+    }
+    for c in candidates {
+        let reasons: Vec<String> = c.refusals.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(
+            "\n  {} ({}): {}",
+            c.cert.thumbprint,
+            c.cert.subject,
+            reasons.join("; ")
+        ));
+    }
+    text
+}
+
 /// MOMCertImport's answer: the certificate chosen and every certificate looked at.
 #[derive(Debug, Clone)]
 pub struct Selection {
@@ -228,24 +256,20 @@ pub struct Held {
     pub key: KeyState,
 }
 
-/// What a machine trusts: the roots in its `Root` store, and the CRLs they published (each
-/// checked with its root's key when it was added).
-#[derive(Debug, Clone, Default)]
-pub struct Trust {
-    /// The trusted roots.
-    pub roots: Vec<CertInfo>,
-    /// CRLs (DER) of those roots.
-    pub crls: Vec<Vec<u8>>,
-}
-
 /// Chooses the channel certificate for `host` from the machine's `My` store, as MOMCertImport
-/// does; see [`choose_channel_certificate`], here over the stores' contents.
+/// does; see [`choose_channel_certificate`], here over the stores' contents. The outer error
+/// is the stores' (they cannot be read); the inner one is MOMCertImport's refusal.
 pub fn select_channel_certificate(
     stores: &Stores,
     host: &str,
     now: SystemTime,
-) -> Result<Selection> {
-    choose_channel_certificate(&held_certificates(stores)?, &stores.trust()?, host, now)
+) -> Result<std::result::Result<Selection, NoChannel>> {
+    Ok(choose_channel_certificate(
+        &held_certificates(stores)?,
+        &stores.trust()?,
+        host,
+        now,
+    ))
 }
 
 /// The certificates of the machine's `My` store with their keys' state.
@@ -267,14 +291,14 @@ pub fn held_certificates(stores: &Stores) -> Result<Vec<Held>> {
 /// (common name or DNS alternative name), with its private key, valid at `now`, carrying both
 /// server and client authentication, whose chain ends at one of the trusted roots (checked by
 /// rustls-webpki for both purposes) and that no CRL of its issuer lists. Several qualify: the
-/// one whose validity started last (then the one that ends last). None: an error listing each
-/// certificate and every condition it fails. Pure: the caller brings the certificates.
+/// one whose validity started last (then the one that ends last). None: [`NoChannel`], listing
+/// each certificate and every condition it fails. Pure: the caller brings the certificates.
 pub fn choose_channel_certificate(
     my: &[Held],
     trust: &Trust,
     host: &str,
     now: SystemTime,
-) -> Result<Selection> {
+) -> std::result::Result<Selection, NoChannel> {
     let crls: Vec<crate::cert::CrlInfo> = trust
         .crls
         .iter()
@@ -319,7 +343,7 @@ pub fn choose_channel_certificate(
         .map(|c| c.cert.clone());
     match chosen {
         Some(chosen) => Ok(Selection { chosen, candidates }),
-        None => Err(Error::NoChannelCertificate {
+        None => Err(NoChannel {
             host: host.to_owned(),
             candidates,
         }),

@@ -9,12 +9,14 @@
 mod bundle;
 mod channel;
 
+/// What a machine trusts (its `Root` store's roots and CRLs), as the checks here take it.
+pub use crate::store::Trust;
 pub use bundle::{
     BUNDLE_LABEL, Bundle, Installed, MAX_BUNDLE_BYTES, accept_certificate, install_bundle,
     pin_matches, read_bundle, write_bundle,
 };
 pub use channel::{
-    AGENT_SETTINGS, AgentSettings, Candidate, Held, KeyState, Refusal, Selection, Trust,
+    AGENT_SETTINGS, AgentSettings, Candidate, Held, KeyState, NoChannel, Refusal, Selection,
     channel_serial_number, choose_channel_certificate, held_certificates,
     select_channel_certificate,
 };

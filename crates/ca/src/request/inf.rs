@@ -1,5 +1,6 @@
 //! The certreq.inf request policy: the INI-like file certreq reads, and what it asks for.
 
+use crate::sigalg::Hash;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -49,33 +50,6 @@ impl fmt::Display for KeyType {
             KeyType::Rsa(bits) => write!(f, "RSA-{bits}"),
             KeyType::EcdsaP256 => f.write_str("ECDSA P-256"),
             KeyType::EcdsaP384 => f.write_str("ECDSA P-384"),
-        }
-    }
-}
-
-/// The digest a request is signed with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Hash {
-    /// SHA-1: read on received requests (certreq with a legacy CSP signs with it; the
-    /// signature is only proof of possession there), never used to sign.
-    Sha1,
-    /// SHA-256.
-    Sha256,
-    /// SHA-384.
-    Sha384,
-    /// SHA-512.
-    Sha512,
-}
-
-impl Hash {
-    /// The name certutil prints (`sha256` in `sha256RSA`).
-    pub fn certutil_name(self) -> &'static str {
-        match self {
-            Hash::Sha1 => "sha1",
-            Hash::Sha256 => "sha256",
-            Hash::Sha384 => "sha384",
-            Hash::Sha512 => "sha512",
         }
     }
 }

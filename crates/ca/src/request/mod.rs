@@ -26,10 +26,11 @@ mod keys;
 mod pkcs10;
 mod renewal;
 
+pub use crate::sigalg::Hash;
 pub use crate::sigalg::{SignatureAlgorithm, verify_signature};
 pub use dn::{Attribute, DistinguishedName};
 pub use inf::{
-    EKU_CLIENT_AUTH, EKU_SERVER_AUTH, Hash, KeyType, MAX_INF_BYTES, PolicyOptions, RequestPolicy,
+    EKU_CLIENT_AUTH, EKU_SERVER_AUTH, KeyType, MAX_INF_BYTES, PolicyOptions, RequestPolicy,
     parse_policy,
 };
 pub use keys::PrivateKey;

@@ -15,10 +15,11 @@ use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::request::CertReq;
 
 use super::dn::{Attribute, DistinguishedName};
-use super::inf::{Hash, KeyType, RequestPolicy};
+use super::inf::{KeyType, RequestPolicy};
 use super::keys::{PrivateKey, os_rng};
 use super::renewal::RenewalProof;
 use crate::error::{Error, Result};
+use crate::sigalg::Hash;
 use crate::sigalg::{SignatureAlgorithm, verify_signature};
 
 /// The PEM label certreq writes.

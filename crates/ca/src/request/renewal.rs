@@ -17,10 +17,10 @@ use const_oid::db::rfc5911::{ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIG
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 
-use super::inf::Hash;
 use super::keys::PrivateKey;
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
+use crate::sigalg::Hash;
 use crate::sigalg::{SignatureAlgorithm, verify_signature};
 
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");

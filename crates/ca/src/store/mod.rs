@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::cert::CertInfo;
+pub use crate::cert::{MAX_CRL_BYTES, crl_der};
 use crate::error::{Error, Result};
+pub use crate::names::StoreName;
 use crate::request::PrivateKey;
 
 pub use pfx::{
@@ -199,34 +201,14 @@ impl Stores {
     }
 }
 
-/// The stores of a machine, by certutil's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum StoreName {
-    /// Pending requests' keys.
-    Request,
-    /// Personal certificates with their keys.
-    My,
-    /// Trusted root certificates.
-    Root,
-}
-
-impl StoreName {
-    /// Every store, in the order listings show them.
-    pub const ALL: [StoreName; 3] = [StoreName::My, StoreName::Root, StoreName::Request];
-
-    fn dir(self) -> &'static str {
-        match self {
-            StoreName::Request => "Request",
-            StoreName::My => "My",
-            StoreName::Root => "Root",
-        }
-    }
-}
-
-impl std::fmt::Display for StoreName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.dir())
-    }
+/// What a machine trusts: the roots in its `Root` store, and the CRLs they published (each
+/// checked with its root's key when it was added).
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// The trusted roots.
+    pub roots: Vec<CertInfo>,
+    /// CRLs (DER) of those roots.
+    pub crls: Vec<Vec<u8>>,
 }
 
 impl FromStr for StoreName {
@@ -521,9 +503,6 @@ impl Stores {
     }
 }
 
-/// The largest CRL file read.
-pub const MAX_CRL_BYTES: usize = 1024 * 1024;
-
 /// What adding a CRL to `Root` did.
 #[derive(Debug, Clone)]
 pub struct AddedCrl {
@@ -548,25 +527,6 @@ pub enum AddedToRoot {
     Certificate(Added),
     /// A CRL.
     Crl(AddedCrl),
-}
-
-/// A CRL's DER, from PEM (`X509 CRL`) or DER, bounded; `None` when it is not a CRL at all.
-pub fn crl_der(bytes: &[u8]) -> Option<Vec<u8>> {
-    use der::Decode;
-    if bytes.len() > MAX_CRL_BYTES {
-        return None;
-    }
-    let der = if crate::pem::is_pem(bytes) {
-        match crate::pem::decode(bytes) {
-            Ok((label, der)) if label == "X509 CRL" => der,
-            _ => return None,
-        }
-    } else {
-        bytes.trim_ascii_start().to_vec()
-    };
-    x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
-        .ok()
-        .map(|_| der)
 }
 
 /// Checks that `root` signed the CRL `der`, over its `tbsCertList` as received.
@@ -610,7 +570,7 @@ fn crl_number(crl: &x509_cert::crl::CertificateList) -> Option<u64> {
 impl Stores {
     /// What these stores trust: the certificates of `Root` and the CRLs stored beside them;
     /// for the user's stores, the machine's as well.
-    pub fn trust(&self) -> Result<crate::agent::Trust> {
+    pub fn trust(&self) -> Result<Trust> {
         let mut roots: Vec<CertInfo> = self
             .list(StoreName::Root)?
             .into_iter()
@@ -644,7 +604,7 @@ impl Stores {
                 }
             }
         }
-        Ok(crate::agent::Trust { roots, crls })
+        Ok(Trust { roots, crls })
     }
 
     /// Adds a CRL to `Root` (certutil -addstore root FILE.crl), as the CRL of the root in

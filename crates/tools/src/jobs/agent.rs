@@ -378,13 +378,12 @@ pub fn record_channel(machine: &Path, job: &Channel<'_>, now: SystemTime) -> Res
                     changed,
                 )
             }
-            Err(opsmgr_ca::Error::NoChannelCertificate { candidates, .. }) => (
+            Err(refused) => (
                 None,
-                ChannelOutcome::NoneQualifies(candidates),
+                ChannelOutcome::NoneQualifies(refused.candidates),
                 AgentSettings::load(machine)?,
                 false,
             ),
-            Err(e) => return Err(e.into()),
         };
     drop(lock);
     Ok(ChannelRecord {

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use clap::{ArgGroup, Parser};
-use opsmgr_ca::Error;
 use opsmgr_ca::agent::{AgentSettings, Candidate};
 use opsmgr_model::HostName;
 use opsmgr_tools::{exit, format_utc, jobs, machine_dir, windows_args};
@@ -175,7 +174,7 @@ fn run() -> Result<ExitCode> {
                 writeln!(out)?;
                 return Ok(ExitCode::from(exit::NO));
             }
-            let refusal = Error::NoChannelCertificate {
+            let refusal = opsmgr_ca::agent::NoChannel {
                 host: host.clone(),
                 candidates,
             };
