@@ -87,7 +87,7 @@ impl SignatureAlgorithm {
     /// Reads an algorithm identifier, with its parameters checked: NULL or absent for
     /// PKCS #1 v1.5, absent for ECDSA, and for RSASSA-PSS a SHA-2 digest, MGF1 over the same
     /// digest, the standard trailer and a salt no longer than 64 bytes.
-    pub fn from_identifier(id: &AlgorithmIdentifierOwned) -> Result<Self, String> {
+    pub fn from_identifier(id: &AlgorithmIdentifierOwned) -> Result<Self, AlgorithmError> {
         let oid = id.oid;
         let rsa = [
             (SHA1_RSA, Hash::Sha1),
@@ -99,9 +99,10 @@ impl SignatureAlgorithm {
             return match &id.parameters {
                 None => Ok(Self::RsaPkcs1(*hash)),
                 Some(p) if p.is_null() => Ok(Self::RsaPkcs1(*hash)),
-                Some(_) => Err(format!(
-                    "signature algorithm {oid} carries parameters; PKCS #1 v1.5 takes NULL"
-                )),
+                Some(_) => Err(AlgorithmError::Parameters {
+                    oid,
+                    expected: "PKCS #1 v1.5 takes NULL",
+                }),
             };
         }
         let ecdsa = [
@@ -113,18 +114,39 @@ impl SignatureAlgorithm {
         if let Some((_, hash)) = ecdsa.iter().find(|(o, _)| *o == oid) {
             return match id.parameters {
                 None => Ok(Self::Ecdsa(*hash)),
-                Some(_) => Err(format!(
-                    "signature algorithm {oid} carries parameters; ECDSA takes none"
-                )),
+                Some(_) => Err(AlgorithmError::Parameters {
+                    oid,
+                    expected: "ECDSA takes none",
+                }),
             };
         }
         if oid == RSASSA_PSS {
             return pss_parameters(id);
         }
-        Err(format!(
-            "signature algorithm {oid} is not supported (RSA PKCS #1 v1.5 or ECDSA, with SHA-1 or SHA-2; RSASSA-PSS)"
-        ))
+        Err(AlgorithmError::Unsupported(oid))
     }
+}
+
+/// Why a signature's algorithm identifier is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AlgorithmError {
+    /// Parameters where the algorithm takes none (or only NULL).
+    #[error("signature algorithm {oid} carries parameters; {expected}")]
+    Parameters {
+        /// The algorithm.
+        oid: ObjectIdentifier,
+        /// What it takes.
+        expected: &'static str,
+    },
+    /// An algorithm this crate does not verify.
+    #[error(
+        "signature algorithm {0} is not supported (RSA PKCS #1 v1.5 or ECDSA, with SHA-1 or SHA-2; RSASSA-PSS)"
+    )]
+    Unsupported(ObjectIdentifier),
+    /// RSASSA-PSS parameters that are unreadable or outside what is accepted, and how.
+    #[error("RSASSA-PSS parameters: {0}")]
+    Pss(String),
 }
 
 impl fmt::Display for SignatureAlgorithm {
@@ -152,8 +174,8 @@ fn digest_oid(oid: ObjectIdentifier) -> Option<Hash> {
     .map(|(_, h)| h)
 }
 
-fn pss_parameters(id: &AlgorithmIdentifierOwned) -> Result<SignatureAlgorithm, String> {
-    let bad = |what: String| format!("RSASSA-PSS parameters: {what}");
+fn pss_parameters(id: &AlgorithmIdentifierOwned) -> Result<SignatureAlgorithm, AlgorithmError> {
+    let bad = AlgorithmError::Pss;
     let params = id
         .parameters
         .as_ref()
@@ -352,7 +374,8 @@ pub fn verify_certificate(
     let parsed = x509_cert::Certificate::from_der(cert)
         .map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let range = signed_range(cert).map_err(|e| format!("not an X.509 certificate: {e}"))?;
-    let algorithm = SignatureAlgorithm::from_identifier(parsed.signature_algorithm())?;
+    let algorithm = SignatureAlgorithm::from_identifier(parsed.signature_algorithm())
+        .map_err(|e| e.to_string())?;
     let signature = parsed
         .signature()
         .as_bytes()

@@ -552,8 +552,11 @@ fn pss_parameters_are_checked() {
     params[at..at + sha256.len()].copy_from_slice(&sha256);
     id.parameters = Some(Any::from_der(&params).unwrap());
     let err = SignatureAlgorithm::from_identifier(&id).unwrap_err();
-    assert!(err.contains("MGF1's digest"), "{err}");
+    assert!(
+        matches!(&err, opsmgr_ca::request::AlgorithmError::Pss(why) if why.contains("MGF1's digest")),
+        "{err}"
+    );
     id.parameters = None;
     let err = SignatureAlgorithm::from_identifier(&id).unwrap_err();
-    assert!(err.contains("missing"), "{err}");
+    assert!(err.to_string().contains("missing"), "{err}");
 }

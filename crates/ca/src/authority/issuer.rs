@@ -569,6 +569,23 @@ fn named_oid(oid: &const_oid::ObjectIdentifier) -> String {
     format!("{oid} ({name})")
 }
 
+/// Why a certificate is not one this CA issued ([`Issuer::issued`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotIssued {
+    /// Its issuer names another CA.
+    #[error("its issuer is {issuer}, not {root}")]
+    OtherIssuer {
+        /// Its issuer (control characters escaped).
+        issuer: String,
+        /// This CA's root.
+        root: String,
+    },
+    /// It names this CA, but this CA's key did not sign it.
+    #[error("this CA's key did not sign it ({0})")]
+    Signature(String),
+}
+
 impl Issuer {
     /// The issuer of a CA whose root is `root` (DER), signed by `key`, under `config`: what
     /// [`Authority::open`](super::Authority::open) makes from its folder, and what a caller
@@ -656,19 +673,18 @@ impl Issuer {
 
     /// Whether this CA signed `cert`: its issuer is the root's subject and its signature
     /// verifies with the root's key, over its `tbsCertificate` as received.
-    pub fn issued(&self, cert: &CertInfo) -> std::result::Result<(), String> {
+    pub fn issued(&self, cert: &CertInfo) -> std::result::Result<(), NotIssued> {
         if cert.issuer != self.root_info.subject {
-            return Err(format!(
-                "its issuer is {}, not {}",
-                escape_control(&cert.issuer),
-                self.root_info.subject
-            ));
+            return Err(NotIssued::OtherIssuer {
+                issuer: escape_control(&cert.issuer),
+                root: self.root_info.subject.clone(),
+            });
         }
         crate::cert::verify_certificate(
             &cert.der,
             self.root.tbs_certificate().subject_public_key_info(),
         )
-        .map_err(|e| format!("this CA's key did not sign it ({e})"))
+        .map_err(NotIssued::Signature)
     }
 
     /// Reviews an untrusted request under the policy at `now`: its approved content, or the

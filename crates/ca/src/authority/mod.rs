@@ -48,7 +48,7 @@ pub(crate) use db::{Database, Issue, NewRequest};
 pub use db::{Disposition, Filter, Record};
 pub use decide::Hold;
 pub(crate) use decide::{Assessed, Claim, Context, Decided, Decision, Earlier, decide};
-pub use issuer::{Approved, Denial, Issuer, MAX_COMMON_NAME, Note, Signed};
+pub use issuer::{Approved, Denial, Issuer, MAX_COMMON_NAME, NotIssued, Note, Signed};
 use issuer::{CaSigner, RootProfile, encoding, random_serial, x509_time};
 pub use policy::{CaConfig, InitOptions, LeafNotAfter};
 pub use reason::{RevocationReason, parse_reason};

@@ -232,7 +232,7 @@ pub struct ReceivedRequest {
     der: Vec<u8>,
     info: std::ops::Range<usize>,
     request: CertReq,
-    algorithm: Result<SignatureAlgorithm, String>,
+    algorithm: Result<SignatureAlgorithm, crate::sigalg::AlgorithmError>,
     inner: std::ops::Range<usize>,
     renewal: Option<std::result::Result<RenewalProof, String>>,
 }
@@ -331,7 +331,10 @@ impl ReceivedRequest {
     /// Checks the request's signature with the public key it carries, over the bytes as
     /// received; returns the algorithm it was made with.
     pub fn verify(&self) -> Result<SignatureAlgorithm> {
-        let algorithm = self.algorithm.clone().map_err(Error::Request)?;
+        let algorithm = self
+            .algorithm
+            .clone()
+            .map_err(|e| Error::Request(e.to_string()))?;
         let signature = self
             .request
             .signature

@@ -257,7 +257,8 @@ fn prove(
     let algorithm = if signer.signature_algorithm.oid == RSA_ENCRYPTION {
         SignatureAlgorithm::RsaPkcs1(hash)
     } else {
-        SignatureAlgorithm::from_identifier(&signer.signature_algorithm)?
+        SignatureAlgorithm::from_identifier(&signer.signature_algorithm)
+            .map_err(|e| e.to_string())?
     };
     verify_signature(
         cert.tbs_certificate().subject_public_key_info(),
