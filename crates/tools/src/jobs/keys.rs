@@ -290,26 +290,38 @@ pub fn verify(
     })
 }
 
-/// Upgrade's decision, from the header alone (before any password is asked): `Ok(false)`
-/// when the file is already the newest version of its kind with the current parameters;
-/// refused when rewriting would lower its cost (a parameter above the current writer's).
-pub fn upgrade_needed(file: &Path, info: &BackupInfo) -> Result<bool> {
+/// What Upgrade would do with a backup, decided from its header alone (before any password
+/// is asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpgradePlan {
+    /// The newest version of its kind (single password or custody) with the current
+    /// parameters: nothing to do.
+    AlreadyCurrent,
+    /// Rewriting would lower its cost: these parameters are above the current writer's.
+    WouldLower(Vec<&'static str>),
+    /// Rewrite it, as this version of its kind with the current parameters.
+    Rewrite {
+        /// The version it would be written as.
+        to_version: u16,
+    },
+}
+
+/// Upgrade's decision for a backup whose header is `info`.
+pub fn upgrade_plan(info: &BackupInfo) -> UpgradePlan {
     let lowered = KdfParams::DEFAULT.below(&info.kdf);
     if !lowered.is_empty() {
-        bail!(
-            "{} uses {}, above the current writer's {} in {}: rewriting would lower its cost; unchanged",
-            file.display(),
-            info.kdf,
-            KdfParams::DEFAULT,
-            lowered.join(" and ")
-        );
+        return UpgradePlan::WouldLower(lowered);
     }
     let newest = if info.custody.is_some() {
         CUSTODY_VERSION
     } else {
         CURRENT_VERSION
     };
-    Ok(info.version != newest || info.kdf != KdfParams::DEFAULT)
+    if info.version == newest && info.kdf == KdfParams::DEFAULT {
+        UpgradePlan::AlreadyCurrent
+    } else {
+        UpgradePlan::Rewrite { to_version: newest }
+    }
 }
 
 /// What [`new_key`] did.
@@ -388,4 +400,53 @@ pub fn new_key(
         reenter: group.unopenable(&store),
         history: history.display().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(version: u16, kdf: KdfParams, custody: bool) -> BackupInfo {
+        BackupInfo {
+            version,
+            kdf,
+            salt_len: if version == CUSTODY_VERSION { 0 } else { 32 },
+            custody: custody.then(|| opsmgr_securestorage::Custody {
+                threshold: 2,
+                labels: vec!["a".into(), "b".into()],
+            }),
+        }
+    }
+
+    /// Every case of Upgrade's decision: current of each kind, older versions, cheaper
+    /// parameters, and dearer ones (never lowered).
+    #[test]
+    fn upgrade_never_lowers_the_cost_and_rewrites_only_what_is_behind() {
+        let d = KdfParams::DEFAULT;
+        let cheap = KdfParams {
+            memory_kib: d.memory_kib / 8,
+            ..d
+        };
+        let dear = KdfParams {
+            passes: d.passes + 1,
+            ..d
+        };
+        let cases = [
+            (info(CURRENT_VERSION, d, false), UpgradePlan::AlreadyCurrent),
+            (info(CUSTODY_VERSION, d, true), UpgradePlan::AlreadyCurrent),
+            (info(2, d, true), UpgradePlan::Rewrite { to_version: 3 }),
+            (
+                info(CURRENT_VERSION, cheap, false),
+                UpgradePlan::Rewrite { to_version: 1 },
+            ),
+            (
+                info(CURRENT_VERSION, dear, false),
+                UpgradePlan::WouldLower(vec!["passes"]),
+            ),
+            (info(2, dear, true), UpgradePlan::WouldLower(vec!["passes"])),
+        ];
+        for (header, plan) in cases {
+            assert_eq!(upgrade_plan(&header), plan, "{header:?}");
+        }
+    }
 }

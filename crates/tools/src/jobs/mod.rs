@@ -14,7 +14,7 @@
 //! | [`accept`] | `om-certreq -accept` |
 //! | [`install`] | `om-certreq -install` |
 //! | [`record_channel`] | `om-momcertimport` |
-//! | [`create_key`], [`create_group_key`], [`backup`], [`restore`], [`verify`], [`upgrade_needed`] | `om-securestoragebackup` |
+//! | [`create_key`], [`create_group_key`], [`backup`], [`restore`], [`verify`], [`upgrade_plan`] | `om-securestoragebackup` |
 //! | [`new_key`], [`plan_promotion`] + [`promote`], [`key_check`] | `om-msconfigtool` |
 //! | [`runas_add`], [`runas_list`], [`runas_remove`], [`runas_rotate`] | `om-msconfigtool RunAs` |
 //! | [`rewrite_configs`] | `om-configfix` |
@@ -42,8 +42,8 @@ pub use ca::{
     Status, expiring, process, revoke, status,
 };
 pub use keys::{
-    BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, Verified, backup, create_key, new_key,
-    open_backup, read_backup, restore, upgrade_needed, verify,
+    BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, UpgradePlan, Verified, backup,
+    create_key, new_key, open_backup, read_backup, restore, upgrade_plan, verify,
 };
 pub use management::{
     Balanced, Config, ConfigReport, Promote, PromoteReport, PromotionPlan, Rewrite, balance,

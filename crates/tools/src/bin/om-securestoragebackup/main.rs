@@ -9,9 +9,9 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use opsmgr_securestorage::{
-    BackupInfo, CURRENT_VERSION, CUSTODY_VERSION, Custodian, CustodyOpener, Error, Installed,
-    KdfParams, KeyStore, Opened, OsRandom, ReadPolicy, check_password, inspect_backup,
-    keystore_path, open_backup_with, open_backup_with_passwords, recovery_fingerprint,
+    BackupInfo, Custodian, CustodyOpener, Error, Installed, KdfParams, KeyStore, Opened, OsRandom,
+    ReadPolicy, check_password, inspect_backup, keystore_path, open_backup_with,
+    open_backup_with_passwords, recovery_fingerprint,
 };
 use opsmgr_tools::{
     PasswordArgs, PasswordSource, exit, jobs, machine_dir, password_weakness, prompt_line,
@@ -464,15 +464,25 @@ fn run() -> Result<ExitCode> {
             let bytes = jobs::read_backup(&file)?;
             // Never weaker: decided from the header, before asking for a password.
             let header = opened(&file, inspect_backup(&bytes))?;
-            if !jobs::upgrade_needed(&file, &header)? {
-                writeln!(
-                    out,
-                    "{} is already format version {} with the current parameters; unchanged",
+            let newest = match jobs::upgrade_plan(&header) {
+                jobs::UpgradePlan::AlreadyCurrent => {
+                    writeln!(
+                        out,
+                        "{} is already format version {} with the current parameters; unchanged",
+                        file.display(),
+                        header.version
+                    )?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                jobs::UpgradePlan::WouldLower(above) => bail!(
+                    "{} uses {}, above the current writer's {} in {}: rewriting would lower its cost; unchanged",
                     file.display(),
-                    header.version
-                )?;
-                return Ok(ExitCode::SUCCESS);
-            }
+                    header.kdf,
+                    KdfParams::DEFAULT,
+                    above.join(" and ")
+                ),
+                jobs::UpgradePlan::Rewrite { to_version } => to_version,
+            };
             let done = match &header.custody {
                 None => {
                     if password.sources().len() > 1 || !password.custodian.is_empty() {
@@ -504,11 +514,6 @@ fn run() -> Result<ExitCode> {
                     };
                     jobs::backup(&all.store, &file, &sealing, true, &mut OsRandom)?
                 }
-            };
-            let newest = if header.custody.is_some() {
-                CUSTODY_VERSION
-            } else {
-                CURRENT_VERSION
             };
             writeln!(
                 out,
