@@ -290,7 +290,9 @@ impl Drill<'_> {
         Ok(out)
     }
 
-    fn check(&mut self, name: &'static str, outcome: Result<String>) -> Result<()> {
+    /// Records a check's outcome: a failed check is a finding of the drill, not an error
+    /// that stops it (the report says which failed).
+    fn check(&mut self, name: &'static str, outcome: Result<String>) {
         let (passed, detail) = match outcome {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
@@ -302,7 +304,6 @@ impl Drill<'_> {
         };
         (self.events)(Event::Check(&check));
         self.report.checks.push(check);
-        Ok(())
     }
 
     /// Phase 2: every management server and agent enrolls through the drop folder.
@@ -430,24 +431,24 @@ impl Drill<'_> {
         self.check(
             "every agent's channel certificate chains to the root with both EKUs",
             outcome,
-        )?;
+        );
         let outcome = self.check_balance();
         self.check(
             "the load is balanced and survives any single failure",
             outcome,
-        )?;
+        );
         let outcome = self.check_secrets();
-        self.check("the Run As secrets open on the new RMS", outcome)?;
+        self.check("the Run As secrets open on the new RMS", outcome);
         let outcome = self.check_configs();
         self.check(
             "both configs name MGT01 and differ only in those values",
             outcome,
-        )?;
+        );
         let outcome = self.check_tls();
         self.check(
             "mutual TLS: agent and primary succeed, another root fails, a revoked agent fails",
             outcome,
-        )?;
+        );
         Ok(())
     }
 
@@ -470,17 +471,13 @@ impl Drill<'_> {
 
     fn check_balance(&self) -> Result<String> {
         let group = Group::load(&self.w.group_dir())?;
+        // om-balance check's rule, then what the drill claims beyond it: no single failure
+        // overloads a survivor.
+        let verdict = jobs::check_balance(&group.inventory, &Policy::default())?;
+        if !verdict.balanced {
+            bail!("om-balance check says {}", verdict.line);
+        }
         let p = plan(&group.inventory, &Policy::default())?;
-        if p.changed() != 0 {
-            bail!("planning again would change {} agents", p.changed());
-        }
-        let stranded = opsmgr_model::stranded_agents(&group.inventory);
-        if !stranded.is_empty() {
-            bail!(
-                "{} assignments name a server agents cannot use",
-                stranded.len()
-            );
-        }
         let loads: Vec<String> = p
             .load_after()
             .filter(|(_, l)| *l > 0)

@@ -127,6 +127,61 @@ pub fn balance(
     })
 }
 
+/// What `om-balance check` says: whether the group is balanced within the policy (planning
+/// again would change nothing), and the one line that says so or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceVerdict {
+    /// Balanced within the policy.
+    pub balanced: bool,
+    /// The line that says so, or why not.
+    pub line: String,
+}
+
+/// om-balance check (and the drill's balance check): the group's balance under `policy`.
+pub fn check_balance(inventory: &Inventory, policy: &Policy) -> Result<BalanceVerdict> {
+    let plan = plan(inventory, policy)?;
+    let (balanced, line) = verdict(&plan, policy);
+    Ok(BalanceVerdict { balanced, line })
+}
+
+/// Whether the group is balanced within the policy, and the one line that says so or why not.
+fn verdict(plan: &opsmgr_model::Plan<'_>, policy: &Policy) -> (bool, String) {
+    let agents: usize = plan.pools().iter().map(|p| p.agents).sum();
+    if plan.changed() == 0 {
+        return (
+            true,
+            format!(
+                "balanced: {agents} agent(s), within {:.1}% tolerance, failover lists spread",
+                policy.tolerance * 100.0
+            ),
+        );
+    }
+    let mut reasons = Vec::new();
+    for pool in plan.pools() {
+        if pool.must_move > 0 {
+            reasons.push(format!(
+                "{} {} agent(s) without a usable primary",
+                pool.must_move, pool.pool
+            ));
+        }
+        if !pool.held_by_tolerance && pool.excess > 0 {
+            reasons.push(format!(
+                "{} of {} {} agent(s) ({:.1}%) above their server's share (tolerance {:.1}%)",
+                pool.excess,
+                pool.agents,
+                pool.pool,
+                pool.imbalance * 100.0,
+                policy.tolerance * 100.0
+            ));
+        }
+    }
+    let lists = plan.changes().filter(|c| !c.primary_changes()).count();
+    if lists > 0 {
+        reasons.push(format!("{lists} failover list(s) to correct"));
+    }
+    (false, format!("not balanced: {}", reasons.join("; ")))
+}
+
 /// Which file a [`Rewrite`] edits, and how.
 #[derive(Debug, Clone, Copy)]
 pub enum Config<'a> {

@@ -46,8 +46,8 @@ pub use keys::{
     create_key, new_key, open_backup, read_backup, restore, upgrade_plan, verify,
 };
 pub use management::{
-    Balanced, Config, ConfigReport, Promote, PromoteReport, PromotionPlan, Rewrite, balance,
-    drop_folder_options, plan_promotion, promote, rewrite_configs,
+    BalanceVerdict, Balanced, Config, ConfigReport, Promote, PromoteReport, PromotionPlan, Rewrite,
+    balance, check_balance, drop_folder_options, plan_promotion, promote, rewrite_configs,
 };
 pub use runas::{
     GroupMachine, KeyChecked, Rotated, RunAsAdded, RunAsEntry, create_group_key, key_check,

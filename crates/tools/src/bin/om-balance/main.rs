@@ -69,10 +69,13 @@ fn run() -> Result<ExitCode> {
         Command::Check { input, policy } => {
             let inventory = load(&input)?;
             let policy = policy.policy();
-            let plan = plan(&inventory, &policy)?;
-            let (balanced, line) = verdict(&plan, &policy);
-            writeln!(out, "{line}")?;
-            Ok(ExitCode::from(if balanced { exit::OK } else { exit::NO }))
+            let verdict = opsmgr_tools::jobs::check_balance(&inventory, &policy)?;
+            writeln!(out, "{}", verdict.line)?;
+            Ok(ExitCode::from(if verdict.balanced {
+                exit::OK
+            } else {
+                exit::NO
+            }))
         }
         Command::Apply {
             input,
@@ -147,44 +150,6 @@ fn warn(plan: &Plan<'_>) {
 #[allow(clippy::print_stderr, reason = "warnings go to stderr, loudly")]
 fn warn_line(warning: &dyn std::fmt::Display) {
     eprintln!("om-balance: WARNING: {warning}");
-}
-
-/// Whether the group is balanced within the policy, and the one line that says so or why not.
-fn verdict(plan: &Plan<'_>, policy: &Policy) -> (bool, String) {
-    let agents: usize = plan.pools().iter().map(|p| p.agents).sum();
-    if plan.changed() == 0 {
-        return (
-            true,
-            format!(
-                "balanced: {agents} agent(s), within {:.1}% tolerance, failover lists spread",
-                policy.tolerance * 100.0
-            ),
-        );
-    }
-    let mut reasons = Vec::new();
-    for pool in plan.pools() {
-        if pool.must_move > 0 {
-            reasons.push(format!(
-                "{} {} agent(s) without a usable primary",
-                pool.must_move, pool.pool
-            ));
-        }
-        if !pool.held_by_tolerance && pool.excess > 0 {
-            reasons.push(format!(
-                "{} of {} {} agent(s) ({:.1}%) above their server's share (tolerance {:.1}%)",
-                pool.excess,
-                pool.agents,
-                pool.pool,
-                pool.imbalance * 100.0,
-                policy.tolerance * 100.0
-            ));
-        }
-    }
-    let lists = plan.changes().filter(|c| !c.primary_changes()).count();
-    if lists > 0 {
-        reasons.push(format!("{lists} failover list(s) to correct"));
-    }
-    (false, format!("not balanced: {}", reasons.join("; ")))
 }
 
 /// The plan as a bar chart: per server, agents before and after against its capacity, the
