@@ -76,39 +76,6 @@ pub fn write_atomic_with(
     file.commit()
 }
 
-/// Writes `bytes` to `path` by a rename over it, without flushing: readers never see half a
-/// file, but a power cut may lose it. For many files that can be rewritten from a database,
-/// followed by one [`sync_filesystem`] before anything depends on them.
-pub fn write_replace_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Flushes every pending write of the file system that holds `dir` (one `syncfs`), where
-/// flushing each file would cost one `fsync` each. A no-op where the system has no `syncfs`.
-pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        let handle = fs::File::open(dir)?;
-        rustix::fs::syncfs(&handle).map_err(io::Error::from)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -144,23 +111,6 @@ mod tests {
         fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
         write_atomic(&f, b"two").unwrap();
         assert_eq!((mode(&f), fs::read(&f).unwrap()), (0o640, b"two".to_vec()));
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn unsynced_replacement_then_one_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("a.cer");
-        write_replace_unsynced(&f, b"one").unwrap();
-        write_replace_unsynced(&f, b"two").unwrap();
-        sync_filesystem(dir.path()).unwrap();
-        assert_eq!(fs::read(&f).unwrap(), b"two");
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
-        assert!(write_replace_unsynced(&dir.path().join("missing/a.cer"), b"x").is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

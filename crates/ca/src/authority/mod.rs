@@ -240,7 +240,7 @@ impl Authority {
             name: options.name.clone(),
             validity_days: options.issued_validity_days,
             leaf_not_after: LeafNotAfter::Truncate,
-            auto_issue: false,
+            auto_issue: options.auto_issue,
             allow_legacy_rsa1024: false,
             allowed_dns_suffixes: Vec::new(),
             crl_validity_days: policy::default_crl_days(),

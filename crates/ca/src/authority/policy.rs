@@ -87,6 +87,9 @@ pub struct InitOptions {
     pub issued_validity_days: u32,
     /// Encrypt the CA's key with this password.
     pub password: Option<zeroize::Zeroizing<String>>,
+    /// Issue approved requests from the drop folder without an operator (the policy's
+    /// `auto_issue`), written with the rest of the policy when the CA is made.
+    pub auto_issue: bool,
 }
 
 impl Default for InitOptions {
@@ -99,6 +102,7 @@ impl Default for InitOptions {
             validity_years: 10,
             issued_validity_days: 365,
             password: None,
+            auto_issue: false,
         }
     }
 }

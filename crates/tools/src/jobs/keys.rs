@@ -64,9 +64,9 @@ pub struct BackedUp {
     pub kept: Option<PathBuf>,
 }
 
-/// SecureStorageBackup Backup (and Rekey, Upgrade): seals the machine's key store
-/// (`KeyStore::load` of its `keystore_path`) into `file` without ever leaving it without a
-/// good copy: written beside it as `<file>.new`, read back from the disk and opened, the
+/// SecureStorageBackup Backup (and Rekey, Upgrade): seals `store` (the caller loaded it: the
+/// machine's key store, or the one a backup held) into `file` without ever leaving it without
+/// a good copy: written beside it as `<file>.new`, read back from the disk and opened, the
 /// previous file kept as `<file>.bak`, and only then renamed over it. An existing file is
 /// refused unless `overwrite`.
 pub fn backup(

@@ -280,14 +280,10 @@ fn run() -> Result<ExitCode> {
                 validity_years,
                 issued_validity_days,
                 password: secret,
+                auto_issue,
             };
-            let mut ca = Authority::init(&dir, &options, SystemTime::now())
+            let ca = Authority::init(&dir, &options, SystemTime::now())
                 .with_context(|| format!("creating a CA in {}", dir.display()))?;
-            if auto_issue {
-                let mut config = ca.issuer().config().clone();
-                config.auto_issue = true;
-                ca.set_config(config)?;
-            }
             let root = ca.issuer().root();
             let mut out = opsmgr_tools::stdout();
             if json {
