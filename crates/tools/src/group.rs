@@ -122,20 +122,29 @@ pub struct KeyVerdict {
     pub secrets: usize,
     /// Those the store cannot open.
     pub unopenable: Vec<String>,
+    /// Those that open, but were sealed with another key of the store than its current one
+    /// (without a record, they do not prove the current key is the group's).
+    pub under_older_key: usize,
 }
 
 impl KeyVerdict {
     /// Whether the store holds the group's key as its current key: `Some(true)` when the
     /// record opens with its current key (or, without a record, when there are secrets and
-    /// every one opens) and no secret fails; `Some(false)` when the evidence says not;
-    /// `None` when there is none (no record, no secrets).
+    /// every one opens and was sealed with that current key) and no secret fails;
+    /// `Some(false)` when the evidence says not; `None` when there is none (no record, no
+    /// secrets).
     pub fn holds(&self) -> Option<bool> {
         match self.record {
             Some(KeyCheck::Current) => Some(self.unopenable.is_empty()),
             Some(KeyCheck::Older | KeyCheck::Absent) => Some(false),
             None if self.secrets == 0 => None,
-            None => Some(self.unopenable.is_empty()),
+            None => Some(self.unopenable.is_empty() && self.under_older_key == 0),
         }
+    }
+
+    /// Whether the group has any evidence of its key: a record, or secrets.
+    pub fn group_has_key(&self) -> bool {
+        self.record.is_some() || self.secrets > 0
     }
 
     /// Whether the store holds the group's key at all, current or older (the record opens,
@@ -153,6 +162,10 @@ impl KeyVerdict {
     pub fn reason(&self) -> String {
         let secrets = match (self.secrets, self.unopenable.len()) {
             (0, _) => "the group has no Run As secrets".to_owned(),
+            (n, 0) if self.under_older_key > 0 => format!(
+                "it opens all {n} Run As secret(s), but {} were sealed with an older key than its current one",
+                self.under_older_key
+            ),
             (n, 0) => format!("it opens all {n} Run As secret(s)"),
             (n, k) => format!(
                 "it cannot open {k} of {n} Run As secret(s) ({})",
@@ -381,10 +394,20 @@ impl Group {
             ),
             None => None,
         };
+        let unopenable = self.unopenable(store);
+        let current = store.current().id();
+        let under_older_key = self
+            .runas
+            .secrets
+            .iter()
+            .filter(|s| !unopenable.contains(&s.name))
+            .filter(|s| s.key_id().is_ok_and(|id| id != current))
+            .count();
         Ok(KeyVerdict {
             record,
             secrets: self.runas.secrets.len(),
-            unopenable: self.unopenable(store),
+            unopenable,
+            under_older_key,
         })
     }
 

@@ -249,7 +249,7 @@ fn create_key_records_the_group_key_and_a_lost_rms_is_replaced_by_force() {
     refused(
         &w.ssb(RMS, &["CreateKey", "--group", &g]),
         2,
-        "management group PROD has a key already (its key check record)",
+        "management group PROD has a key already (its key check record or its Run As secrets)",
     );
 
     // Another group, whose RMS is lost before anything recorded its key.
@@ -472,5 +472,92 @@ fn run_as_secrets_added_listed_replaced_removed_and_rotated() {
         ),
         2,
         "no Run As account named 'Nobody' (the group's: SQL Action Account)",
+    );
+}
+
+/// A key rotated on the RMS while the operator reads PromoteRMS's warning: the promotion,
+/// confirmed after the plan was made, is refused before anything is written.
+#[test]
+fn a_promotion_checks_the_key_again_after_the_question() {
+    let w = World::new();
+    let g = s(&w.group());
+    ok(&w.ssb(RMS, &["CreateKey", "--group", &g]));
+    let secret = w.write("sql.txt", "Sup3r-secret SQL password\n");
+    ok(&w.ms(
+        &["RunAs", "add", "SQL Action Account"],
+        RMS,
+        &["--account", "CONTOSO\\svc-sql", "--secret-file", &secret],
+    ));
+    w.copy_key(RMS, MGT01);
+    let mgt01 = w.machine(MGT01);
+    let plan = opsmgr_tools::jobs::plan_promotion(
+        &opsmgr_tools::jobs::Promote {
+            group: &w.group(),
+            machine: &mgt01,
+            host: None,
+            delete_existing_rms: true,
+            reporting: None,
+            webconsole: None,
+        },
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let inventory = std::fs::read(w.group().join("inventory.json")).unwrap();
+    ok(&w.ms(&["RunAs", "rotate"], RMS, &[]));
+    let e = opsmgr_tools::jobs::promote(
+        plan,
+        std::time::SystemTime::now(),
+        &mut opsmgr_securestorage::OsRandom,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("MGT01.prod.local no longer holds the management group's encryption key as its current one"),
+        "{e:#}"
+    );
+    assert_eq!(
+        std::fs::read(w.group().join("inventory.json")).unwrap(),
+        inventory
+    );
+}
+
+/// Without a record, secrets prove a key only when they were sealed with the store's current
+/// key: a store whose current key is newer than the one that sealed them is not recorded.
+#[test]
+fn secrets_under_an_older_key_prove_nothing_about_the_current_one() {
+    let w = World::new();
+    ok(&w.ssb(RMS, &["CreateKey"]));
+    let store = KeyStore::load(&keystore_path(&w.machine(RMS))).unwrap();
+    let mut group = Group::load(&w.group()).unwrap();
+    group
+        .add_secret(
+            &store,
+            "SQL Action Account",
+            b"s3cret",
+            &mut opsmgr_securestorage::OsRandom,
+        )
+        .unwrap();
+    // A rotation that stopped after the store was saved: a new current key, the secret still
+    // under the old one, no record.
+    let mut rotated = store;
+    rotated
+        .rotate(
+            std::time::SystemTime::now(),
+            &mut opsmgr_securestorage::OsRandom,
+        )
+        .unwrap();
+    rotated.save(&keystore_path(&w.machine(RMS))).unwrap();
+    let verdict = Group::load(&w.group())
+        .unwrap()
+        .key_verdict(&rotated)
+        .unwrap();
+    assert_eq!(verdict.under_older_key, 1);
+    assert_eq!(verdict.holds(), Some(false), "{}", verdict.reason());
+    assert!(
+        verdict
+            .reason()
+            .contains("were sealed with an older key than its current one"),
+        "{}",
+        verdict.reason()
     );
 }

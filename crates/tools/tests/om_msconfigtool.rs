@@ -325,7 +325,31 @@ fn new_key_lists_the_secrets_to_enter_again_and_deletes_nothing() {
         Setup::s(&s.group()),
         Setup::s(&s.machine("MGT02.prod.local")),
     );
-    let out = tool(&["NewKey", "--group", &g, "--machine", &m, "--json"], "");
+    // A mistyped machine folder is refused, never made.
+    refused(
+        &tool(&["NewKey", "--group", &g, "--machine", &m], ""),
+        "is not a machine folder (it does not exist); nothing was changed",
+    );
+    assert!(!s.machine("MGT02.prod.local").exists());
+    // The group has a key (its secrets) that MGT02 does not hold: only --force replaces it.
+    std::fs::create_dir_all(s.machine("MGT02.prod.local")).unwrap();
+    refused(
+        &tool(&["NewKey", "--group", &g, "--machine", &m], ""),
+        "management group PROD has a key (its Run As secrets), and MGT02.prod.local has no key store: NewKey would replace the group's key and make every backup of it stale. If the key is truly lost (no backup anywhere), --force makes a new one",
+    );
+    assert!(!keystore_path(&s.machine("MGT02.prod.local")).exists());
+    let out = tool(
+        &[
+            "NewKey",
+            "--group",
+            &g,
+            "--machine",
+            &m,
+            "--json",
+            "--force",
+        ],
+        "",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(

@@ -341,9 +341,11 @@ pub struct NewKey {
 
 /// ManagementServerConfigTool's CREATE_NEWKEY recovery: a new group key on a server of the
 /// group whose key is lost (no backup exists). Refused when the machine holds the group's key
-/// (the key check record opens with it, or every secret does), and when nothing can say (no
-/// record, no secrets, and a key store there) unless `force`: replacing a key that was the
-/// group's would make every backup stale. Older keys stay in the store, the group's state is
+/// (the key check record opens with it, or every secret does); and unless `force`, when the
+/// group has a key (a record, or secrets) the machine does not hold, and when nothing can say
+/// (no record, no secrets, and a key store there): replacing the group's key makes every
+/// backup of it stale, which only the lost-key recovery may do. A machine folder that does
+/// not exist is refused, never made. Older keys stay in the store, the group's state is
 /// kept in its history first, nothing sealed is deleted, and the new key's record replaces
 /// the old one.
 pub fn new_key(
@@ -360,11 +362,35 @@ pub fn new_key(
             group.inventory.management_group
         );
     }
+    if !target.machine.is_dir() {
+        bail!(
+            "{} is not a machine folder (it does not exist); nothing was changed",
+            target.machine.display()
+        );
+    }
     let _group_lock = group.lock()?;
     let group = Group::load(target.group)?;
     let path = keystore_path(target.machine);
     // Read, rotate and write under the store's lock: a restore cannot slip in between.
     let lock = KeyStoreLock::take(&path)?;
+    // The group has a key (a record, or secrets) that this machine does not hold: replacing
+    // it makes every backup of it stale, which only the lost-key recovery may do, on request.
+    let evidence = if group.key_record()?.is_some() {
+        Some("its key check record")
+    } else if group.runas.secrets.is_empty() {
+        None
+    } else {
+        Some("its Run As secrets")
+    };
+    let refuse_unless_forced = |why: &str| -> Result<()> {
+        match evidence {
+            Some(evidence) if !force => bail!(
+                "management group {} has a key ({evidence}), and {host} {why}: NewKey would replace the group's key and make every backup of it stale. If the key is truly lost (no backup anywhere), --force makes a new one; else restore the group's backup on {host} (om-securestoragebackup Restore FILE); nothing was changed",
+                group.inventory.management_group
+            ),
+            _ => Ok(()),
+        }
+    };
     let (store, kept) = if path.exists() {
         let mut store = KeyStore::load(&path)?;
         let verdict = group.key_verdict(&store)?;
@@ -382,11 +408,12 @@ pub fn new_key(
             None if !force => bail!(
                 "{host} has a key store, and nothing says whether its key is the group's (the group has no key check record and no Run As secrets): a new key would make every backup of that key stale. Run om-msconfigtool KeyCheck on the RMS to record the group's key; if this key is truly not the group's, --force makes a new one; nothing was changed"
             ),
-            _ => {}
+            _ => refuse_unless_forced("holds another key")?,
         }
         store.rotate(now, rng)?;
         (store, true)
     } else {
+        refuse_unless_forced("has no key store")?;
         (KeyStore::generate(now, rng)?, false)
     };
     let history = group.keep_history(now)?;

@@ -333,7 +333,6 @@ pub struct PromoteReport {
 pub struct PromotionPlan {
     group: Group,
     machine: PathBuf,
-    record_missing: bool,
     promotion: Promotion,
     reporting: Option<PathBuf>,
     webconsole: Option<PathBuf>,
@@ -436,7 +435,6 @@ pub fn plan_promotion(job: &Promote<'_>, now: SystemTime) -> Result<PromotionPla
     Ok(PromotionPlan {
         group,
         machine: job.machine.to_owned(),
-        record_missing: verdict.record.is_none(),
         promotion,
         reporting: job.reporting.map(Path::to_owned),
         webconsole: job.webconsole.map(Path::to_owned),
@@ -454,9 +452,8 @@ pub fn promote(
     rng: &mut dyn RandomSource,
 ) -> Result<PromoteReport> {
     let PromotionPlan {
-        mut group,
+        group,
         machine,
-        record_missing,
         promotion,
         reporting,
         webconsole,
@@ -472,17 +469,26 @@ pub fn promote(
     // Again, now that the operator said yes: a config changed meanwhile refuses the promotion
     // before the group is changed.
     check_rewrites(&rewrites, now).context("nothing was changed")?;
+    // And the key, under the group's lock, from the group as it is now: a NewKey or a rotate
+    // while the operator read the warning refuses the promotion before anything is written.
+    let _lock = group.lock()?;
+    let mut group = Group::load(&group.dir)?;
+    let store = KeyStore::load(&keystore_path(&machine))?;
+    let verdict = group.key_verdict(&store)?;
+    if verdict.holds() != Some(true) {
+        bail!(
+            "{} no longer holds the management group's encryption key as its current one ({}); nothing was changed",
+            promotion.new_rms,
+            verdict.reason()
+        );
+    }
     report.history = Some(group.keep_history(now)?.display().to_string());
     group.inventory = promotion.inventory;
     group.save_inventory()?;
-    if record_missing {
-        let _lock = group.lock()?;
-        let store = KeyStore::load(&keystore_path(&machine))?;
-        // Proved again under the lock: the secrets still all open with its current key.
-        if group.key_verdict(&store)?.holds() == Some(true) {
-            group.write_key_record(&store, rng)?;
-            report.key_record_written = true;
-        }
+    // A group without a record gets one from the new RMS, whose key the secrets proved.
+    if verdict.record.is_none() {
+        group.write_key_record(&store, rng)?;
+        report.key_record_written = true;
     }
     let configs = write_rewrites(&rewrites, WriteOptions::default(), now)?
         .into_iter()

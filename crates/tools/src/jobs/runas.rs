@@ -69,9 +69,10 @@ pub fn create_group_key(
         );
     }
     let _lock = group.lock()?;
-    if group.key_record()?.is_some() {
+    let group = Group::load(target.group)?;
+    if group.key_record()?.is_some() || !group.runas.secrets.is_empty() {
         bail!(
-            "management group {} has a key already (its key check record): restore the group's key backup on {host} instead (om-securestoragebackup Restore FILE); nothing was made",
+            "management group {} has a key already (its key check record or its Run As secrets): restore the group's key backup on {host} instead (om-securestoragebackup Restore FILE); nothing was made",
             group.inventory.management_group
         );
     }
@@ -97,11 +98,9 @@ pub struct KeyChecked {
 }
 
 /// `om-msconfigtool KeyCheck`: says whether the machine holds the group's key. A group without
-/// a key check record gets one, once, from a machine that proves the key: one whose key opens
-/// every Run As secret (there must be some), or, with no secrets to prove anything, the RMS
-/// (which owns the key) or another server with `force` (the RMS is lost and this machine's key
-/// was restored from the group's backup). A machine whose key the secrets refuse never
-/// writes it.
+/// a key check record gets one, once, from the RMS (which owns the key), or from another
+/// server with `force` (the RMS is lost and this machine's key was restored from the group's
+/// backup); never from a machine whose key the secrets refuse.
 pub fn key_check(
     target: &GroupMachine<'_>,
     force: bool,
@@ -114,14 +113,13 @@ pub fn key_check(
     let mut record_written = false;
     if verdict.record.is_none() {
         match verdict.holds() {
-            Some(true) => {}
             Some(false) => bail!(
                 "{host} does not hold the group's key ({}); no key check record was written",
                 verdict.reason()
             ),
-            None if rms || force => {}
-            None => bail!(
-                "the group has no key check record and no Run As secrets, so nothing proves {host}'s key is the group's: run KeyCheck on the RMS, which owns the key; if the RMS is lost and {host}'s key was restored from the group's backup, run it here with --force"
+            _ if rms || force => {}
+            _ => bail!(
+                "the group has no key check record: run KeyCheck on the RMS, which owns the key, to record it; if the RMS is lost and {host}'s key was restored from the group's backup, run it here with --force"
             ),
         }
         group.write_key_record(&store, rng)?;
@@ -381,6 +379,7 @@ mod tests {
             record,
             secrets,
             unopenable: unopenable.iter().map(|s| (*s).to_owned()).collect(),
+            under_older_key: 0,
         }
     }
 
