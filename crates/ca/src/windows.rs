@@ -218,12 +218,14 @@ if ($Me -ne $Fqdn) {{
     Stop-Install {wrong_host} ('this machine is ' + $Me + ', not ' + $Fqdn)
 }}
 
-# MOMCertImport.exe: beside this script, in the agent's folder, or on the PATH.
+# MOMCertImport.exe: in the agent's folder, beside this script (the seed's package carries
+# it), or on the PATH; the agent's own folder first, which only administrators write.
 $MomCertImport = $null
 $here = Split-Path -Parent $MyInvocation.MyCommand.Path
 $setup = Get-ItemProperty 'HKLM:\SOFTWARE\Microsoft\Microsoft Operations Manager\3.0\Setup' -ErrorAction SilentlyContinue
-$candidates = @((Join-Path $here 'MOMCertImport.exe'))
+$candidates = @()
 if ($setup -and $setup.InstallDirectory) {{ $candidates += (Join-Path $setup.InstallDirectory 'MOMCertImport.exe') }}
+$candidates += (Join-Path $here 'MOMCertImport.exe')
 foreach ($c in $candidates) {{ if (-not $MomCertImport -and (Test-Path $c)) {{ $MomCertImport = $c }} }}
 if (-not $MomCertImport) {{
     $found = Get-Command 'MOMCertImport.exe' -ErrorAction SilentlyContinue
@@ -253,7 +255,7 @@ if ($LASTEXITCODE -ne 0) {{ Stop-Install {accept} ('certreq -accept failed (exit
 Write-Log 'accepted the certificate into the machine''s Personal store'
 
 if (-not $MomCertImport) {{
-    Stop-Install {no_mom} ('the root and the certificate are installed, but MOMCertImport.exe was found neither beside this script, nor in the agent''s folder, nor on the PATH: once the agent is installed, run MOMCertImport /SubjectName ' + $Fqdn)
+    Stop-Install {no_mom} ('the root and the certificate are installed, but MOMCertImport.exe was found neither in the agent''s folder, nor beside this script, nor on the PATH: once the agent is installed, run MOMCertImport /SubjectName ' + $Fqdn)
 }}
 & $MomCertImport /SubjectName $Fqdn 2>&1 | Out-File -Append -FilePath $Log -Encoding ASCII
 if ($LASTEXITCODE -ne 0) {{ Stop-Install {mom} ('MOMCertImport failed (exit ' + $LASTEXITCODE + ')') }}
@@ -363,14 +365,14 @@ set "ME=%NAME%"
 if defined DOMAIN set "ME=%NAME%.%DOMAIN%"
 if /i not "%ME%"=="%FQDN%" (set "CODE={wrong_host}" & set "WHY=this machine is not {host}" & goto :fail)
 
-rem MOMCertImport.exe: beside this script, in the agent's folder, or on the PATH; none: the
-rem agent is not installed yet.
-set "MOMCERT=%~dp0MOMCertImport.exe"
-if exist "%MOMCERT%" goto :found
+rem MOMCertImport.exe: in the agent's folder (only administrators write it), beside this
+rem script (the seed's package carries it), or on the PATH; none: no agent yet.
 set "MOMDIR="
 for /f "tokens=2,*" %%a in ('reg query "HKLM\SOFTWARE\Microsoft\Microsoft Operations Manager\3.0\Setup" /v InstallDirectory 2^>nul ^| findstr /i /c:"InstallDirectory"') do set "MOMDIR=%%b"
 if defined MOMDIR set "MOMCERT=%MOMDIR%\MOMCertImport.exe"
 if defined MOMDIR if exist "%MOMCERT%" goto :found
+set "MOMCERT=%~dp0MOMCertImport.exe"
+if exist "%MOMCERT%" goto :found
 set "MOMCERT="
 for %%m in (MOMCertImport.exe) do set "MOMCERT=%%~$PATH:m"
 
@@ -383,7 +385,7 @@ call :log "trusted the root {ca} ({pin})"
 certreq -accept -q "%WORK%\{host}.cer" >>"%LOG%" 2>&1
 if not "%errorlevel%"=="0" (set "CODE={accept}" & set "WHY=certreq -accept failed" & goto :fail)
 call :log "accepted the certificate into the machine's Personal store"
-if not defined MOMCERT (set "CODE={no_mom}" & set "WHY=the root and the certificate are installed, but MOMCertImport.exe was found neither beside this script, nor in the agent's folder, nor on the PATH: once the agent is installed, run MOMCertImport /SubjectName {host}" & goto :fail)
+if not defined MOMCERT (set "CODE={no_mom}" & set "WHY=the root and the certificate are installed, but MOMCertImport.exe was found neither in the agent's folder, nor beside this script, nor on the PATH: once the agent is installed, run MOMCertImport /SubjectName {host}" & goto :fail)
 "%MOMCERT%" /SubjectName {host} >>"%LOG%" 2>&1
 if not "%errorlevel%"=="0" (set "CODE={mom}" & set "WHY=MOMCertImport failed" & goto :fail)
 call :log "the agent uses the certificate"

@@ -213,8 +213,10 @@ impl UntrustedDir {
 
     /// Reads the regular file `name`, at most `max` bytes, refusing anything else: opened
     /// without following a link and without blocking, its type checked on the open file, the
-    /// bound applied to the read. With `settled_before`, a file modified after that moment is
-    /// left alone ([`ReadRefusal::Settling`]).
+    /// bound applied to the read. With `settled_before`, a file changed after that moment is
+    /// left alone ([`ReadRefusal::Settling`]): judged by its change time, which every write
+    /// sets and no one can set back or ahead (a modification time copied from a client whose
+    /// clock runs ahead, or set with `touch -d`, would keep a file settling for ever).
     pub fn read_file(
         &self,
         name: &OsStr,
@@ -249,7 +251,7 @@ impl UntrustedDir {
             return Err(ReadRefusal::NotRegular(kind));
         }
         if let Some(limit) = settled_before
-            && time(stat.st_mtime, stat.st_mtime_nsec as i64) > limit
+            && time(stat.st_ctime, stat.st_ctime_nsec as i64) > limit
         {
             return Err(ReadRefusal::Settling);
         }

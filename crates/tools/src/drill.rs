@@ -340,7 +340,8 @@ impl Drill<'_> {
             0,
             std::time::Duration::ZERO,
         );
-        let first = jobs::process(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
+        let (first, _) =
+            jobs::process(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
         // The operator approves the held servers (om-certutil -config CA -resubmit ID), and the
         // next run writes their files.
         for held in first.files.iter().filter(|f| f.result == Outcome::Pending) {
@@ -349,7 +350,8 @@ impl Drill<'_> {
                 .with_context(|| format!("{} was held without a request id", held.file))?;
             ca.resubmit(id, SystemTime::now())?;
         }
-        let second = jobs::process(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
+        let (second, _) =
+            jobs::process(&mut ca, &share, &options, SystemTime::now(), &|_, _, _| {})?;
         let issued = first.issued + second.issued;
         if issued != hosts.len() || second.pending != 0 {
             bail!("{issued} of {} requests were issued", hosts.len());

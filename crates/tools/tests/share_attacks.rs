@@ -1233,12 +1233,13 @@ fn a_request_still_being_written_is_left_for_the_next_run() {
     let share = w.share();
     let host = "agent91.company.local";
     let pem = World::request(host, "");
-    // Half of it arrived just now.
+    // One request arrived a while ago; half of another just now.
+    w.drop_request("agent92.company.local");
+    std::thread::sleep(Duration::from_millis(1200));
     let req = share.join(format!("{host}.req"));
     std::fs::write(&req, &pem.as_bytes()[..pem.len() / 2]).unwrap();
-    w.drop_request("agent92.company.local");
     let before = w.snapshot();
-    let r = w.process(&["--issue", "--json", "--settle", "2s"]);
+    let r = w.process(&["--issue", "--json", "--settle", "1s"]);
     assert_eq!(r.code, Some(1), "{}", r.describe());
     let v = r.json();
     w.assert_untouched(&before);
@@ -1247,15 +1248,18 @@ fn a_request_still_being_written_is_left_for_the_next_run() {
     assert_eq!(e["result"], "waiting", "{e}");
     assert!(req.is_file(), "a partial upload was moved");
     assert!(w.names("rejected").is_empty(), "{:?}", w.names("rejected"));
-    // The rest arrives; a minute later the next run issues it.
+    // The rest arrives, with a modification time far ahead (a client's clock, or touch -d):
+    // settling goes by the change time, which no one sets, so the next run after the settle
+    // time issues it rather than waiting for 2099.
     std::fs::write(&req, &pem).unwrap();
     let st = Command::new("touch")
-        .args(["-d", "1 minute ago"])
+        .args(["-d", "2099-01-01"])
         .arg(&req)
         .status()
         .unwrap();
     assert!(st.success());
-    let r = w.process(&["--issue", "--json", "--settle", "2s"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = w.process(&["--issue", "--json", "--settle", "1s"]);
     assert_eq!(r.code, Some(0), "{}", r.describe());
     w.assert_issued(&r.json(), host);
     w.assert_untouched(&before);
@@ -1282,4 +1286,35 @@ fn a_folder_planted_at_a_reason_files_name_does_not_block_the_rejection() {
         std::fs::read_to_string(share.join("rejected/junk.company.local.req.1.reason.txt"))
             .unwrap();
     assert!(reason.contains("certificate request"), "{reason}");
+}
+
+/// An installer planted in the share (or left there by an earlier release) is removed, and
+/// the batch says so: administrators run installers only from the CA's installer folder.
+#[test]
+fn an_installer_in_the_share_is_removed_and_said() {
+    let w = World::new();
+    let share = w.share();
+    std::fs::write(
+        share.join("agent01.company.local.install.ps1"),
+        "Start-Process evil.exe\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        share.join("AGENT02.company.local.INSTALL.CMD"),
+        "evil.exe\r\n",
+    )
+    .unwrap();
+    w.drop_request("agent03.company.local");
+    let r = w.process(&["--issue", "--json"]);
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    let v = r.json();
+    let removed = v["removed"].to_string();
+    for name in [
+        "agent01.company.local.install.ps1",
+        "AGENT02.company.local.INSTALL.CMD",
+    ] {
+        assert!(!share.join(name).exists(), "{name} is still in the share");
+        assert!(removed.contains(name), "{removed}");
+    }
+    w.assert_issued(&v, "agent03.company.local");
 }

@@ -224,6 +224,24 @@ impl Share {
         let processed = sub(PROCESSED);
         let rejected = sub(REJECTED);
         share.remove_temporaries().map_err(io_err(&share))?;
+        // Installers in the share (an earlier release wrote them there; anyone who can drop a
+        // request can plant one) are removed: an administrator runs them, so they come only
+        // from the CA's installer folder.
+        for name in share.names().map_err(io_err(&share))? {
+            let lower = name.to_string_lossy().to_ascii_lowercase();
+            if (lower.ends_with(".install.ps1") || lower.ends_with(".install.cmd"))
+                && matches!(
+                    share.kind(&name),
+                    Ok(Some(EntryKind::File | EntryKind::Symlink))
+                )
+                && share.remove(&name).is_ok()
+            {
+                removed.push(format!(
+                    "the installer {} was removed from the share: installers are published from the CA's installer folder, never from the share",
+                    crate::text::escape_control(&name.to_string_lossy())
+                ));
+            }
+        }
         removed.extend(processed.as_ref().err().cloned());
         removed.extend(rejected.as_ref().err().cloned());
         Ok(Self {

@@ -81,14 +81,15 @@ pub struct LastBatch {
 
 /// om-ca process (and each batch of `serve`): processes the share with the CA, and keeps
 /// what the batch did in the CA's folder ([`LAST_BATCH_FILE`]) when it did anything (a file
-/// looked at, a CRL published), for `om-ca status`.
+/// looked at, a CRL published), for `om-ca status`. That record failing to be written does
+/// not undo a finished batch: it is returned beside the summary, to be said.
 pub fn process(
     ca: &mut Authority,
     share: &Path,
     options: &ProcessOptions,
     now: SystemTime,
     progress: &(dyn Fn(Stage, usize, usize) + Sync),
-) -> Result<Summary> {
+) -> Result<(Summary, Option<String>)> {
     let started = std::time::Instant::now();
     let summary = opsmgr_ca::dropfolder::process_share(ca, share, options, now, progress)
         .with_context(|| format!("processing {}", share.display()))?;
@@ -107,10 +108,17 @@ pub fn process(
         let path = ca.dir().join(LAST_BATCH_FILE);
         let mut json = serde_json::to_vec_pretty(&last)?;
         json.push(b'\n');
-        opsmgr_fsutil::write_private(&path, &json)
-            .with_context(|| format!("writing {}", path.display()))?;
+        if let Err(e) = opsmgr_fsutil::write_private(&path, &json) {
+            return Ok((
+                summary,
+                Some(format!(
+                    "the batch's record {} could not be written ({e}); om-ca status shows an older batch",
+                    path.display()
+                )),
+            ));
+        }
     }
-    Ok(summary)
+    Ok((summary, None))
 }
 
 /// How many requests stand in each state, and of the issued ones how many are their host's

@@ -26,6 +26,9 @@ pub struct ServeOptions {
     pub debounce: Duration,
     /// How often the stop flag is looked at while idle.
     pub tick: Duration,
+    /// The least time between the end of one batch and the start of the next: a client
+    /// rewriting a request without pause starts at most one batch per gap.
+    pub gap: Duration,
 }
 
 impl Default for ServeOptions {
@@ -34,6 +37,7 @@ impl Default for ServeOptions {
             sweep: Duration::from_secs(60),
             debounce: Duration::from_millis(200),
             tick: Duration::from_millis(200),
+            gap: Duration::from_secs(1),
         }
     }
 }
@@ -100,11 +104,12 @@ pub fn serve(
 
     let mut said: HashMap<String, (Outcome, Option<i64>)> = HashMap::new();
     let mut next = Instant::now();
+    let mut earliest = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         if now < next {
             match rx.recv_timeout((next - now).min(serve.tick)) {
-                Ok(()) => next = next.min(Instant::now() + serve.debounce),
+                Ok(()) => next = next.min((Instant::now() + serve.debounce).max(earliest)),
                 Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
             }
             continue;
@@ -113,7 +118,10 @@ pub fn serve(
         next = Instant::now() + serve.sweep;
         let started = Instant::now();
         match super::process(ca, share, options, SystemTime::now(), &|_, _, _| {}) {
-            Ok(summary) => {
+            Ok((summary, warning)) => {
+                if let Some(w) = warning {
+                    report(Event::Failed(w));
+                }
                 let mut seen = HashMap::with_capacity(summary.files.len());
                 for f in &summary.files {
                     let key = (f.result, f.id);
@@ -140,6 +148,8 @@ pub fn serve(
             }
             Err(e) => report(Event::Failed(format!("{e:#}"))),
         }
+        earliest = Instant::now() + serve.gap;
+        next = next.max(earliest);
     }
     report(Event::Stopped);
     Ok(())

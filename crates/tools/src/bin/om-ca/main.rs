@@ -30,7 +30,8 @@ use opsmgr_tools::{
     name = "om-ca",
     version,
     after_help = "Exit codes: 0 success, 1 process: some requests were rejected or left pending, \
-or a CRL that was due could not be published, 2 bad usage or input (nothing changed)."
+or a CRL that was due could not be published; status: the CRL's next update has passed; 2 bad usage or \
+input (nothing changed)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -459,7 +460,7 @@ fn run() -> Result<ExitCode> {
             let share = args.share;
             let bar = progress_bar(json);
             let started = Instant::now();
-            let summary = opsmgr_tools::jobs::process(
+            let (summary, record_warning) = opsmgr_tools::jobs::process(
                 &mut authority,
                 &share,
                 &options,
@@ -478,6 +479,9 @@ fn run() -> Result<ExitCode> {
             )?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
+            }
+            if let Some(w) = &record_warning {
+                opsmgr_tools::warn("om-ca", w);
             }
             let seconds = started.elapsed().as_secs_f64();
             // Every request left pending says how an operator issues it.
@@ -761,7 +765,7 @@ fn status(
         serde_json::to_writer_pretty(&mut out, &s)?;
         writeln!(out)?;
         out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(overdue(&s));
     }
     let c = &s.counts;
     writeln!(
@@ -866,5 +870,15 @@ fn status(
         writeln!(out, "Wrote {}", path.display())?;
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(overdue(&s))
+}
+
+/// `om-ca status`'s exit code: 1 when the CRL's next update has passed (relying parties that
+/// check it refuse every certificate), for a monitoring check; else 0.
+fn overdue(s: &opsmgr_tools::jobs::Status) -> ExitCode {
+    if s.crl.as_ref().is_some_and(|c| c.overdue) {
+        ExitCode::from(opsmgr_tools::exit::NO)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
