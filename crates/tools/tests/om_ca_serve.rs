@@ -494,3 +494,44 @@ fn every_json_time_is_rfc3339() {
         );
     }
 }
+
+/// `status` reads the CA's public parts only: a CA whose key is encrypted reports without its
+/// password, and with the key gone altogether.
+#[test]
+fn status_needs_neither_the_key_nor_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let pw = dir.path().join("pw.txt");
+    std::fs::write(&pw, "a long CA key passphrase\n").unwrap();
+    ok(&run(
+        common::bin("ca"),
+        &[
+            "init",
+            &s(&ca),
+            "--name",
+            "JAMA00",
+            "--encrypt-key",
+            "--password-file",
+            &s(&pw),
+        ],
+    ));
+    let said = ok(&run(common::bin("ca"), &["status", "--ca", &s(&ca)]));
+    assert!(said.contains("Certificate authority JAMA00"), "{said}");
+    std::fs::remove_file(ca.join("ca.key")).unwrap();
+    let said = ok(&run(
+        common::bin("ca"),
+        &["status", "--ca", &s(&ca), "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(v["name"], "JAMA00");
+    // A root that is not the pinned one is refused even here.
+    let other = dir.path().join("other");
+    ok(&run(
+        common::bin("ca"),
+        &["init", &s(&other), "--name", "JAMA00"],
+    ));
+    std::fs::copy(other.join("ca.cer"), ca.join("ca.cer")).unwrap();
+    let refused = run(common::bin("ca"), &["status", "--ca", &s(&ca)]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("pinned when the CA was made"));
+}

@@ -428,6 +428,30 @@ impl Database {
         Ok(Self { conn })
     }
 
+    /// Opens the database at `path` to read only: nothing is created, upgraded or written
+    /// (a reader that may not write the CA's folder, a report). A database of another
+    /// version than this library's is refused.
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(opening(path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(opening(path))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(opening(path))?;
+        if version != SCHEMA_VERSION {
+            return Err(Error::DatabaseVersion {
+                path: path.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Self { conn })
+    }
+
     /// The rows a version 1 database left without the version 2 facts.
     pub(crate) fn incomplete(&self) -> Result<Vec<OldRow>> {
         let mut stmt = self

@@ -811,6 +811,76 @@ pub fn parse_request_id(text: &str) -> Result<i64> {
 
 /// An issuer for the crate's own tests: a P-256 root whose key is fixed by `seed` (one seed,
 /// one CA), named JAMA00, valid ten years from 2020.
+/// The CA's records and public parts, opened without its private key: what a report or a
+/// monitoring check reads (`om-ca status`), by an account that holds neither the key nor its
+/// password, and may not write the CA's folder.
+#[derive(Debug)]
+pub struct CaView {
+    dir: PathBuf,
+    config: CaConfig,
+    root: crate::cert::CertInfo,
+    db: Database,
+}
+
+impl CaView {
+    /// Opens the CA in `dir` to read: its policy, its root and its database (read only).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(io_at(&path))
+        };
+        let config: CaConfig =
+            serde_json::from_slice(&read(CA_CONFIG)?).map_err(|source| Error::Config {
+                path: dir.join(CA_CONFIG),
+                source,
+            })?;
+        let root = crate::cert::CertInfo::parse(&read(CA_CERT)?)?;
+        if let Some(pin) = &config.root_thumbprint
+            && !pin.eq_ignore_ascii_case(&root.thumbprint)
+        {
+            return Err(Error::Policy {
+                field: format!("{}: root_thumbprint", dir.join(CA_CONFIG).display()),
+                message: format!(
+                    "the root's thumbprint is {}, not the {pin} pinned when the CA was made",
+                    root.thumbprint
+                ),
+            });
+        }
+        let db = Database::open_read_only(&dir.join(CA_DB))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            config,
+            root,
+            db,
+        })
+    }
+
+    /// The CA's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &CaConfig {
+        &self.config
+    }
+
+    /// The root certificate (checked against the pinned thumbprint).
+    pub fn root(&self) -> &crate::cert::CertInfo {
+        &self.root
+    }
+
+    /// The requests matching `filter`, by request id.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Record>> {
+        self.db.list(filter)
+    }
+
+    /// The newest CRL made: its number, when, and until when.
+    pub fn last_crl(&self) -> Result<Option<(u64, SystemTime, Option<SystemTime>)>> {
+        self.db.last_crl()
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn test_issuer(seed: u8) -> Issuer {
     #![allow(clippy::unwrap_used, reason = "tests")]

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use opsmgr_ca::authority::{Authority, Disposition, Filter, Published, Record, RevocationReason};
+use opsmgr_ca::authority::{
+    Authority, CaView, Disposition, Filter, Published, Record, RevocationReason,
+};
 use opsmgr_ca::dropfolder::{ProcessOptions, Stage, Summary};
 use serde::{Deserialize, Serialize};
 
@@ -246,8 +248,9 @@ fn date(t: SystemTime) -> String {
 }
 
 /// The CA at `now`: counts, held requests, the root, the CRL, what expires within
-/// `within_days`, the last batch, and the two series the report charts.
-pub fn status(ca: &Authority, within_days: u32, now: SystemTime) -> Result<Status> {
+/// `within_days`, the last batch, and the two series the report charts. Read from the CA's
+/// public parts: no private key, no password.
+pub fn status(ca: &CaView, within_days: u32, now: SystemTime) -> Result<Status> {
     let records = ca.list(&Filter::default())?;
     let mut counts = Counts::default();
     let mut held = Vec::new();
@@ -320,7 +323,7 @@ pub fn status(ca: &Authority, within_days: u32, now: SystemTime) -> Result<Statu
     }
     held.sort_by_key(|h| (h.received, h.id));
     expiring.sort_by_key(|e| (e.not_after, e.id));
-    let root = ca.issuer().root();
+    let root = ca.root();
     let crl = ca
         .last_crl()?
         .map(|(number, this_update, next_update)| CrlStatus {
@@ -340,13 +343,17 @@ pub fn status(ca: &Authority, within_days: u32, now: SystemTime) -> Result<Statu
         }
     };
     Ok(Status {
-        name: ca.issuer().config().name.clone(),
+        name: ca.config().name.clone(),
         at: now,
         counts,
         held,
         root: RootStatus {
             subject: root.subject.clone(),
-            thumbprint: ca.issuer().root_pin(),
+            thumbprint: ca
+                .config()
+                .root_thumbprint
+                .clone()
+                .unwrap_or_else(|| root.thumbprint.clone()),
             not_after: root.not_after,
         },
         crl,

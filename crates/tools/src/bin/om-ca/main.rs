@@ -172,7 +172,8 @@ enum Command {
         json: bool,
     },
     /// The CA at a glance: requests by state, those held for an operator (and why, for how
-    /// long), the root, the CRL, the current certificates expiring soon, the last batch.
+    /// long), the root, the CRL, the current certificates expiring soon, the last batch. Reads
+    /// the CA's public parts only: no key, no password, nothing written but --html's page.
     Status {
         /// The CA's folder [default: $OPSMGR_CA, else the folder named in
         /// ~/.config/opsmgr/ca].
@@ -185,8 +186,6 @@ enum Command {
         /// certificates issued per week and ending per month.
         #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "FILE")]
         html: Option<PathBuf>,
-        #[command(flatten)]
-        password: PasswordArgs,
         /// Report as JSON.
         #[arg(long)]
         json: bool,
@@ -452,9 +451,8 @@ fn run() -> Result<ExitCode> {
             ca,
             within,
             html,
-            password,
             json,
-        } => status(ca, within, html, &password, json),
+        } => status(ca, within, html, json),
         Command::Process { share: args, json } => {
             let (ca, mut authority, options) = args.open()?;
             let share = args.share;
@@ -746,15 +744,10 @@ fn serve(args: &ShareArgs, sweep: std::time::Duration, json: bool) -> Result<Exi
     }
 }
 
-fn status(
-    ca: Option<PathBuf>,
-    within: u32,
-    html: Option<PathBuf>,
-    password: &PasswordArgs,
-    json: bool,
-) -> Result<ExitCode> {
-    let authority = open_authority(&opsmgr_tools::ca_dir(ca)?, password)?;
-    let s = opsmgr_tools::jobs::status(&authority, within, SystemTime::now())?;
+fn status(ca: Option<PathBuf>, within: u32, html: Option<PathBuf>, json: bool) -> Result<ExitCode> {
+    // The public parts only: a monitoring account needs neither the key nor its password.
+    let view = opsmgr_ca::authority::CaView::open(&opsmgr_tools::ca_dir(ca)?)?;
+    let s = opsmgr_tools::jobs::status(&view, within, SystemTime::now())?;
     if let Some(path) = &html {
         let page = opsmgr_tools::report::status_html(&s)?;
         opsmgr_fsutil::write_atomic(path, page.as_bytes())
