@@ -17,7 +17,7 @@ use opsmgr_securestorage::{KeyStore, keystore_path};
 use opsmgr_tools::group::Group;
 
 mod common;
-use common::text;
+use common::{ok, text};
 
 const RMS: &str = "RMS.prod.local";
 const MGT01: &str = "MGT01.prod.local";
@@ -102,17 +102,6 @@ impl World {
         std::fs::write(&p, text).unwrap();
         s(&p)
     }
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 fn refused(out: &Output, code: i32, why: &str) {
