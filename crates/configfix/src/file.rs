@@ -106,7 +106,7 @@ fn backup_name(path: &Path, now: SystemTime) -> PathBuf {
     if !plain.exists() {
         return plain;
     }
-    let stamp = format!(".bak.{}", utc_stamp(now));
+    let stamp = format!(".bak.{}", opsmgr_fsutil::utc_stamp(now));
     let stamped = with(&stamp);
     if !stamped.exists() {
         return stamped;
@@ -115,27 +115,4 @@ fn backup_name(path: &Path, now: SystemTime) -> PathBuf {
         .map(|n| with(&format!("{stamp}-{n}")))
         .find(|p| !p.exists())
         .unwrap_or(stamped)
-}
-
-/// `YYYYMMDDTHHMMSSZ` for `now`: RFC 3339 without its separators, so it sorts and fits a
-/// file name.
-fn utc_stamp(now: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(now)
-        .to_string()
-        .replace(['-', ':'], "")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    #[test]
-    fn utc_stamps() {
-        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_363_447);
-        assert_eq!(utc_stamp(t), "20261122T160407Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(utc_stamp(leap), "20000229T000000Z");
-    }
 }

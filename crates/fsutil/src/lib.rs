@@ -76,10 +76,53 @@ pub fn write_atomic_with(
     file.commit()
 }
 
+/// `YYYYMMDDTHHMMSSZ` for `time` (UTC, proleptic Gregorian; before 1970 as 1970): RFC 3339
+/// without its separators, so that names made with it sort by time and fit any file system.
+/// The one stamp of the workspace's kept copies (`.bak.<stamp>`, `replaced-<stamp>`, a group's
+/// `history/<stamp>`).
+pub fn utc_stamp(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(utc_stamp(at(0)), "19700101T000000Z");
+        assert_eq!(utc_stamp(at(951_782_400)), "20000229T000000Z");
+        assert_eq!(utc_stamp(at(1_795_363_447)), "20261122T160407Z");
+        // 2100 is not a leap year.
+        assert_eq!(utc_stamp(at(4_107_542_399)), "21000228T235959Z");
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH - Duration::from_secs(5)),
+            "19700101T000000Z"
+        );
+    }
 
     #[cfg(unix)]
     fn mode(p: &Path) -> u32 {

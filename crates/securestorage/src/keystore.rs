@@ -708,7 +708,7 @@ pub fn install(store: &KeyStore, path: &Path, force: bool, now: SystemTime) -> R
 /// from 1 whose name is free, created exclusively (0600) and flushed.
 fn set_aside(path: &Path, bytes: &[u8], now: SystemTime) -> Result<PathBuf> {
     use std::io::Write;
-    let stamp = utc_stamp(unix_seconds(now));
+    let stamp = opsmgr_fsutil::utc_stamp(now);
     // A bounded search: a folder holding thousands of names for this second is not a store
     // folder any more, and saying so beats looping.
     const TRIES: u32 = 10_000;
@@ -747,28 +747,6 @@ fn set_aside(path: &Path, bytes: &[u8], now: SystemTime) -> Result<PathBuf> {
     })
 }
 
-/// `YYYYMMDDTHHMMSSZ` for seconds since the Unix epoch (UTC, proleptic Gregorian).
-fn utc_stamp(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Writes `bytes` to `path` atomically and owner-only: a temporary file in the same folder
 /// (created 0600), flushed, renamed over `path`, the folder flushed.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -780,16 +758,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{from_unix_seconds, unix_seconds, utc_stamp};
-
-    #[test]
-    fn utc_stamps() {
-        assert_eq!(utc_stamp(0), "19700101T000000Z");
-        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
-        assert_eq!(utc_stamp(1_795_363_447), "20261122T160407Z");
-        // 2100 is not a leap year.
-        assert_eq!(utc_stamp(4_107_542_399), "21000228T235959Z");
-    }
+    use super::{from_unix_seconds, unix_seconds};
 
     #[test]
     fn stored_seconds_round_trip_and_saturate() {

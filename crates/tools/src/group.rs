@@ -414,9 +414,7 @@ impl Group {
     /// Copies the current inventory and secrets to `history/<UTC stamp>/` before a change the
     /// seed calls irreversible; returns the copy's folder.
     pub fn keep_history(&self, now: SystemTime) -> Result<PathBuf> {
-        let stamp = humantime::format_rfc3339_seconds(now)
-            .to_string()
-            .replace([':', '-'], "");
+        let stamp = opsmgr_fsutil::utc_stamp(now);
         let mut dir = self.dir.join(HISTORY_DIR).join(&stamp);
         let mut n = 1;
         while dir.exists() {
