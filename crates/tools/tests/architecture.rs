@@ -15,7 +15,7 @@ const CRATES: [&str; 7] = [
     "configfix",
     "fsutil",
     "hostname",
-    "opsmgr-model",
+    "model",
     "securestorage",
     "tools",
 ];
@@ -135,7 +135,7 @@ fn no_crate_has_an_import_circle() {
 #[test]
 fn the_four_libraries_never_depend_on_each_other() {
     let root = workspace();
-    let libraries = ["ca", "configfix", "opsmgr-model", "securestorage"];
+    let libraries = ["ca", "configfix", "model", "securestorage"];
     let packages = [
         "opsmgr-ca",
         "opsmgr-configfix",
