@@ -749,7 +749,7 @@ fn set_aside(path: &Path, bytes: &[u8], now: SystemTime) -> Result<PathBuf> {
 
 /// Writes `bytes` to `path` atomically and owner-only: a temporary file in the same folder
 /// (created 0600), flushed, renamed over `path`, the folder flushed.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     opsmgr_fsutil::write_private(path, bytes).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,

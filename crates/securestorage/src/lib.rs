@@ -63,6 +63,6 @@ pub use format::{
 pub use format::{CUSTODY_VERSION, Custody};
 pub use keystore::{
     Installed, KEY_LEN, KEYSTORE_FILE, Key, KeyCheck, KeyId, KeyStore, KeyStoreLock, SealedFor,
-    install, keystore_path, write_private,
+    install, keystore_path,
 };
 pub use random::{OsRandom, RandomSource};

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use opsmgr_securestorage::{
     BackupInfo, CURRENT_VERSION, CUSTODY_VERSION, Custodian, Installed, KdfParams, KeyStore,
     KeyStoreLock, Opened, RandomSource, ReadPolicy, keystore_path, open_backup_with_passwords,
-    recovery_fingerprint, seal_backup, seal_custody, write_private,
+    recovery_fingerprint, seal_backup, seal_custody,
 };
 
 use crate::group::{Group, KeyVerdict, machine_host};
@@ -113,7 +113,8 @@ fn replace_backup(
         PathBuf::from(name)
     };
     let new = beside(".new");
-    write_private(&new, bytes)?;
+    opsmgr_fsutil::write_private(&new, bytes)
+        .with_context(|| format!("writing {}", new.display()))?;
     let checked = read_backup(&new)
         .with_context(|| format!("reading back {}", new.display()))
         .and_then(|back| {
@@ -134,7 +135,8 @@ fn replace_backup(
         }
         let previous = crate::read_bounded(file, MAX_BACKUP_BYTES)?;
         let bak = beside(".bak");
-        write_private(&bak, &previous)?;
+        opsmgr_fsutil::write_private(&bak, &previous)
+            .with_context(|| format!("writing {}", bak.display()))?;
         Ok(Some(bak))
     };
     let kept = keep()
