@@ -145,7 +145,7 @@ pub enum Problem {
     },
     /// The file is not in an encoding we read.
     #[error(
-        "{0}; PowerShell writes a file om-balance reads with `Out-File -Encoding UTF8` or `Export-Csv -NoTypeInformation -Encoding UTF8` (UTF-16 with a byte order mark, what `>` writes in Windows PowerShell, is read too)"
+        "{0}; PowerShell writes a file read here with `Out-File -Encoding UTF8` or `Export-Csv -NoTypeInformation -Encoding UTF8` (UTF-16 with a byte order mark, what `>` writes in Windows PowerShell, is read too)"
     )]
     Encoding(String),
     /// There are no servers.
@@ -196,8 +196,8 @@ pub enum Problem {
     CsvHeader {
         /// The header found.
         found: String,
-        /// What PowerShell wrote to make it so and how to fix it, starting with "; ", or empty.
-        hint: &'static str,
+        /// What PowerShell wrote to make it so, and how to fix it.
+        hint: HeaderHint,
     },
     /// A CSV row with fewer fields than the header's columns it needs.
     #[error("expected at least {needed} fields, found {found}")]
@@ -236,4 +236,60 @@ pub enum GroupNameFault {
         /// Its position, in characters from 0.
         position: usize,
     },
+}
+
+/// What PowerShell wrote to give a CSV header the reader refuses, and how to get the right one
+/// ([`Problem::CsvHeader`]). The words name PowerShell's commands; a tool adds its own (the
+/// command that prints the agent export script), as the library names none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderHint {
+    /// The file has no header line at all.
+    NoHeader,
+    /// A table as Format-Table or Out-File prints it, not CSV.
+    FormatTable,
+    /// A hashtable's own properties (Keys, Values, Count...).
+    Hashtable,
+    /// More comment lines than Export-Csv's one `#TYPE` line.
+    CommentLines,
+    /// An agent column, but no primary server column.
+    NoPrimaryColumn,
+    /// A primary server column, but no agent column.
+    NoAgentColumn,
+    /// Nothing recognisable.
+    Unknown,
+}
+
+impl HeaderHint {
+    /// Whether the fix it says is the agent export script.
+    pub fn names_export_script(self) -> bool {
+        !matches!(
+            self,
+            HeaderHint::NoHeader | HeaderHint::FormatTable | HeaderHint::CommentLines
+        )
+    }
+}
+
+impl fmt::Display for HeaderHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeaderHint::NoHeader => "; the file has no header line",
+            HeaderHint::FormatTable => {
+                "; this is a table as Format-Table or Out-File prints it, not CSV: pipe the objects to Export-Csv instead"
+            }
+            HeaderHint::Hashtable => {
+                "; Export-Csv wrote a hashtable's own properties (Keys, Values, Count...): export objects ([PSCustomObject]$hashtable, or the agent export script)"
+            }
+            HeaderHint::CommentLines => {
+                "; Export-Csv writes at most one '#TYPE ...' line before the header: remove the other comment lines, or export with -NoTypeInformation"
+            }
+            HeaderHint::NoPrimaryColumn => {
+                "; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the agent export script"
+            }
+            HeaderHint::NoAgentColumn => {
+                "; the export has no agent name column: add Name to Select-Object, or write the file with the agent export script"
+            }
+            HeaderHint::Unknown => "; write the file with the agent export script",
+        })
+    }
 }

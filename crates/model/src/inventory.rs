@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::HostName;
 use crate::apportion::sort_by_hash;
 use crate::error::{
-    Error, GroupNameFault, Location, MANAGEMENT_GROUP_FORBIDDEN, MANAGEMENT_GROUP_NAME_MAX,
-    Problem, Result,
+    Error, GroupNameFault, HeaderHint, Location, MANAGEMENT_GROUP_FORBIDDEN,
+    MANAGEMENT_GROUP_NAME_MAX, Problem, Result,
 };
 use crate::hash::stable_hash;
 use crate::text::{Lines, decode};
@@ -501,7 +501,7 @@ impl Inventory {
                     None,
                     Problem::CsvHeader {
                         found: String::new(),
-                        hint: "; the file has no header line",
+                        hint: HeaderHint::NoHeader,
                     },
                 ));
             }
@@ -628,7 +628,7 @@ fn agent_index(path: &str) -> Option<usize> {
 }
 
 /// What PowerShell wrote to give this header, and how to get the right one.
-fn header_hint(header: &csv::StringRecord, next_line: &str) -> &'static str {
+fn header_hint(header: &csv::StringRecord, next_line: &str) -> HeaderHint {
     let has = |names: &[&str]| {
         header
             .iter()
@@ -636,17 +636,17 @@ fn header_hint(header: &csv::StringRecord, next_line: &str) -> &'static str {
     };
     let underline = next_line.trim();
     if !underline.is_empty() && underline.chars().all(|c| c == '-' || c == ' ') {
-        "; this is a table as Format-Table or Out-File prints it, not CSV: pipe the objects to Export-Csv instead"
+        HeaderHint::FormatTable
     } else if has(&["SyncRoot"]) && has(&["Keys"]) && has(&["Values"]) {
-        "; Export-Csv wrote a hashtable's own properties (Keys, Values, Count...): export objects ([PSCustomObject]$hashtable, or the script om-balance export-script prints)"
+        HeaderHint::Hashtable
     } else if header.get(0).is_some_and(|h| h.starts_with('#')) {
-        "; Export-Csv writes at most one '#TYPE ...' line before the header: remove the other comment lines, or export with -NoTypeInformation"
+        HeaderHint::CommentLines
     } else if has(&AGENT_COLUMNS) {
-        "; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the script om-balance export-script prints"
+        HeaderHint::NoPrimaryColumn
     } else if has(&PRIMARY_COLUMNS) {
-        "; the export has no agent name column: add Name to Select-Object, or write the file with the script om-balance export-script prints"
+        HeaderHint::NoAgentColumn
     } else {
-        "; write the file with the script om-balance export-script prints"
+        HeaderHint::Unknown
     }
 }
 
@@ -870,7 +870,7 @@ mod tests {
             Inventory::from_csv(servers(), "Name,Primary,Failover\n", "a.csv").unwrap_err();
         assert_eq!(
             bad_header.to_string(),
-            "a.csv: line 1: expected a header with the columns Agent (or Name, PrincipalName) and PrimaryManagementServer (or PrimaryManagementServerName), and optionally FailoverManagementServers, found 'Name,Primary,Failover'; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the script om-balance export-script prints"
+            "a.csv: line 1: expected a header with the columns Agent (or Name, PrincipalName) and PrimaryManagementServer (or PrimaryManagementServerName), and optionally FailoverManagementServers, found 'Name,Primary,Failover'; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the agent export script"
         );
         let inv = Inventory::from_json_str(SEED, "inv.json").unwrap();
         assert!(matches!(
@@ -970,7 +970,7 @@ mod tests {
             .collect();
         assert_eq!(
             e(&no_bom),
-            "a.csv: line 1: a NUL byte at byte offset 1: UTF-16 text without a byte order mark (as .NET's Encoding.Unicode.GetBytes or Set-Content -Encoding Unicode without a BOM writes)?; PowerShell writes a file om-balance reads with `Out-File -Encoding UTF8` or `Export-Csv -NoTypeInformation -Encoding UTF8` (UTF-16 with a byte order mark, what `>` writes in Windows PowerShell, is read too)"
+            "a.csv: line 1: a NUL byte at byte offset 1: UTF-16 text without a byte order mark (as .NET's Encoding.Unicode.GetBytes or Set-Content -Encoding Unicode without a BOM writes)?; PowerShell writes a file read here with `Out-File -Encoding UTF8` or `Export-Csv -NoTypeInformation -Encoding UTF8` (UTF-16 with a byte order mark, what `>` writes in Windows PowerShell, is read too)"
         );
         let ansi = EXPORT_CSV
             .replace("s3.local", "s\u{e9}.local")
@@ -985,11 +985,11 @@ mod tests {
         );
         assert!(
             e(b"\"PrincipalName\",\"HealthState\",\"Version\"\r\n")
-                .ends_with("; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the script om-balance export-script prints")
+                .ends_with("; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the agent export script")
         );
         assert!(
             e(b"\"PrimaryManagementServerName\",\"HealthState\"\r\n")
-                .ends_with("; the export has no agent name column: add Name to Select-Object, or write the file with the script om-balance export-script prints")
+                .ends_with("; the export has no agent name column: add Name to Select-Object, or write the file with the agent export script")
         );
         assert!(
             e(b"#TYPE A\r\n#TYPE B\r\nAgent\r\n").ends_with(

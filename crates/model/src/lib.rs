@@ -52,7 +52,7 @@ pub use balance::{
     Assignment, Change, FailureImpact, Plan, Policy, Pool, PoolReport, Warning, plan,
 };
 pub use error::{
-    Error, GroupNameFault, InvalidInput, Location, MANAGEMENT_GROUP_FORBIDDEN,
+    Error, GroupNameFault, HeaderHint, InvalidInput, Location, MANAGEMENT_GROUP_FORBIDDEN,
     MANAGEMENT_GROUP_NAME_MAX, Problem, Result,
 };
 pub use inventory::{

@@ -37,7 +37,7 @@ fn powershell_files_that_are_not_agent_exports_are_told_what_to_do() {
     // the header read on line 2, the Name column taken for agents' names, no primary column.
     assert_eq!(
         read("export-csv-ps51-selected-servicecontroller.csv"),
-        "export-csv-ps51-selected-servicecontroller.csv: line 2: expected a header with the columns Agent (or Name, PrincipalName) and PrimaryManagementServer (or PrimaryManagementServerName), and optionally FailoverManagementServers, found 'Name,Status'; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the script om-balance export-script prints"
+        "export-csv-ps51-selected-servicecontroller.csv: line 2: expected a header with the columns Agent (or Name, PrincipalName) and PrimaryManagementServer (or PrimaryManagementServerName), and optionally FailoverManagementServers, found 'Name,Status'; the export has no primary server column: add PrimaryManagementServerName to Select-Object, or write the file with the agent export script"
     );
     // -NoTypeInformation, CRLF: the header on line 1.
     assert!(read("export-csv-notypeinfo-crlf-services.csv").starts_with(
@@ -45,7 +45,7 @@ fn powershell_files_that_are_not_agent_exports_are_told_what_to_do() {
     ));
     // A hashtable given to Export-Csv: its own properties, named as such.
     assert!(read("export-csv-ps51-hashtable.csv").ends_with(
-        "found 'IsReadOnly,IsFixedSize,IsSynchronized,Keys,Values,SyncRoot,Count'; Export-Csv wrote a hashtable's own properties (Keys, Values, Count...): export objects ([PSCustomObject]$hashtable, or the script om-balance export-script prints)"
+        "found 'IsReadOnly,IsFixedSize,IsSynchronized,Keys,Values,SyncRoot,Count'; Export-Csv wrote a hashtable's own properties (Keys, Values, Count...): export objects ([PSCustomObject]$hashtable, or the agent export script)"
     ));
     // Out-File's table (UTF-16 LE with a BOM, decoded), saved with a .csv name.
     assert!(

@@ -511,3 +511,39 @@ fn plan_draws_a_chart_of_every_server_before_and_after() {
     // The table still goes to stdout.
     assert!(String::from_utf8_lossy(&out.stdout).contains("MGT02.prod.local"));
 }
+
+/// The CSV reader's hint names the agent export script; om-balance adds the command that
+/// prints it (the library names no command of ours).
+#[test]
+fn a_wrong_csv_header_is_told_the_command_that_prints_the_export_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = dir.path().join("servers.json");
+    std::fs::write(
+        &servers,
+        r#"{"management_group":"PROD","servers":[{"name":"MGT01.prod.local","role":"management"}],"agents":[]}"#,
+    )
+    .unwrap();
+    let csv = dir.path().join("agents.csv");
+    std::fs::write(
+        &csv,
+        "\"Name\",\"Status\"\r\n\"a1.company.local\",\"Running\"\r\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_om-balance"))
+        .args([
+            "check",
+            csv.to_str().unwrap(),
+            "--servers",
+            servers.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(
+            "or write the file with the agent export script (om-balance export-script --shell ps2007 or ps2012 prints it)"
+        ),
+        "{said}"
+    );
+}

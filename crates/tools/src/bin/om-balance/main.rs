@@ -129,7 +129,18 @@ fn load(input: &Input) -> Result<Inventory> {
     match &input.servers {
         Some(servers) => {
             let servers = Inventory::load(servers)?;
-            Ok(Inventory::from_csv_bytes(servers, &read(path)?, &name)?)
+            Inventory::from_csv_bytes(servers, &read(path)?, &name).map_err(|e| {
+                // The library names the agent export script; the command that prints it is ours.
+                let script = matches!(&e, opsmgr_model::Error::Invalid(i)
+                    if matches!(i.problem, opsmgr_model::Problem::CsvHeader { hint, .. } if hint.names_export_script()));
+                if script {
+                    anyhow::anyhow!(
+                        "{e} (om-balance export-script --shell ps2007 or ps2012 prints it)"
+                    )
+                } else {
+                    e.into()
+                }
+            })
         }
         None if path
             .extension()
