@@ -186,10 +186,19 @@ pub enum Error {
     },
     /// Signing a certificate or CRL failed.
     #[error("signing: {0}")]
-    Signing(String),
-    /// The agent's settings file cannot be read or written.
-    #[error("agent settings: {0}")]
-    Settings(String),
+    Signing(#[source] x509_cert::builder::Error),
+    /// A CRL was published, yet none is on record (the database was changed meanwhile).
+    #[error("no CRL was recorded")]
+    NoCrlRecorded,
+    /// The agent's settings file cannot be read or written as JSON.
+    #[error("agent settings {}: {source}", path.display())]
+    Settings {
+        /// The settings file.
+        path: std::path::PathBuf,
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A key whose request said `Exportable = FALSE`.
     #[error(
         "the private key of {subject} ({id}) was made with Exportable = FALSE and is never exported"

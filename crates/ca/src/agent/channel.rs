@@ -51,8 +51,9 @@ impl AgentSettings {
     pub fn load(machine: &Path) -> Result<Self> {
         let path = Self::path(machine);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Settings(format!("{}: {e}", path.display()))),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| Error::Settings { path, source })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(Error::Io { path, source }),
         }
@@ -67,8 +68,10 @@ impl AgentSettings {
                 source,
             })?;
         }
-        let mut json =
-            serde_json::to_vec_pretty(self).map_err(|e| Error::Settings(e.to_string()))?;
+        let mut json = serde_json::to_vec_pretty(self).map_err(|source| Error::Settings {
+            path: path.clone(),
+            source,
+        })?;
         json.push(b'\n');
         write_private(&path, &json)
     }

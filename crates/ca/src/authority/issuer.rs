@@ -71,7 +71,7 @@ impl CaSigner {
                 builder.build_with_rng::<_, rsa::pkcs1v15::Signature, _>(&**k, &mut os_rng())
             }
         }
-        .map_err(|e| Error::Signing(e.to_string()))
+        .map_err(Error::Signing)
     }
 }
 
@@ -895,7 +895,7 @@ impl Issuer {
             Validity::new(x509_time(a.not_before)?, x509_time(a.not_after)?),
             a.public_key.clone(),
         )
-        .map_err(|e| Error::Signing(e.to_string()))?;
+        .map_err(Error::Signing)?;
         let cert = self.signer.sign(builder)?;
         Ok(Signed {
             serial,
@@ -936,7 +936,7 @@ impl Issuer {
             der::asn1::Uint::new(&number.to_be_bytes()).map_err(encoding("the CRL number"))?,
         );
         let mut builder = CrlBuilder::new_with_this_update(&self.root, number, x509_time(now)?)
-            .map_err(|e| Error::Signing(e.to_string()))?
+            .map_err(encoding("the CRL"))?
             .with_next_update(Some(x509_time(next)?));
         // Nothing revoked: no revokedCertificates at all (RFC 5280 5.1.2.6; an empty SEQUENCE
         // is an error to pkilint).

@@ -222,7 +222,7 @@ impl Authority {
             Validity::new(x509_time(start)?, x509_time(end)?),
             spki,
         )
-        .map_err(|e| Error::Signing(e.to_string()))?;
+        .map_err(Error::Signing)?;
         let root = signer.sign(builder)?;
         let root_der = root.to_der().map_err(encoding("the root"))?;
 
@@ -695,10 +695,7 @@ impl Authority {
 
     fn publish_crl_locked(&mut self, now: SystemTime) -> Result<Published> {
         let der = self.crl_locked(now)?;
-        let (number, this_update, next_update) = self
-            .db
-            .last_crl()?
-            .ok_or(Error::Signing("no CRL was recorded".into()))?;
+        let (number, this_update, next_update) = self.db.last_crl()?.ok_or(Error::NoCrlRecorded)?;
         let files = self.crl_files();
         let pem = crate::cert::crl_to_pem(&der)?;
         for (i, path) in files.iter().enumerate() {
