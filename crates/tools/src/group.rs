@@ -176,7 +176,7 @@ impl KeyVerdict {
             None => "the group has no key check record",
             Some(KeyCheck::Current) => "its current key is the one the key check record names",
             Some(KeyCheck::Older) => {
-                "it holds the group's key, but a newer key made on this machine is its current one"
+                "it holds the group's key, but a newer key made on this machine is its current one (a RunAs rotate stopped before it wrote the record leaves this: run it again on the RMS)"
             }
             Some(KeyCheck::Absent) => "it does not hold the key the key check record names",
         };
