@@ -387,13 +387,23 @@ pub fn password_text(bytes: &[u8]) -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(text[..end].to_owned()))
 }
 
-/// Reads a password. With `confirm`, a prompt asks twice and refuses a mismatch; the other
-/// sources are taken as given (a script confirms by construction).
+/// Reads a password. With `confirm`, a prompt asks twice and refuses a mismatch (as
+/// [`read_new_password`] with no check); the other sources are taken as given (a script
+/// confirms by construction).
 pub fn read_password(
     source: &PasswordSource,
     prompt: &str,
     confirm: bool,
 ) -> anyhow::Result<Zeroizing<String>> {
+    if confirm {
+        read_new_password(source, prompt, |_| Ok(()))
+    } else {
+        read_once(source, prompt)
+    }
+}
+
+/// A password from `source`, asked once at the prompt.
+fn read_once(source: &PasswordSource, prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     match source {
         PasswordSource::File(path) => {
             let bytes = Zeroizing::new(
@@ -422,18 +432,9 @@ pub fn read_password(
                     "no terminal to ask for the password: use --password-file, --password-stdin or --password-env"
                 );
             }
-            let password =
-                Zeroizing::new(rpassword::prompt_password(prompt).context("reading the password")?);
-            if confirm {
-                let again = Zeroizing::new(
-                    rpassword::prompt_password("Confirm the password: ")
-                        .context("reading the password")?,
-                );
-                if *again != *password {
-                    bail!("the two passwords do not match; nothing was written");
-                }
-            }
-            Ok(password)
+            Ok(Zeroizing::new(
+                rpassword::prompt_password(prompt).context("reading the password")?,
+            ))
         }
     }
 }
@@ -446,7 +447,7 @@ pub fn read_new_password(
     prompt: &str,
     check: impl Fn(&str) -> anyhow::Result<()>,
 ) -> anyhow::Result<Zeroizing<String>> {
-    let password = read_password(source, prompt, false)?;
+    let password = read_once(source, prompt)?;
     check(&password)?;
     if matches!(source, PasswordSource::Prompt) {
         let again = Zeroizing::new(
