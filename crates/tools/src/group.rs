@@ -354,11 +354,19 @@ impl Group {
         }
     }
 
-    /// Takes the group's lock (`group.lock`): every change of the secrets and the record
-    /// holds it, so two operators take turns. Released when dropped.
-    pub fn lock(&self) -> Result<std::fs::File> {
-        let path = self.dir.join(LOCK_FILE);
-        opsmgr_fsutil::lock_exclusive(&path).with_context(|| format!("locking {}", path.display()))
+    /// Takes the lock of the group in `dir` (`group.lock`: every change of the secrets and
+    /// the record holds it, so two operators take turns; released when dropped), then reads
+    /// the group: what a change reads is what no other operator changes meanwhile. A folder
+    /// that holds no group is refused as [`Group::load`] refuses it, before anything is
+    /// created in it.
+    pub fn load_locked(dir: &Path) -> Result<(std::fs::File, Self)> {
+        if !dir.join(INVENTORY_FILE).is_file() {
+            Self::load(dir)?;
+        }
+        let path = dir.join(LOCK_FILE);
+        let lock = opsmgr_fsutil::lock_exclusive(&path)
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok((lock, Self::load(dir)?))
     }
 
     /// The key check record, when the group has one (read bounded: it is 74 bytes).

@@ -356,7 +356,7 @@ pub fn new_key(
     now: SystemTime,
     rng: &mut dyn RandomSource,
 ) -> Result<NewKey> {
-    let group = Group::load(target.group)?;
+    let (_group_lock, group) = Group::load_locked(target.group)?;
     let host = machine_host(target.machine, target.host)?;
     if !group.inventory.servers.iter().any(|s| s.name == host) {
         bail!(
@@ -370,8 +370,6 @@ pub fn new_key(
             target.machine.display()
         );
     }
-    let _group_lock = group.lock()?;
-    let group = Group::load(target.group)?;
     let path = keystore_path(target.machine);
     // Read, rotate and write under the store's lock: a restore cannot slip in between.
     let lock = KeyStoreLock::take(&path)?;

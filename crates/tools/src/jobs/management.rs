@@ -471,8 +471,7 @@ pub fn promote(
     check_rewrites(&rewrites, now).context("nothing was changed")?;
     // And the key, under the group's lock, from the group as it is now: a NewKey or a rotate
     // while the operator read the warning refuses the promotion before anything is written.
-    let _lock = group.lock()?;
-    let mut group = Group::load(&group.dir)?;
+    let (_lock, mut group) = Group::load_locked(&group.dir)?;
     let store = KeyStore::load(&keystore_path(&machine))?;
     let verdict = group.key_verdict(&store)?;
     if verdict.holds() != Some(true) {

@@ -28,6 +28,19 @@ pub struct GroupMachine<'a> {
 /// The group, the machine's host name (a server of the group) and whether it is the RMS.
 fn server_of(target: &GroupMachine<'_>) -> Result<(Group, HostName, bool)> {
     let group = Group::load(target.group)?;
+    let (host, rms) = server_in(&group, target)?;
+    Ok((group, host, rms))
+}
+
+/// As [`server_of`], the group read under its lock (see [`Group::load_locked`]).
+fn server_of_locked(target: &GroupMachine<'_>) -> Result<(std::fs::File, Group, HostName, bool)> {
+    let (lock, group) = Group::load_locked(target.group)?;
+    let (host, rms) = server_in(&group, target)?;
+    Ok((lock, group, host, rms))
+}
+
+/// The machine's host name, a server of `group`, and whether it is the RMS.
+fn server_in(group: &Group, target: &GroupMachine<'_>) -> Result<(HostName, bool)> {
     let host = machine_host(target.machine, target.host)?;
     let Some(server) = group.inventory.servers.iter().find(|s| s.name == host) else {
         bail!(
@@ -36,7 +49,7 @@ fn server_of(target: &GroupMachine<'_>) -> Result<(Group, HostName, bool)> {
         );
     };
     let rms = server.role == ServerRole::Rms;
-    Ok((group, host, rms))
+    Ok((host, rms))
 }
 
 /// The machine's key store, which must exist.
@@ -61,15 +74,13 @@ pub fn create_group_key(
     now: SystemTime,
     rng: &mut dyn RandomSource,
 ) -> Result<KeyStore> {
-    let (group, host, rms) = server_of(target)?;
+    let (_lock, group, host, rms) = server_of_locked(target)?;
     if !rms {
         bail!(
             "{host} is not the RMS of management group {}: the group's key is created on its RMS; nothing was made",
             group.inventory.management_group
         );
     }
-    let _lock = group.lock()?;
-    let group = Group::load(target.group)?;
     if group.key_record()?.is_some() || !group.runas.secrets.is_empty() {
         bail!(
             "management group {} has a key already (its key check record or its Run As secrets): restore the group's key backup on {host} instead (om-securestoragebackup Restore FILE); nothing was made",
@@ -106,9 +117,8 @@ pub fn key_check(
     force: bool,
     rng: &mut dyn RandomSource,
 ) -> Result<KeyChecked> {
-    let (group, host, rms) = server_of(target)?;
+    let (_lock, group, host, rms) = server_of_locked(target)?;
     let store = load_store(target.machine, &host)?;
-    let _lock = group.lock()?;
     let mut verdict = group.key_verdict(&store)?;
     let mut record_written = false;
     if verdict.record.is_none() {
@@ -188,11 +198,9 @@ pub fn runas_add(
     if secret.is_empty() {
         bail!("the secret of '{name}' is empty; nothing was changed");
     }
-    let (mut group, host, rms) = server_of(target)?;
+    // Read under the lock: another operator's change is not lost.
+    let (_lock, mut group, host, rms) = server_of_locked(target)?;
     let store = load_store(target.machine, &host)?;
-    let _lock = group.lock()?;
-    // Read again under the lock: another operator's change is not lost.
-    group = Group::load(target.group)?;
     let verdict = group.key_verdict(&store)?;
     require_group_key(&host, &verdict, rms)?;
     let replaced = group.runas.secrets.iter().any(|s| s.name == name);
@@ -265,9 +273,7 @@ pub fn runas_list(group: &Path, machine: Option<&GroupMachine<'_>>) -> Result<Ve
 /// `om-msconfigtool RunAs remove`: removes the secret of `name`, the previous state kept in
 /// the group's history first. Returns the history folder.
 pub fn runas_remove(group_dir: &Path, name: &str, now: SystemTime) -> Result<std::path::PathBuf> {
-    let group = Group::load(group_dir)?;
-    let _lock = group.lock()?;
-    let mut group = Group::load(group_dir)?;
+    let (_lock, mut group) = Group::load_locked(group_dir)?;
     if !group.runas.secrets.iter().any(|s| s.name == name) {
         let names: Vec<&str> = group
             .runas
@@ -316,15 +322,13 @@ pub fn runas_rotate(
     now: SystemTime,
     rng: &mut dyn RandomSource,
 ) -> Result<Rotated> {
-    let (group, host, rms) = server_of(target)?;
+    let (_lock, mut group, host, rms) = server_of_locked(target)?;
     if !rms {
         bail!(
             "{host} is not the RMS of management group {}: the group key is rotated on the RMS, which owns it; nothing was changed",
             group.inventory.management_group
         );
     }
-    let _lock = group.lock()?;
-    let mut group = Group::load(target.group)?;
     let path = keystore_path(target.machine);
     let store_lock = KeyStoreLock::take(&path)?;
     let mut store = load_store(target.machine, &host)?;
