@@ -391,15 +391,12 @@ fn apply_onto_its_input_keeps_a_dated_copy() {
     });
     std::fs::write(&inventory, serde_json::to_vec_pretty(&before).unwrap()).unwrap();
     let original = std::fs::read(&inventory).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_om-balance"))
-        .args([
-            "apply",
-            inventory.to_str().unwrap(),
-            "-o",
-            inventory.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = om_balance(&[
+        "apply",
+        inventory.to_str().unwrap(),
+        "-o",
+        inventory.to_str().unwrap(),
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -432,15 +429,12 @@ fn apply_refuses_to_write_json_into_a_csv() {
     let original =
         "\"Name\",\"PrimaryManagementServerName\"\r\n\"a1.company.local\",\"MGT01.prod.local\"\r\n";
     std::fs::write(&csv, original).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_om-balance"))
-        .args([
-            "apply",
-            csv.to_str().unwrap(),
-            "-o",
-            dir.path().join("AGENTS.CSV").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = om_balance(&[
+        "apply",
+        csv.to_str().unwrap(),
+        "-o",
+        dir.path().join("AGENTS.CSV").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -475,11 +469,12 @@ fn plan_draws_a_chart_of_every_server_before_and_after() {
     )
     .unwrap();
     let chart = dir.path().join("plan.svg");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_om-balance"))
-        .args(["plan", inventory.to_str().unwrap(), "--chart"])
-        .arg(&chart)
-        .output()
-        .unwrap();
+    let out = om_balance(&[
+        "plan",
+        inventory.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -529,15 +524,12 @@ fn a_wrong_csv_header_is_told_the_command_that_prints_the_export_script() {
         "\"Name\",\"Status\"\r\n\"a1.company.local\",\"Running\"\r\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_om-balance"))
-        .args([
-            "check",
-            csv.to_str().unwrap(),
-            "--servers",
-            servers.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = om_balance(&[
+        "check",
+        csv.to_str().unwrap(),
+        "--servers",
+        servers.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
