@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use opsmgr_ca::authority::{Authority, CA_KEY};
+use opsmgr_ca::authority::{Authority, CA_CERT, CA_KEY, CaView, Disposition};
 
 pub mod drill;
 pub mod group;
@@ -60,6 +60,27 @@ pub mod exit {
     pub const NO: u8 = 1;
     /// Bad usage or bad input: nothing was changed.
     pub const INPUT: u8 = 2;
+    /// certreq -retrieve: the request is still pending.
+    pub const PENDING: u8 = 3;
+    /// The request was denied.
+    pub const DENIED: u8 = 4;
+    /// certreq -retrieve: the certificate was revoked.
+    pub const REVOKED: u8 = 5;
+
+    /// The exit code for a request in state `d` after a verb that submits or issues it
+    /// (`retrieving` false: certreq -submit, certutil -resubmit) or one that fetches its
+    /// certificate (`retrieving` true: certreq -retrieve). A denial is never success; pending
+    /// and revoked are failures only when a certificate was asked for.
+    pub fn for_request(d: super::Disposition, retrieving: bool) -> u8 {
+        use super::Disposition as D;
+        match d {
+            D::Issued => OK,
+            D::Denied => DENIED,
+            D::Pending if retrieving => PENDING,
+            D::Revoked if retrieving => REVOKED,
+            D::Pending | D::Revoked => OK,
+        }
+    }
 }
 
 /// Runs a tool's body and turns its outcome into an exit code, printing errors to stderr.
@@ -311,17 +332,17 @@ pub enum PasswordSource {
     Env(String),
 }
 
-/// The password switches every tool that needs a password takes.
+/// The password switches every tool that needs a password takes, before or after its verb.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PasswordArgs {
     /// Read the password from the first line of this file.
-    #[arg(value_parser = crate::local_path, long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"])]
+    #[arg(value_parser = crate::local_path, long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_env"], global = true)]
     pub password_file: Option<PathBuf>,
     /// Read the password from the first line of standard input.
-    #[arg(long, conflicts_with = "password_env")]
+    #[arg(long, conflicts_with = "password_env", global = true)]
     pub password_stdin: bool,
     /// Read the password from this environment variable.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", global = true)]
     pub password_env: Option<String>,
 }
 
@@ -350,6 +371,15 @@ pub fn open_authority(dir: &std::path::Path, password: &PasswordArgs) -> anyhow:
         }
         other => other.with_context(context),
     }
+}
+
+/// Opens the CA in `dir` to read, without its key: what `-view` and `-retrieve` need, so
+/// they never ask for the key's password.
+pub fn open_view(dir: &std::path::Path) -> anyhow::Result<CaView> {
+    if !dir.join(CA_CERT).exists() {
+        bail!("{} is not a CA folder (no {})", dir.display(), CA_CERT);
+    }
+    CaView::open(dir).with_context(|| format!("opening the CA in {}", dir.display()))
 }
 
 /// The first line of a password file's bytes, read as the text Windows tools write: UTF-8
@@ -596,6 +626,26 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// certreq's documented codes: -submit fails only on a denial; -retrieve also on a request
+    /// still pending and a certificate revoked.
+    #[test]
+    fn request_exit_codes() {
+        use Disposition as D;
+        let table = [
+            (D::Issued, false, 0),
+            (D::Pending, false, 0),
+            (D::Denied, false, 4),
+            (D::Revoked, false, 0),
+            (D::Issued, true, 0),
+            (D::Pending, true, 3),
+            (D::Denied, true, 4),
+            (D::Revoked, true, 5),
+        ];
+        for (d, retrieving, code) in table {
+            assert_eq!(exit::for_request(d, retrieving), code, "{d} {retrieving}");
+        }
+    }
 
     #[test]
     fn spans_of_days_need_their_unit() {

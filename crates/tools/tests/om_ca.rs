@@ -474,6 +474,66 @@ fn certreq_and_certutil_against_the_ca() {
     assert_eq!(text(&rows.stdout), "1|revoked\n2|denied\n");
 }
 
+/// certutil's verb is a subcommand behind its Windows forms: `-view`, `/VIEW`, `--view` and
+/// `view` are one verb, before or after `-config`; two verbs are refused. The verbs that only
+/// read (-view, certreq -retrieve) open the CA without its key, so a CA whose key is encrypted
+/// answers them without its password; -resubmit needs the key and asks for it.
+#[test]
+fn reading_verbs_need_no_key_password_and_verbs_take_every_form() {
+    let w = World::new();
+    w.enroll("agent01.company.local", "KeyAlgorithm = ECDSA_P256");
+    let ca = s(&w.dir.path().join("sealed"));
+    let pw = w.dir.path().join("pw.txt");
+    std::fs::write(&pw, "a long CA key passphrase\n").unwrap();
+    let pw = s(&pw);
+    ok(&run(
+        "ca",
+        &["init", &ca, "--encrypt-key", "--password-file", &pw],
+    ));
+    let req = s(&w.share().join("agent01.company.local.req"));
+    // The password switches come before the verb or after it.
+    ok(&run(
+        "certreq",
+        &["--password-file", &pw, "-submit", "-config", &ca, &req],
+    ));
+
+    let forms: [&[&str]; 5] = [
+        &["-view", "-config", &ca, "--json"],
+        &["/VIEW", "/config", &ca, "/json"],
+        &["--view", "--config", &ca, "--json"],
+        &["view", "--config", &ca, "--json"],
+        &["-config", &ca, "-View", "--json"],
+    ];
+    for args in forms {
+        let rows: serde_json::Value = serde_json::from_str(&ok(&run("certutil", args))).unwrap();
+        assert_eq!(rows.as_array().map(Vec::len), Some(1), "{args:?}: {rows}");
+        assert_eq!(rows[0]["disposition"], "pending", "{args:?}");
+    }
+    let cer = s(&w.dir.path().join("out.cer"));
+    let pending = run("certreq", &["-retrieve", "-config", &ca, "1", &cer]);
+    assert_eq!(pending.status.code(), Some(3), "{}", text(&pending.stderr));
+
+    let two = run("certutil", &["-config", &ca, "-view", "-crl"]);
+    assert_eq!(two.status.code(), Some(2));
+    let asked = run("certutil", &["-config", &ca, "-resubmit", "1"]);
+    assert_eq!(asked.status.code(), Some(2));
+    assert!(
+        text(&asked.stderr).contains("no terminal to ask for the password"),
+        "{}",
+        text(&asked.stderr)
+    );
+    assert_eq!(
+        ok(&run(
+            "certutil",
+            &["-resubmit", "1", "-config", &ca, "--password-file", &pw]
+        )),
+        "Certificate issued.\nCertUtil: -resubmit command completed successfully.\n"
+    );
+    ok(&run("certreq", &["-retrieve", "-config", &ca, "1", &cer]));
+    let issued = CertInfo::parse(&std::fs::read(&cer).unwrap()).unwrap();
+    assert_eq!(issued.subject, "CN=agent01.company.local");
+}
+
 #[test]
 fn a_batch_killed_at_random_moments_is_finished_by_running_it_again() {
     let w = World::new();

@@ -867,6 +867,11 @@ impl CaView {
         &self.root
     }
 
+    /// The record of request `id`.
+    pub fn record(&self, id: i64) -> Result<Record> {
+        self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+    }
+
     /// The requests matching `filter`, by request id.
     pub fn list(&self, filter: &Filter) -> Result<Vec<Record>> {
         self.db.list(filter)

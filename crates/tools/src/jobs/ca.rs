@@ -1,14 +1,12 @@
 //! The CA operator's jobs: a batch of the drop share that leaves its record (`om-ca
-//! process`, `serve`), the CA at a glance (`om-ca status`), what expires (`om-ca expiring`)
-//! and a revocation that reaches relying parties (`om-certutil -revoke`).
+//! process`, `serve`), the CA at a glance (`om-ca status`) and what expires (`om-ca
+//! expiring`).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use opsmgr_ca::authority::{
-    Authority, CaView, Disposition, Filter, Published, Record, RevocationReason,
-};
+use opsmgr_ca::authority::{Authority, CaView, Disposition, Filter, Record};
 use opsmgr_ca::dropfolder::{ProcessOptions, Stage, Summary};
 use serde::{Deserialize, Serialize};
 
@@ -30,28 +28,6 @@ pub fn expiring(ca: &Authority, within: Duration, now: SystemTime) -> Result<Vec
         .collect();
     records.sort_by_key(|r| (r.not_after, r.id));
     Ok(records)
-}
-
-/// What [`revoke`] did.
-#[derive(Debug, Clone)]
-pub struct Revoked {
-    /// The certificate's record, now revoked.
-    pub record: Record,
-    /// The CRL published with it.
-    pub crl: Published,
-}
-
-/// certutil -revoke: revokes the certificate with `serial` for `reason`, then publishes a CRL
-/// at once, so that relying parties that read it refuse the certificate from now on.
-pub fn revoke(
-    ca: &mut Authority,
-    serial: &str,
-    reason: RevocationReason,
-    now: SystemTime,
-) -> Result<Revoked> {
-    let record = ca.revoke(serial, reason, now)?;
-    let crl = ca.publish_crl(now)?;
-    Ok(Revoked { record, crl })
 }
 
 /// The file in the CA's folder that keeps what the last batch did, for `om-ca status`.

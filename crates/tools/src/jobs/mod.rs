@@ -20,16 +20,19 @@
 //! | [`rewrite_configs`] | `om-configfix` |
 //! | [`balance`] | `om-balance apply` |
 //! | [`drop_folder_options`] | `om-ca process --inventory` |
-//! | [`expiring`] | `om-ca expiring` |
-//! | [`revoke`] | `om-certutil -revoke` |
+//! | [`process`], [`serve`], [`status`], [`expiring`] | `om-ca` |
+//! | [`submit`], [`retrieve`] | `om-certreq -submit`, `-retrieve` |
+//! | [`resubmit`], [`deny`], [`revoke`], [`crl`], [`view`] | `om-certutil` against a CA |
 //!
-//! The CA's side is the `opsmgr-ca` library itself: `om-ca process` and the drill both call
-//! `opsmgr_ca::dropfolder::process_share`, and an operator's approval is `Authority::resubmit`.
+//! The CA's decisions are the `opsmgr-ca` library's: these jobs add what a tool does around
+//! them (reading the request file, writing the certificate, publishing the CRL a revocation
+//! needs, keeping the batch's record).
 
 mod agent;
 mod ca;
 mod keys;
 mod management;
+mod requests;
 mod runas;
 mod serve;
 
@@ -38,8 +41,8 @@ pub use agent::{
     install, record_channel, user_store_holds,
 };
 pub use ca::{
-    Bucket, Counts, CrlStatus, Ending, Held, LAST_BATCH_FILE, LastBatch, Revoked, RootStatus,
-    Status, expiring, process, revoke, status,
+    Bucket, Counts, CrlStatus, Ending, Held, LAST_BATCH_FILE, LastBatch, RootStatus, Status,
+    expiring, process, status,
 };
 pub use keys::{
     BackedUp, MAX_BACKUP_BYTES, NewKey, Restored, Sealing, UpgradePlan, Verified, backup,
@@ -48,6 +51,10 @@ pub use keys::{
 pub use management::{
     BalanceVerdict, Balanced, Config, ConfigReport, Promote, PromoteReport, PromotionPlan, Rewrite,
     balance, check_balance, drop_folder_options, plan_promotion, promote, rewrite_configs,
+};
+pub use requests::{
+    Answer, CertFormat, DEFAULT_DENIAL, Revoked, Submit, crl, deny, resubmit, retrieve, revoke,
+    submit, view,
 };
 pub use runas::{
     GroupMachine, KeyChecked, Rotated, RunAsAdded, RunAsEntry, create_group_key, key_check,

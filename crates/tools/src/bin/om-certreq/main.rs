@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
 use opsmgr_ca::authority::{Disposition, Record, parse_request_id};
-use opsmgr_ca::cert::certificate_to_pem;
 use opsmgr_ca::request::PolicyOptions;
 use opsmgr_tools::{exit, format_utc, jobs, machine_dir, windows_args};
 use serde::Serialize;
@@ -133,13 +132,6 @@ struct Report {
 
 fn main() -> ExitCode {
     opsmgr_tools::main("om-certreq", run)
-}
-
-/// certreq's exit codes beyond the shared ones.
-mod code {
-    pub(crate) const PENDING: u8 = 3;
-    pub(crate) const DENIED: u8 = 4;
-    pub(crate) const REVOKED: u8 = 5;
 }
 
 fn run() -> Result<ExitCode> {
@@ -384,84 +376,49 @@ fn install(cli: &Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The lines certreq prints for a request's state, and the exit code that goes with it.
-fn disposition_lines(record: &Record, retrieving: bool) -> (Vec<String>, u8) {
-    use Disposition as D;
+/// The line certreq prints for a request's state.
+fn disposition_line(record: &Record) -> String {
     match record.disposition {
-        D::Pending => (
-            vec![format!(
-                "Certificate request is pending: {} (0)",
-                record.message
-            )],
-            if retrieving { code::PENDING } else { exit::OK },
-        ),
-        D::Issued => (
-            vec![format!("Certificate retrieved(Issued) {}", record.message)],
-            exit::OK,
-        ),
-        D::Denied => (
-            vec![format!(
-                "Certificate not issued (Denied) {}",
-                record.message
-            )],
-            code::DENIED,
-        ),
-        D::Revoked => (
-            vec![format!(
-                "Certificate retrieved(Revoked) revoked at {}",
-                record.revoked_at.map(format_utc).unwrap_or_default()
-            )],
-            if retrieving { code::REVOKED } else { exit::OK },
+        Disposition::Pending => format!("Certificate request is pending: {} (0)", record.message),
+        Disposition::Issued => format!("Certificate retrieved(Issued) {}", record.message),
+        Disposition::Denied => format!("Certificate not issued (Denied) {}", record.message),
+        Disposition::Revoked => format!(
+            "Certificate retrieved(Revoked) revoked at {}",
+            record.revoked_at.map(format_utc).unwrap_or_default()
         ),
     }
-}
-
-fn write_certificate(path: &std::path::Path, der: &[u8], binary: bool) -> Result<()> {
-    let bytes = if binary {
-        der.to_vec()
-    } else {
-        certificate_to_pem(der)?.into_bytes()
-    };
-    opsmgr_fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// certreq -submit and -retrieve against a CA folder.
 fn ca_verb(cli: &Cli) -> Result<ExitCode> {
     let ca_dir = &opsmgr_tools::ca_dir(cli.config.clone())?;
-    let mut ca = opsmgr_tools::open_authority(ca_dir, &cli.password)?;
-    let (record, existing, out_path) = if cli.submit {
-        let (request_path, out_path) = match cli.files.as_slice() {
+    let format = if cli.binary {
+        jobs::CertFormat::Der
+    } else {
+        jobs::CertFormat::Pem
+    };
+    let answer = if cli.submit {
+        let (request, out) = match cli.files.as_slice() {
             [r] => (r, None),
-            [r, o] => (r, Some(o)),
+            [r, o] => (r, Some(o.as_path())),
             _ => bail!("-submit takes REQUEST.req and optionally CERT.cer"),
         };
-        let bytes =
-            opsmgr_tools::read_bounded(request_path, opsmgr_ca::request::MAX_REQUEST_BYTES)?;
-        let requester = request_path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let submitted = ca
-            .submit(&bytes, &requester, SystemTime::now())
-            .with_context(|| request_path.display().to_string())?;
-        (submitted.record, submitted.existing, out_path)
+        let mut ca = opsmgr_tools::open_authority(ca_dir, &cli.password)?;
+        let job = jobs::Submit {
+            request,
+            out,
+            overwrite: cli.force,
+            format,
+        };
+        jobs::submit(&mut ca, &job, SystemTime::now())?
     } else {
-        let [id, out_path] = cli.files.as_slice() else {
+        let [id, out] = cli.files.as_slice() else {
             bail!("-retrieve takes ID and CERT.cer");
         };
         let id = parse_request_id(&id.to_string_lossy())?;
-        (ca.record(id)?, false, Some(out_path))
+        jobs::retrieve(&opsmgr_tools::open_view(ca_dir)?, id, out, format)?
     };
-    let (lines, exit) = disposition_lines(&record, cli.retrieve);
-    let written = match (&record.certificate, out_path, record.disposition) {
-        (Some(der), Some(path), Disposition::Issued) => {
-            if path.exists() && !cli.force && cli.submit {
-                bail!("{} exists; -f overwrites it", path.display());
-            }
-            write_certificate(path, der, cli.binary)?;
-            Some(path.display().to_string())
-        }
-        _ => None,
-    };
+    let record = &answer.record;
     if cli.json {
         print_json(&serde_json::json!({
             "request_id": record.id,
@@ -469,19 +426,20 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
             "disposition_code": record.disposition.code(),
             "message": record.message,
             "serial": record.serial,
-            "existing": existing,
-            "written": written,
+            "existing": answer.existing,
+            "written": answer.written.as_ref().map(|p| p.display().to_string()),
         }))?;
     } else {
         let mut out = opsmgr_tools::stdout();
         writeln!(out, "RequestId: {}", record.id)?;
         writeln!(out, "RequestId: \"{}\"", record.id)?;
-        for line in lines {
-            writeln!(out, "{line}")?;
-        }
-        if existing {
+        writeln!(out, "{}", disposition_line(record))?;
+        if answer.existing {
             writeln!(out, "(this request was submitted before; nothing changed)")?;
         }
     }
-    Ok(ExitCode::from(exit))
+    Ok(ExitCode::from(exit::for_request(
+        record.disposition,
+        cli.retrieve,
+    )))
 }

@@ -2,125 +2,175 @@
 //! `-delstore`, and `-exportkey`, which never gives out a key made with Exportable = FALSE.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use clap::{ArgGroup, Parser};
+use clap::{Parser, Subcommand};
 use opsmgr_ca::authority::{
-    Disposition, Filter, Record, RevocationReason, parse_reason, parse_request_id,
+    Authority, Disposition, Filter, Record, RevocationReason, parse_request_id,
 };
 use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
 use opsmgr_ca::store::{
     AddedCrl, AddedToRoot, Entry, MAX_PFX_BYTES, PfxEncryption, StoreName, Stores, read_pfx,
 };
-use opsmgr_tools::{format_utc, machine_dir, rfc3339_utc, windows_args};
+use opsmgr_tools::{exit, format_utc, jobs, machine_dir, rfc3339_utc, windows_args};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-/// certutil's store commands for agents in untrusted networks.
+/// certutil's store commands for agents in untrusted networks, and its commands against a CA.
 ///
-/// `om-certutil -addstore [-f] root CA.cer` trusts a CA certificate (-f: even one that is not
-/// a CA certificate). `om-certutil -store [My|Root|Request] [ID]` lists a store (default My).
-/// `om-certutil -delstore STORE ID` removes an entry. `om-certutil -exportkey STORE ID OUT.key`
-/// writes an entry's private key as PKCS#8 PEM (0600), refusing keys made with
-/// Exportable = FALSE. ID is a thumbprint (spaces and case ignored), a serial number, or a
-/// pending request's key id. `-user` works on the user's stores (MachineKeySet = FALSE).
-///
-/// Against a CA folder (`-config CA`): `-resubmit ID` issues a pending request, `-deny ID`
-/// refuses it, `-revoke SERIAL [REASON]` revokes a certificate, `-crl [OUT.crl]` writes the
-/// CRL (default CA/ca.crl), `-view` lists the database (`--disposition`, `--subject`,
-/// `--serial` filter it).
-/// Windows-style switches (`-store`, `-user`, `-f`, `-config`) and double-dash ones are both
-/// accepted.
+/// ID is a thumbprint (spaces and case ignored), a serial number, or a pending request's key
+/// id. `-user` works on the user's stores (MachineKeySet = FALSE). Windows-style switches
+/// (`-store`, `-user`, `-f`, `-config`, in any case, with `-` or `/`) and double-dash ones
+/// are both accepted, before or after the verb.
 #[derive(Debug, Parser)]
 #[command(
     name = "om-certutil",
     version,
-    group(ArgGroup::new("verb").required(true).args([
-        "addstore", "store", "delstore", "exportkey", "exportpfx", "importpfx", "resubmit", "deny",
-        "revoke", "crl", "view"
-    ])),
+    subcommand_required = true,
+    arg_required_else_help = true,
     after_help = "The CA (for -resubmit, -deny, -revoke, -crl, -view): -config CA, else $OPSMGR_CA, \
 else the first line of ~/.config/opsmgr/ca.\n\nExit codes: 0 success, 2 bad usage, bad input or \
 refused (nothing changed), 4 -resubmit: the request was denied under the current policy."
 )]
 struct Cli {
-    /// Issue a pending request: ARGS is ID.
-    #[arg(long)]
-    resubmit: bool,
-    /// Deny a pending request: ARGS are `ID [REASON]`.
-    #[arg(long)]
-    deny: bool,
-    /// Revoke a certificate: ARGS are `SERIAL [REASON]` (a name such as KeyCompromise, or 0-10).
-    #[arg(long)]
-    revoke: bool,
-    /// Write the CRL: ARGS are `[OUT.crl]`.
-    #[arg(long)]
-    crl: bool,
-    /// List the CA's database.
-    #[arg(long)]
-    view: bool,
+    #[command(subcommand)]
+    verb: Verb,
     /// The CA's folder (for -resubmit, -deny, -revoke, -crl, -view).
-    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "CA")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "CA", global = true)]
     config: Option<PathBuf>,
-    /// -view: only requests in this state (pending, issued, denied, revoked).
-    #[arg(long)]
-    disposition: Option<String>,
-    /// -view: only requests whose subject contains this text.
-    #[arg(long)]
-    subject: Option<String>,
-    /// -view: only the certificate with this serial number.
-    #[arg(long)]
-    serial: Option<String>,
     #[command(flatten)]
     password: opsmgr_tools::PasswordArgs,
-    /// Add a certificate to a store: ARGS are `root CA.cer`.
-    #[arg(long)]
-    addstore: bool,
-    /// List a store: ARGS are `[My|Root|Request] [ID]`.
-    #[arg(long)]
-    store: bool,
-    /// Remove an entry: ARGS are `STORE ID`.
-    #[arg(long)]
-    delstore: bool,
-    /// Write an exportable private key: ARGS are `STORE ID OUT.key`.
-    #[arg(long)]
-    exportkey: bool,
-    /// Write a certificate of My with its private key and chain as a PFX: ARGS are
-    /// `[My] ID OUT.pfx [NoChain]`.
-    #[arg(long)]
-    exportpfx: bool,
-    /// Import a PFX into My: ARGS are `FILE.pfx [MODIFIERS]` (comma-separated: NoExport keeps
-    /// the key from ever being exported again, NoRoot does not trust the PFX's root).
-    #[arg(long)]
-    importpfx: bool,
     /// The PFX password on the command line, as certutil's -p. Every user of the machine can
     /// read it there: prefer the prompt, --password-file or --password-env.
-    #[arg(short = 'p', value_name = "PASSWORD")]
+    #[arg(short = 'p', value_name = "PASSWORD", global = true)]
     pfx_password: Option<String>,
-    /// -exportPFX: the PFX's encryption. aes256-sha256 (PBES2 AES-256, SHA-256 MAC) is read by
-    /// Windows 10 1709 / Server 2019 and later and OpenSSL 3; tripledes-sha1 is the only one
-    /// Windows Server 2008 R2 and 2012 import.
-    #[arg(long, value_enum, default_value = "aes256-sha256")]
-    crypto_algorithm: CryptoAlgorithm,
     /// Force: add a certificate that is not a CA certificate to Root; overwrite OUT.key or
     /// OUT.pfx.
-    #[arg(short = 'f', long = "force")]
+    #[arg(short = 'f', long = "force", global = true)]
     force: bool,
     /// Use the user's stores (MachineKeySet = FALSE) instead of the machine's.
-    #[arg(long)]
+    #[arg(long, global = true)]
     user: bool,
     /// The machine folder [default: $OPSMGR_MACHINE, else ~/.local/share/opsmgr/machine].
-    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR")]
+    #[arg(value_parser = opsmgr_tools::local_path, long, value_name = "DIR", global = true)]
     machine: Option<PathBuf>,
     /// Report as JSON.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
-    /// The verb's arguments.
-    #[arg(value_name = "ARGS")]
-    args: Vec<String>,
+}
+
+/// certutil's verbs, each also a flag (`-addstore` or `--addstore`) as certutil writes it.
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Trust a CA certificate (`-addstore root CA.cer`; with -f, even one that is not a CA
+    /// certificate), or keep a CA's CRL beside its root (`-addstore root CA.crl`).
+    #[command(long_flag = "addstore")]
+    Addstore {
+        /// The store: Root (certificates with keys enter My through om-certreq -accept).
+        store: StoreName,
+        /// The certificate or CRL, PEM or DER.
+        #[arg(value_parser = opsmgr_tools::local_path, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List a store (My, Root or Request; default My), or one entry of it.
+    #[command(long_flag = "store")]
+    Store {
+        /// The store.
+        store: Option<StoreName>,
+        /// The entry.
+        id: Option<String>,
+    },
+    /// Remove an entry from a store.
+    #[command(long_flag = "delstore")]
+    Delstore {
+        /// The store.
+        store: StoreName,
+        /// The entry.
+        id: String,
+    },
+    /// Write an entry's private key as PKCS#8 PEM (0600), refusing keys made with
+    /// Exportable = FALSE.
+    #[command(long_flag = "exportkey")]
+    Exportkey {
+        /// The store.
+        store: StoreName,
+        /// The entry.
+        id: String,
+        /// The key file to write.
+        #[arg(value_parser = opsmgr_tools::local_path, value_name = "OUT.key")]
+        out: PathBuf,
+    },
+    /// Write a certificate of My with its private key and chain as a PFX:
+    /// `[My] ID OUT.pfx [NoChain]`.
+    #[command(long_flag = "exportpfx")]
+    Exportpfx {
+        /// `[My] ID OUT.pfx [MODIFIERS]` (NoChain, NoRoot: the PFX holds no chain).
+        #[arg(value_name = "ARGS", num_args = 2..=4, required = true)]
+        args: Vec<String>,
+        /// The PFX's encryption. aes256-sha256 (PBES2 AES-256, SHA-256 MAC) is read by
+        /// Windows 10 1709 / Server 2019 and later and OpenSSL 3; tripledes-sha1 is the only
+        /// one Windows Server 2008 R2 and 2012 import.
+        #[arg(long, value_enum, default_value = "aes256-sha256")]
+        crypto_algorithm: CryptoAlgorithm,
+    },
+    /// Import a PFX into My.
+    #[command(long_flag = "importpfx")]
+    Importpfx {
+        /// The PFX.
+        #[arg(value_parser = opsmgr_tools::local_path, value_name = "FILE.pfx")]
+        file: PathBuf,
+        /// Comma-separated: NoExport keeps the key from ever being exported again, NoRoot does
+        /// not trust the PFX's root.
+        modifiers: Option<String>,
+    },
+    /// Issue a pending request under the CA's policy.
+    #[command(long_flag = "resubmit")]
+    Resubmit {
+        /// The request id (decimal, or hex with 0x).
+        #[arg(value_parser = parse_request_id)]
+        id: i64,
+    },
+    /// Deny a pending request.
+    #[command(long_flag = "deny")]
+    Deny {
+        /// The request id (decimal, or hex with 0x).
+        #[arg(value_parser = parse_request_id)]
+        id: i64,
+        /// Why, recorded with the request.
+        reason: Option<String>,
+    },
+    /// Revoke a certificate and publish a CRL at once.
+    #[command(long_flag = "revoke")]
+    Revoke {
+        /// The certificate's serial number (hex).
+        serial: String,
+        /// A name such as KeyCompromise, or 0-10 [default: Unspecified].
+        reason: Option<RevocationReason>,
+    },
+    /// Publish a CRL (the CA folder's ca.crl and the publish folder's), and copy it to OUT.crl.
+    #[command(long_flag = "crl")]
+    Crl {
+        /// A further copy (PEM).
+        #[arg(value_parser = opsmgr_tools::local_path, value_name = "OUT.crl")]
+        out: Option<PathBuf>,
+    },
+    /// List the CA's database (read without the CA's key).
+    #[command(long_flag = "view")]
+    View {
+        /// Only requests in this state (pending, issued, denied, revoked).
+        #[arg(long)]
+        disposition: Option<Disposition>,
+        /// Only requests whose subject contains this text.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only the certificate with this serial number.
+        #[arg(long)]
+        serial: Option<String>,
+    },
 }
 
 /// A PFX's protection, by PowerShell's `Export-PfxCertificate -CryptoAlgorithmOption` names.
@@ -195,29 +245,58 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse_from(windows_args(std::env::args(), &SWITCHES));
-    if cli.resubmit || cli.deny || cli.revoke || cli.crl || cli.view {
-        return ca_verb(&cli);
-    }
-    let stores = Stores::open(&machine_dir(cli.machine.clone())?, !cli.user)?;
-    let args: Vec<&str> = cli.args.iter().map(String::as_str).collect();
-    if cli.addstore {
-        add_store(&cli, &stores, &args)
-    } else if cli.store {
-        list(&cli, &stores, &args)
-    } else if cli.exportpfx {
-        export_pfx(&cli, &stores, &args)
-    } else if cli.importpfx {
-        import_pfx(&cli, &stores, &args)
-    } else if cli.delstore {
-        let [store, id] = args.as_slice() else {
-            bail!("-delstore takes STORE and ID");
-        };
-        let store: StoreName = store.parse()?;
-        let lock = stores.lock()?;
-        let gone = stores.delete(&lock, store, id)?;
-        report(&cli, &[gone], "-delstore")
-    } else {
-        export_key(&cli, &stores, &args)
+    let stores =
+        || -> Result<Stores> { Ok(Stores::open(&machine_dir(cli.machine.clone())?, !cli.user)?) };
+    match &cli.verb {
+        Verb::Addstore { store, file } => add_store(&cli, &stores()?, *store, file),
+        Verb::Store { store, id } => {
+            let stores = stores()?;
+            let store = store.unwrap_or(StoreName::My);
+            let entries = match id {
+                Some(id) => vec![stores.find(store, id)?],
+                None => stores.list(store)?,
+            };
+            report(&cli, &entries, "-store")
+        }
+        Verb::Delstore { store, id } => {
+            let stores = stores()?;
+            let lock = stores.lock()?;
+            let gone = stores.delete(&lock, *store, id)?;
+            report(&cli, &[gone], "-delstore")
+        }
+        Verb::Exportkey { store, id, out } => export_key(&cli, &stores()?, *store, id, out),
+        Verb::Exportpfx {
+            args,
+            crypto_algorithm,
+        } => export_pfx(&cli, &stores()?, args, *crypto_algorithm),
+        Verb::Importpfx { file, modifiers } => {
+            import_pfx(&cli, &stores()?, file, modifiers.as_deref())
+        }
+        Verb::Resubmit { id } => {
+            let record = jobs::resubmit(&mut authority(&cli)?, *id, SystemTime::now())?;
+            decided(&cli, &record)?;
+            // A denial under the current policy is a refusal of what was asked.
+            Ok(ExitCode::from(exit::for_request(record.disposition, false)))
+        }
+        Verb::Deny { id, reason } => {
+            let record = jobs::deny(&mut authority(&cli)?, *id, reason.as_deref())?;
+            decided(&cli, &record)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Revoke { serial, reason } => revoke(&cli, serial, *reason),
+        Verb::Crl { out } => crl(&cli, out.as_deref()),
+        Verb::View {
+            disposition,
+            subject,
+            serial,
+        } => {
+            let filter = Filter {
+                disposition: *disposition,
+                subject: subject.clone(),
+                serial: serial.clone(),
+            };
+            view(&cli, &filter)
+        }
     }
 }
 
@@ -262,20 +341,17 @@ fn crl_added(cli: &Cli, crl: &AddedCrl) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn add_store(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
-    let [store, file] = args else {
-        bail!("-addstore takes STORE and CERT.cer (for example: -addstore root JAMA00.cer)");
-    };
-    if store.parse::<StoreName>()? != StoreName::Root {
+fn add_store(cli: &Cli, stores: &Stores, store: StoreName, file: &Path) -> Result<ExitCode> {
+    if store != StoreName::Root {
         bail!(
             "-addstore adds trusted roots to Root; certificates with keys enter My through om-certreq -accept"
         );
     }
-    let bytes = opsmgr_tools::read_bounded(&local(file)?, opsmgr_ca::store::MAX_CRL_BYTES)?;
+    let bytes = opsmgr_tools::read_bounded(file, opsmgr_ca::store::MAX_CRL_BYTES)?;
     let lock = stores.lock()?;
     let added = match stores
         .add_to_root(&lock, &bytes, cli.force)
-        .with_context(|| file.to_string())?
+        .with_context(|| file.display().to_string())?
     {
         AddedToRoot::Certificate(added) => added,
         AddedToRoot::Crl(crl) => return crl_added(cli, &crl),
@@ -311,32 +387,17 @@ fn add_store(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
-    let (store, id) = match args {
-        [] => (StoreName::My, None),
-        [store] => (store.parse()?, None),
-        [store, id] => (store.parse()?, Some(*id)),
-        _ => bail!("-store takes at most STORE and ID"),
-    };
-    let entries = match id {
-        Some(id) => vec![stores.find(store, id)?],
-        None => stores.list(store)?,
-    };
-    report(cli, &entries, "-store")
-}
-
-fn export_key(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
-    let [store, id, out_file] = args else {
-        bail!("-exportkey takes STORE, ID and OUT.key");
-    };
-    let store: StoreName = store.parse()?;
-    let out_path = local(out_file)?;
-    if out_path.exists() && !cli.force {
-        bail!("{out_file} exists; -f overwrites it");
-    }
+fn export_key(
+    cli: &Cli,
+    stores: &Stores,
+    store: StoreName,
+    id: &str,
+    out_path: &Path,
+) -> Result<ExitCode> {
+    refuse_overwrite(cli, out_path)?;
     let pem = stores.export_key(store, id)?;
-    opsmgr_fsutil::write_private(&out_path, pem.as_bytes())
-        .with_context(|| format!("writing {out_file}"))?;
+    opsmgr_fsutil::write_private(out_path, pem.as_bytes())
+        .with_context(|| format!("writing {}", out_path.display()))?;
     let entry = stores.find(store, id)?;
     report(cli, &[entry], "-exportkey")
 }
@@ -356,8 +417,16 @@ fn pfx_password(cli: &Cli, confirm: bool) -> Result<Zeroizing<String>> {
     opsmgr_tools::read_password(&cli.password.source(), "PFX password: ", confirm)
 }
 
+/// Refuses to replace `path` without -f.
+fn refuse_overwrite(cli: &Cli, path: &Path) -> Result<()> {
+    if path.exists() && !cli.force {
+        bail!("{} exists; -f overwrites it", path.display());
+    }
+    Ok(())
+}
+
 /// certutil's modifiers: one comma-separated word list, any case.
-fn modifiers(list: Option<&&str>, known: &[&str]) -> Result<Vec<String>> {
+fn modifiers(list: Option<&str>, known: &[&str]) -> Result<Vec<String>> {
     let words: Vec<String> = list
         .map(|l| {
             l.split(',')
@@ -372,8 +441,14 @@ fn modifiers(list: Option<&&str>, known: &[&str]) -> Result<Vec<String>> {
     Ok(words)
 }
 
-fn export_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
-    let (id, out_file, rest) = match args {
+fn export_pfx(
+    cli: &Cli,
+    stores: &Stores,
+    args: &[String],
+    crypto: CryptoAlgorithm,
+) -> Result<ExitCode> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (id, out_file, rest) = match args.as_slice() {
         [store, id, out, rest @ ..] if store.parse::<StoreName>().is_ok() => {
             if store.parse::<StoreName>()? != StoreName::My {
                 bail!("-exportPFX exports certificates of My (with their keys), not {store}");
@@ -383,18 +458,16 @@ fn export_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
         [id, out, rest @ ..] => (*id, *out, rest),
         _ => bail!("-exportPFX takes [My] ID OUT.pfx"),
     };
-    let mods = modifiers(rest.first(), &["nochain", "noroot"])?;
+    let mods = modifiers(rest.first().copied(), &["nochain", "noroot"])?;
     if rest.len() > 1 {
         bail!("-exportPFX takes [My] ID OUT.pfx [MODIFIERS]");
     }
     let out_path = local(out_file)?;
-    if out_path.exists() && !cli.force {
-        bail!("{out_file} exists; -f overwrites it");
-    }
+    refuse_overwrite(cli, &out_path)?;
     // Refuse before asking for a password: the key must be here and exportable.
     let entry = stores.find(StoreName::My, id)?;
     let password = pfx_password(cli, true)?;
-    let encryption = match cli.crypto_algorithm {
+    let encryption = match crypto {
         CryptoAlgorithm::Aes256Sha256 => PfxEncryption::Aes256,
         CryptoAlgorithm::TripleDesSha1 => PfxEncryption::Legacy3Des,
     };
@@ -403,22 +476,23 @@ fn export_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
     report(cli, &[entry], "-exportPFX")
 }
 
-fn import_pfx(cli: &Cli, stores: &Stores, args: &[&str]) -> Result<ExitCode> {
-    let (file, rest) = match args {
-        [file, rest @ ..] if rest.len() <= 1 => (*file, rest),
-        _ => bail!("-importPFX takes FILE.pfx [MODIFIERS]"),
-    };
-    let mods = modifiers(rest.first(), &["noexport", "noroot"])?;
-    let bytes = opsmgr_tools::read_bounded(&local(file)?, MAX_PFX_BYTES)?;
+fn import_pfx(
+    cli: &Cli,
+    stores: &Stores,
+    file: &Path,
+    modifier_list: Option<&str>,
+) -> Result<ExitCode> {
+    let mods = modifiers(modifier_list, &["noexport", "noroot"])?;
+    let bytes = opsmgr_tools::read_bounded(file, MAX_PFX_BYTES)?;
     let password = pfx_password(cli, false)?;
-    let pfx = read_pfx(&bytes, &password).with_context(|| file.to_owned())?;
+    let pfx = read_pfx(&bytes, &password).with_context(|| file.display().to_string())?;
     let lock = stores.lock()?;
     let imported = stores.import_pfx(
         &lock,
         &pfx,
         !mods.iter().any(|m| m == "noexport"),
         !mods.iter().any(|m| m == "noroot"),
-        std::time::SystemTime::now(),
+        SystemTime::now(),
     )?;
     drop(lock);
     let entry = stores.find(StoreName::My, &imported.cert.thumbprint)?;
@@ -579,101 +653,70 @@ fn write_view(out: &mut impl Write, records: &[Record]) -> io::Result<()> {
     )
 }
 
-/// The verbs against a CA folder.
-fn ca_verb(cli: &Cli) -> Result<ExitCode> {
-    let dir = &opsmgr_tools::ca_dir(cli.config.clone())?;
-    let mut ca = opsmgr_tools::open_authority(dir, &cli.password)?;
-    let now = std::time::SystemTime::now();
-    let args: Vec<&str> = cli.args.iter().map(String::as_str).collect();
+/// The CA named by -config (or its defaults), opened with its key.
+fn authority(cli: &Cli) -> Result<Authority> {
+    opsmgr_tools::open_authority(&opsmgr_tools::ca_dir(cli.config.clone())?, &cli.password)
+}
+
+/// certutil -view: the database as a table, or JSON.
+fn view(cli: &Cli, filter: &Filter) -> Result<ExitCode> {
+    let dir = opsmgr_tools::ca_dir(cli.config.clone())?;
+    let records = jobs::view(&opsmgr_tools::open_view(&dir)?, filter)?;
     let mut out = opsmgr_tools::stdout();
-    if cli.view {
-        if !args.is_empty() {
-            bail!("-view takes no arguments; filter with --disposition, --subject, --serial");
-        }
-        let filter = Filter {
-            disposition: cli.disposition.as_deref().map(str::parse).transpose()?,
-            subject: cli.subject.clone(),
-            serial: cli.serial.clone(),
-        };
-        let records = ca.list(&filter)?;
-        if cli.json {
-            serde_json::to_writer_pretty(&mut out, &records)?;
-            writeln!(out)?;
-        } else {
-            write_view(&mut out, &records)?;
-            writeln!(
-                out,
-                "{} rows.\nCertUtil: -view command completed successfully.",
-                records.len()
-            )?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if cli.crl {
-        let extra = match args.as_slice() {
-            [] => None,
-            [p] => Some(local(p)?),
-            _ => bail!("-crl takes at most OUT.crl"),
-        };
-        let published = ca.publish_crl(now)?;
-        let mut files = published.files.clone();
-        if let Some(path) = extra {
-            let pem = std::fs::read(&published.files[0])
-                .with_context(|| format!("reading {}", published.files[0].display()))?;
-            opsmgr_fsutil::write_atomic(&path, &pem)
-                .with_context(|| format!("writing {}", path.display()))?;
-            files.push(path);
-        }
-        for f in &files {
-            writeln!(out, "CRL {} written to {}", published.number, f.display())?;
-        }
-        writeln!(
-            out,
-            "  NextUpdate: {}\nCertUtil: -crl command completed successfully.",
-            format_utc(published.next_update)
-        )?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if cli.revoke {
-        let (serial, reason) = match args.as_slice() {
-            [s] => (*s, RevocationReason::Unspecified),
-            [s, r] => (*s, parse_reason(r)?),
-            _ => bail!("-revoke takes SERIAL and optionally REASON"),
-        };
-        let opsmgr_tools::jobs::Revoked {
-            record,
-            crl: published,
-        } = opsmgr_tools::jobs::revoke(&mut ca, serial, reason, now)?;
-        if cli.json {
-            serde_json::to_writer_pretty(&mut out, &record)?;
-            writeln!(out)?;
-        } else {
-            writeln!(
-                out,
-                "Revoking \"{}\" -- Reason: {}",
-                record.serial.as_deref().unwrap_or(serial),
-                record.revocation_reason.unwrap_or(reason)
-            )?;
-            for f in &published.files {
-                writeln!(out, "CRL {} written to {}", published.number, f.display())?;
-            }
-            writeln!(out, "CertUtil: -revoke command completed successfully.")?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let (id, reason) = match args.as_slice() {
-        [id] => (parse_request_id(id)?, None),
-        [id, reason] if cli.deny => (parse_request_id(id)?, Some(*reason)),
-        _ => bail!("-resubmit takes ID; -deny takes ID and optionally REASON"),
-    };
-    let record = if cli.deny {
-        ca.deny(id, reason.unwrap_or("Denied by the CA's administrator"))?
-    } else {
-        ca.resubmit(id, now)?
-    };
     if cli.json {
-        serde_json::to_writer_pretty(&mut out, &record)?;
-        writeln!(out)?;
+        return json(out, &records);
+    }
+    write_view(&mut out, &records)?;
+    writeln!(
+        out,
+        "{} rows.\nCertUtil: -view command completed successfully.",
+        records.len()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// certutil -crl: the files written, as certutil lists them.
+fn crl(cli: &Cli, copy: Option<&Path>) -> Result<ExitCode> {
+    let published = jobs::crl(&mut authority(cli)?, copy, SystemTime::now())?;
+    let mut out = opsmgr_tools::stdout();
+    for f in &published.files {
+        writeln!(out, "CRL {} written to {}", published.number, f.display())?;
+    }
+    writeln!(
+        out,
+        "  NextUpdate: {}\nCertUtil: -crl command completed successfully.",
+        format_utc(published.next_update)
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// certutil -revoke, with the CRL published at once.
+fn revoke(cli: &Cli, serial: &str, reason: Option<RevocationReason>) -> Result<ExitCode> {
+    let reason = reason.unwrap_or(RevocationReason::Unspecified);
+    let jobs::Revoked { record, crl } =
+        jobs::revoke(&mut authority(cli)?, serial, reason, SystemTime::now())?;
+    let mut out = opsmgr_tools::stdout();
+    if cli.json {
+        return json(out, &record);
+    }
+    writeln!(
+        out,
+        "Revoking \"{}\" -- Reason: {}",
+        record.serial.as_deref().unwrap_or(serial),
+        record.revocation_reason.unwrap_or(reason)
+    )?;
+    for f in &crl.files {
+        writeln!(out, "CRL {} written to {}", crl.number, f.display())?;
+    }
+    writeln!(out, "CertUtil: -revoke command completed successfully.")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What -resubmit and -deny print: the request's new state.
+fn decided(cli: &Cli, record: &Record) -> Result<()> {
+    let mut out = opsmgr_tools::stdout();
+    if cli.json {
+        json(out, record)?;
     } else if record.disposition == Disposition::Issued {
         writeln!(
             out,
@@ -682,11 +725,12 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
     } else {
         writeln!(out, "Certificate not issued (Denied) {}", record.message)?;
     }
-    Ok(
-        if cli.resubmit && record.disposition == Disposition::Denied {
-            ExitCode::from(4)
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+    Ok(())
+}
+
+/// Writes `value` as pretty JSON.
+fn json(mut out: impl Write, value: &impl Serialize) -> Result<ExitCode> {
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(ExitCode::SUCCESS)
 }
