@@ -23,13 +23,13 @@ pub const MAX_CERT_BYTES: usize = 64 * 1024;
 /// A certificate as certreq and certutil write it: PEM (`CERTIFICATE`) with CRLF line ends.
 pub fn certificate_to_pem(der: &[u8]) -> Result<String> {
     der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::CRLF, der)
-        .map_err(|e| Error::Certificate(format!("encoding: {e}")))
+        .map_err(|e| Error::certificate_from("encoding", e))
 }
 
 /// A CRL as certutil writes it: PEM (`X509 CRL`) with CRLF line ends.
 pub fn crl_to_pem(der: &[u8]) -> Result<String> {
     der::pem::encode_string("X509 CRL", der::pem::LineEnding::CRLF, der)
-        .map_err(|e| Error::Certificate(format!("encoding the CRL: {e}")))
+        .map_err(|e| Error::certificate_from("encoding the CRL", e))
 }
 
 /// A parsed certificate with the facts the tools print and check.
@@ -67,39 +67,43 @@ pub struct CertInfo {
 impl CertInfo {
     /// Reads a certificate file: PEM (`CERTIFICATE`) or DER, bounded in size.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let bad = |m: String| Error::Certificate(m);
         if bytes.len() > MAX_CERT_BYTES {
-            return Err(bad(format!("larger than {MAX_CERT_BYTES} bytes")));
+            return Err(Error::certificate(format!(
+                "larger than {MAX_CERT_BYTES} bytes"
+            )));
         }
         let der = if crate::pem::is_pem(bytes) {
-            let (label, der) = crate::pem::decode(bytes).map_err(|e| bad(format!("PEM: {e}")))?;
+            let (label, der) =
+                crate::pem::decode(bytes).map_err(|e| Error::certificate_from("PEM", e))?;
             if label != "CERTIFICATE" {
-                return Err(bad(format!("PEM label '{label}' is not CERTIFICATE")));
+                return Err(Error::certificate(format!(
+                    "PEM label '{label}' is not CERTIFICATE"
+                )));
             }
             der
         } else {
             bytes.trim_ascii_start().to_vec()
         };
         let cert = Certificate::from_der(&der)
-            .map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+            .map_err(|e| Error::certificate_from("not an X.509 certificate", e))?;
         let tbs = cert.tbs_certificate();
         let ekus = tbs
             .get_extension::<ExtendedKeyUsage>()
-            .map_err(|e| bad(format!("extended key usage: {e}")))?
+            .map_err(|e| Error::certificate_from("extended key usage", e))?
             .map(|(_, e)| e.0.iter().map(ToString::to_string).collect())
             .unwrap_or_default();
         let is_ca = tbs
             .get_extension::<BasicConstraints>()
-            .map_err(|e| bad(format!("basic constraints: {e}")))?
+            .map_err(|e| Error::certificate_from("basic constraints", e))?
             .is_some_and(|(_, b)| b.ca);
         let common_name = tbs
             .subject()
             .common_name()
-            .map_err(|e| bad(format!("subject common name: {e}")))?
+            .map_err(|e| Error::certificate_from("subject common name", e))?
             .map(|cn| escape_control(&String::from(cn)));
         let dns_names = tbs
             .get_extension::<SubjectAltName>()
-            .map_err(|e| bad(format!("subject alternative name: {e}")))?
+            .map_err(|e| Error::certificate_from("subject alternative name", e))?
             .map(|(_, san)| {
                 san.0
                     .iter()
@@ -112,7 +116,7 @@ impl CertInfo {
             .unwrap_or_default();
         let crl_urls = tbs
             .get_extension::<CrlDistributionPoints>()
-            .map_err(|e| bad(format!("CRL distribution points: {e}")))?
+            .map_err(|e| Error::certificate_from("CRL distribution points", e))?
             .map(|(_, points)| {
                 points
                     .0
@@ -134,7 +138,7 @@ impl CertInfo {
         let public_key = tbs
             .subject_public_key_info()
             .to_der()
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| Error::certificate_from("its public key", e))?;
         Ok(Self {
             thumbprint: crate::hex::upper(&Sha1::digest(&der)),
             serial: tbs.serial_number().as_bytes().to_vec(),
@@ -200,11 +204,11 @@ pub struct CrlInfo {
 impl CrlInfo {
     /// Reads a CRL: PEM (`X509 CRL`) or DER, at most 1 MiB.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let der = crl_der(bytes)
-            .ok_or_else(|| Error::Certificate("not a CRL (PEM X509 CRL or DER)".into()))?;
+        let der =
+            crl_der(bytes).ok_or_else(|| Error::certificate("not a CRL (PEM X509 CRL or DER)"))?;
         let crl =
             x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
-                .map_err(|e| Error::Certificate(format!("the CRL cannot be read: {e}")))?;
+                .map_err(|e| Error::certificate_from("the CRL cannot be read", e))?;
         let tbs = &crl.tbs_cert_list;
         let number = tbs
             .crl_extensions

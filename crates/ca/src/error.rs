@@ -28,9 +28,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A certificate could not be read, or is refused.
-    #[error("certificate: {0}")]
-    Certificate(String),
+    /// A certificate or CRL could not be read, or is refused.
+    #[error("certificate: {message}")]
+    Certificate {
+        /// What is wrong.
+        message: String,
+        /// What the library beneath said, when one did.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A drop share's UNC path that cannot stand in the agents' scripts.
     #[error("the share '{share}' {problem}: give a UNC path such as \\\\ca01\\certrequests")]
     SharePath {
@@ -40,11 +46,23 @@ pub enum Error {
         problem: String,
     },
     /// A key could not be generated, encoded or read.
-    #[error("key: {0}")]
-    Key(String),
+    #[error("key: {message}")]
+    Key {
+        /// What is wrong.
+        message: String,
+        /// What the library beneath said, when one did.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A certificate request could not be built, read or verified.
-    #[error("certificate request: {0}")]
-    Request(String),
+    #[error("certificate request: {message}")]
+    Request {
+        /// What is wrong.
+        message: String,
+        /// What the library beneath said, when one did.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A store name that is not one of ours.
     #[error("no store named '{0}': the stores are My, Root and Request")]
     NoSuchStore(String),
@@ -233,14 +251,67 @@ pub enum Error {
         issuer: String,
     },
     /// A PFX (PKCS #12) file that cannot be written or read, or holds the wrong things.
-    #[error("PFX: {0}")]
-    Pfx(String),
+    #[error("PFX: {message}")]
+    Pfx {
+        /// What is wrong.
+        message: String,
+        /// What the library beneath said, when one did.
+        #[source]
+        source: Option<Cause>,
+    },
     /// An encrypted key opened without a password.
     #[error("{0} is encrypted: a password is needed")]
     PasswordRequired(String),
     /// A password that does not open what it was given for (or the file was changed).
     #[error("the password does not open {0} (or the file was changed)")]
     WrongPassword(String),
+}
+
+/// What a library beneath this one said (the DER, PKCS #8, PKCS #12, signature or RSA
+/// crates), kept as an [`Error`]'s source: walk [`std::error::Error::source`] to read it, or
+/// downcast it to the crate's own error type.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+macro_rules! constructors {
+    ($($variant:ident: $plain:ident, $from:ident;)*) => {
+        impl Error {
+            $(
+                pub(crate) fn $plain(message: impl Into<String>) -> Self {
+                    Self::$variant {
+                        message: message.into(),
+                        source: None,
+                    }
+                }
+
+                pub(crate) fn $from(message: impl Into<String>, source: impl Into<Cause>) -> Self {
+                    Self::$variant {
+                        message: message.into(),
+                        source: Some(source.into()),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+constructors! {
+    Certificate: certificate, certificate_from;
+    Key: key, key_from;
+    Request: request, request_from;
+    Pfx: pfx, pfx_from;
+}
+
+/// `e` and its sources, joined as `anyhow` shows them (`a: b: c`): the whole story, where it
+/// is written into a record or a report rather than handed up.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 fn line_part(line: usize) -> String {

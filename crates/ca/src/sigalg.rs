@@ -149,6 +149,49 @@ pub enum AlgorithmError {
     Pss(String),
 }
 
+/// Why a signature over received bytes does not hold.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The signed document is not an X.509 certificate.
+    #[error("not an X.509 certificate")]
+    NotACertificate(#[source] der::Error),
+    /// Its signature algorithm is refused.
+    #[error(transparent)]
+    Algorithm(#[from] AlgorithmError),
+    /// The signature's BIT STRING has unused bits.
+    #[error("the signature has unused bits")]
+    UnusedBits,
+    /// A key of another kind than the algorithm's.
+    #[error("a {algorithm} signature made with a {key} key, not an {expected} one")]
+    WrongKey {
+        /// The signature's algorithm.
+        algorithm: SignatureAlgorithm,
+        /// The key's algorithm.
+        key: ObjectIdentifier,
+        /// The kind the signature needs: RSA or EC.
+        expected: &'static str,
+    },
+    /// The signer's RSA key cannot be read.
+    #[error("the RSA key cannot be read")]
+    RsaKey(#[source] spki::Error),
+    /// The signer's EC key is not a point on a curve this crate verifies.
+    #[error("the EC key is not a valid point on P-256 or P-384")]
+    EcKey,
+    /// An algorithm this crate reads but has no verifier for.
+    #[error("{0} is not supported")]
+    Unsupported(SignatureAlgorithm),
+    /// The signature does not match the bytes and the key.
+    #[error("the signature ({algorithm}) does not verify")]
+    Mismatch {
+        /// The signature's algorithm.
+        algorithm: SignatureAlgorithm,
+        /// What the verifier said.
+        #[source]
+        source: signature::Error,
+    },
+}
+
 impl fmt::Display for SignatureAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -248,24 +291,26 @@ where
 }
 
 /// Checks `signature` over `signed` (the bytes exactly as received) with `key`, by
-/// `algorithm`. The error says what does not match, in words.
+/// `algorithm`. The error says what does not match.
 pub fn verify_signature(
     key: &SubjectPublicKeyInfoOwned,
     algorithm: SignatureAlgorithm,
     signed: &[u8],
     signature: &[u8],
-) -> Result<(), String> {
-    let bad = |e: signature::Error| format!("the signature ({algorithm}) does not verify: {e}");
+) -> Result<(), SignatureError> {
+    let bad = |source| SignatureError::Mismatch { algorithm, source };
     let key_oid = key.algorithm.oid;
     match algorithm {
         SignatureAlgorithm::RsaPkcs1(_) | SignatureAlgorithm::RsaPss { .. } => {
             if key_oid != RSA_ENCRYPTION {
-                return Err(format!(
-                    "a {algorithm} signature made with a {key_oid} key, not an RSA one"
-                ));
+                return Err(SignatureError::WrongKey {
+                    algorithm,
+                    key: key_oid,
+                    expected: "RSA",
+                });
             }
-            let rsa = rsa::RsaPublicKey::try_from(key.owned_to_ref())
-                .map_err(|e| format!("the RSA key cannot be read: {e}"))?;
+            let rsa =
+                rsa::RsaPublicKey::try_from(key.owned_to_ref()).map_err(SignatureError::RsaKey)?;
             match algorithm {
                 SignatureAlgorithm::RsaPkcs1(Hash::Sha1) => {
                     rsa_pkcs1::<sha1::Sha1>(rsa, signed, signature)
@@ -291,15 +336,17 @@ pub fn verify_signature(
                     hash: Hash::Sha512,
                     salt_len,
                 } => rsa_pss::<sha2::Sha512>(rsa, salt_len, signed, signature),
-                other => return Err(format!("{other} is not supported")),
+                other => return Err(SignatureError::Unsupported(other)),
             }
             .map_err(bad)
         }
         SignatureAlgorithm::Ecdsa(hash) => {
             if key_oid != ID_EC_PUBLIC_KEY {
-                return Err(format!(
-                    "a {algorithm} signature made with a {key_oid} key, not an EC one"
-                ));
+                return Err(SignatureError::WrongKey {
+                    algorithm,
+                    key: key_oid,
+                    expected: "EC",
+                });
             }
             if ring_ecdsa(key, hash, signed, signature) {
                 return Ok(());
@@ -314,7 +361,7 @@ pub fn verify_signature(
                 let sig = p384::ecdsa::DerSignature::try_from(signature).map_err(bad)?;
                 k.verify_prehash(&digest, &sig).map_err(bad)
             } else {
-                Err("the EC key is not a valid point on P-256 or P-384".into())
+                Err(SignatureError::EcKey)
             }
         }
     }
@@ -370,15 +417,13 @@ pub(crate) fn signed_range(der: &[u8]) -> der::Result<std::ops::Range<usize>> {
 pub fn verify_certificate(
     cert: &[u8],
     issuer_key: &SubjectPublicKeyInfoOwned,
-) -> Result<(), String> {
-    let parsed = x509_cert::Certificate::from_der(cert)
-        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
-    let range = signed_range(cert).map_err(|e| format!("not an X.509 certificate: {e}"))?;
-    let algorithm = SignatureAlgorithm::from_identifier(parsed.signature_algorithm())
-        .map_err(|e| e.to_string())?;
+) -> Result<(), SignatureError> {
+    let parsed = x509_cert::Certificate::from_der(cert).map_err(SignatureError::NotACertificate)?;
+    let range = signed_range(cert).map_err(SignatureError::NotACertificate)?;
+    let algorithm = SignatureAlgorithm::from_identifier(parsed.signature_algorithm())?;
     let signature = parsed
         .signature()
         .as_bytes()
-        .ok_or("the signature has unused bits")?;
+        .ok_or(SignatureError::UnusedBits)?;
     verify_signature(issuer_key, algorithm, &cert[range], signature)
 }

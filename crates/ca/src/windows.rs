@@ -122,7 +122,7 @@ fn check_thumbprint(t: &str) -> Result<()> {
     if t.len() == 40 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(Error::Certificate(format!(
+        Err(Error::certificate(format!(
             "'{t}' is not a SHA-1 thumbprint (40 hex digits)"
         )))
     }
@@ -131,7 +131,7 @@ fn check_thumbprint(t: &str) -> Result<()> {
 /// The CA's name as scripts carry it: a host-name-like word (the CA's names are validated so).
 fn check_ca_name(name: &str) -> Result<()> {
     crate::names::check_dns_name(name)
-        .map_err(|e| Error::Certificate(format!("the CA name '{name}': {e}")))
+        .map_err(|e| Error::certificate_from(format!("the CA name '{name}'"), e))
 }
 
 /// `<fqdn>.install.ps1`: the seed's installer for PowerShell 2.0 (and 1.0), CRLF.
@@ -515,7 +515,7 @@ fn cmd_echo_lines(inf: &str) -> Result<String> {
             .chars()
             .any(|c| matches!(c, '&' | '|' | '<' | '>' | '^' | '%' | '(' | ')') || c.is_control())
         {
-            return Err(Error::Certificate(format!(
+            return Err(Error::certificate(format!(
                 "the kit's certreq.inf line '{}' cannot be written by cmd.exe",
                 crate::text::escape_control(line)
             )));

@@ -305,11 +305,18 @@ fn openssl_requests_small_keys_and_foreign_names() {
         "{}",
         r.message
     );
-    // Bytes that are no request at all are refused before the database.
-    assert!(matches!(
-        ca.submit(b"not a request", "junk.req", now),
-        Err(Error::Request(_))
-    ));
+    // Bytes that are no request at all are refused before the database, with the DER
+    // reader's own error as the source.
+    match ca.submit(b"not a request", "junk.req", now) {
+        Err(Error::Request {
+            message,
+            source: Some(source),
+        }) => {
+            assert!(message.starts_with("not a PKCS#10 request"), "{message}");
+            assert!(source.downcast_ref::<der::Error>().is_some(), "{source:?}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(ca.list(&Filter::default()).unwrap().len(), 4);
 }
 

@@ -30,7 +30,7 @@ pub struct Bundle {
 }
 
 fn bad(what: impl std::fmt::Display) -> Error {
-    Error::Certificate(format!("bundle: {what}"))
+    Error::certificate(format!("bundle: {what}"))
 }
 
 /// Writes the bundle for `leaf` (DER) issued by `root` (DER).
@@ -268,14 +268,14 @@ fn prove(
             .ok()
             .and_then(|dn| dn.common_name().map(str::to_owned))
             .ok_or_else(|| {
-                Error::Certificate(format!(
+                Error::certificate(format!(
                     "the pending request's subject '{}' names no host",
                     p.info.subject
                 ))
             })?,
         (None, true) => leaf.common_name.clone().unwrap_or_default(),
         (None, false) => {
-            return Err(Error::Certificate(format!(
+            return Err(Error::certificate(format!(
                 "no pending key on this machine matches the public key of {} (it was not requested here, or was accepted into another store)",
                 leaf.subject
             )));
@@ -301,7 +301,7 @@ fn prove(
         }
     }
     let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-    Err(Error::Certificate(format!(
+    Err(Error::certificate(format!(
         "its certificate {} cannot be the channel certificate of {host}: {}; nothing was installed",
         leaf.subject,
         reasons.join("; ")
@@ -322,7 +322,7 @@ fn select_and_record(
     // The install proved the certificate could serve; a refusal now means the stores changed
     // under the lock's holder, and is said as it is.
     let selection = select_channel_certificate(stores, host, now)?
-        .map_err(|refused| Error::Certificate(refused.to_string()))?;
+        .map_err(|refused| Error::certificate(refused.to_string()))?;
     let (_, settings_changed) = AgentSettings::record(machine, lock, Some(&selection.chosen))?;
     Ok(Installed {
         leaf,

@@ -235,8 +235,9 @@ impl Issuer {
             Err(why) => Claim::Broken(escape_control(why)),
             Ok(p) => match self.issued(&p.certificate) {
                 Err(why) => Claim::Broken(format!(
-                    "certificate {} was not issued by this CA: {why}",
-                    p.certificate.serial_hex()
+                    "certificate {} was not issued by this CA: {}",
+                    p.certificate.serial_hex(),
+                    crate::error::chain(&why)
                 )),
                 Ok(()) => Claim::Signed {
                     cert: Box::new(p.certificate.clone()),

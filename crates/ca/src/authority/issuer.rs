@@ -570,7 +570,7 @@ fn named_oid(oid: &const_oid::ObjectIdentifier) -> String {
 }
 
 /// Why a certificate is not one this CA issued ([`Issuer::issued`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotIssued {
     /// Its issuer names another CA.
@@ -582,8 +582,8 @@ pub enum NotIssued {
         root: String,
     },
     /// It names this CA, but this CA's key did not sign it.
-    #[error("this CA's key did not sign it ({0})")]
-    Signature(String),
+    #[error("this CA's key did not sign it")]
+    Signature(#[source] crate::sigalg::SignatureError),
 }
 
 impl Issuer {
@@ -698,7 +698,7 @@ impl Issuer {
         let algorithm = received.verify().map_err(|e| {
             match key_facts(&received.request().info.public_key) {
                 Err(m) if !m.starts_with("the") => Denial::KeyType(m),
-                _ => Denial::Signature(e.to_string()),
+                _ => Denial::Signature(crate::error::chain(&e)),
             }
         })?;
         let info = &received.request().info;

@@ -280,12 +280,12 @@ impl Authority {
         let key_pem = zeroize::Zeroizing::new(read(CA_KEY)?);
         let key_path = dir.join(CA_KEY);
         let key_text = std::str::from_utf8(&key_pem)
-            .map_err(|_| Error::Key(format!("{}: not PEM", key_path.display())))?;
+            .map_err(|_| Error::key(format!("{}: not PEM", key_path.display())))?;
         let key_name = key_path.display().to_string();
         let key = PrivateKey::from_pkcs8_pem(key_text, password).map_err(|e| match e {
             Error::PasswordRequired(_) => Error::PasswordRequired(key_name.clone()),
             Error::WrongPassword(_) => Error::WrongPassword(key_name.clone()),
-            other => Error::Key(format!("{key_name}: {other}")),
+            other => Error::key_from(key_name.clone(), other),
         })?;
         let issuer = Issuer::new(&key, &read(CA_CERT)?, config).map_err(|e| match e {
             Error::Policy { field, message } => Error::Policy {

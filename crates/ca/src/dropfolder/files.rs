@@ -66,7 +66,7 @@ pub(crate) fn read_one(
     };
     let request = match parse_request(&contents.bytes) {
         Ok(r) => r,
-        Err(e) => return refused(Refusal::NotARequest(e.to_string())),
+        Err(e) => return refused(Refusal::NotARequest(crate::error::chain(&e))),
     };
     let host = stem.to_ascii_lowercase();
     let mut req = issuer.assess(&request, now);
@@ -135,7 +135,7 @@ pub(crate) fn write_outputs(
     let pem = certificate_to_pem(der)?;
     let bundle = write_bundle(der, ca.root)?;
     let name = opsmgr_hostname::HostName::new(host)
-        .map_err(|e| Error::Certificate(format!("{host}: {e}")))?;
+        .map_err(|e| Error::certificate_from(host.to_string(), e))?;
     let installer = crate::windows::Installer {
         host: &name,
         request_id: record.id,
@@ -156,11 +156,13 @@ pub(crate) fn write_outputs(
                 .is_ok_and(|old| old == bytes);
         if !same {
             share.replace_file(&name, bytes).map_err(|e| {
-                let what = match share.kind(&name) {
-                    Ok(Some(EntryKind::Dir)) => "a folder is in the way".to_owned(),
-                    _ => e.to_string(),
-                };
-                Error::Certificate(format!("{host}.{ext} could not be written: {what}"))
+                let failed = format!("{host}.{ext} could not be written");
+                match share.kind(&name) {
+                    Ok(Some(EntryKind::Dir)) => {
+                        Error::certificate(format!("{failed}: a folder is in the way"))
+                    }
+                    _ => Error::certificate_from(failed, e),
+                }
             })?;
         }
     }

@@ -37,7 +37,7 @@ impl PrivateKey {
         match kind {
             KeyType::Rsa(bits) => {
                 let key = rsa::RsaPrivateKey::new(&mut rng, bits as usize)
-                    .map_err(|e| Error::Key(format!("generating RSA-{bits}: {e}")))?;
+                    .map_err(|e| Error::key_from(format!("generating RSA-{bits}"), e))?;
                 Ok(PrivateKey::Rsa(Box::new(key)))
             }
             KeyType::EcdsaP256 => {
@@ -74,7 +74,7 @@ impl PrivateKey {
             PrivateKey::P256(k) => k.to_pkcs8_der(),
             PrivateKey::P384(k) => k.to_pkcs8_der(),
         }
-        .map_err(|e| Error::Key(format!("encoding the key: {e}")))?;
+        .map_err(|e| Error::key_from("encoding the key", e))?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 
@@ -83,7 +83,7 @@ impl PrivateKey {
         let der = self.to_pkcs8_der()?;
         der::pem::encode_string("PRIVATE KEY", der::pem::LineEnding::LF, &der)
             .map(Zeroizing::new)
-            .map_err(|e| Error::Key(format!("encoding the key: {e}")))
+            .map_err(|e| Error::key_from("encoding the key", e))
     }
 
     /// The key as password-encrypted PKCS#8 PEM (`ENCRYPTED PRIVATE KEY`: PBES2, scrypt and
@@ -91,31 +91,31 @@ impl PrivateKey {
     pub fn to_encrypted_pkcs8_pem(&self, password: &str) -> Result<Zeroizing<String>> {
         let der = self.to_pkcs8_der()?;
         let info = pkcs8::PrivateKeyInfoRef::try_from(der.as_slice())
-            .map_err(|e| Error::Key(format!("encoding the key: {e}")))?;
+            .map_err(|e| Error::key_from("encoding the key", e))?;
         let doc = info
             .encrypt(password.as_bytes())
-            .map_err(|e| Error::Key(format!("encrypting the key: {e}")))?;
+            .map_err(|e| Error::key_from("encrypting the key", e))?;
         doc.to_pem("ENCRYPTED PRIVATE KEY", der::pem::LineEnding::LF)
-            .map_err(|e| Error::Key(format!("encoding the key: {e}")))
+            .map_err(|e| Error::key_from("encoding the key", e))
     }
 
     /// Reads a PKCS#8 PEM key, plain or encrypted; an encrypted one needs `password`.
     pub fn from_pkcs8_pem(pem: &str, password: Option<&str>) -> Result<Self> {
         let (label, der) = der::pem::decode_vec(pem.as_bytes())
-            .map_err(|e| Error::Key(format!("not a PEM key: {e}")))?;
+            .map_err(|e| Error::key_from("not a PEM key", e))?;
         let der = Zeroizing::new(der);
         match label {
             "PRIVATE KEY" => Self::from_pkcs8_der(&der),
             "ENCRYPTED PRIVATE KEY" => {
                 let password = password.ok_or_else(|| Error::PasswordRequired("the key".into()))?;
                 let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
-                    .map_err(|e| Error::Key(format!("not an encrypted PKCS#8 key: {e}")))?;
+                    .map_err(|e| Error::key_from("not an encrypted PKCS#8 key", e))?;
                 let plain = info
                     .decrypt(password.as_bytes())
                     .map_err(|_| Error::WrongPassword("the key".into()))?;
                 Self::from_pkcs8_der(plain.as_bytes())
             }
-            other => Err(Error::Key(format!(
+            other => Err(Error::key(format!(
                 "PEM label '{other}' is not PRIVATE KEY or ENCRYPTED PRIVATE KEY"
             ))),
         }
@@ -131,7 +131,7 @@ impl PrivateKey {
         }
         rsa::RsaPrivateKey::from_pkcs8_der(der)
             .map(|k| PrivateKey::Rsa(Box::new(k)))
-            .map_err(|e| Error::Key(format!("not an RSA, P-256 or P-384 PKCS#8 key: {e}")))
+            .map_err(|e| Error::key_from("not an RSA, P-256 or P-384 PKCS#8 key", e))
     }
 
     /// Signs `message` with the key's usual algorithm (RSA: PKCS #1 v1.5 with SHA-256, with
@@ -140,7 +140,7 @@ impl PrivateKey {
     pub fn sign(&self, message: &[u8]) -> Result<(spki::AlgorithmIdentifierOwned, Vec<u8>)> {
         use signature::{RandomizedSigner, SignatureEncoding, Signer};
         use spki::DynSignatureAlgorithmIdentifier;
-        let err = |e: spki::Error| Error::Key(format!("signing: {e}"));
+        let err = |e: spki::Error| Error::key_from("signing", e);
         match self {
             PrivateKey::Rsa(k) => {
                 let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
@@ -178,6 +178,6 @@ impl PrivateKey {
             PrivateKey::P384(k) => k.public_key().to_public_key_der(),
         }
         .map(|d| d.as_bytes().to_vec())
-        .map_err(|e| Error::Key(format!("encoding the public key: {e}")))
+        .map_err(|e| Error::key_from("encoding the public key", e))
     }
 }

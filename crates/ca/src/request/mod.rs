@@ -27,7 +27,7 @@ mod pkcs10;
 mod renewal;
 
 pub use crate::sigalg::Hash;
-pub use crate::sigalg::{AlgorithmError, SignatureAlgorithm, verify_signature};
+pub use crate::sigalg::{AlgorithmError, SignatureAlgorithm, SignatureError, verify_signature};
 pub use dn::{Attribute, DistinguishedName};
 pub use inf::{
     EKU_CLIENT_AUTH, EKU_SERVER_AUTH, KeyType, MAX_INF_BYTES, PolicyOptions, RequestPolicy,

@@ -39,31 +39,32 @@ pub fn to_x509_name(dn: &DistinguishedName) -> Result<Name> {
     let mut rdns = Vec::with_capacity(dn.parts.len());
     for (attr, value) in dn.parts.iter().rev() {
         let oid = ObjectIdentifier::from_str(attr.oid())
-            .map_err(|e| Error::Request(format!("attribute {attr}: {e}")))?;
+            .map_err(|e| Error::request_from(format!("attribute {attr}"), e))?;
         let any = match attr {
             Attribute::Country => Any::encode_from(
                 &PrintableString::new(value)
-                    .map_err(|e| Error::Request(format!("C={value}: {e}")))?,
+                    .map_err(|e| Error::request_from(format!("C={value}"), e))?,
             ),
             Attribute::Email | Attribute::DomainComponent => Any::encode_from(
                 &Ia5String::new(value)
-                    .map_err(|e| Error::Request(format!("{attr}={value}: {e}")))?,
+                    .map_err(|e| Error::request_from(format!("{attr}={value}"), e))?,
             ),
             _ => Any::encode_from(
                 &Utf8StringRef::new(value)
-                    .map_err(|e| Error::Request(format!("{attr}={value}: {e}")))?,
+                    .map_err(|e| Error::request_from(format!("{attr}={value}"), e))?,
             ),
         }
-        .map_err(|e| Error::Request(format!("{attr}={value}: {e}")))?;
+        .map_err(|e| Error::request_from(format!("{attr}={value}"), e))?;
         let atv = AttributeTypeAndValue { oid, value: any };
-        let set = SetOfVec::try_from(vec![atv]).map_err(|e| Error::Request(e.to_string()))?;
+        let set = SetOfVec::try_from(vec![atv])
+            .map_err(|e| Error::request_from(format!("{attr}={value}"), e))?;
         rdns.push(RelativeDistinguishedName::from(set));
     }
     // `Name` wraps the sequence privately; both encode as the same SEQUENCE OF.
     let der = RdnSequence::from(rdns)
         .to_der()
-        .map_err(|e| Error::Request(e.to_string()))?;
-    Name::from_der(&der).map_err(|e| Error::Request(e.to_string()))
+        .map_err(|e| Error::request_from("the subject", e))?;
+    Name::from_der(&der).map_err(|e| Error::request_from("the subject", e))
 }
 
 /// One of Microsoft's enrollment name-value pairs (`CertificateTemplate=WebServer`), the
@@ -105,50 +106,52 @@ fn key_usage(bits: u8) -> Result<KeyUsage> {
 /// key type): subject, key usage, extended key usages and DNS subject alternative names.
 pub fn build_request(policy: &RequestPolicy, key: &PrivateKey) -> Result<CertReq> {
     if key.key_type() != policy.key {
-        return Err(Error::Request(format!(
+        return Err(Error::request(format!(
             "the key is {}, the policy asks for {}",
             key.key_type(),
             policy.key
         )));
     }
     let mut builder = RequestBuilder::new(to_x509_name(&policy.subject)?)
-        .map_err(|e| Error::Request(e.to_string()))?;
+        .map_err(|e| Error::request_from("building the request", e))?;
     if let Some(bits) = policy.key_usage {
         builder
             .add_extension(&key_usage(bits)?)
-            .map_err(|e| Error::Request(format!("key usage: {e}")))?;
+            .map_err(|e| Error::request_from("key usage", e))?;
     }
     let ekus = policy
         .ekus
         .iter()
-        .map(|o| ObjectIdentifier::from_str(o).map_err(|e| Error::Request(format!("EKU {o}: {e}"))))
+        .map(|o| {
+            ObjectIdentifier::from_str(o).map_err(|e| Error::request_from(format!("EKU {o}"), e))
+        })
         .collect::<Result<Vec<_>>>()?;
     builder
         .add_extension(&ExtendedKeyUsage(ekus))
-        .map_err(|e| Error::Request(format!("EKU: {e}")))?;
+        .map_err(|e| Error::request_from("EKU", e))?;
     let names = policy
         .dns_names
         .iter()
         .map(|n| {
             Ia5String::new(n)
                 .map(GeneralName::DnsName)
-                .map_err(|e| Error::Request(format!("DNS name {n}: {e}")))
+                .map_err(|e| Error::request_from(format!("DNS name {n}"), e))
         })
         .collect::<Result<Vec<_>>>()?;
     builder
         .add_extension(&SubjectAltName(names))
-        .map_err(|e| Error::Request(format!("subject alternative name: {e}")))?;
+        .map_err(|e| Error::request_from("subject alternative name", e))?;
     for (name, value) in &policy.request_attributes {
         let bmp = |t: &str| {
             der::asn1::BmpString::from_utf8(t)
-                .map_err(|e| Error::Request(format!("request attribute {name}: {e}")))
+                .map_err(|e| Error::request_from(format!("request attribute {name}"), e))
         };
         builder
             .add_attribute(&NameValuePair {
                 name: bmp(name)?,
                 value: bmp(value)?,
             })
-            .map_err(|e| Error::Request(format!("request attribute {name}: {e}")))?;
+            .map_err(|e| Error::request_from(format!("request attribute {name}"), e))?;
     }
 
     let rng = &mut os_rng();
@@ -187,7 +190,7 @@ pub fn build_request(policy: &RequestPolicy, key: &PrivateKey) -> Result<CertReq
             builder.build::<_, p384::ecdsa::DerSignature>(&signer)
         }
         (PrivateKey::Rsa(_), other) => {
-            return Err(Error::Request(format!(
+            return Err(Error::request(format!(
                 "RSA requests are signed with SHA-256, SHA-384 or SHA-512, not {}",
                 other.certutil_name()
             )));
@@ -198,20 +201,20 @@ pub fn build_request(policy: &RequestPolicy, key: &PrivateKey) -> Result<CertReq
             } else {
                 ("P-384", "SHA384")
             };
-            return Err(Error::Request(format!(
+            return Err(Error::request(format!(
                 "ECDSA {curve} requests are signed with HashAlgorithm = {hash}, not {}",
                 other.certutil_name()
             )));
         }
     };
-    signed.map_err(|e| Error::Request(format!("signing: {e}")))
+    signed.map_err(|e| Error::request_from("signing", e))
 }
 
 /// A request's DER (plain or a renewal wrapper) as certreq writes it: base64 between
 /// `-----BEGIN NEW CERTIFICATE REQUEST-----` lines, CRLF line endings.
 pub fn request_der_to_pem(der: &[u8]) -> Result<String> {
     der::pem::encode_string(NEW_REQUEST_LABEL, LineEnding::CRLF, der)
-        .map_err(|e| Error::Request(e.to_string()))
+        .map_err(|e| Error::request_from("encoding PEM", e))
 }
 
 /// The request as certreq writes it: base64 between `-----BEGIN NEW CERTIFICATE REQUEST-----`
@@ -219,7 +222,7 @@ pub fn request_der_to_pem(der: &[u8]) -> Result<String> {
 pub fn request_to_pem(request: &CertReq) -> Result<String> {
     let der = request
         .to_der()
-        .map_err(|e| Error::Request(e.to_string()))?;
+        .map_err(|e| Error::request_from("encoding", e))?;
     request_der_to_pem(&der)
 }
 
@@ -244,19 +247,19 @@ impl ReceivedRequest {
     /// `RequestType` to use.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         if bytes.len() > MAX_REQUEST_BYTES {
-            return Err(Error::Request(format!(
+            return Err(Error::request(format!(
                 "a request of {} bytes is larger than {MAX_REQUEST_BYTES}",
                 bytes.len()
             )));
         }
         let der = if crate::pem::is_pem(bytes) {
             let (label, der) =
-                crate::pem::decode(bytes).map_err(|e| Error::Request(format!("PEM: {e}")))?;
+                crate::pem::decode(bytes).map_err(|e| Error::request_from("PEM", e))?;
             match label.as_str() {
                 NEW_REQUEST_LABEL | REQUEST_LABEL => {}
                 "PKCS7" | "CMS" => return Err(cmc_refusal()),
                 other => {
-                    return Err(Error::Request(format!(
+                    return Err(Error::request(format!(
                         "PEM label '{other}' is not a certificate request"
                     )));
                 }
@@ -275,7 +278,7 @@ impl ReceivedRequest {
         let (inner, renewal) = match CertReq::from_der(&der) {
             Ok(_) => (0..der.len(), None),
             Err(e) => match signed_data(&der) {
-                None => return Err(Error::Request(format!("not a PKCS#10 request: {e}"))),
+                None => return Err(Error::request_from("not a PKCS#10 request", e)),
                 Some(Err(())) => return Err(cmc_refusal()),
                 Some(Ok(signed)) => {
                     let opened =
@@ -285,9 +288,9 @@ impl ReceivedRequest {
             },
         };
         let request = CertReq::from_der(&der[inner.clone()])
-            .map_err(|e| Error::Request(format!("not a PKCS#10 request: {e}")))?;
+            .map_err(|e| Error::request_from("not a PKCS#10 request", e))?;
         let info = crate::sigalg::signed_range(&der[inner.clone()])
-            .map_err(|e| Error::Request(format!("not a PKCS#10 request: {e}")))?;
+            .map_err(|e| Error::request_from("not a PKCS#10 request", e))?;
         let info = inner.start + info.start..inner.start + info.end;
         let algorithm = SignatureAlgorithm::from_identifier(&request.algorithm);
         Ok(Self {
@@ -334,26 +337,26 @@ impl ReceivedRequest {
         let algorithm = self
             .algorithm
             .clone()
-            .map_err(|e| Error::Request(e.to_string()))?;
+            .map_err(|e| Error::request_from("its signature algorithm", e))?;
         let signature = self
             .request
             .signature
             .as_bytes()
-            .ok_or_else(|| Error::Request("the signature has unused bits".into()))?;
+            .ok_or_else(|| Error::request("the signature has unused bits"))?;
         verify_signature(
             &self.request.info.public_key,
             algorithm,
             self.signed_bytes(),
             signature,
         )
-        .map_err(|e| Error::Request(format!("the request's signature does not verify: {e}")))?;
+        .map_err(|e| Error::request_from("the request's signature does not verify", e))?;
         Ok(algorithm)
     }
 }
 
 fn cmc_refusal() -> Error {
-    Error::Request(
-        "this is a CMC or PKCS #7-wrapped request (certreq's RequestType = CMC, or a renewal); the CA reads PKCS #10 requests: make it again with RequestType = PKCS10 in [NewRequest]".into(),
+    Error::request(
+        "this is a CMC or PKCS #7-wrapped request (certreq's RequestType = CMC, or a renewal); the CA reads PKCS #10 requests: make it again with RequestType = PKCS10 in [NewRequest]",
     )
 }
 

@@ -29,7 +29,7 @@ const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.
 const RSA_ENCRYPTION: ObjectIdentifier = const_oid::db::rfc5912::RSA_ENCRYPTION;
 
 fn bad(what: impl std::fmt::Display) -> Error {
-    Error::Request(format!("renewal: {what}"))
+    Error::request(format!("renewal: {what}"))
 }
 
 fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute> {
@@ -265,7 +265,8 @@ fn prove(
         algorithm,
         &signed_bytes,
         signer.signature.as_bytes(),
-    )?;
+    )
+    .map_err(|e| crate::error::chain(&e))?;
     let certificate =
         CertInfo::parse(&cert.to_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     // The weaker of the digest declared and the one the signature algorithm uses: a wrapper

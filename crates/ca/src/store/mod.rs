@@ -122,8 +122,8 @@ impl Stores {
             }
         }
         Err(first_error.unwrap_or_else(|| {
-            Error::Certificate(
-                "the user's stores do not exist on this machine (no request was made with MachineKeySet = FALSE)".into(),
+            Error::certificate(
+                "the user's stores do not exist on this machine (no request was made with MachineKeySet = FALSE)",
             )
         }))
     }
@@ -168,7 +168,7 @@ impl Stores {
         let id = key_id(&key.public_key_der()?);
         let dir = self.root.join("Request");
         write_private(&dir.join(format!("{id}.key")), &key.to_pkcs8_der()?)?;
-        let meta = serde_json::to_vec_pretty(info).map_err(|e| Error::Key(e.to_string()))?;
+        let meta = serde_json::to_vec_pretty(info).map_err(|e| Error::key(e.to_string()))?;
         write_private(&dir.join(format!("{id}.json")), &meta)?;
         Ok(id)
     }
@@ -192,7 +192,7 @@ impl Stores {
                 let key_path = dir.join(format!("{id}.key"));
                 let info: PendingInfo =
                     serde_json::from_slice(&fs::read(&meta_path).map_err(io_err(&meta_path))?)
-                        .map_err(|e| Error::Key(format!("{}: {e}", meta_path.display())))?;
+                        .map_err(|e| Error::key(format!("{}: {e}", meta_path.display())))?;
                 let der = Zeroizing::new(fs::read(&key_path).map_err(io_err(&key_path))?);
                 let key = PrivateKey::from_pkcs8_der(&der)?;
                 Ok(Pending { id, info, key })
@@ -297,7 +297,7 @@ impl Stores {
     ) -> Result<Accepted> {
         let cert = CertInfo::parse(cert_bytes)?;
         if !cert.valid_at(now) {
-            return Err(Error::Certificate(format!(
+            return Err(Error::certificate(format!(
                 "{} is not valid now (valid from {} to {})",
                 crate::text::escape_control(&cert.subject),
                 crate::time::human(cert.not_before),
@@ -324,7 +324,7 @@ impl Stores {
             });
         }
         if !key_path.exists() {
-            return Err(Error::Certificate(format!(
+            return Err(Error::certificate(format!(
                 "no pending key on this machine matches the public key of {} (it was not requested here, or was accepted into another store)",
                 cert.subject
             )));
@@ -372,7 +372,7 @@ impl Stores {
                     }
                     let bytes = fs::read(&path).map_err(io_err(&path))?;
                     let cert = CertInfo::parse(&bytes)
-                        .map_err(|e| Error::Certificate(format!("{}: {e}", path.display())))?;
+                        .map_err(|e| Error::certificate(format!("{}: {e}", path.display())))?;
                     let info = self.my_info(store, &cert.thumbprint)?;
                     let has_key = store == StoreName::My
                         && dir.join(format!("{}.key", cert.thumbprint)).exists();
@@ -407,7 +407,7 @@ impl Stores {
         let bytes = fs::read(&path).map_err(io_err(&path))?;
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| Error::Key(format!("{}: {e}", path.display())))
+            .map_err(|e| Error::key(format!("{}: {e}", path.display())))
     }
 
     /// The one entry of `store` that `id` names (see [`Entry::matches`]).
@@ -444,10 +444,13 @@ impl Stores {
         let self_signed = cert.subject == cert.issuer;
         if self_signed {
             crate::cert::verify_certificate(&cert.der, &spki(&cert)?).map_err(|e| {
-                Error::Certificate(format!(
-                    "{} claims to be self-signed, but {e}",
-                    cert.subject
-                ))
+                Error::certificate_from(
+                    format!(
+                        "{} claims to be self-signed, but its signature fails",
+                        cert.subject
+                    ),
+                    e,
+                )
             })?;
         }
         let path = self
@@ -533,24 +536,24 @@ pub enum AddedToRoot {
 pub fn crl_signed_by(der: &[u8], root: &CertInfo) -> Result<()> {
     use der::Decode;
     let crl = x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der)
-        .map_err(|e| Error::Certificate(format!("the CRL cannot be read: {e}")))?;
+        .map_err(|e| Error::certificate_from("the CRL cannot be read", e))?;
     let issuer = crate::text::escape_control(&crl.tbs_cert_list.issuer.to_string());
     if issuer != root.subject {
-        return Err(Error::Certificate(format!(
+        return Err(Error::certificate(format!(
             "the CRL is {issuer}'s, not {}'s",
             root.subject
         )));
     }
     let range = crate::sigalg::signed_range(der)
-        .map_err(|e| Error::Certificate(format!("the CRL cannot be read: {e}")))?;
+        .map_err(|e| Error::certificate_from("the CRL cannot be read", e))?;
     let algorithm = crate::sigalg::SignatureAlgorithm::from_identifier(&crl.signature_algorithm)
-        .map_err(|e| Error::Certificate(format!("the CRL's signature: {e}")))?;
+        .map_err(|e| Error::certificate_from("the CRL's signature", e))?;
     let signature = crl
         .signature
         .as_bytes()
-        .ok_or_else(|| Error::Certificate("the CRL's signature has unused bits".into()))?;
+        .ok_or_else(|| Error::certificate("the CRL's signature has unused bits"))?;
     crate::sigalg::verify_signature(&spki(root)?, algorithm, &der[range], signature)
-        .map_err(|e| Error::Certificate(format!("{} did not sign the CRL: {e}", root.subject)))
+        .map_err(|e| Error::certificate_from(format!("{} did not sign the CRL", root.subject), e))
 }
 
 /// A CRL's number, when it has one.
@@ -614,13 +617,13 @@ impl Stores {
     pub fn add_crl(&self, _lock: &StoreLock, bytes: &[u8]) -> Result<AddedCrl> {
         use der::Decode;
         let der = crl_der(bytes).ok_or_else(|| {
-            Error::Certificate(format!(
+            Error::certificate(format!(
                 "not a CRL (PEM X509 CRL or DER, at most {MAX_CRL_BYTES} bytes)"
             ))
         })?;
         let crl =
             x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
-                .map_err(|e| Error::Certificate(format!("the CRL cannot be read: {e}")))?;
+                .map_err(|e| Error::certificate_from("the CRL cannot be read", e))?;
         let issuer = crate::text::escape_control(&crl.tbs_cert_list.issuer.to_string());
         let root = self
             .list(StoreName::Root)?
@@ -628,7 +631,7 @@ impl Stores {
             .filter_map(|e| e.cert)
             .find(|r| crl_signed_by(&der, r).is_ok())
             .ok_or_else(|| {
-                Error::Certificate(format!(
+                Error::certificate(format!(
                     "no root in Root signed this CRL (its issuer is {issuer}): trust the CA's root first"
                 ))
             })?;
@@ -702,7 +705,7 @@ pub(crate) fn spki_of(cert: &CertInfo) -> Result<spki::SubjectPublicKeyInfoOwned
 fn spki(cert: &CertInfo) -> Result<spki::SubjectPublicKeyInfoOwned> {
     use der::Decode;
     spki::SubjectPublicKeyInfoOwned::from_der(&cert.public_key)
-        .map_err(|e| Error::Certificate(format!("{}: its public key: {e}", cert.subject)))
+        .map_err(|e| Error::certificate_from(format!("{}: its public key", cert.subject), e))
 }
 
 /// The self-signed root at the end of `chain` above `leaf`, when every signature on the way
@@ -713,8 +716,18 @@ fn verified_root<'a>(
 ) -> std::result::Result<&'a CertInfo, String> {
     let mut child = leaf;
     for parent in chain {
-        crate::cert::verify_certificate(&child.der, &spki(parent).map_err(|e| e.to_string())?)
-            .map_err(|e| format!("{} is not signed by {}: {e}", child.subject, parent.subject))?;
+        crate::cert::verify_certificate(
+            &child.der,
+            &spki(parent).map_err(|e| crate::error::chain(&e))?,
+        )
+        .map_err(|e| {
+            format!(
+                "{} is not signed by {}: {}",
+                child.subject,
+                parent.subject,
+                crate::error::chain(&e)
+            )
+        })?;
         child = parent;
     }
     if std::ptr::eq(child, leaf) {
@@ -726,8 +739,17 @@ fn verified_root<'a>(
             child.subject
         ));
     }
-    crate::cert::verify_certificate(&child.der, &spki(child).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("{}'s self-signature: {e}", child.subject))?;
+    crate::cert::verify_certificate(
+        &child.der,
+        &spki(child).map_err(|e| crate::error::chain(&e))?,
+    )
+    .map_err(|e| {
+        format!(
+            "{}'s self-signature: {}",
+            child.subject,
+            crate::error::chain(&e)
+        )
+    })?;
     Ok(child)
 }
 
@@ -784,7 +806,7 @@ impl Stores {
                 friendly_name: pfx.friendly_name.clone(),
                 created: now,
             };
-            let meta = serde_json::to_vec_pretty(&info).map_err(|e| Error::Key(e.to_string()))?;
+            let meta = serde_json::to_vec_pretty(&info).map_err(|e| Error::key(e.to_string()))?;
             // Key and description first, the certificate last, as in accept.
             files.push((key_path, pfx.key.to_pkcs8_der()?));
             files.push((meta_path, Zeroizing::new(meta)));
@@ -875,7 +897,7 @@ impl Stores {
         let entry = self.find(StoreName::My, id)?;
         let key = self.exportable_key(&entry)?;
         let Some(cert) = &entry.cert else {
-            return Err(Error::Key(format!("{} has no certificate", entry.id)));
+            return Err(Error::key(format!("{} has no certificate", entry.id)));
         };
         let chain: Vec<Vec<u8>> = self
             .list(StoreName::Root)?
@@ -902,7 +924,7 @@ impl Stores {
     /// The key of `entry`, refused unless it is here and exportable.
     fn exportable_key(&self, entry: &Entry) -> Result<PrivateKey> {
         if !entry.has_key {
-            return Err(Error::Key(format!(
+            return Err(Error::key(format!(
                 "{} entry {} ({}) has no private key here",
                 entry.store, entry.id, entry.subject
             )));

@@ -55,7 +55,7 @@ pub struct Pfx {
 fn pfx_err(e: p12_keystore::error::Error) -> Error {
     match e {
         p12_keystore::error::Error::MacError(_) => Error::WrongPassword("the PFX file".into()),
-        other => Error::Pfx(format!("the file cannot be read as PKCS #12: {other}")),
+        other => Error::pfx_from("the file cannot be read as PKCS #12", other),
     }
 }
 
@@ -71,7 +71,7 @@ pub fn write_pfx(
 ) -> Result<Zeroizing<Vec<u8>>> {
     let cert = CertInfo::parse(certificate)?;
     if key.public_key_der()? != cert.public_key {
-        return Err(Error::Pfx(format!(
+        return Err(Error::pfx(format!(
             "the key is not the key of {} ({})",
             cert.subject, cert.thumbprint
         )));
@@ -134,12 +134,12 @@ impl Budget {
         self.derivations += 1;
         self.work = self.work.saturating_add(units);
         if self.derivations > MAX_PFX_DERIVATIONS {
-            return Err(Error::Pfx(format!(
+            return Err(Error::pfx(format!(
                 "it asks for more than {MAX_PFX_DERIVATIONS} key derivations (at {what}); nothing was decrypted beyond that"
             )));
         }
         if self.work > MAX_PFX_WORK {
-            return Err(Error::Pfx(format!(
+            return Err(Error::pfx(format!(
                 "its key derivations add up to more than {MAX_PFX_WORK} iterations (at {what}); nothing was decrypted beyond that"
             )));
         }
@@ -148,7 +148,7 @@ impl Budget {
 }
 
 fn der_err(what: &'static str) -> impl Fn(der::Error) -> Error {
-    move |e| Error::Pfx(format!("{what} cannot be read: {e}"))
+    move |e| Error::pfx_from(format!("{what} cannot be read"), e)
 }
 
 /// The value inside a `[0] EXPLICIT` wrapper (a SafeBag's bagValue as pkcs12 keeps it).
@@ -158,7 +158,7 @@ fn explicit_value(tlv: &[u8]) -> Result<&[u8]> {
     let mut reader = SliceReader::new(tlv).map_err(&bad)?;
     let header: der::Header = der::Decode::decode(&mut reader).map_err(&bad)?;
     if !matches!(header.tag(), der::Tag::ContextSpecific { number, .. } if number.value() == 0) {
-        return Err(Error::Pfx("a bag's value is not [0]".into()));
+        return Err(Error::pfx("a bag's value is not [0]"));
     }
     let start = usize::try_from(reader.position()).map_err(&bad)?;
     Ok(&tlv[start..])
@@ -207,7 +207,7 @@ fn verify_mac(
         .ok()
         .filter(|i| *i >= 1)
         .ok_or_else(|| {
-            Error::Pfx(format!(
+            Error::pfx(format!(
                 "its MAC's iteration count {} is not positive",
                 mac.iterations
             ))
@@ -226,7 +226,7 @@ fn verify_mac(
                 size,
             ));
             let mut m = hmac::Hmac::<$d>::new_from_slice(&key)
-                .map_err(|_| Error::Pfx("its MAC key has a bad length".into()))?;
+                .map_err(|_| Error::pfx("its MAC key has a bad length"))?;
             m.update(data);
             m.verify_slice(expected).is_ok()
         }};
@@ -237,7 +237,7 @@ fn verify_mac(
         "2.16.840.1.101.3.4.2.2" => check!(sha2::Sha384),
         "2.16.840.1.101.3.4.2.3" => check!(sha2::Sha512),
         other => {
-            return Err(Error::Pfx(format!(
+            return Err(Error::pfx(format!(
                 "its MAC uses digest {other}; SHA-1, SHA-256, SHA-384 or SHA-512 is read"
             )));
         }
@@ -268,7 +268,7 @@ fn decrypt(
     let params = alg
         .parameters
         .as_ref()
-        .ok_or_else(|| Error::Pfx(format!("{what}: its encryption has no parameters")))?
+        .ok_or_else(|| Error::pfx(format!("{what}: its encryption has no parameters")))?
         .to_der()
         .map_err(der_err("encryption parameters"))?;
     let wrong = || Error::WrongPassword("the PFX file".into());
@@ -283,7 +283,7 @@ fn decrypt(
                         .saturating_mul(k.cost_parameter)
                         .saturating_mul(u64::from(k.block_size));
                     if memory > MAX_PFX_SCRYPT_BYTES {
-                        return Err(Error::Pfx(format!(
+                        return Err(Error::pfx(format!(
                             "{what}: scrypt asks for {memory} bytes; at most {MAX_PFX_SCRYPT_BYTES} are given"
                         )));
                     }
@@ -292,7 +292,7 @@ fn decrypt(
                         .saturating_mul(u64::from(k.parallelization))
                 }
                 _ => {
-                    return Err(Error::Pfx(format!(
+                    return Err(Error::pfx(format!(
                         "{what}: an unknown PBES2 key derivation"
                     )));
                 }
@@ -302,7 +302,7 @@ fn decrypt(
                 .map(Zeroizing::new)
                 .map_err(|e| match e {
                     pkcs5::Error::DecryptFailed => wrong(),
-                    other => Error::Pfx(format!("{what}: {other}")),
+                    other => Error::pfx_from(what.to_string(), other),
                 })
         }
         oid @ (PBE_SHA_3DES | PBE_SHA_2DES | PBE_SHA_RC2_40 | PBE_SHA_RC2_128) => {
@@ -315,7 +315,7 @@ fn decrypt(
                 .ok()
                 .filter(|i| *i >= 1)
                 .ok_or_else(|| {
-                    Error::Pfx(format!(
+                    Error::pfx(format!(
                         "{what}: iteration count {} is not positive",
                         p.iterations
                     ))
@@ -338,7 +338,7 @@ fn decrypt(
             };
             let key = derive(Pkcs12KeyType::EncryptionKey, key_len);
             let iv = derive(Pkcs12KeyType::Iv, 8);
-            let bad_key = |_| Error::Pfx(format!("{what}: a bad key length"));
+            let bad_key = |_| Error::pfx(format!("{what}: a bad key length"));
             let plain = match oid {
                 PBE_SHA_3DES => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
                     .map_err(bad_key)?
@@ -356,7 +356,7 @@ fn decrypt(
             };
             plain.map(Zeroizing::new).map_err(|_| wrong())
         }
-        other => Err(Error::Pfx(format!(
+        other => Err(Error::pfx(format!(
             "{what}: encryption {other} is not read (PBES2, or the PKCS #12 3DES and RC2 PBEs)"
         ))),
     }
@@ -403,7 +403,7 @@ fn read_bags(
         pkcs12::safe_bag::SafeContents::from_der(contents).map_err(der_err("a SafeContents"))?;
     for bag in &safe {
         if bags.len() >= MAX_PFX_BAGS {
-            return Err(Error::Pfx(format!(
+            return Err(Error::pfx(format!(
                 "it holds more than {MAX_PFX_BAGS} bags"
             )));
         }
@@ -440,7 +440,7 @@ fn read_bags(
                 let cert =
                     pkcs12::CertBag::from_der(value).map_err(der_err("a certificate bag"))?;
                 if cert.cert_id.to_string() != X509_CERT {
-                    return Err(Error::Pfx(format!(
+                    return Err(Error::pfx(format!(
                         "a certificate bag holds {} certificates, not X.509",
                         cert.cert_id
                     )));
@@ -468,25 +468,24 @@ fn read_bags(
 pub fn read_pfx(bytes: &[u8], password: &str) -> Result<Pfx> {
     use der::{Decode, Encode};
     if bytes.len() > MAX_PFX_BYTES {
-        return Err(Error::Pfx(format!(
+        return Err(Error::pfx(format!(
             "a PFX of {} bytes is larger than {MAX_PFX_BYTES}",
             bytes.len()
         )));
     }
     let pfx = pkcs12::pfx::Pfx::from_der(bytes)
-        .map_err(|e| Error::Pfx(format!("the file cannot be read as PKCS #12: {e}")))?;
+        .map_err(|e| Error::pfx_from("the file cannot be read as PKCS #12", e))?;
     if pfx.version != pkcs12::pfx::Version::V3 {
-        return Err(Error::Pfx("its version is not 3".into()));
+        return Err(Error::pfx("its version is not 3"));
     }
     let mac = pfx.mac_data.as_ref().ok_or_else(|| {
-        Error::Pfx(
-            "it has no MAC (as openssl pkcs12 -nomac writes): without one nothing proves the file is the password holder's, so nothing in it is read; export it again with a MAC".into(),
+        Error::pfx(
+            "it has no MAC (as openssl pkcs12 -nomac writes): without one nothing proves the file is the password holder's, so nothing in it is read; export it again with a MAC",
         )
     })?;
     if pfx.auth_safe.content_type.to_string() != DATA {
-        return Err(Error::Pfx(
-            "its content is not password-protected data (public-key integrity mode is not read)"
-                .into(),
+        return Err(Error::pfx(
+            "its content is not password-protected data (public-key integrity mode is not read)",
         ));
     }
     let data = pfx
@@ -543,7 +542,7 @@ pub fn read_pfx(bytes: &[u8], password: &str) -> Result<Pfx> {
                 read_bags(&plain, password, &mut budget, &mut bags)?;
             }
             other => {
-                return Err(Error::Pfx(format!(
+                return Err(Error::pfx(format!(
                     "a safe of content type {other} is not read (data or encryptedData)"
                 )));
             }
@@ -564,12 +563,12 @@ pub fn read_pfx(bytes: &[u8], password: &str) -> Result<Pfx> {
     let (key_der, _, friendly_name) = match keys.len() {
         1 => keys.remove(0),
         0 => {
-            return Err(Error::Pfx(
-                "the file holds no private key with its certificate (export it with the private key: certutil -exportPFX, or openssl pkcs12 -export -inkey)".into(),
+            return Err(Error::pfx(
+                "the file holds no private key with its certificate (export it with the private key: certutil -exportPFX, or openssl pkcs12 -export -inkey)",
             ));
         }
         n => {
-            return Err(Error::Pfx(format!(
+            return Err(Error::pfx(format!(
                 "the file holds {n} private keys; one is expected"
             )));
         }
@@ -579,7 +578,7 @@ pub fn read_pfx(bytes: &[u8], password: &str) -> Result<Pfx> {
     let at = certs
         .iter()
         .position(|c| c.public_key == public)
-        .ok_or_else(|| Error::Pfx("the private key comes without its certificate".into()))?;
+        .ok_or_else(|| Error::pfx("the private key comes without its certificate"))?;
     let certificate = certs.remove(at);
     // The chain: issuer by issuer from the certificate, as far as the file goes.
     let mut chain = Vec::new();
