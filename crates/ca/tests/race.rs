@@ -39,7 +39,13 @@ fn an_operator_acting_during_a_batch_waits_for_it() {
     let outcome: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
     let operator = Mutex::new(None);
     let once = Once::new();
-    let progress = |stage: Stage, _: usize, _: usize| {
+    let progress = |stage: Stage, finished: usize, total: usize| {
+        // The last write is reported while the batch still holds the CA's lock: from here on
+        // an operator may act. (Marking the end after process_share returned would race with
+        // an operator let in by the lock's release.)
+        if stage == Stage::Write && finished == total {
+            batch_done.store(true, Ordering::SeqCst);
+        }
         if stage == Stage::Sign {
             once.call_once(|| {
                 let (dir, done, outcome) = (ca_dir.clone(), batch_done.clone(), outcome.clone());
@@ -67,7 +73,10 @@ fn an_operator_acting_during_a_batch_waits_for_it() {
         ..ProcessOptions::default()
     };
     let summary = process_share(&mut ca, &share, &options, now, &progress).unwrap();
-    batch_done.store(true, Ordering::SeqCst);
+    assert!(
+        batch_done.load(Ordering::SeqCst),
+        "the batch reported its last write"
+    );
     operator.lock().unwrap().take().unwrap().join().unwrap();
     for (what, after) in outcome.lock().unwrap().iter() {
         assert!(after, "the operator acted before the batch ended: {what}");

@@ -186,37 +186,90 @@ pub fn windows_args_with_verbs(
     out
 }
 
+/// A command-line value one of the tools' value parsers refuses, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgError {
+    /// A Windows path, which this machine would take as a file name in the current folder.
+    #[error(
+        "'{given}' is a Windows path, which this machine would take as a file name in the current folder: give a path here, such as ./{last} or /srv/{last}"
+    )]
+    WindowsPath {
+        /// The path given.
+        given: String,
+        /// The file or folder it names, as a path of this machine would end.
+        last: String,
+    },
+    /// A `.csv` name for an output written as JSON.
+    #[error(
+        "'{0}' names a CSV file, but the balanced inventory is written as JSON: give a .json output (-o balanced.json)"
+    )]
+    CsvOutput(String),
+    /// Not a host name.
+    #[error("'{given}': {why}")]
+    NotAHost {
+        /// The name given.
+        given: String,
+        /// What is wrong with it.
+        why: opsmgr_model::HostNameError,
+    },
+    /// A host name that is not fully qualified.
+    #[error(
+        "'{0}' is a short name: the seed's procedure names the new RMS by its fully qualified domain name (for example DeathSting.Odyssey.com), which resolves from the Reporting and Web Console servers whatever their domain"
+    )]
+    ShortName(String),
+    /// A span that does not start with a number.
+    #[error("'{0}' is not a number of days, weeks or months ({SPAN_EXAMPLE})")]
+    NotANumber(String),
+    /// A span without its unit.
+    #[error("'{0}' has no unit: give days, weeks or months, {SPAN_EXAMPLE}")]
+    NoUnit(String),
+    /// A span's unit that is none of ours.
+    #[error(
+        "'{unit}' in '{given}' is not a unit of days, weeks, months or years ({SPAN_EXAMPLE}; a month is 30 days)"
+    )]
+    UnknownUnit {
+        /// The unit.
+        unit: String,
+        /// The span given.
+        given: String,
+    },
+    /// A span longer than any certificate lasts.
+    #[error("'{0}' is further ahead than any certificate lasts")]
+    TooFar(String),
+}
+
+const SPAN_EXAMPLE: &str = "such as 60d, 8w, 2months or 1y";
+
 /// A path given on the command line, refused when it is a Windows path (`c:\\backups\\x.bin`,
 /// `\\\\server\\share\\x`, `backups\\x.bin`): copied from a Windows runbook, it would be
 /// taken here as a file name in the current folder.
-pub fn local_path(text: &str) -> Result<PathBuf, String> {
+pub fn local_path(text: &str) -> Result<PathBuf, ArgError> {
     let b = text.as_bytes();
     let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
     let unc = text.starts_with("\\\\");
     if drive || unc || text.contains('\\') {
-        // The file or folder it names, as a path of this machine would end.
         let last = text
             .rsplit(['\\', '/', ':'])
             .find(|part| !part.is_empty())
             .unwrap_or("FILE");
-        return Err(format!(
-            "'{text}' is a Windows path, which this machine would take as a file name in the current folder: give a path here, such as ./{last} or /srv/{last}"
-        ));
+        return Err(ArgError::WindowsPath {
+            given: text.to_owned(),
+            last: last.to_owned(),
+        });
     }
     Ok(PathBuf::from(text))
 }
 
 /// [`local_path`] for an inventory that om-balance writes: JSON, so never a `.csv` name (an
 /// Export-Csv file overwritten with JSON is something neither PowerShell nor we read back).
-pub fn json_output_path(text: &str) -> Result<PathBuf, String> {
+pub fn json_output_path(text: &str) -> Result<PathBuf, ArgError> {
     let path = local_path(text)?;
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
     {
-        return Err(format!(
-            "'{text}' names a CSV file, but the balanced inventory is written as JSON: give a .json output (-o balanced.json)"
-        ));
+        return Err(ArgError::CsvOutput(text.to_owned()));
     }
     Ok(path)
 }
@@ -225,12 +278,13 @@ pub fn json_output_path(text: &str) -> Result<PathBuf, String> {
 /// chapter says to put "the new RMS name (specify the Fully Qualified Domain Name)" in the
 /// Web Console's Web.config, and the Reporting server resolves it likewise; a short name
 /// resolves only inside its own domain.
-pub fn fqdn(text: &str) -> Result<String, String> {
-    let host = opsmgr_model::HostName::new(text).map_err(|e| format!("'{text}': {e}"))?;
+pub fn fqdn(text: &str) -> Result<String, ArgError> {
+    let host = opsmgr_model::HostName::new(text).map_err(|why| ArgError::NotAHost {
+        given: text.to_owned(),
+        why,
+    })?;
     if !host.as_str().contains('.') {
-        return Err(format!(
-            "'{text}' is a short name: the seed's procedure names the new RMS by its fully qualified domain name (for example DeathSting.Odyssey.com), which resolves from the Reporting and Web Console servers whatever their domain"
-        ));
+        return Err(ArgError::ShortName(text.to_owned()));
     }
     Ok(host.to_string())
 }
@@ -525,33 +579,29 @@ pub fn format_utc(time: SystemTime) -> String {
 /// A span of days as an operator writes one (`--within 60d`, `8w`, `2months`, `1y`): days,
 /// weeks, months of 30 days or years of 365, with the unit required (a bare `60` could be
 /// anything). The value is in days.
-pub fn days(text: &str) -> Result<u32, String> {
+pub fn days(text: &str) -> Result<u32, ArgError> {
     let t = text.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let example = "such as 60d, 8w, 2months or 1y";
     let n: u32 = number
         .parse()
-        .map_err(|_| format!("'{text}' is not a number of days, weeks or months ({example})"))?;
+        .map_err(|_| ArgError::NotANumber(text.to_owned()))?;
     let per = match unit.trim() {
-        "" => {
-            return Err(format!(
-                "'{text}' has no unit: give days, weeks or months, {example}"
-            ));
-        }
+        "" => return Err(ArgError::NoUnit(text.to_owned())),
         "d" | "day" | "days" => 1,
         "w" | "week" | "weeks" => 7,
         "mo" | "month" | "months" => 30,
         "y" | "year" | "years" => 365,
         other => {
-            return Err(format!(
-                "'{other}' in '{text}' is not a unit of days, weeks, months or years ({example}; a month is 30 days)"
-            ));
+            return Err(ArgError::UnknownUnit {
+                unit: other.to_owned(),
+                given: text.to_owned(),
+            });
         }
     };
     n.checked_mul(per)
         .filter(|d| *d <= 36_525 * 2)
-        .ok_or_else(|| format!("'{text}' is further ahead than any certificate lasts"))
+        .ok_or_else(|| ArgError::TooFar(text.to_owned()))
 }
 
 /// A number of days in words: `1 day`, `60 days`.
@@ -663,18 +713,15 @@ mod tests {
             assert_eq!(days(text), Ok(expected), "{text}");
         }
         assert_eq!(
-            days("60"),
-            Err(
-                "'60' has no unit: give days, weeks or months, such as 60d, 8w, 2months or 1y"
-                    .into()
-            )
+            days("60").unwrap_err().to_string(),
+            "'60' has no unit: give days, weeks or months, such as 60d, 8w, 2months or 1y"
         );
         assert_eq!(
-            days("60s"),
-            Err("'s' in '60s' is not a unit of days, weeks, months or years (such as 60d, 8w, 2months or 1y; a month is 30 days)".into())
+            days("60s").unwrap_err().to_string(),
+            "'s' in '60s' is not a unit of days, weeks, months or years (such as 60d, 8w, 2months or 1y; a month is 30 days)"
         );
-        assert!(days("d").unwrap_err().contains("is not a number"));
-        assert!(days("99999999y").unwrap_err().contains("further ahead"));
+        assert_eq!(days("d"), Err(ArgError::NotANumber("d".into())));
+        assert_eq!(days("99999999y"), Err(ArgError::TooFar("99999999y".into())));
         assert_eq!(days_in_words(1), "1 day");
         assert_eq!(days_in_words(60), "60 days");
     }

@@ -232,7 +232,7 @@ impl Issuer {
             Err(_) => host.iter().map(|h| h.to_string()).collect(),
         };
         let claim = received.renewal().map(|proof| match proof {
-            Err(why) => Claim::Broken(escape_control(why)),
+            Err(why) => Claim::Broken(why.reason().to_owned()),
             Ok(p) => match self.issued(&p.certificate) {
                 Err(why) => Claim::Broken(format!(
                     "certificate {} was not issued by this CA: {}",

@@ -38,7 +38,7 @@ pub use pkcs10::{
     MAX_REQUEST_BYTES, NEW_REQUEST_LABEL, REQUEST_LABEL, ReceivedRequest, build_request,
     parse_request, request_der_to_pem, request_to_pem, to_x509_name, verify_request,
 };
-pub use renewal::{RenewalProof, wrap_renewal};
+pub use renewal::{BrokenProof, RenewalProof, wrap_renewal};
 /// A PKCS#10 request as x509-cert holds it: what [`build_request`] makes.
 pub use x509_cert::request::CertReq;
 

@@ -17,7 +17,7 @@ use x509_cert::request::CertReq;
 use super::dn::{Attribute, DistinguishedName};
 use super::inf::{KeyType, RequestPolicy};
 use super::keys::{PrivateKey, os_rng};
-use super::renewal::RenewalProof;
+use super::renewal::{BrokenProof, RenewalProof};
 use crate::error::{Error, Result};
 use crate::sigalg::Hash;
 use crate::sigalg::{SignatureAlgorithm, verify_signature};
@@ -237,7 +237,7 @@ pub struct ReceivedRequest {
     request: CertReq,
     algorithm: Result<SignatureAlgorithm, crate::sigalg::AlgorithmError>,
     inner: std::ops::Range<usize>,
-    renewal: Option<std::result::Result<RenewalProof, String>>,
+    renewal: Option<std::result::Result<RenewalProof, BrokenProof>>,
 }
 
 impl ReceivedRequest {
@@ -305,7 +305,7 @@ impl ReceivedRequest {
 
     /// For a renewal: what the old key's signature proves (else why it proves nothing).
     /// `None` for a plain request.
-    pub fn renewal(&self) -> Option<&std::result::Result<RenewalProof, String>> {
+    pub fn renewal(&self) -> Option<&std::result::Result<RenewalProof, BrokenProof>> {
         self.renewal.as_ref()
     }
 

@@ -124,11 +124,26 @@ pub struct RenewalProof {
     pub signing_time: Option<std::time::SystemTime>,
 }
 
+/// Why a renewal's wrapper proves nothing (its signature fails, it carries no certificate,
+/// it signs other content), in the words the CA records with the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct BrokenProof {
+    reason: String,
+}
+
+impl BrokenProof {
+    /// What is wrong, in words (text from the request escaped).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
 /// A renewal wrapper opened: where the PKCS #10 request lies in the wrapper's bytes, and the
 /// proof (else why the signature proves nothing).
 pub(crate) struct Unwrapped {
     pub(crate) request: std::ops::Range<usize>,
-    pub(crate) proof: std::result::Result<RenewalProof, String>,
+    pub(crate) proof: std::result::Result<RenewalProof, BrokenProof>,
 }
 
 const ID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
@@ -203,7 +218,11 @@ pub(crate) fn unwrap_renewal(
         ));
     }
     let (request, attrs) = locate(der)?;
-    let proof = prove(signed, &der[request.clone()], attrs.map(|r| &der[r]));
+    let proof = prove(signed, &der[request.clone()], attrs.map(|r| &der[r])).map_err(|reason| {
+        BrokenProof {
+            reason: crate::text::escape_control(&reason),
+        }
+    });
     Ok(Unwrapped { request, proof })
 }
 

@@ -103,7 +103,7 @@ pub fn balance(
     output: &Path,
     now: SystemTime,
 ) -> Result<Balanced> {
-    crate::json_output_path(&output.to_string_lossy()).map_err(anyhow::Error::msg)?;
+    crate::json_output_path(&output.to_string_lossy())?;
     let plan = plan(inventory, policy)?;
     let kept = match std::fs::read(output) {
         Ok(old) => {

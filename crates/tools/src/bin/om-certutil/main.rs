@@ -302,7 +302,7 @@ fn run() -> Result<ExitCode> {
 
 /// A file named among a verb's arguments: a local path, never a Windows one.
 fn local(text: &str) -> Result<PathBuf> {
-    opsmgr_tools::local_path(text).map_err(anyhow::Error::msg)
+    Ok(opsmgr_tools::local_path(text)?)
 }
 
 /// What -addstore root FILE.crl says.
