@@ -1,6 +1,7 @@
 //! Inputs shared by the benchmarks: synthetic management groups of a given size.
 
-use opsmgr_model::{Agent, HostName, Inventory, Server, ServerRole};
+use opsmgr_model::HostName;
+use opsmgr_model::inventory::{Agent, Inventory, Server, ServerRole};
 
 fn host(name: String) -> HostName {
     match HostName::new(name) {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use opsmgr_benches::bulk_install;
-use opsmgr_model::{Policy, plan};
+use opsmgr_model::balance::{Policy, plan};
 
 const AGENTS: [usize; 3] = [10_000, 100_000, 1_000_000];
 const SERVERS: [usize; 3] = [3, 10, 50];

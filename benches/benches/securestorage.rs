@@ -10,10 +10,11 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use opsmgr_securestorage::{
-    Custodian, KdfParams, KeyStore, OsRandom, ReadPolicy, open_backup, open_backup_with_passwords,
-    seal_backup, seal_custody,
-};
+use opsmgr_securestorage::backup::{open_backup, open_backup_with_passwords, seal_backup};
+use opsmgr_securestorage::custody::{Custodian, seal_custody};
+use opsmgr_securestorage::format::{KdfParams, ReadPolicy};
+use opsmgr_securestorage::keystore::KeyStore;
+use opsmgr_securestorage::random::OsRandom;
 
 fn securestorage(c: &mut Criterion) {
     let store = match KeyStore::generate(SystemTime::now(), &mut OsRandom) {

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use opsmgr_configfix::{Document, EditOptions, Target};
-use opsmgr_model::{HostName, Inventory, Policy, ServerRole, plan};
+use opsmgr_model::HostName;
+use opsmgr_model::balance::{Policy, plan};
+use opsmgr_model::inventory::{Inventory, ServerRole};
 
 /// Arbitrary bytes to the inventory reader; when they parse, the balancer runs and its
 /// properties 1 (balance), 4 (valid failover lists) and 5 (determinism, idempotence) are
@@ -29,7 +31,7 @@ pub fn inventory(data: &[u8]) {
     // Pools: agents behind a gateway stay with gateways, the others with management servers.
     let role = |name: &HostName| inv.server(name).map(|s| s.role);
     let gateway =
-        |a: &opsmgr_model::Agent| a.primary.as_ref().and_then(role) == Some(ServerRole::Gateway);
+        |a: &opsmgr_model::inventory::Agent| a.primary.as_ref().and_then(role) == Some(ServerRole::Gateway);
     let eligible = |name: &HostName, behind_gateway: bool| {
         inv.server(name).is_some_and(|s| {
             s.agent_reachable
@@ -84,7 +86,7 @@ pub fn inventory(data: &[u8]) {
     let mut reversed = inv.clone();
     reversed.agents.reverse();
     reversed.servers.reverse();
-    let targets = |p: &opsmgr_model::Plan<'_>| {
+    let targets = |p: &opsmgr_model::balance::Plan<'_>| {
         let mut t: Vec<(String, String, Vec<String>)> = p
             .assignments()
             .map(|a| {
@@ -175,9 +177,10 @@ pub fn configfix(data: &[u8]) {
 /// the readers' own bounds (4 GiB at most) are checked by `inspect_backup` first, and the
 /// fuzzer must not spend its memory proving that Argon2 allocates what it is told.
 pub fn backup(data: &[u8]) {
-    use opsmgr_securestorage::{KeyStore, inspect_backup, open_backup};
+    use opsmgr_securestorage::backup::{inspect_backup, open_backup};
+    use opsmgr_securestorage::keystore::KeyStore;
     if let Ok(info) = inspect_backup(data) {
-        assert!(info.kdf.memory_kib <= opsmgr_securestorage::limits::MAX_MEMORY_KIB);
+        assert!(info.kdf.memory_kib <= opsmgr_securestorage::format::limits::MAX_MEMORY_KIB);
         if info.kdf.memory_kib <= 1024 && info.kdf.passes <= 2 {
             let _ = open_backup(data, "fuzzing password");
         }
@@ -194,7 +197,8 @@ pub fn backup(data: &[u8]) {
 /// before it). Whatever parses writes back to the same bytes (one current key, unique ids),
 /// and its current key seals and opens.
 pub fn keystore_records(data: &[u8]) {
-    use opsmgr_securestorage::{KeyStore, RandomSource, SealedFor};
+    use opsmgr_securestorage::keystore::{KeyStore, SealedFor};
+    use opsmgr_securestorage::random::RandomSource;
     use sha2::{Digest, Sha256};
     struct Fixed;
     impl RandomSource for Fixed {

@@ -7,31 +7,14 @@ use std::fmt;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
+use crate::HostName;
 use crate::apportion::{Item, rebalance};
 use crate::error::{Error, Result};
 use crate::hash::stable_hash;
+use crate::inventory::{Agent, Inventory, Server, ServerRole};
 use crate::inventory::{NONE, Resolved};
-use crate::{Agent, HostName, Inventory, Server, ServerRole};
 
-/// A set of servers that balance agents among themselves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pool {
-    /// Management servers (and the RMS, when the policy includes it): every agent that does
-    /// not report to a gateway.
-    Management,
-    /// Gateway servers: the agents that already report to a gateway.
-    Gateway,
-}
-
-impl fmt::Display for Pool {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Pool::Management => "management",
-            Pool::Gateway => "gateway",
-        })
-    }
-}
+pub use crate::pool::Pool;
 
 /// How to balance.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,7 +178,8 @@ pub struct Plan<'a> {
 /// planning again on the applied result changes nothing.
 ///
 /// ```
-/// use opsmgr_model::{plan, Inventory, Policy};
+/// use opsmgr_model::balance::{plan, Policy};
+/// use opsmgr_model::inventory::Inventory;
 /// let inventory = Inventory::from_json_str(r#"{
 ///   "management_group": "PROD",
 ///   "servers": [
@@ -211,7 +195,7 @@ pub struct Plan<'a> {
 /// let plan = plan(&inventory, &Policy { tolerance: 0.0, ..Policy::default() })?;
 /// assert_eq!(plan.moved(), 1);
 /// let after = plan.apply();
-/// assert!(opsmgr_model::plan(&after, &Policy::default())?.changes().next().is_none());
+/// assert!(opsmgr_model::balance::plan(&after, &Policy::default())?.changes().next().is_none());
 /// # Ok::<(), opsmgr_model::Error>(())
 /// ```
 pub fn plan<'a>(inventory: &'a Inventory, policy: &Policy) -> Result<Plan<'a>> {

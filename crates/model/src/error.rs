@@ -37,7 +37,7 @@ pub enum Error {
     )]
     NoEligibleServer {
         /// The pool (management servers or gateways).
-        pool: crate::Pool,
+        pool: crate::pool::Pool,
         /// How many agents are left without a server.
         agents: usize,
     },
@@ -218,7 +218,7 @@ pub const MANAGEMENT_GROUP_NAME_MAX: usize = 64;
 pub const MANAGEMENT_GROUP_FORBIDDEN: &str =
     "( ) ^ ~ : ; . ! ? \" , ' ` @ # $ % & * + = [ ] { } | \\ / < >";
 
-/// What is wrong with a management group name ([`crate::check_management_group_name`]).
+/// What is wrong with a management group name ([`crate::inventory::check_management_group_name`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GroupNameFault {

@@ -1,18 +1,23 @@
 //! Management groups of an Operations Manager style monitoring system, and the balancer that
 //! spreads their agents over management servers.
 //!
-//! - [`Inventory`] is a management group: its [`Server`]s (the root management server,
-//!   management servers and gateways) and its [`Agent`]s with their primary server and
-//!   ordered failover list. Read it from JSON ([`Inventory::load`]) or from a CSV export plus
-//!   a servers file ([`Inventory::from_csv`]); every reader validates and names the place of
-//!   the first error.
-//! - [`plan`] computes a [`Plan`] under a [`Policy`]: a balanced, failure-aware target for
-//!   every agent that moves as few agents as possible. [`Plan::apply`] gives the new
-//!   inventory, [`write_powershell`] a script for the running system.
+//! - [`inventory`]: an [`Inventory`](inventory::Inventory) is a management group: its
+//!   [`Server`](inventory::Server)s (the root management server, management servers and
+//!   gateways) and its [`Agent`](inventory::Agent)s with their primary server and ordered
+//!   failover list. Read it from JSON ([`Inventory::load`](inventory::Inventory::load)) or
+//!   from a CSV export plus a servers file
+//!   ([`Inventory::from_csv`](inventory::Inventory::from_csv)); every reader validates and
+//!   names the place of the first error ([`error`]).
+//! - [`balance`]: [`plan`](balance::plan) computes a [`Plan`](balance::Plan) under a
+//!   [`Policy`](balance::Policy): a balanced, failure-aware target for every agent that moves
+//!   as few agents as possible. [`Plan::apply`](balance::Plan::apply) gives the new
+//!   inventory, and [`script`] writes a PowerShell script for the running system.
+//! - [`promotion`]: moving the RMS role to another management server.
 //! - [`HostName`] is the validated, case-insensitive name every server and agent has.
 //!
 //! ```
-//! use opsmgr_model::{plan, Inventory, Policy};
+//! use opsmgr_model::balance::{plan, Policy};
+//! use opsmgr_model::inventory::Inventory;
 //!
 //! let inventory = Inventory::from_json_str(r#"{
 //!   "management_group": "PROD",
@@ -40,27 +45,14 @@
 //! ```
 
 mod apportion;
-mod balance;
-mod error;
+pub mod balance;
+pub mod error;
 mod hash;
-mod inventory;
-mod promotion;
-mod script;
+pub mod inventory;
+mod pool;
+pub mod promotion;
+pub mod script;
 mod text;
 
-pub use balance::{
-    Assignment, Change, FailureImpact, Plan, Policy, Pool, PoolReport, Warning, plan,
-};
-pub use error::{
-    Error, GroupNameFault, HeaderHint, InvalidInput, Location, MANAGEMENT_GROUP_FORBIDDEN,
-    MANAGEMENT_GROUP_NAME_MAX, Problem, Result,
-};
-pub use inventory::{
-    Agent, CSV_COLUMNS, GATEWAY_CAPACITY, Inventory, MANAGEMENT_SERVER_CAPACITY, Server,
-    ServerRole, check_management_group_name,
-};
+pub use error::{Error, Result};
 pub use opsmgr_hostname::{HostName, HostNameError};
-pub use promotion::{Promotion, PromotionError, Stranded, promote_rms, stranded_agents};
-pub use script::{
-    EXPORT_CSV_HEADER, Shell, ps_comment, ps_quote, write_export_script, write_powershell,
-};

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 
-use crate::{Change, HostName, Plan};
+use crate::HostName;
+use crate::balance::{Change, Plan};
 
 /// Which Operations Manager shell the script is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use opsmgr_model::{
-    Agent, Error, HostName, Inventory, Policy, Pool, Server, ServerRole, Shell, plan,
-    write_powershell,
-};
+use opsmgr_model::balance::{Policy, Pool, plan};
+use opsmgr_model::inventory::{Agent, Inventory, Server, ServerRole};
+use opsmgr_model::script::{Shell, write_powershell};
+use opsmgr_model::{Error, HostName};
 
 fn host(s: &str) -> HostName {
     HostName::new(s).unwrap()

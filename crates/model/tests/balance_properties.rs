@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use opsmgr_model::{Agent, HostName, Inventory, Policy, Server, ServerRole, plan};
+use opsmgr_model::HostName;
+use opsmgr_model::balance::{Policy, plan};
+use opsmgr_model::inventory::{Agent, Inventory, Server, ServerRole};
 use proptest::prelude::*;
 
 fn host(s: &str) -> HostName {

@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
-use opsmgr_model::{
-    Agent, EXPORT_CSV_HEADER, HostName, Inventory, Policy, Server, ServerRole, Shell, plan,
-    ps_comment, ps_quote, write_export_script, write_powershell,
+use opsmgr_model::HostName;
+use opsmgr_model::balance::{Policy, plan};
+use opsmgr_model::inventory::{Agent, Inventory, Server, ServerRole};
+use opsmgr_model::script::{
+    EXPORT_CSV_HEADER, Shell, ps_comment, ps_quote, write_export_script, write_powershell,
 };
 use proptest::prelude::*;
 #[path = "../../ca/tests/support/powershell.rs"]

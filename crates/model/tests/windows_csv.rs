@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use opsmgr_model::Inventory;
+use opsmgr_model::inventory::Inventory;
 
 fn servers() -> Inventory {
     Inventory::from_json_str(

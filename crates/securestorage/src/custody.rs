@@ -2,8 +2,8 @@
 //! FORMAT.md).
 //!
 //! The key store is sealed once under a random file key; the file key is split with Shamir's
-//! scheme over GF(256) ([`crate::shamir`]), and each custodian's share is sealed under a key
-//! derived from that custodian's password. Any `threshold` custodians restore; fewer learn
+//! scheme over GF(256) (the private `shamir` module), and each custodian's share is sealed
+//! under a key derived from that custodian's password. Any `threshold` custodians restore; fewer learn
 //! nothing. Version 3 (what is written) gives every custodian's stanza its own salt, so a
 //! password guess is tried against one custodian at a time; version 2 (one salt for the file,
 //! so one guess was tried against every custodian at once) is still read.

@@ -170,7 +170,8 @@ impl fmt::Debug for Key {
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use opsmgr_securestorage::{KeyStore, OsRandom};
+/// use opsmgr_securestorage::keystore::KeyStore;
+/// use opsmgr_securestorage::random::OsRandom;
 /// let store = KeyStore::generate(SystemTime::now(), &mut OsRandom)?;
 /// let sealed = store.seal(b"RunAs password", &mut OsRandom)?;
 /// assert_eq!(store.open(&sealed)?.as_slice(), b"RunAs password");

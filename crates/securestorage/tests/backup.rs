@@ -10,11 +10,15 @@
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use opsmgr_securestorage::{
-    CURRENT_VERSION, Error, KdfParams, KeyStore, NEWEST_VERSION, OsRandom, RandomSource,
-    ReadPolicy, inspect_backup, open_backup, open_backup_with, open_backup_with_passwords,
-    recovery_fingerprint, seal_backup, seal_backup_with,
+use opsmgr_securestorage::Error;
+use opsmgr_securestorage::backup::{
+    inspect_backup, open_backup, open_backup_with, open_backup_with_passwords, seal_backup,
+    seal_backup_with,
 };
+use opsmgr_securestorage::custody::recovery_fingerprint;
+use opsmgr_securestorage::format::{CURRENT_VERSION, KdfParams, NEWEST_VERSION, ReadPolicy};
+use opsmgr_securestorage::keystore::KeyStore;
+use opsmgr_securestorage::random::{OsRandom, RandomSource};
 
 /// Cheap parameters, so that the tests that open a backup a thousand times stay fast.
 const CHEAP: KdfParams = KdfParams {

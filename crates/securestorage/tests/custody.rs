@@ -11,10 +11,12 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use opsmgr_securestorage::{
-    CUSTODY_VERSION, Custodian, CustodyOpener, Error, KdfParams, KeyStore, OsRandom, ReadPolicy,
-    inspect_backup, open_backup, open_backup_with_passwords, recovery_fingerprint, seal_custody,
-};
+use opsmgr_securestorage::Error;
+use opsmgr_securestorage::backup::{inspect_backup, open_backup, open_backup_with_passwords};
+use opsmgr_securestorage::custody::{Custodian, CustodyOpener, recovery_fingerprint, seal_custody};
+use opsmgr_securestorage::format::{CUSTODY_VERSION, KdfParams, ReadPolicy};
+use opsmgr_securestorage::keystore::KeyStore;
+use opsmgr_securestorage::random::OsRandom;
 use proptest::prelude::*;
 
 /// Cheap parameters, test-only: a 3-of-5 restore from every subset derives dozens of keys.
@@ -68,7 +70,7 @@ fn three_of_five(s: &KeyStore) -> Vec<u8> {
 fn open(
     backup: &[u8],
     who: &[usize],
-) -> opsmgr_securestorage::Result<opsmgr_securestorage::Opened> {
+) -> opsmgr_securestorage::Result<opsmgr_securestorage::format::Opened> {
     let passwords: Vec<&str> = who.iter().map(|&i| PASSWORDS[i]).collect();
     open_backup_with_passwords(backup, &passwords, &ReadPolicy::DEFAULT)
 }

@@ -8,7 +8,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, UNIX_EPOCH};
 
-use opsmgr_securestorage::{Error, Installed, KeyStore, OsRandom, install, keystore_path};
+use opsmgr_securestorage::Error;
+use opsmgr_securestorage::keystore::{Installed, KeyStore, install, keystore_path};
+use opsmgr_securestorage::random::OsRandom;
 use proptest::prelude::*;
 
 fn now() -> std::time::SystemTime {
@@ -279,7 +281,7 @@ fn concurrent_restores_take_turns() {
 
 #[test]
 fn secrets_sealed_for_an_account_open_only_for_it() {
-    use opsmgr_securestorage::SealedFor;
+    use opsmgr_securestorage::keystore::SealedFor;
     let store = KeyStore::generate(now(), &mut OsRandom).unwrap();
     let sql = SealedFor {
         management_group: "PROD",
@@ -336,7 +338,7 @@ fn secrets_sealed_for_an_account_open_only_for_it() {
 /// a record changed, or read for another group, is an error, never a pass.
 #[test]
 fn a_key_check_record_names_the_groups_key() {
-    use opsmgr_securestorage::KeyCheck;
+    use opsmgr_securestorage::keystore::KeyCheck;
     let mut store = KeyStore::generate(now(), &mut OsRandom).unwrap();
     let record = store.key_check("PROD", &mut OsRandom).unwrap();
     assert_eq!(

@@ -20,8 +20,12 @@ use opsmgr_ca::dropfolder::Outcome;
 use opsmgr_ca::request::{PolicyOptions, PrivateKey, build_request, parse_policy, request_to_pem};
 use opsmgr_ca::store::{StoreName, Stores};
 use opsmgr_configfix::{Document, REPORTING_TARGETS, WEBCONSOLE_TARGET};
-use opsmgr_model::{Agent, HostName, Inventory, Policy, Server, ServerRole, plan};
-use opsmgr_securestorage::{KeyStore, OsRandom, ReadPolicy, keystore_path};
+use opsmgr_model::HostName;
+use opsmgr_model::balance::{Policy, plan};
+use opsmgr_model::inventory::{Agent, Inventory, Server, ServerRole};
+use opsmgr_securestorage::format::ReadPolicy;
+use opsmgr_securestorage::keystore::{KeyStore, keystore_path};
+use opsmgr_securestorage::random::OsRandom;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde::Serialize;
 

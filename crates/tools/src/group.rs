@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use opsmgr_model::{HostName, Inventory};
-use opsmgr_securestorage::{KeyCheck, KeyId, KeyStore, RandomSource, SealedFor};
+use opsmgr_model::HostName;
+use opsmgr_model::inventory::Inventory;
+use opsmgr_securestorage::keystore::{KeyCheck, KeyId, KeyStore, SealedFor};
+use opsmgr_securestorage::random::RandomSource;
 use serde::{Deserialize, Serialize};
 
 /// The inventory's file in a group folder.

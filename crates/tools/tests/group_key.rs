@@ -12,8 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use opsmgr_model::{HostName, Inventory, Server, ServerRole};
-use opsmgr_securestorage::{KeyStore, keystore_path};
+use opsmgr_model::HostName;
+use opsmgr_model::inventory::{Inventory, Server, ServerRole};
+use opsmgr_securestorage::keystore::{KeyStore, keystore_path};
 use opsmgr_tools::group::Group;
 
 mod common;
@@ -496,7 +497,7 @@ fn a_promotion_checks_the_key_again_after_the_question() {
     let e = opsmgr_tools::jobs::promote(
         plan,
         std::time::SystemTime::now(),
-        &mut opsmgr_securestorage::OsRandom,
+        &mut opsmgr_securestorage::random::OsRandom,
     )
     .unwrap_err();
     assert!(
@@ -523,7 +524,7 @@ fn secrets_under_an_older_key_prove_nothing_about_the_current_one() {
             &store,
             "SQL Action Account",
             b"s3cret",
-            &mut opsmgr_securestorage::OsRandom,
+            &mut opsmgr_securestorage::random::OsRandom,
         )
         .unwrap();
     // A rotation that stopped after the store was saved: a new current key, the secret still
@@ -532,7 +533,7 @@ fn secrets_under_an_older_key_prove_nothing_about_the_current_one() {
     rotated
         .rotate(
             std::time::SystemTime::now(),
-            &mut opsmgr_securestorage::OsRandom,
+            &mut opsmgr_securestorage::random::OsRandom,
         )
         .unwrap();
     rotated.save(&keystore_path(&w.machine(RMS))).unwrap();

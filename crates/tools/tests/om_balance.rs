@@ -256,13 +256,13 @@ fn reads_what_windows_powershell_writes_and_refuses_a_hostile_group_name() {
 #[test]
 fn export_script_prints_the_models_script_and_help_documents_the_files() {
     for (flag, shell) in [
-        ("ps2007", opsmgr_model::Shell::OpsMgr2007),
-        ("ps2012", opsmgr_model::Shell::Scom2012),
+        ("ps2007", opsmgr_model::script::Shell::OpsMgr2007),
+        ("ps2012", opsmgr_model::script::Shell::Scom2012),
     ] {
         let out = om_balance(&["export-script", "--shell", flag]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         let mut want = Vec::new();
-        opsmgr_model::write_export_script(shell, &mut want).unwrap();
+        opsmgr_model::script::write_export_script(shell, &mut want).unwrap();
         assert_eq!(text(&out.stdout), text(&want));
         assert!(text(&out.stdout).contains(&format!(
             "# Then: om-balance plan $AgentsFile --servers $ServersFile --format {flag}"

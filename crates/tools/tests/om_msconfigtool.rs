@@ -11,8 +11,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use opsmgr_model::{Agent, HostName, Inventory, Server, ServerRole};
-use opsmgr_securestorage::{KeyStore, OsRandom, keystore_path};
+use opsmgr_model::HostName;
+use opsmgr_model::inventory::{Agent, Inventory, Server, ServerRole};
+use opsmgr_securestorage::keystore::{KeyStore, keystore_path};
+use opsmgr_securestorage::random::OsRandom;
 use opsmgr_tools::group::Group;
 
 mod common;

@@ -447,7 +447,10 @@ fn a_hostile_work_factor_is_refused_unless_raised() {
 
 #[test]
 fn rewrites_are_checked_keep_a_copy_and_never_lower_the_cost() {
-    use opsmgr_securestorage::{KdfParams, KeyStore, OsRandom, keystore_path, seal_backup_with};
+    use opsmgr_securestorage::backup::seal_backup_with;
+    use opsmgr_securestorage::format::KdfParams;
+    use opsmgr_securestorage::keystore::{KeyStore, keystore_path};
+    use opsmgr_securestorage::random::OsRandom;
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("M");
     let file = dir.path().join("k.bak");

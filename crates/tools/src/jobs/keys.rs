@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use opsmgr_securestorage::{
-    BackupInfo, CURRENT_VERSION, CUSTODY_VERSION, Custodian, Installed, KdfParams, KeyStore,
-    KeyStoreLock, Opened, RandomSource, ReadPolicy, keystore_path, open_backup_with_passwords,
-    recovery_fingerprint, seal_backup, seal_custody,
+use opsmgr_securestorage::backup::{open_backup_with_passwords, seal_backup};
+use opsmgr_securestorage::custody::{Custodian, recovery_fingerprint, seal_custody};
+use opsmgr_securestorage::format::{
+    BackupInfo, CURRENT_VERSION, CUSTODY_VERSION, KdfParams, Opened, ReadPolicy,
 };
+use opsmgr_securestorage::keystore::{Installed, KeyStore, KeyStoreLock, keystore_path};
+use opsmgr_securestorage::random::RandomSource;
 
 use crate::group::{Group, KeyVerdict, machine_host};
 
@@ -212,7 +214,7 @@ pub fn restore(
         );
     }
     let path = keystore_path(machine);
-    let installed = opsmgr_securestorage::install(&opened.store, &path, force, now)?;
+    let installed = opsmgr_securestorage::keystore::install(&opened.store, &path, force, now)?;
     Ok(Restored {
         path,
         installed,
@@ -438,7 +440,7 @@ mod tests {
             version,
             kdf,
             salt_len: if version == CUSTODY_VERSION { 0 } else { 32 },
-            custody: custody.then(|| opsmgr_securestorage::Custody {
+            custody: custody.then(|| opsmgr_securestorage::format::Custody {
                 threshold: 2,
                 labels: vec!["a".into(), "b".into()],
             }),

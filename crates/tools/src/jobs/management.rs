@@ -11,8 +11,11 @@ use opsmgr_ca::dropfolder::ProcessOptions;
 use opsmgr_configfix::{
     Document, Edit, EditOptions, Expect, FileEdit, Target, WriteOptions, edit_file,
 };
-use opsmgr_model::{Inventory, Policy, Promotion, Stranded, plan, promote_rms};
-use opsmgr_securestorage::{KeyStore, RandomSource, keystore_path};
+use opsmgr_model::balance::{Policy, plan};
+use opsmgr_model::inventory::Inventory;
+use opsmgr_model::promotion::{Promotion, Stranded, promote_rms};
+use opsmgr_securestorage::keystore::{KeyStore, keystore_path};
+use opsmgr_securestorage::random::RandomSource;
 use serde::Serialize;
 
 use crate::group::{Group, INVENTORY_FILE, machine_host};
@@ -145,7 +148,7 @@ pub fn check_balance(inventory: &Inventory, policy: &Policy) -> Result<BalanceVe
 }
 
 /// Whether the group is balanced within the policy, and the one line that says so or why not.
-fn verdict(plan: &opsmgr_model::Plan<'_>, policy: &Policy) -> (bool, String) {
+fn verdict(plan: &opsmgr_model::balance::Plan<'_>, policy: &Policy) -> (bool, String) {
     let agents: usize = plan.pools().iter().map(|p| p.agents).sum();
     if plan.changed() == 0 {
         return (

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use opsmgr_model::{HostName, ServerRole};
-use opsmgr_securestorage::{KeyStore, KeyStoreLock, RandomSource, keystore_path};
+use opsmgr_model::HostName;
+use opsmgr_model::inventory::ServerRole;
+use opsmgr_securestorage::keystore::{KeyStore, KeyStoreLock, keystore_path};
+use opsmgr_securestorage::random::RandomSource;
 use serde::Serialize;
 
 use crate::group::{Group, KeyVerdict, check_account, check_runas_name, machine_host};
@@ -376,7 +378,7 @@ pub fn runas_rotate(
 mod tests {
     use super::*;
     use crate::group::KeyVerdict;
-    use opsmgr_securestorage::KeyCheck;
+    use opsmgr_securestorage::keystore::KeyCheck;
 
     fn verdict(record: Option<KeyCheck>, secrets: usize, unopenable: &[&str]) -> KeyVerdict {
         KeyVerdict {

@@ -4,7 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use opsmgr_model::{HostName, Policy};
+use opsmgr_model::HostName;
+use opsmgr_model::balance::Policy;
 
 /// Balances agents over the management servers of a management group.
 ///

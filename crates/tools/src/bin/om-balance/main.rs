@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use opsmgr_model::{Inventory, Plan, Policy, Shell, plan, write_export_script, write_powershell};
+use opsmgr_model::balance::{Plan, Policy, plan};
+use opsmgr_model::inventory::Inventory;
+use opsmgr_model::script::{Shell, write_export_script, write_powershell};
 use opsmgr_tools::exit;
 
 use cli::{Cli, Command, Format, Input, ShellArg};
@@ -132,7 +134,7 @@ fn load(input: &Input) -> Result<Inventory> {
             Inventory::from_csv_bytes(servers, &read(path)?, &name).map_err(|e| {
                 // The library names the agent export script; the command that prints it is ours.
                 let script = matches!(&e, opsmgr_model::Error::Invalid(i)
-                    if matches!(i.problem, opsmgr_model::Problem::CsvHeader { hint, .. } if hint.names_export_script()));
+                    if matches!(i.problem, opsmgr_model::error::Problem::CsvHeader { hint, .. } if hint.names_export_script()));
                 if script {
                     anyhow::anyhow!(
                         "{e} (om-balance export-script --shell ps2007 or ps2012 prints it)"
@@ -174,7 +176,7 @@ fn chart_svg(plan: &Plan<'_>) -> Result<String> {
     for (server, count) in plan.load_before() {
         names.push(server.name.to_string());
         let mut mark = Vec::new();
-        if server.role == opsmgr_model::ServerRole::Rms {
+        if server.role == opsmgr_model::inventory::ServerRole::Rms {
             mark.push("RMS");
         }
         if !server.agent_reachable {

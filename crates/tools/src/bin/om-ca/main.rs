@@ -13,7 +13,7 @@ use opsmgr_ca::authority::{Authority, CA_CERT, InitOptions};
 use opsmgr_ca::dropfolder::{Outcome, ProcessOptions, Stage};
 use opsmgr_ca::request::KeyType;
 use opsmgr_ca::windows::{KitKey, SharePath, agent_kit};
-use opsmgr_model::Inventory;
+use opsmgr_model::inventory::Inventory;
 use opsmgr_tools::{
     PasswordArgs, format_utc, open_authority, password_weakness, read_password, rfc3339_utc,
 };

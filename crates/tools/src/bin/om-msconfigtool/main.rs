@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use opsmgr_securestorage::OsRandom;
+use opsmgr_securestorage::random::OsRandom;
 use opsmgr_tools::runbooks::{RUNBOOKS, runbook};
 use opsmgr_tools::{PasswordSource, exit, jobs, machine_dir, read_new_password, windows_args};
 
@@ -322,7 +322,7 @@ fn finish(
     out: &mut impl Write,
     json: bool,
     report: &jobs::PromoteReport,
-    stranded: &[opsmgr_model::Stranded],
+    stranded: &[opsmgr_model::promotion::Stranded],
 ) -> Result<ExitCode> {
     if json {
         serde_json::to_writer_pretty(&mut *out, report)?;

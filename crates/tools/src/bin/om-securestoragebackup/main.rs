@@ -8,11 +8,12 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use opsmgr_securestorage::{
-    BackupInfo, Custodian, CustodyOpener, Error, Installed, KdfParams, KeyStore, Opened, OsRandom,
-    ReadPolicy, check_password, inspect_backup, keystore_path, open_backup_with,
-    open_backup_with_passwords, recovery_fingerprint,
-};
+use opsmgr_securestorage::Error;
+use opsmgr_securestorage::backup::{inspect_backup, open_backup_with, open_backup_with_passwords};
+use opsmgr_securestorage::custody::{Custodian, CustodyOpener, recovery_fingerprint};
+use opsmgr_securestorage::format::{BackupInfo, KdfParams, Opened, ReadPolicy, check_password};
+use opsmgr_securestorage::keystore::{Installed, KeyStore, keystore_path};
+use opsmgr_securestorage::random::OsRandom;
 use opsmgr_tools::{
     PasswordArgs, PasswordSource, exit, jobs, machine_dir, password_weakness, prompt_line,
     read_new_password, read_password, windows_args_with_verbs,
