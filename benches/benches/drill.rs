@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
-use opsmgr_tools::drill::{Report, run_drill};
+use opsmgr_drill::{Report, run_drill};
 
 /// Drill runs of one size, shared by the phases' measurements.
 struct Runs {

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use opsmgr_ca::authority::{Authority, CA_CERT, CA_KEY, CaView, Disposition};
 
-pub mod drill;
 pub mod group;
 pub mod jobs;
 pub mod report;

@@ -162,7 +162,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("name = \"om-"))
             .map(|n| n.trim_end_matches('"'))
             .collect();
-        assert!(binaries.len() >= 9, "{binaries:?}");
+        assert!(binaries.len() >= 8, "{binaries:?}");
         for r in &RUNBOOKS {
             assert_eq!(
                 runbook(&r.name.to_ascii_uppercase()).map(|x| x.name),

@@ -20,7 +20,7 @@ use common::{ok, text};
 use opsmgr_ca::agent::{AgentSettings, read_bundle};
 use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::store::{StoreName, Stores};
-use opsmgr_tools::drill::{BACKUP_PASSWORD, NEW_RMS, RMS, Scenario};
+use opsmgr_drill::{BACKUP_PASSWORD, NEW_RMS, RMS, Scenario};
 
 const AGENTS: usize = 2;
 
@@ -294,7 +294,7 @@ fn the_drill_and_the_tools_leave_the_same_files() {
     let tmp = tempfile::tempdir().unwrap();
     let (drill, tools) = (tmp.path().join("drill"), tmp.path().join("tools"));
 
-    let report = opsmgr_tools::drill::run_drill(&drill, AGENTS, &mut |_| {}).unwrap();
+    let report = opsmgr_drill::run_drill(&drill, AGENTS, &mut |_| {}).unwrap();
     assert!(report.checks.iter().all(|c| c.passed), "{report:?}");
     // The drill's verification makes an intruder's CA to be refused: a check, not a job.
     std::fs::remove_dir_all(drill.join("intruder-ca")).unwrap();

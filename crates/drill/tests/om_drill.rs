@@ -6,17 +6,39 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
-mod common;
-use common::{ok, text};
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_om-drill"))
+        .args(args)
+        .output()
+        .expect("om-drill runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Standard output of a run that must have succeeded (exit 0).
+fn ok(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// As every tool: `-?`, `/?` and the blog's typographic dashes ask for the help.
+#[test]
+fn windows_habits_ask_for_the_help() {
+    for ask in ["-?", "/?", "\u{2013}\u{2013}help", "\u{2014}\u{2014}help"] {
+        let help = ok(&run(&[ask]));
+        assert!(help.contains("Usage: om-drill"), "{ask}: {help}");
+    }
+}
 
 #[test]
 fn the_drill_passes_every_check_and_keeps_its_files_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("drill");
-    let out = common::run(
-        env!("CARGO_BIN_EXE_om-drill"),
-        &["--agents", "12", "--dir", work.to_str().unwrap(), "--json"],
-    );
+    let out = run(&["--agents", "12", "--dir", work.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     let phases: Vec<&str> = v["phases"]
         .as_array()
@@ -53,10 +75,7 @@ fn the_drill_passes_every_check_and_keeps_its_files_when_asked() {
     );
 
     // A folder that is not fresh is refused.
-    let again = common::run(
-        env!("CARGO_BIN_EXE_om-drill"),
-        &["--agents", "1", "--dir", work.to_str().unwrap()],
-    );
+    let again = run(&["--agents", "1", "--dir", work.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(2));
     assert!(
         text(&again.stderr).contains("is not empty"),

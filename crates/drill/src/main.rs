@@ -1,4 +1,4 @@
-//! `om-drill`: the seeds' whole story on real files (see [`opsmgr_tools::drill`]): the
+//! `om-drill`: the seeds' whole story on real files (see the [`opsmgr_drill`] library): the
 //! README's main job.
 
 use std::io::{self, IsTerminal, Write};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Parser;
 use indicatif::ProgressBar;
-use opsmgr_tools::drill::{Event, Phase, run_drill};
+use opsmgr_drill::{Event, Phase, run_drill};
 
 /// Runs the disaster-recovery drill of the seeds on real files.
 ///

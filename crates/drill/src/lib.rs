@@ -2,9 +2,10 @@
 //! install or configure. A management group is built, every machine enrolls a certificate
 //! through the drop folder, the agents are balanced, the RMS key is backed up, the RMS is lost,
 //! MGT01 takes its role, and every claim is verified. Every step a tool does is done by that
-//! tool's job ([`crate::jobs`]), the code the tool itself runs; the rest is the world around
-//! the tools (a bulk install, a lost machine) and the checks. In the library so that the
-//! benchmarks run it too.
+//! tool's job ([`opsmgr_tools::jobs`]), the code the tool itself runs; the rest is the world
+//! around the tools (a bulk install, a lost machine) and the checks. A library, so that the
+//! benchmarks and the tools' parity test run it too, and a crate of its own, so that rustls
+//! (for the channel check's TLS handshake) is in no tool but this one.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -29,11 +30,11 @@ use opsmgr_securestorage::random::OsRandom;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde::Serialize;
 
-use crate::group::{Group, INVENTORY_FILE};
-use crate::jobs;
+use opsmgr_tools::group::{Group, INVENTORY_FILE};
+use opsmgr_tools::jobs;
 
 /// The seed's Reporting server config (OpsMgr extensions, naming the RMS) and Web Console
-/// config: the tools' own data (`crates/tools/data`).
+/// config: the drill's own data (`crates/drill/data`).
 const REPORTING_CONFIG: &[u8] = include_bytes!("../data/rsreportserver.config");
 const WEB_CONFIG: &[u8] = include_bytes!("../data/web.config");
 
