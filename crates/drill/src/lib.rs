@@ -15,10 +15,10 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use opsmgr_ca::agent::{AgentSettings, select_channel_certificate};
-use opsmgr_ca::authority::{Authority, InitOptions, RevocationReason};
+use opsmgr_ca::authority::{Authority, CaView, InitOptions, RevocationReason};
 use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::dropfolder::Outcome;
-use opsmgr_ca::request::{PolicyOptions, PrivateKey, build_request, parse_policy, request_to_pem};
+use opsmgr_ca::request::PolicyOptions;
 use opsmgr_ca::store::{StoreName, Stores};
 use opsmgr_configfix::{Document, REPORTING_TARGETS, WEBCONSOLE_TARGET};
 use opsmgr_model::HostName;
@@ -571,23 +571,71 @@ impl Drill<'_> {
         ))
     }
 
-    fn credentials(
-        &self,
-        h: &str,
-    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-        let machine = self.w.machine(h);
-        let settings = AgentSettings::load(&machine)?;
-        let thumb = settings
-            .channel_certificate_hash
-            .with_context(|| format!("{h} has no channel certificate"))?;
+    fn credentials(&self, h: &str) -> Result<Identity> {
+        channel_identity(&self.w.machine(h))
+    }
+
+    /// An intruder's machine with the agent's name, enrolled with another root exactly as
+    /// that root's operator would do it with the tools (certreq -new, -submit, certutil
+    /// -resubmit, certreq -retrieve, certutil -addstore root, certreq -accept, MOMCertImport):
+    /// its channel identity, read as the agent's is.
+    fn intruder(&self, host: &str) -> Result<Identity> {
+        let now = SystemTime::now();
+        let dir = self.w.dir.join("intruder");
+        let mut other = Authority::init(
+            &dir.join("ca"),
+            &InitOptions {
+                name: "INTRUDER".into(),
+                ..InitOptions::default()
+            },
+            now,
+        )?;
+        let machine = dir.join("machine");
+        let (policy, request, cer) = (
+            dir.join("certreq.inf"),
+            dir.join(format!("{host}.req")),
+            dir.join(format!("{host}.cer")),
+        );
+        opsmgr_fsutil::write_atomic(&policy, Scenario::certreq_inf(host).as_bytes())?;
+        jobs::enroll(
+            &jobs::Enroll {
+                machine: &machine,
+                policy: &policy,
+                request: &request,
+                overwrite: false,
+                renew: false,
+                options: PolicyOptions::default(),
+            },
+            now,
+        )?;
+        let submitted = jobs::submit(
+            &mut other,
+            &jobs::Submit {
+                request: &request,
+                out: None,
+                overwrite: false,
+                format: jobs::CertFormat::Pem,
+            },
+            now,
+        )?;
+        jobs::resubmit(&mut other, submitted.record.id, now)?;
+        jobs::retrieve(
+            &CaView::open(other.dir())?,
+            submitted.record.id,
+            &cer,
+            jobs::CertFormat::Pem,
+        )?;
         let stores = Stores::open(&machine, true)?;
-        let entry = stores.find(StoreName::My, &thumb)?;
-        let cert = entry.cert.context("no certificate")?;
-        let key = stores.my_key(&thumb)?.context("no private key")?;
-        Ok((
-            vec![CertificateDer::from(cert.der)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_pkcs8_der()?.to_vec())),
-        ))
+        stores.add_to_root(&stores.lock()?, &other.issuer().root().der, false)?;
+        jobs::accept(&machine, &std::fs::read(&cer)?, false, None, false, now)?;
+        let host = HostName::new(host)?;
+        let job = jobs::Channel::Select {
+            host: Some(host),
+            pfx: None,
+            crl: None,
+        };
+        jobs::record_channel(&machine, &job, now)?;
+        channel_identity(&machine)
     }
 
     fn check_tls(&self) -> Result<String> {
@@ -608,34 +656,7 @@ impl Drill<'_> {
         let client = self.credentials(agent.name.as_str())?;
         handshake(&root, &[], self.credentials(&primary)?, client, &primary)
             .context("with our certificates")?;
-        // An intruder: the agent's name, a certificate from another root.
-        let mut other = Authority::init(
-            &self.w.dir.join("intruder-ca"),
-            &InitOptions {
-                name: "INTRUDER".into(),
-                ..InitOptions::default()
-            },
-            SystemTime::now(),
-        )?;
-        let inf = format!(
-            "[NewRequest]\nSubject = \"CN={}\"\nKeyAlgorithm = ECDSA_P256\n",
-            agent.name
-        );
-        let policy = parse_policy(inf.as_bytes(), "intruder.inf", Default::default())?;
-        let key = PrivateKey::generate(policy.key)?;
-        let req = request_to_pem(&build_request(&policy, &key)?)?;
-        let id = other
-            .submit(req.as_bytes(), "intruder.req", SystemTime::now())?
-            .record
-            .id;
-        let cert = other
-            .resubmit(id, SystemTime::now())?
-            .certificate
-            .context("not issued")?;
-        let intruder = (
-            vec![CertificateDer::from(cert)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_pkcs8_der()?.to_vec())),
-        );
+        let intruder = self.intruder(agent.name.as_str())?;
         let intruder_refused =
             match handshake(&root, &[], self.credentials(&primary)?, intruder, &primary) {
                 Ok(()) => bail!("a certificate from another root was accepted"),
@@ -746,11 +767,31 @@ fn on_every_machine<T: Sync>(hosts: &[T], step: impl Fn(&T) -> Result<()> + Sync
 
 /// One mutual-TLS exchange on loopback, the server verifying the client against `root` and
 /// `crls` (DER), the client verifying the server's name.
+/// A certificate chain and its private key, as rustls takes them.
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The channel certificate MOMCertImport recorded on `machine`, with its key: what the agent
+/// presents.
+fn channel_identity(machine: &Path) -> Result<Identity> {
+    let settings = AgentSettings::load(machine)?;
+    let thumb = settings
+        .channel_certificate_hash
+        .with_context(|| format!("{} has no channel certificate", machine.display()))?;
+    let stores = Stores::open(machine, true)?;
+    let entry = stores.find(StoreName::My, &thumb)?;
+    let cert = entry.cert.context("no certificate")?;
+    let key = stores.my_key(&thumb)?.context("no private key")?;
+    Ok((
+        vec![CertificateDer::from(cert.der)],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_pkcs8_der()?.to_vec())),
+    ))
+}
+
 fn handshake(
     root: &CertificateDer<'static>,
     crls: &[Vec<u8>],
-    server_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
-    client_cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    server_cert: Identity,
+    client_cert: Identity,
     server_name: &str,
 ) -> Result<()> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -296,8 +296,9 @@ fn the_drill_and_the_tools_leave_the_same_files() {
 
     let report = opsmgr_drill::run_drill(&drill, AGENTS, &mut |_| {}).unwrap();
     assert!(report.checks.iter().all(|c| c.passed), "{report:?}");
-    // The drill's verification makes an intruder's CA to be refused: a check, not a job.
-    std::fs::remove_dir_all(drill.join("intruder-ca")).unwrap();
+    // The drill's verification enrolls an intruder with another root, to be refused: the
+    // world around the tools, which the tools' story has no part of.
+    std::fs::remove_dir_all(drill.join("intruder")).unwrap();
 
     let w = Scenario::new(&drill, AGENTS).unwrap();
     let allow_path = tmp.path().join("allow.json");
