@@ -19,6 +19,17 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A request policy asking for a 1024-bit RSA key, which is refused unless
+    /// [`PolicyOptions::allow_legacy_rsa1024`](crate::request::PolicyOptions) says otherwise.
+    #[error(
+        "{file}:{line}: KeyLength: 1024-bit RSA is broken for this purpose today (factorable with public effort); use 2048 or more"
+    )]
+    LegacyRsa1024 {
+        /// The policy file's name.
+        file: String,
+        /// The one-based line of its KeyLength.
+        line: usize,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -35,9 +35,13 @@ const CHANNEL_EKUS: [&str; 2] = ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"];
 fn the_seeds_file_needs_the_legacy_override() {
     let seed = data("seed.inf");
     let e = parse_policy(&seed, "seed.inf", PolicyOptions::default()).unwrap_err();
+    assert!(
+        matches!(&e, opsmgr_ca::Error::LegacyRsa1024 { file, line: 6 } if file == "seed.inf"),
+        "{e:?}"
+    );
     assert_eq!(
         e.to_string(),
-        "seed.inf:6: KeyLength: 1024-bit RSA is broken for this purpose today (factorable with public effort); use 2048 or more, or pass --allow-legacy-rsa1024 to accept it anyway"
+        "seed.inf:6: KeyLength: 1024-bit RSA is broken for this purpose today (factorable with public effort); use 2048 or more"
     );
     let p = parse_policy(
         &seed,

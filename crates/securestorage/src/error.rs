@@ -105,7 +105,7 @@ pub enum Error {
     KeyStoreExists(PathBuf),
     /// A restore found a different key store and was not told to replace it.
     #[error(
-        "{} holds a different key store (current key {existing}; the backup's is {incoming}); use --force to replace it (the old store is saved beside it)", path.display()
+        "{} holds a different key store (current key {existing}; the backup's is {incoming}); nothing was replaced", path.display()
     )]
     KeyStoreDiffers {
         /// The store.
@@ -117,7 +117,7 @@ pub enum Error {
     },
     /// A restore found a key store it cannot read and was not told to replace it.
     #[error(
-        "{} cannot be read ({reason}); use --force to move it aside (its bytes are kept) and restore", path.display()
+        "{} cannot be read ({reason}); nothing was replaced", path.display()
     )]
     KeyStoreUnreadable {
         /// The store.

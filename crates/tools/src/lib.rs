@@ -240,6 +240,19 @@ pub enum ArgError {
 
 const SPAN_EXAMPLE: &str = "such as 60d, 8w, 2months or 1y";
 
+/// Refuses to replace an existing `path` unless `overwrite`, naming the tool's `switch` that
+/// would (`-f`, `--force`): every tool checks this before it asks for a password or does work.
+pub fn refuse_overwrite(
+    path: &std::path::Path,
+    overwrite: bool,
+    switch: &str,
+) -> anyhow::Result<()> {
+    if !overwrite && path.exists() {
+        bail!("{} exists; {switch} overwrites it", path.display());
+    }
+    Ok(())
+}
+
 /// A path given on the command line, refused when it is a Windows path (`c:\\backups\\x.bin`,
 /// `\\\\server\\share\\x`, `backups\\x.bin`): copied from a Windows runbook, it would be
 /// taken here as a file name in the current folder.

@@ -135,7 +135,14 @@ fn refusals_and_their_exit_codes() {
     assert!(text(&verify.stdout).contains("does NOT hold the key this machine uses now"));
     let refused = run(&b, &["restore", f, "--password-stdin"], Some("eightchr\n"));
     assert_eq!(refused.status.code(), Some(2));
-    assert!(text(&refused.stderr).contains("holds a different key store"));
+    assert!(
+        text(&refused.stderr).contains("holds a different key store (current key ")
+            && text(&refused.stderr).ends_with(
+                "; nothing was replaced; --force replaces it (the old store is saved beside it)\n"
+            ),
+        "{}",
+        text(&refused.stderr)
+    );
     let forced = run(
         &b,
         &["restore", f, "--force", "--password-stdin"],
@@ -303,7 +310,12 @@ fn restore_over_a_corrupt_key_store_on_the_worst_day() {
     let err = text(&refused.stderr);
     assert!(err.contains("keystore.bin cannot be read"), "{err}");
     assert!(err.contains("checksum mismatch"), "{err}");
-    assert!(err.contains("use --force to move it aside"), "{err}");
+    assert!(
+        err.contains(
+            "nothing was replaced; --force moves it aside (its bytes are kept) and restores"
+        ),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&store).unwrap(), bytes);
 
     let forced = run(&mgt, &["Restore", f, "--force", "--password-stdin"], pw);

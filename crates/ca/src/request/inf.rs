@@ -756,7 +756,10 @@ pub fn parse_policy(bytes: &[u8], file: &str, options: PolicyOptions) -> Result<
                 2048 | 3072 | 4096 => KeyType::Rsa(bits),
                 1024 if options.allow_legacy_rsa1024 => KeyType::Rsa(1024),
                 1024 => {
-                    return Err(fail(line, "KeyLength", "1024-bit RSA is broken for this purpose today (factorable with public effort); use 2048 or more, or pass --allow-legacy-rsa1024 to accept it anyway".into()));
+                    return Err(Error::LegacyRsa1024 {
+                        file: file.into(),
+                        line,
+                    });
                 }
                 n => {
                     return Err(fail(

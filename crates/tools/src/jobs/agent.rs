@@ -66,9 +66,7 @@ pub fn enroll(job: &Enroll<'_>, now: SystemTime) -> Result<Enrolled> {
     let name = job.policy.display().to_string();
     let bytes = crate::read_bounded(job.policy, MAX_INF_BYTES)?;
     let policy = parse_policy(&bytes, &name, job.options)?;
-    if job.request.exists() && !job.overwrite {
-        bail!("{} exists; -f overwrites it", job.request.display());
-    }
+    crate::refuse_overwrite(job.request, job.overwrite, "-f")?;
     let stores = Stores::open(job.machine, policy.machine_key_set)?;
     let renewing = renewed_certificate(job, &policy, &stores)?;
     let key = match &policy.existing_key {

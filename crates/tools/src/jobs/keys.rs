@@ -78,9 +78,7 @@ pub fn backup(
     overwrite: bool,
     rng: &mut dyn RandomSource,
 ) -> Result<BackedUp> {
-    if file.exists() && !overwrite {
-        bail!("{} exists; use --force to replace it", file.display());
-    }
+    crate::refuse_overwrite(file, overwrite, "--force")?;
     let bytes = match sealing {
         Sealing::Password(password) => seal_backup(store, password, rng)?,
         Sealing::Custody {
@@ -214,7 +212,17 @@ pub fn restore(
         );
     }
     let path = keystore_path(machine);
-    let installed = opsmgr_securestorage::keystore::install(&opened.store, &path, force, now)?;
+    let installed = opsmgr_securestorage::keystore::install(&opened.store, &path, force, now)
+        .map_err(|e| match e {
+            // The library says what differs; the tool says how to go on.
+            opsmgr_securestorage::Error::KeyStoreDiffers { .. } => {
+                anyhow::anyhow!("{e}; --force replaces it (the old store is saved beside it)")
+            }
+            opsmgr_securestorage::Error::KeyStoreUnreadable { .. } => {
+                anyhow::anyhow!("{e}; --force moves it aside (its bytes are kept) and restores")
+            }
+            e => e.into(),
+        })?;
     Ok(Restored {
         path,
         installed,

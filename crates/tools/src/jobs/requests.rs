@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use opsmgr_ca::authority::{
     Authority, CaView, Disposition, Filter, Published, Record, RevocationReason,
 };
@@ -60,9 +60,7 @@ pub fn submit(ca: &mut Authority, job: &Submit<'_>, now: SystemTime) -> Result<A
         .with_context(|| job.request.display().to_string())?;
     let written = match job.out {
         Some(path) if submitted.record.disposition == Disposition::Issued => {
-            if path.exists() && !job.overwrite {
-                bail!("{} exists; -f overwrites it", path.display());
-            }
+            crate::refuse_overwrite(path, job.overwrite, "-f")?;
             write_issued(&submitted.record, path, job.format)?
         }
         _ => None,

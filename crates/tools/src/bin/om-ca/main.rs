@@ -429,8 +429,8 @@ fn run() -> Result<ExitCode> {
                 (format!("{name}.cer"), root),
             ];
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            if !force && let Some((there, _)) = files.iter().find(|(f, _)| out.join(f).exists()) {
-                bail!("{} exists; -f overwrites it", out.join(there).display());
+            for (file, _) in &files {
+                opsmgr_tools::refuse_overwrite(&out.join(file), force, "-f")?;
             }
             let mut stdout = opsmgr_tools::stdout();
             for (file, text) in &files {

@@ -159,7 +159,15 @@ fn run() -> Result<ExitCode> {
             allow_legacy_rsa1024: cli.allow_legacy_rsa1024,
         },
     };
-    let done = jobs::enroll(&job, SystemTime::now())?;
+    let done = jobs::enroll(&job, SystemTime::now()).map_err(|e| {
+        // The library names the danger; the tool names its switch.
+        match e.downcast_ref::<opsmgr_ca::Error>() {
+            Some(opsmgr_ca::Error::LegacyRsa1024 { .. }) => {
+                anyhow::anyhow!("{e:#}, or pass --allow-legacy-rsa1024 to accept it anyway")
+            }
+            _ => e,
+        }
+    })?;
     let mut out = opsmgr_tools::stdout();
     if cli.json {
         let report = Report {

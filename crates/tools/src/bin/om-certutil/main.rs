@@ -394,7 +394,7 @@ fn export_key(
     id: &str,
     out_path: &Path,
 ) -> Result<ExitCode> {
-    refuse_overwrite(cli, out_path)?;
+    opsmgr_tools::refuse_overwrite(out_path, cli.force, "-f")?;
     let pem = stores.export_key(store, id)?;
     opsmgr_fsutil::write_private(out_path, pem.as_bytes())
         .with_context(|| format!("writing {}", out_path.display()))?;
@@ -415,14 +415,6 @@ fn pfx_password(cli: &Cli, confirm: bool) -> Result<Zeroizing<String>> {
         return Ok(Zeroizing::new(p.clone()));
     }
     opsmgr_tools::read_password(&cli.password.source(), "PFX password: ", confirm)
-}
-
-/// Refuses to replace `path` without -f.
-fn refuse_overwrite(cli: &Cli, path: &Path) -> Result<()> {
-    if path.exists() && !cli.force {
-        bail!("{} exists; -f overwrites it", path.display());
-    }
-    Ok(())
 }
 
 /// certutil's modifiers: one comma-separated word list, any case.
@@ -463,7 +455,7 @@ fn export_pfx(
         bail!("-exportPFX takes [My] ID OUT.pfx [MODIFIERS]");
     }
     let out_path = local(out_file)?;
-    refuse_overwrite(cli, &out_path)?;
+    opsmgr_tools::refuse_overwrite(&out_path, cli.force, "-f")?;
     // Refuse before asking for a password: the key must be here and exportable.
     let entry = stores.find(StoreName::My, id)?;
     let password = pfx_password(cli, true)?;

@@ -271,9 +271,8 @@ fn run() -> Result<ExitCode> {
             password,
         } => {
             let store = KeyStore::load(&store_path)?;
-            if file.exists() && !force {
-                bail!("{} exists; use --force to replace it", file.display());
-            }
+            // Before the passwords are asked for.
+            opsmgr_tools::refuse_overwrite(&file, force, "--force")?;
             let sources = password.sources();
             let done = match (custodians, threshold) {
                 (Some(n), Some(k)) => {
