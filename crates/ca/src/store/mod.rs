@@ -714,18 +714,17 @@ fn verified_root<'a>(
     leaf: &'a CertInfo,
     chain: &'a [CertInfo],
 ) -> std::result::Result<&'a CertInfo, String> {
+    // Why `parent`'s key did not sign `child`, in words.
+    let signed_by = |child: &CertInfo, parent: &CertInfo| -> std::result::Result<(), String> {
+        let key = spki(parent).map_err(|e| crate::error::chain(&e))?;
+        crate::cert::verify_certificate(&child.der, &key).map_err(|e| crate::error::chain(&e))
+    };
     let mut child = leaf;
     for parent in chain {
-        crate::cert::verify_certificate(
-            &child.der,
-            &spki(parent).map_err(|e| crate::error::chain(&e))?,
-        )
-        .map_err(|e| {
+        signed_by(child, parent).map_err(|why| {
             format!(
-                "{} is not signed by {}: {}",
-                child.subject,
-                parent.subject,
-                crate::error::chain(&e)
+                "{} is not signed by {}: {why}",
+                child.subject, parent.subject
             )
         })?;
         child = parent;
@@ -739,17 +738,7 @@ fn verified_root<'a>(
             child.subject
         ));
     }
-    crate::cert::verify_certificate(
-        &child.der,
-        &spki(child).map_err(|e| crate::error::chain(&e))?,
-    )
-    .map_err(|e| {
-        format!(
-            "{}'s self-signature: {}",
-            child.subject,
-            crate::error::chain(&e)
-        )
-    })?;
+    signed_by(child, child).map_err(|why| format!("{}'s self-signature: {why}", child.subject))?;
     Ok(child)
 }
 
