@@ -97,7 +97,7 @@ pub enum Error {
     },
     /// A certificate meant for `Root` that is not a CA certificate.
     #[error(
-        "{0} is not a CA certificate (its basicConstraints does not say CA), so it cannot be a trusted root; force adds it anyway"
+        "{0} is not a CA certificate (its basicConstraints does not say CA), so it cannot be a trusted root"
     )]
     NotCa(String),
     /// The CA's database failed.

@@ -624,6 +624,7 @@ impl Drill<'_> {
             submitted.record.id,
             &cer,
             jobs::CertFormat::Pem,
+            false,
         )?;
         let stores = Stores::open(&machine, true)?;
         stores.add_to_root(&stores.lock()?, &other.issuer().root().der, false)?;

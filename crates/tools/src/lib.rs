@@ -179,6 +179,10 @@ pub fn windows_args_with_verbs(
                 out.push(flag.to_owned());
                 out.push(value.to_owned());
             }
+            // A Windows word this tool does not know (`-hashfile`): a long switch for clap to
+            // refuse by name, never a bundle of one-letter ones (`-h` would print the help
+            // and succeed).
+            None if i > 0 && is_unknown_word(&arg) => out.push(format!("-{arg}")),
             None => out.push(arg),
         }
     }
@@ -251,6 +255,16 @@ pub fn refuse_overwrite(
         bail!("{} exists; {switch} overwrites it", path.display());
     }
     Ok(())
+}
+
+/// `-word`: one dash, then at least two letters or digits, the first a letter.
+fn is_unknown_word(arg: &str) -> bool {
+    let Some(word) = arg.strip_prefix('-').filter(|w| !w.starts_with('-')) else {
+        return false;
+    };
+    word.len() >= 2
+        && word.starts_with(|c: char| c.is_ascii_alphabetic())
+        && word.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// A path given on the command line, refused when it is a Windows path (`c:\\backups\\x.bin`,

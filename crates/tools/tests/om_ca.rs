@@ -534,6 +534,129 @@ fn reading_verbs_need_no_key_password_and_verbs_take_every_form() {
     assert_eq!(issued.subject, "CN=agent01.company.local");
 }
 
+/// A certificate or CRL copied out of the CA replaces a file only with -f, and never one of
+/// the CA's own files (a CRL written over ca.key leaves a CA that cannot open); a -submit
+/// refused for its CERT.cer records nothing.
+#[test]
+fn copies_out_of_the_ca_replace_nothing_unasked_and_never_the_cas_own_files() {
+    let w = World::new();
+    let ca = s(&w.ca());
+    let auto = s(&w.dir.path().join("auto"));
+    ok(&run("ca", &["init", &auto, "--auto-issue"]));
+    w.enroll("agent01.company.local", "KeyAlgorithm = ECDSA_P256");
+    let req = s(&w.share().join("agent01.company.local.req"));
+    let kept = w.dir.path().join("kept.txt");
+    std::fs::write(&kept, "an operator's file\n").unwrap();
+    let unchanged = |what: &str| {
+        assert_eq!(
+            std::fs::read_to_string(&kept).unwrap(),
+            "an operator's file\n",
+            "{what}"
+        );
+    };
+    let key_before = std::fs::read(w.ca().join("ca.key")).unwrap();
+
+    // -submit to a CA that issues at once, CERT.cer in the way: refused before the CA records.
+    let refused = run("certreq", &["-submit", "-config", &auto, &req, &s(&kept)]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("exists; -f overwrites it"));
+    unchanged("-submit");
+    let rows: serde_json::Value = serde_json::from_str(&ok(&run(
+        "certutil",
+        &["-config", &auto, "-view", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(rows, serde_json::json!([]), "nothing was recorded");
+
+    // -retrieve and -crl: refused without -f; the CA's folder refused even with it.
+    ok(&run("certreq", &["-submit", "-config", &ca, &req]));
+    ok(&run("certutil", &["-config", &ca, "-resubmit", "1"]));
+    let into_ca = s(&w.ca().join("ca.key"));
+    for args in [
+        vec![
+            "certreq",
+            "-retrieve",
+            "-config",
+            &ca,
+            "1",
+            kept.to_str().unwrap(),
+        ],
+        vec!["certutil", "-config", &ca, "-crl", kept.to_str().unwrap()],
+        vec!["certreq", "-retrieve", "-f", "-config", &ca, "1", &into_ca],
+        vec!["certutil", "-config", &ca, "-crl", "-f", &into_ca],
+    ] {
+        let out = run(args[0], &args[1..]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+        unchanged(&format!("{args:?}"));
+    }
+    assert_eq!(std::fs::read(w.ca().join("ca.key")).unwrap(), key_before);
+    let crl: serde_json::Value = serde_json::from_str(&ok(&run(
+        "certutil",
+        &[
+            "-config",
+            &ca,
+            "-crl",
+            "-f",
+            kept.to_str().unwrap(),
+            "--json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(
+        crl["files"],
+        serde_json::json!([s(&w.ca().join("ca.crl")), s(&kept)]),
+        "{crl}"
+    );
+    assert!(
+        std::fs::read_to_string(&kept)
+            .unwrap()
+            .starts_with("-----BEGIN X509 CRL-----")
+    );
+
+    // -deny names a request that does not exist as such, and says it is done as certutil does.
+    let missing = run("certutil", &["-config", &ca, "-deny", "99"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("no request has id 99"));
+    w.enroll("agent02.company.local", "KeyAlgorithm = ECDSA_P256");
+    let req2 = s(&w.share().join("agent02.company.local.req"));
+    ok(&run("certreq", &["-submit", "-config", &ca, &req2]));
+    assert_eq!(
+        ok(&run(
+            "certutil",
+            &["-config", &ca, "-deny", "2", "not this one"]
+        )),
+        "Certificate not issued (Denied) not this one\nCertUtil: -deny command completed successfully.\n"
+    );
+
+    // A second revocation with a milder reason says the first one stays.
+    let rows: serde_json::Value =
+        serde_json::from_str(&ok(&run("certutil", &["-config", &ca, "-view", "--json"]))).unwrap();
+    let serial = rows[0]["serial"].as_str().unwrap().to_owned();
+    ok(&run(
+        "certutil",
+        &[
+            "-config",
+            &ca,
+            "-revoke",
+            &serial,
+            "CRL_REASON_KEY_COMPROMISE",
+        ],
+    ));
+    let again = ok(&run(
+        "certutil",
+        &["-config", &ca, "-revoke", &serial, "Superseded"],
+    ));
+    assert!(
+        again.contains("Reason: KeyCompromise\n  (already revoked for KeyCompromise, which Superseded does not replace)"),
+        "{again}"
+    );
+}
+
 #[test]
 fn a_batch_killed_at_random_moments_is_finished_by_running_it_again() {
     let w = World::new();

@@ -374,3 +374,96 @@ fn import_modifiers_wrong_passwords_and_certutils_p() {
         "{err}"
     );
 }
+
+/// The forms a Windows administrator types: `-p:PASSWORD` and `/F` as certutil reads them,
+/// options between a verb's arguments, PowerShell's spelling of the algorithm, the optional
+/// store name before -importPFX's file; a verb certutil has and we do not is refused, never
+/// taken as `-h` and a success.
+#[test]
+fn certutil_takes_the_forms_windows_administrators_type() {
+    let mut lab = Lab::new();
+    let thumb = lab.enrolled("agent", "Exportable=TRUE\r\n");
+    let m = lab.machine("agent");
+    let out = lab.path("agent.pfx");
+    let colon = format!("-p:{PASSWORD}");
+    let exported = ok(&tool(
+        "certutil",
+        &[
+            "-exportPFX",
+            &thumb,
+            &colon,
+            &out,
+            "--crypto-algorithm",
+            "TripleDES_SHA1",
+        ],
+        &m,
+    ));
+    assert!(
+        exported.contains("-exportPFX command completed"),
+        "{exported}"
+    );
+    // Again over it: /F between the file and the modifiers.
+    ok(&tool(
+        "certutil",
+        &[
+            "-exportPFX",
+            "My",
+            &thumb,
+            &out,
+            "/F",
+            "NoChain",
+            "/p",
+            PASSWORD,
+        ],
+        &m,
+    ));
+    let err = refused(&tool("certutil", &["-exportPFX", "My", &thumb], &m));
+    assert!(err.contains("-exportPFX takes [My] ID OUT.pfx"), "{err}");
+
+    // The password was the one after -p: (not ":..."), as another machine's import shows.
+    let other = lab.machine("other");
+    let plain = lab.path("plain.txt");
+    let imported = ok(&tool(
+        "certutil",
+        &[
+            "-importPFX",
+            "My",
+            &out,
+            "--password-file",
+            &plain,
+            "NoRoot",
+        ],
+        &other,
+    ));
+    assert!(imported.contains("added to My with its key"), "{imported}");
+
+    // -p and a password switch together: which one is meant is not guessed.
+    let both = tool(
+        "certutil",
+        &[
+            "-importPFX",
+            &out,
+            "-p",
+            PASSWORD,
+            "--password-file",
+            &plain,
+        ],
+        &other,
+    );
+    assert_eq!(both.status.code(), Some(2));
+
+    for unknown in ["-hashfile", "-verifystore", "-pulse"] {
+        let said = tool("certutil", &[unknown, &out], &m);
+        assert_eq!(
+            said.status.code(),
+            Some(2),
+            "{unknown}: {}",
+            text(&said.stdout)
+        );
+        assert!(
+            text(&said.stderr).contains(&unknown[1..]),
+            "{unknown}: {}",
+            text(&said.stderr)
+        );
+    }
+}

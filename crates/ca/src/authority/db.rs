@@ -795,10 +795,21 @@ impl Batch<'_> {
             )
             .map_err(db_err)?;
         if n == 1 {
-            Ok(())
-        } else {
-            Err(Error::NotPending(id))
+            return Ok(());
         }
+        let exists = self
+            .tx
+            .query_row("SELECT 1 FROM requests WHERE id = ?1", params![id], |_| {
+                Ok(())
+            })
+            .optional()
+            .map_err(db_err)?
+            .is_some();
+        Err(if exists {
+            Error::NotPending(id)
+        } else {
+            Error::NoSuchRequest(id)
+        })
     }
 
     /// Revokes the issued certificate with this serial number; revoking it again is harmless

@@ -105,9 +105,11 @@ impl std::fmt::Display for RevocationReason {
 impl std::str::FromStr for RevocationReason {
     type Err = Error;
 
-    /// certutil's names (any case, `_` and `-` ignored) or the numbers 0-6, 9, 10.
+    /// certutil's names (any case, `_` and `-` ignored, with or without its `CRL_REASON_`
+    /// prefix: `KeyCompromise`, `CRL_REASON_KEY_COMPROMISE`) or the numbers 0-6, 9, 10.
     fn from_str(text: &str) -> Result<Self> {
         let lower = text.to_ascii_lowercase().replace(['_', '-'], "");
+        let lower = lower.strip_prefix("crlreason").unwrap_or(&lower);
         ALL.into_iter()
             .find(|r| r.name().to_ascii_lowercase() == lower)
             .or_else(|| text.parse::<u8>().ok().and_then(Self::from_code))
@@ -140,6 +142,22 @@ mod tests {
             "key_compromise".parse::<RevocationReason>().ok(),
             Some(RevocationReason::KeyCompromise)
         );
+        // certutil's own constants, as its -revoke help lists them.
+        for (text, reason) in [
+            ("CRL_REASON_KEY_COMPROMISE", RevocationReason::KeyCompromise),
+            ("CRL_REASON_SUPERSEDED", RevocationReason::Superseded),
+            (
+                "CRL_REASON_CESSATION_OF_OPERATION",
+                RevocationReason::CessationOfOperation,
+            ),
+        ] {
+            assert_eq!(
+                text.parse::<RevocationReason>().ok(),
+                Some(reason),
+                "{text}"
+            );
+        }
+        assert!("CRL_REASON_".parse::<RevocationReason>().is_err());
         for bad in ["7", "8", "11", "compromised", ""] {
             assert!(bad.parse::<RevocationReason>().is_err(), "{bad}");
         }

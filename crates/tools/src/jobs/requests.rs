@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use opsmgr_ca::authority::{
     Authority, CaView, Disposition, Filter, Published, Record, RevocationReason,
 };
@@ -50,6 +50,10 @@ pub struct Answer {
 /// policy) and writes the certificate to `out` when it is issued. The request file is read
 /// within [`MAX_REQUEST_BYTES`]; its file name is recorded as the requester.
 pub fn submit(ca: &mut Authority, job: &Submit<'_>, now: SystemTime) -> Result<Answer> {
+    // Refused before the CA records anything: a refusal changes nothing.
+    if let Some(out) = job.out {
+        writable_copy(ca.dir(), out, job.overwrite)?;
+    }
     let bytes = crate::read_bounded(job.request, MAX_REQUEST_BYTES)?;
     let requester = job
         .request
@@ -60,7 +64,6 @@ pub fn submit(ca: &mut Authority, job: &Submit<'_>, now: SystemTime) -> Result<A
         .with_context(|| job.request.display().to_string())?;
     let written = match job.out {
         Some(path) if submitted.record.disposition == Disposition::Issued => {
-            crate::refuse_overwrite(path, job.overwrite, "-f")?;
             write_issued(&submitted.record, path, job.format)?
         }
         _ => None,
@@ -73,10 +76,18 @@ pub fn submit(ca: &mut Authority, job: &Submit<'_>, now: SystemTime) -> Result<A
 }
 
 /// certreq -retrieve: the request's record, and its certificate written to `out` when it is
-/// issued (a request pending, denied or revoked writes nothing).
-pub fn retrieve(ca: &CaView, id: i64, out: &Path, format: CertFormat) -> Result<Answer> {
+/// issued (a request pending, denied or revoked writes nothing, and so refuses nothing). An
+/// existing `out` is replaced only with `overwrite`.
+pub fn retrieve(
+    ca: &CaView,
+    id: i64,
+    out: &Path,
+    format: CertFormat,
+    overwrite: bool,
+) -> Result<Answer> {
     let record = ca.record(id)?;
     let written = if record.disposition == Disposition::Issued {
+        writable_copy(ca.dir(), out, overwrite)?;
         write_issued(&record, out, format)?
     } else {
         None
@@ -86,6 +97,27 @@ pub fn retrieve(ca: &CaView, id: i64, out: &Path, format: CertFormat) -> Result<
         existing: false,
         written,
     })
+}
+
+/// Refuses `path` as the target of a copy (a certificate, a CRL) when it exists and
+/// `overwrite` is not given, and always when it is one of the CA's own files in `ca_dir` (its
+/// key, its root, its database, its policy): no switch makes a CRL the CA's key.
+fn writable_copy(ca_dir: &Path, path: &Path, overwrite: bool) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let inside = match (std::fs::canonicalize(parent), std::fs::canonicalize(ca_dir)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if inside {
+        bail!(
+            "{} is in the CA's own folder, whose files only the CA writes; give a file elsewhere",
+            path.display()
+        );
+    }
+    crate::refuse_overwrite(path, overwrite, "-f")
 }
 
 /// Writes an issued record's certificate to `path`, atomically.
@@ -139,8 +171,17 @@ pub fn revoke(
 }
 
 /// certutil -crl: publishes a new CRL where the CA publishes it, and copies it (PEM) to
-/// `copy` as well when one is named; `files` in the answer lists every file written.
-pub fn crl(ca: &mut Authority, copy: Option<&Path>, now: SystemTime) -> Result<Published> {
+/// `copy` as well when one is named (an existing file only with `overwrite`); `files` in the
+/// answer lists every file written.
+pub fn crl(
+    ca: &mut Authority,
+    copy: Option<&Path>,
+    overwrite: bool,
+    now: SystemTime,
+) -> Result<Published> {
+    if let Some(path) = copy {
+        writable_copy(ca.dir(), path, overwrite)?;
+    }
     let mut published = ca.publish_crl(now)?;
     if let Some(path) = copy {
         let pem_file = ca.dir().join(opsmgr_ca::authority::CA_CRL);

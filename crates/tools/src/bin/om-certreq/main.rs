@@ -84,7 +84,8 @@ struct Cli {
     /// MachineKeySet = FALSE. Without it the machine's stores are tried first, then the user's.
     #[arg(long)]
     user: bool,
-    /// -new: overwrite REQUEST.req when it exists. -accept: accept a certificate that cannot
+    /// -new: overwrite REQUEST.req when it exists; -submit and -retrieve: CERT.cer.
+    /// -accept: accept a certificate that cannot
     /// be the agent's channel certificate (another name, a missing purpose), for another use
     /// of the machine's key; its root and signature are checked all the same.
     #[arg(short = 'f', long = "force")]
@@ -105,7 +106,9 @@ struct Cli {
 }
 
 /// certreq's single-dash (or slash) words, in any case, become clap's double-dash flags.
-const SWITCHES: [(&str, &str); 9] = [
+const SWITCHES: [(&str, &str); 11] = [
+    ("q", "-q"),
+    ("f", "-f"),
     ("new", "--new"),
     ("accept", "--accept"),
     ("install", "--install"),
@@ -424,7 +427,13 @@ fn ca_verb(cli: &Cli) -> Result<ExitCode> {
             bail!("-retrieve takes ID and CERT.cer");
         };
         let id = parse_request_id(&id.to_string_lossy())?;
-        jobs::retrieve(&opsmgr_tools::open_view(ca_dir)?, id, out, format)?
+        jobs::retrieve(
+            &opsmgr_tools::open_view(ca_dir)?,
+            id,
+            out,
+            format,
+            cli.force,
+        )?
     };
     let record = &answer.record;
     if cli.json {

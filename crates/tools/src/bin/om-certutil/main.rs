@@ -16,7 +16,7 @@ use opsmgr_ca::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
 use opsmgr_ca::store::{
     AddedCrl, AddedToRoot, Entry, MAX_PFX_BYTES, PfxEncryption, StoreName, Stores, read_pfx,
 };
-use opsmgr_tools::{exit, format_utc, jobs, machine_dir, rfc3339_utc, windows_args};
+use opsmgr_tools::{exit, format_utc, jobs, machine_dir, rfc3339_utc, windows_args_with_verbs};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -46,7 +46,12 @@ struct Cli {
     password: opsmgr_tools::PasswordArgs,
     /// The PFX password on the command line, as certutil's -p. Every user of the machine can
     /// read it there: prefer the prompt, --password-file or --password-env.
-    #[arg(short = 'p', value_name = "PASSWORD", global = true)]
+    #[arg(
+        short = 'p',
+        value_name = "PASSWORD",
+        global = true,
+        conflicts_with_all = ["password_file", "password_stdin", "password_env"]
+    )]
     pfx_password: Option<String>,
     /// Force: add a certificate that is not a CA certificate to Root; overwrite OUT.key or
     /// OUT.pfx.
@@ -109,23 +114,21 @@ enum Verb {
     #[command(long_flag = "exportpfx")]
     Exportpfx {
         /// `[My] ID OUT.pfx [MODIFIERS]` (NoChain, NoRoot: the PFX holds no chain).
-        #[arg(value_name = "ARGS", num_args = 2..=4, required = true)]
+        #[arg(value_name = "ARGS", required = true)]
         args: Vec<String>,
-        /// The PFX's encryption. aes256-sha256 (PBES2 AES-256, SHA-256 MAC) is read by
-        /// Windows 10 1709 / Server 2019 and later and OpenSSL 3; tripledes-sha1 is the only
-        /// one Windows Server 2008 R2 and 2012 import.
-        #[arg(long, value_enum, default_value = "aes256-sha256")]
+        /// The PFX's encryption, in any case. aes256-sha256 (PBES2 AES-256, SHA-256 MAC) is
+        /// read by Windows 10 1709 / Server 2019 and later and OpenSSL 3; tripledes-sha1 is the
+        /// only one Windows Server 2008 R2 and 2012 import.
+        #[arg(long, value_enum, ignore_case = true, default_value = "aes256-sha256")]
         crypto_algorithm: CryptoAlgorithm,
     },
-    /// Import a PFX into My.
+    /// Import a PFX into My: `[My] FILE.pfx [MODIFIERS]`.
     #[command(long_flag = "importpfx")]
     Importpfx {
-        /// The PFX.
-        #[arg(value_parser = opsmgr_tools::local_path, value_name = "FILE.pfx")]
-        file: PathBuf,
-        /// Comma-separated: NoExport keeps the key from ever being exported again, NoRoot does
-        /// not trust the PFX's root.
-        modifiers: Option<String>,
+        /// `[My] FILE.pfx [MODIFIERS]`, the modifiers comma-separated: NoExport keeps the key
+        /// from ever being exported again, NoRoot does not trust the PFX's root.
+        #[arg(value_name = "ARGS", required = true)]
+        args: Vec<String>,
     },
     /// Issue a pending request under the CA's policy.
     #[command(long_flag = "resubmit")]
@@ -183,7 +186,9 @@ enum CryptoAlgorithm {
 }
 
 /// certutil's single-dash (or slash) words, in any case, become clap's double-dash flags.
-const SWITCHES: [(&str, &str); 14] = [
+const SWITCHES: [(&str, &str); 16] = [
+    ("f", "-f"),
+    ("p", "-p"),
     ("addstore", "--addstore"),
     ("store", "--store"),
     ("delstore", "--delstore"),
@@ -244,7 +249,23 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse_from(windows_args(std::env::args(), &SWITCHES));
+    let cli = Cli::parse_from(windows_args_with_verbs(
+        std::env::args(),
+        &SWITCHES,
+        &[
+            "addstore",
+            "store",
+            "delstore",
+            "exportkey",
+            "exportpfx",
+            "importpfx",
+            "resubmit",
+            "deny",
+            "revoke",
+            "crl",
+            "view",
+        ],
+    ));
     let stores =
         || -> Result<Stores> { Ok(Stores::open(&machine_dir(cli.machine.clone())?, !cli.user)?) };
     match &cli.verb {
@@ -269,18 +290,16 @@ fn run() -> Result<ExitCode> {
             args,
             crypto_algorithm,
         } => export_pfx(&cli, &stores()?, args, *crypto_algorithm),
-        Verb::Importpfx { file, modifiers } => {
-            import_pfx(&cli, &stores()?, file, modifiers.as_deref())
-        }
+        Verb::Importpfx { args } => import_pfx(&cli, &stores()?, args),
         Verb::Resubmit { id } => {
             let record = jobs::resubmit(&mut authority(&cli)?, *id, SystemTime::now())?;
-            decided(&cli, &record)?;
+            decided(&cli, &record, "-resubmit")?;
             // A denial under the current policy is a refusal of what was asked.
             Ok(ExitCode::from(exit::for_request(record.disposition, false)))
         }
         Verb::Deny { id, reason } => {
             let record = jobs::deny(&mut authority(&cli)?, *id, reason.as_deref())?;
-            decided(&cli, &record)?;
+            decided(&cli, &record, "-deny")?;
             Ok(ExitCode::SUCCESS)
         }
         Verb::Revoke { serial, reason } => revoke(&cli, serial, *reason),
@@ -351,6 +370,11 @@ fn add_store(cli: &Cli, stores: &Stores, store: StoreName, file: &Path) -> Resul
     let lock = stores.lock()?;
     let added = match stores
         .add_to_root(&lock, &bytes, cli.force)
+        .map_err(|e| match e {
+            // The library says why; the tool says how to insist.
+            opsmgr_ca::Error::NotCa(_) => anyhow::anyhow!("{e}; -f adds it anyway"),
+            e => e.into(),
+        })
         .with_context(|| file.display().to_string())?
     {
         AddedToRoot::Certificate(added) => added,
@@ -440,15 +464,9 @@ fn export_pfx(
     crypto: CryptoAlgorithm,
 ) -> Result<ExitCode> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (id, out_file, rest) = match args.as_slice() {
-        [store, id, out, rest @ ..] if store.parse::<StoreName>().is_ok() => {
-            if store.parse::<StoreName>()? != StoreName::My {
-                bail!("-exportPFX exports certificates of My (with their keys), not {store}");
-            }
-            (*id, *out, rest)
-        }
+    let (id, out_file, rest) = match my_store_first(&args, "-exportPFX")? {
         [id, out, rest @ ..] => (*id, *out, rest),
-        _ => bail!("-exportPFX takes [My] ID OUT.pfx"),
+        _ => bail!("-exportPFX takes [My] ID OUT.pfx [MODIFIERS]"),
     };
     let mods = modifiers(rest.first().copied(), &["nochain", "noroot"])?;
     if rest.len() > 1 {
@@ -468,13 +486,29 @@ fn export_pfx(
     report(cli, &[entry], "-exportPFX")
 }
 
-fn import_pfx(
-    cli: &Cli,
-    stores: &Stores,
-    file: &Path,
-    modifier_list: Option<&str>,
-) -> Result<ExitCode> {
+/// A PFX verb's arguments without the store name certutil lets them start with, which must
+/// be My: PFX files hold certificates with their keys.
+fn my_store_first<'a, 'b>(args: &'a [&'b str], verb: &str) -> Result<&'a [&'b str]> {
+    match args.split_first() {
+        Some((store, rest)) if store.parse::<StoreName>().is_ok() => {
+            if store.parse::<StoreName>()? != StoreName::My {
+                bail!("{verb} works on My (certificates with their keys), not {store}");
+            }
+            Ok(rest)
+        }
+        _ => Ok(args),
+    }
+}
+
+fn import_pfx(cli: &Cli, stores: &Stores, args: &[String]) -> Result<ExitCode> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (file, modifier_list) = match my_store_first(&args, "-importPFX")? {
+        [file] => (*file, None),
+        [file, mods] => (*file, Some(*mods)),
+        _ => bail!("-importPFX takes [My] FILE.pfx [MODIFIERS]"),
+    };
     let mods = modifiers(modifier_list, &["noexport", "noroot"])?;
+    let file = &local(file)?;
     let bytes = opsmgr_tools::read_bounded(file, MAX_PFX_BYTES)?;
     let password = pfx_password(cli, false)?;
     let pfx = read_pfx(&bytes, &password).with_context(|| file.display().to_string())?;
@@ -669,8 +703,20 @@ fn view(cli: &Cli, filter: &Filter) -> Result<ExitCode> {
 
 /// certutil -crl: the files written, as certutil lists them.
 fn crl(cli: &Cli, copy: Option<&Path>) -> Result<ExitCode> {
-    let published = jobs::crl(&mut authority(cli)?, copy, SystemTime::now())?;
+    let published = jobs::crl(&mut authority(cli)?, copy, cli.force, SystemTime::now())?;
     let mut out = opsmgr_tools::stdout();
+    if cli.json {
+        return json(
+            out,
+            &serde_json::json!({
+                "number": published.number,
+                "this_update": rfc3339_utc(published.this_update),
+                "next_update": rfc3339_utc(published.next_update),
+                "revoked": published.revoked,
+                "files": published.files,
+            }),
+        );
+    }
     for f in &published.files {
         writeln!(out, "CRL {} written to {}", published.number, f.display())?;
     }
@@ -691,12 +737,18 @@ fn revoke(cli: &Cli, serial: &str, reason: Option<RevocationReason>) -> Result<E
     if cli.json {
         return json(out, &record);
     }
+    let recorded = record.revocation_reason.unwrap_or(reason);
     writeln!(
         out,
-        "Revoking \"{}\" -- Reason: {}",
+        "Revoking \"{}\" -- Reason: {recorded}",
         record.serial.as_deref().unwrap_or(serial),
-        record.revocation_reason.unwrap_or(reason)
     )?;
+    if recorded != reason {
+        writeln!(
+            out,
+            "  (already revoked for {recorded}, which {reason} does not replace)"
+        )?;
+    }
     for f in &crl.files {
         writeln!(out, "CRL {} written to {}", crl.number, f.display())?;
     }
@@ -704,18 +756,23 @@ fn revoke(cli: &Cli, serial: &str, reason: Option<RevocationReason>) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// What -resubmit and -deny print: the request's new state.
-fn decided(cli: &Cli, record: &Record) -> Result<()> {
+/// What -resubmit and -deny print: the request's new state, and certutil's closing line when
+/// the verb did what it was asked (a -resubmit denied under the policy did not).
+fn decided(cli: &Cli, record: &Record, verb: &str) -> Result<()> {
     let mut out = opsmgr_tools::stdout();
     if cli.json {
         json(out, record)?;
-    } else if record.disposition == Disposition::Issued {
-        writeln!(
-            out,
-            "Certificate issued.\nCertUtil: -resubmit command completed successfully."
-        )?;
+        return Ok(());
+    }
+    let done = if record.disposition == Disposition::Issued {
+        writeln!(out, "Certificate issued.")?;
+        true
     } else {
         writeln!(out, "Certificate not issued (Denied) {}", record.message)?;
+        verb == "-deny"
+    };
+    if done {
+        writeln!(out, "CertUtil: {verb} command completed successfully.")?;
     }
     Ok(())
 }
