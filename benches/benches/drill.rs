@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
-use opsmgr_drill::{Report, run_drill};
+use opsmgr_drill::{Report, clean_up, run_drill};
 
 /// Drill runs of one size, shared by the phases' measurements.
 struct Runs {
@@ -33,7 +33,7 @@ impl Runs {
                 "a check failed: {report:?}"
             );
             // Each run's files go before the next, so disk use stays at one drill's worth.
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = clean_up(&dir);
             self.reports.push(report);
         }
         &self.reports[n]
