@@ -900,7 +900,28 @@ pub fn run_drill(dir: &Path, agents: usize, events: &mut dyn FnMut(Event<'_>)) -
 
 #[cfg(test)]
 mod tests {
-    use super::management_servers;
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::{clean_up, management_servers};
+
+    #[test]
+    fn clean_up_removes_every_machine_and_the_rest_and_a_missing_folder_is_clean() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("drill");
+        for host in ["a.prod.local", "b.prod.local", "c.prod.local"] {
+            let store = dir.join("machines").join(host).join("Certificates/My");
+            std::fs::create_dir_all(&store).unwrap();
+            std::fs::write(store.join("x.cer"), b"x").unwrap();
+        }
+        std::fs::create_dir_all(dir.join("group")).unwrap();
+        std::fs::write(dir.join("group/inventory.json"), b"{}").unwrap();
+        clean_up(&dir).unwrap();
+        assert!(!dir.exists());
+        clean_up(&dir).unwrap();
+        // A folder that cannot be listed is an error, not a silent success.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("machines"), b"not a folder").unwrap();
+        assert!(clean_up(&dir).is_err());
+    }
 
     #[test]
     fn the_group_grows_so_that_one_failure_after_the_promotion_stays_within_capacity() {
