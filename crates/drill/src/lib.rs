@@ -766,8 +766,6 @@ fn on_every_machine<T: Sync>(hosts: &[T], step: impl Fn(&T) -> Result<()> + Sync
     }
 }
 
-/// One mutual-TLS exchange on loopback, the server verifying the client against `root` and
-/// `crls` (DER), the client verifying the server's name.
 /// Removes a drill's folder `dir`: the machines' folders eight at a time (unlinking is what
 /// the disk waits on, and tens of thousands of small files take one at a time twice as long
 /// on this VM's disk), then the rest. A missing `dir` is already clean.
@@ -812,6 +810,8 @@ fn channel_identity(machine: &Path) -> Result<Identity> {
     ))
 }
 
+/// One mutual-TLS exchange on loopback, the server verifying the client against `root` and
+/// `crls` (DER), the client verifying the server's name.
 fn handshake(
     root: &CertificateDer<'static>,
     crls: &[Vec<u8>],

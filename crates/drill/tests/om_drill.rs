@@ -83,3 +83,23 @@ fn the_drill_passes_every_check_and_keeps_its_files_when_asked() {
         text(&again.stderr)
     );
 }
+
+/// Without --dir the drill works in a temporary folder and removes all of it, the removal
+/// timed as the last phase.
+#[test]
+fn the_temporary_folder_is_removed_and_its_removal_timed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_om-drill"))
+        .args(["--agents", "3", "--json"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let last = &v["phases"].as_array().unwrap().last().unwrap()["name"];
+    assert_eq!(last, "6. clean-up (the temporary folder)");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the temporary folder is gone"
+    );
+}
