@@ -31,7 +31,7 @@ pub enum Error {
         line: usize,
     },
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: std::path::PathBuf,
@@ -101,10 +101,10 @@ pub enum Error {
     )]
     NotCa(String),
     /// The CA's database failed.
-    #[error("the CA's database: {0}")]
+    #[error("the CA's database")]
     Database(#[source] rusqlite::Error),
     /// The CA's database file cannot be opened.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     DatabaseFile {
         /// The database file.
         path: std::path::PathBuf,
@@ -169,7 +169,7 @@ pub enum Error {
         message: String,
     },
     /// The CA's policy file cannot be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Config {
         /// The file.
         path: std::path::PathBuf,
@@ -178,7 +178,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// Something could not be written as JSON.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Json {
         /// What.
         what: &'static str,
@@ -205,7 +205,7 @@ pub enum Error {
         years: u32,
     },
     /// Something could not be encoded in DER.
-    #[error("encoding {what}: {source}")]
+    #[error("encoding {what}")]
     Encoding {
         /// What.
         what: &'static str,
@@ -214,13 +214,13 @@ pub enum Error {
         source: der::Error,
     },
     /// Signing a certificate or CRL failed.
-    #[error("signing: {0}")]
+    #[error("signing")]
     Signing(#[source] x509_cert::builder::Error),
     /// A CRL was published, yet none is on record (the database was changed meanwhile).
     #[error("no CRL was recorded")]
     NoCrlRecorded,
     /// The agent's settings file cannot be read or written as JSON.
-    #[error("agent settings {}: {source}", path.display())]
+    #[error("agent settings {}", path.display())]
     Settings {
         /// The settings file.
         path: std::path::PathBuf,
