@@ -74,7 +74,7 @@ impl CertInfo {
         }
         let der = if crate::pem::is_pem(bytes) {
             let (label, der) =
-                crate::pem::decode(bytes).map_err(|e| Error::certificate_from("PEM", e))?;
+                crate::pem::decode(bytes).map_err(|e| Error::certificate(format!("PEM: {e}")))?;
             if label != "CERTIFICATE" {
                 return Err(Error::certificate(format!(
                     "PEM label '{label}' is not CERTIFICATE"

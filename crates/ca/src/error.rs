@@ -278,9 +278,15 @@ pub enum Error {
     WrongPassword(String),
 }
 
-/// What a library beneath this one said (the DER, PKCS #8, PKCS #12, signature or RSA
-/// crates), kept as an [`Error`]'s source: walk [`std::error::Error::source`] to read it, or
-/// downcast it to the crate's own error type.
+/// What a library beneath this one said, kept as the source of [`Error::Certificate`],
+/// [`Error::Key`], [`Error::Request`] and [`Error::Pfx`]: the `der` crate's error (reading or
+/// encoding certificates, requests, CRLs and PFX structures), `spki` and `pkcs8` errors (keys),
+/// `rsa`'s (RSA key generation), [`SignatureError`](crate::request::SignatureError) (a
+/// signature that does not verify), the PKCS #12 crates' (PFX MACs and encryption), a JSON
+/// error (a store's metadata), or this crate's own [`Error`] (a certificate read inside a
+/// larger operation). It is boxed rather than an enum so that those crates' versions stay out
+/// of this crate's API: match on the variant, read the source as text
+/// ([`error_chain`](crate::error_chain)), and downcast only to types whose versions you share.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 macro_rules! constructors {
@@ -294,10 +300,13 @@ macro_rules! constructors {
                     }
                 }
 
-                pub(crate) fn $from(message: impl Into<String>, source: impl Into<Cause>) -> Self {
+                pub(crate) fn $from(
+                    message: impl Into<String>,
+                    source: impl std::error::Error + Send + Sync + 'static,
+                ) -> Self {
                     Self::$variant {
                         message: message.into(),
-                        source: Some(source.into()),
+                        source: Some(Box::new(source)),
                     }
                 }
             )*
@@ -314,7 +323,7 @@ constructors! {
 
 /// `e` and its sources, joined as `anyhow` shows them (`a: b: c`): the whole story, where it
 /// is written into a record or a report rather than handed up.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut next = e.source();
     while let Some(cause) = next {

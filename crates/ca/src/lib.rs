@@ -64,5 +64,5 @@ mod text;
 mod sigalg;
 mod time;
 
-pub use error::{Cause, Error, Result, chain};
+pub use error::{Cause, Error, Result, error_chain};
 pub use text::escape_control;

@@ -131,7 +131,7 @@ fn check_thumbprint(t: &str) -> Result<()> {
 /// The CA's name as scripts carry it: a host-name-like word (the CA's names are validated so).
 fn check_ca_name(name: &str) -> Result<()> {
     crate::names::check_dns_name(name)
-        .map_err(|e| Error::certificate_from(format!("the CA name '{name}'"), e))
+        .map_err(|e| Error::certificate(format!("the CA name '{name}': {e}")))
 }
 
 /// `<fqdn>.install.ps1`: the seed's installer for PowerShell 2.0 (and 1.0), CRLF.

@@ -182,7 +182,7 @@ fn addstore_checks_a_self_signature_before_claiming_it() {
     tampered[last] ^= 0x01;
     for force in [false, true] {
         let err = stores.add_root(&lock, &tampered, force).unwrap_err();
-        let said = opsmgr_ca::chain(&err);
+        let said = opsmgr_ca::error_chain(&err);
         assert!(
             said.contains("claims to be self-signed, but its signature fails: the signature (")
                 && said.ends_with("does not verify: signature error"),

@@ -179,10 +179,6 @@ pub fn windows_args_with_verbs(
                 out.push(flag.to_owned());
                 out.push(value.to_owned());
             }
-            // A Windows word this tool does not know (`-hashfile`): a long switch for clap to
-            // refuse by name, never a bundle of one-letter ones (`-h` would print the help
-            // and succeed).
-            None if i > 0 && is_unknown_word(&arg) => out.push(format!("-{arg}")),
             None => out.push(arg),
         }
     }
@@ -255,6 +251,35 @@ pub fn refuse_overwrite(
         bail!("{} exists; {switch} overwrites it", path.display());
     }
     Ok(())
+}
+
+/// As [`windows_args`], for a tool whose Windows original has verbs of its own (certutil's
+/// `-hashfile`, certreq's `-policy`): a `-word` the tool does not know becomes `--word`, which
+/// clap refuses by name, instead of a bundle of one-letter switches (`-hashfile` would be `-h`,
+/// the help, and a success). A word right after one of `value_shorts` (`-p`) is that switch's
+/// value and stays as it is, and so does a word glued to it (`-pPASSWORD`), which no error
+/// message should repeat.
+pub fn windows_args_refusing_unknown(
+    args: impl IntoIterator<Item = String>,
+    switches: &[(&str, &str)],
+    value_shorts: &[char],
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, arg) in windows_args(args, switches).into_iter().enumerate() {
+        let after_value_short = out
+            .last()
+            .and_then(|prev| prev.strip_prefix('-'))
+            .is_some_and(|p| p.len() == 1 && p.starts_with(value_shorts));
+        let glued = arg
+            .strip_prefix('-')
+            .is_some_and(|w| w.starts_with(value_shorts));
+        if i > 0 && !after_value_short && !glued && is_unknown_word(&arg) {
+            out.push(format!("-{arg}"));
+        } else {
+            out.push(arg);
+        }
+    }
+    out
 }
 
 /// `-word`: one dash, then at least two letters or digits, the first a letter.
@@ -702,6 +727,37 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only the certificate tools refuse a Windows verb they lack by name; a password after or
+    /// glued to `-p` is never touched, and nor are the other tools' arguments.
+    #[test]
+    fn unknown_windows_words_are_refused_by_name() {
+        let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let switches = [("f", "-f"), ("p", "-p"), ("view", "--view")];
+        let table: [(&[&str], &[&str]); 5] = [
+            (&["t", "-hashfile", "x"], &["t", "--hashfile", "x"]),
+            (&["t", "-VIEW", "-F"], &["t", "--view", "-f"]),
+            (
+                &["t", "-p", "-secret1", "-exportpfx"],
+                &["t", "-p", "-secret1", "--exportpfx"],
+            ),
+            (&["t", "-pSecret1", "-q"], &["t", "-pSecret1", "-q"]),
+            (&["t", "--json", "-1"], &["t", "--json", "-1"]),
+        ];
+        for (given, expected) in table {
+            assert_eq!(
+                windows_args_refusing_unknown(args(given), &switches, &['p']),
+                args(expected),
+                "{given:?}"
+            );
+        }
+        // The shared rewrite leaves a word it does not know alone: om-balance's -o and the
+        // like are clap's to read.
+        assert_eq!(
+            windows_args(args(&["t", "-ofile", "-hashfile"]), &switches),
+            args(&["t", "-ofile", "-hashfile"])
+        );
+    }
 
     /// certreq's documented codes: -submit fails only on a denial; -retrieve also on a request
     /// still pending and a certificate revoked.

@@ -515,6 +515,11 @@ fn reading_verbs_need_no_key_password_and_verbs_take_every_form() {
 
     let two = run("certutil", &["-config", &ca, "-view", "-crl"]);
     assert_eq!(two.status.code(), Some(2));
+    assert!(
+        text(&two.stderr).contains("unexpected argument '--crl'"),
+        "{}",
+        text(&two.stderr)
+    );
     let asked = run("certutil", &["-config", &ca, "-resubmit", "1"]);
     assert_eq!(asked.status.code(), Some(2));
     assert!(
@@ -572,19 +577,27 @@ fn copies_out_of_the_ca_replace_nothing_unasked_and_never_the_cas_own_files() {
     ok(&run("certreq", &["-submit", "-config", &ca, &req]));
     ok(&run("certutil", &["-config", &ca, "-resubmit", "1"]));
     let into_ca = s(&w.ca().join("ca.key"));
-    for args in [
-        vec![
-            "certreq",
-            "-retrieve",
-            "-config",
-            &ca,
-            "1",
-            kept.to_str().unwrap(),
-        ],
-        vec!["certutil", "-config", &ca, "-crl", kept.to_str().unwrap()],
-        vec!["certreq", "-retrieve", "-f", "-config", &ca, "1", &into_ca],
-        vec!["certutil", "-config", &ca, "-crl", "-f", &into_ca],
-    ] {
+    std::fs::create_dir_all(w.ca().join("sub")).unwrap();
+    let below_ca = s(&w.ca().join("sub/x.crl"));
+    let kept_s = s(&kept);
+    let (exists, ca_folder) = ("exists; -f overwrites it", "is in the CA's own folder");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["certreq", "-retrieve", "-config", &ca, "1", &kept_s],
+            exists,
+        ),
+        (&["certutil", "-config", &ca, "-crl", &kept_s], exists),
+        (
+            &["certreq", "-retrieve", "-f", "-config", &ca, "1", &into_ca],
+            ca_folder,
+        ),
+        (
+            &["certutil", "-config", &ca, "-crl", "-f", &into_ca],
+            ca_folder,
+        ),
+        (&["certutil", "-config", &ca, "-crl", &below_ca], ca_folder),
+    ];
+    for (args, why) in cases {
         let out = run(args[0], &args[1..]);
         assert_eq!(
             out.status.code(),
@@ -592,8 +605,14 @@ fn copies_out_of_the_ca_replace_nothing_unasked_and_never_the_cas_own_files() {
             "{args:?}: {}",
             text(&out.stdout)
         );
+        assert!(
+            text(&out.stderr).contains(why),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         unchanged(&format!("{args:?}"));
     }
+    assert!(!w.ca().join("sub/x.crl").exists());
     assert_eq!(std::fs::read(w.ca().join("ca.key")).unwrap(), key_before);
     let crl: serde_json::Value = serde_json::from_str(&ok(&run(
         "certutil",

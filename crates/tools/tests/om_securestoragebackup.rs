@@ -138,7 +138,7 @@ fn refusals_and_their_exit_codes() {
     assert!(
         text(&refused.stderr).contains("holds a different key store (current key ")
             && text(&refused.stderr).ends_with(
-                "; nothing was replaced; --force replaces it (the old store is saved beside it)\n"
+                "; nothing was replaced (--force replaces it, keeping the old store beside it)\n"
             ),
         "{}",
         text(&refused.stderr)
@@ -312,7 +312,7 @@ fn restore_over_a_corrupt_key_store_on_the_worst_day() {
     assert!(err.contains("checksum mismatch"), "{err}");
     assert!(
         err.contains(
-            "nothing was replaced; --force moves it aside (its bytes are kept) and restores"
+            "nothing was replaced (--force moves it aside, keeping its bytes, and restores)"
         ),
         "{err}"
     );

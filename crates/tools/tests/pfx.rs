@@ -451,8 +451,13 @@ fn certutil_takes_the_forms_windows_administrators_type() {
         &other,
     );
     assert_eq!(both.status.code(), Some(2));
+    assert!(
+        text(&both.stderr).contains("cannot be used with"),
+        "{}",
+        text(&both.stderr)
+    );
 
-    for unknown in ["-hashfile", "-verifystore", "-pulse"] {
+    for unknown in ["-hashfile", "-verifystore", "/setreg"] {
         let said = tool("certutil", &[unknown, &out], &m);
         assert_eq!(
             said.status.code(),

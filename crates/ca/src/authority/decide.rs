@@ -237,7 +237,7 @@ impl Issuer {
                 Err(why) => Claim::Broken(format!(
                     "certificate {} was not issued by this CA: {}",
                     p.certificate.serial_hex(),
-                    crate::error::chain(&why)
+                    crate::error::error_chain(&why)
                 )),
                 Ok(()) => Claim::Signed {
                     cert: Box::new(p.certificate.clone()),

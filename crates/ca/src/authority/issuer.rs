@@ -698,7 +698,7 @@ impl Issuer {
         let algorithm = received.verify().map_err(|e| {
             match key_facts(&received.request().info.public_key) {
                 Err(m) if !m.starts_with("the") => Denial::KeyType(m),
-                _ => Denial::Signature(crate::error::chain(&e)),
+                _ => Denial::Signature(crate::error::error_chain(&e)),
             }
         })?;
         let info = &received.request().info;

@@ -66,7 +66,7 @@ pub(crate) fn read_one(
     };
     let request = match parse_request(&contents.bytes) {
         Ok(r) => r,
-        Err(e) => return refused(Refusal::NotARequest(crate::error::chain(&e))),
+        Err(e) => return refused(Refusal::NotARequest(crate::error::error_chain(&e))),
     };
     let host = stem.to_ascii_lowercase();
     let mut req = issuer.assess(&request, now);

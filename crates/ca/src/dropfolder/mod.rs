@@ -349,7 +349,7 @@ fn batch(
     summary.removed = dirs.removed;
     match ca.publish_crl_if_due(now) {
         Ok(crl) => summary.crl = crl,
-        Err(e) => summary.crl_error = Some(crate::error::chain(&e)),
+        Err(e) => summary.crl_error = Some(crate::error::error_chain(&e)),
     }
     Ok(summary)
 }
@@ -547,7 +547,7 @@ fn write_all(
         files[i].result = Outcome::Failed;
         files[i].message = format!(
             "issued, but {}; the request stays in the share for the next run",
-            crate::text::escape_control(&crate::error::chain(&e))
+            crate::text::escape_control(&crate::error::error_chain(&e))
         );
     }
 }

@@ -254,7 +254,7 @@ impl ReceivedRequest {
         }
         let der = if crate::pem::is_pem(bytes) {
             let (label, der) =
-                crate::pem::decode(bytes).map_err(|e| Error::request_from("PEM", e))?;
+                crate::pem::decode(bytes).map_err(|e| Error::request(format!("PEM: {e}")))?;
             match label.as_str() {
                 NEW_REQUEST_LABEL | REQUEST_LABEL => {}
                 "PKCS7" | "CMS" => return Err(cmc_refusal()),

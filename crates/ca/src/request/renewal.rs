@@ -285,9 +285,9 @@ fn prove(
         &signed_bytes,
         signer.signature.as_bytes(),
     )
-    .map_err(|e| crate::error::chain(&e))?;
-    let certificate =
-        CertInfo::parse(&cert.to_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    .map_err(|e| crate::error::error_chain(&e))?;
+    let certificate = CertInfo::parse(&cert.to_der().map_err(|e| e.to_string())?)
+        .map_err(|e| crate::error::error_chain(&e))?;
     // The weaker of the digest declared and the one the signature algorithm uses: a wrapper
     // that declares SHA-256 but signs with ecdsa-with-SHA1 is a SHA-1 signature.
     let digest = if algorithm.hash() == Hash::Sha1 {

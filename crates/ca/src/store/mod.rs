@@ -372,7 +372,7 @@ impl Stores {
                     }
                     let bytes = fs::read(&path).map_err(io_err(&path))?;
                     let cert = CertInfo::parse(&bytes)
-                        .map_err(|e| Error::certificate(format!("{}: {e}", path.display())))?;
+                        .map_err(|e| Error::certificate_from(path.display().to_string(), e))?;
                     let info = self.my_info(store, &cert.thumbprint)?;
                     let has_key = store == StoreName::My
                         && dir.join(format!("{}.key", cert.thumbprint)).exists();
@@ -716,8 +716,8 @@ fn verified_root<'a>(
 ) -> std::result::Result<&'a CertInfo, String> {
     // Why `parent`'s key did not sign `child`, in words.
     let signed_by = |child: &CertInfo, parent: &CertInfo| -> std::result::Result<(), String> {
-        let key = spki(parent).map_err(|e| crate::error::chain(&e))?;
-        crate::cert::verify_certificate(&child.der, &key).map_err(|e| crate::error::chain(&e))
+        let key = spki(parent).map_err(|e| crate::error::error_chain(&e))?;
+        crate::cert::verify_certificate(&child.der, &key).map_err(|e| crate::error::error_chain(&e))
     };
     let mut child = leaf;
     for parent in chain {

@@ -216,10 +216,10 @@ pub fn restore(
         .map_err(|e| match e {
             // The library says what differs; the tool says how to go on.
             opsmgr_securestorage::Error::KeyStoreDiffers { .. } => {
-                anyhow::anyhow!("{e}; --force replaces it (the old store is saved beside it)")
+                anyhow::anyhow!("{e} (--force replaces it, keeping the old store beside it)")
             }
             opsmgr_securestorage::Error::KeyStoreUnreadable { .. } => {
-                anyhow::anyhow!("{e}; --force moves it aside (its bytes are kept) and restores")
+                anyhow::anyhow!("{e} (--force moves it aside, keeping its bytes, and restores)")
             }
             e => e.into(),
         })?;

@@ -100,15 +100,16 @@ pub fn retrieve(
 }
 
 /// Refuses `path` as the target of a copy (a certificate, a CRL) when it exists and
-/// `overwrite` is not given, and always when it is one of the CA's own files in `ca_dir` (its
-/// key, its root, its database, its policy): no switch makes a CRL the CA's key.
+/// `overwrite` is not given, and always when it lies in the CA's folder `ca_dir` or below it
+/// (its key, its root, its database, its policy, its installers): no switch makes a CRL the
+/// CA's key.
 fn writable_copy(ca_dir: &Path, path: &Path, overwrite: bool) -> Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let inside = match (std::fs::canonicalize(parent), std::fs::canonicalize(ca_dir)) {
-        (Ok(a), Ok(b)) => a == b,
+        (Ok(a), Ok(b)) => a.starts_with(b),
         _ => false,
     };
     if inside {

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
 use opsmgr_ca::authority::{Disposition, Record, parse_request_id};
 use opsmgr_ca::request::PolicyOptions;
-use opsmgr_tools::{exit, format_utc, jobs, machine_dir, windows_args};
+use opsmgr_tools::{exit, format_utc, jobs, machine_dir, windows_args_refusing_unknown};
 use serde::Serialize;
 
 /// certreq for agents in untrusted networks.
@@ -138,7 +138,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse_from(windows_args(std::env::args(), &SWITCHES));
+    let cli = Cli::parse_from(windows_args_refusing_unknown(
+        std::env::args(),
+        &SWITCHES,
+        &[],
+    ));
     if cli.accept {
         return accept(&cli);
     }

@@ -1,5 +1,8 @@
-//! `om-certutil`: certutil's store commands on a machine folder: `-addstore root`, `-store`,
-//! `-delstore`, and `-exportkey`, which never gives out a key made with Exportable = FALSE.
+//! `om-certutil`: certutil's store commands on a machine folder (`-addstore root`, `-store`,
+//! `-delstore`, `-exportkey` and `-exportPFX`, which never give out a key made with
+//! Exportable = FALSE, and `-importPFX`), and its commands against a CA folder (`-resubmit`,
+//! `-deny`, `-revoke`, `-crl`, `-view`), each verb a clap subcommand behind certutil's
+//! Windows switches; the CA's verbs are `opsmgr_tools::jobs`.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +19,9 @@ use opsmgr_ca::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
 use opsmgr_ca::store::{
     AddedCrl, AddedToRoot, Entry, MAX_PFX_BYTES, PfxEncryption, StoreName, Stores, read_pfx,
 };
-use opsmgr_tools::{exit, format_utc, jobs, machine_dir, rfc3339_utc, windows_args_with_verbs};
+use opsmgr_tools::{
+    exit, format_utc, jobs, machine_dir, rfc3339_utc, windows_args_refusing_unknown,
+};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -53,8 +58,8 @@ struct Cli {
         conflicts_with_all = ["password_file", "password_stdin", "password_env"]
     )]
     pfx_password: Option<String>,
-    /// Force: add a certificate that is not a CA certificate to Root; overwrite OUT.key or
-    /// OUT.pfx.
+    /// Force: add a certificate that is not a CA certificate to Root; overwrite OUT.key,
+    /// OUT.pfx or -crl's OUT.crl (never a file in the CA's own folder).
     #[arg(short = 'f', long = "force", global = true)]
     force: bool,
     /// Use the user's stores (MachineKeySet = FALSE) instead of the machine's.
@@ -249,22 +254,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode> {
-    let cli = Cli::parse_from(windows_args_with_verbs(
+    let cli = Cli::parse_from(windows_args_refusing_unknown(
         std::env::args(),
         &SWITCHES,
-        &[
-            "addstore",
-            "store",
-            "delstore",
-            "exportkey",
-            "exportpfx",
-            "importpfx",
-            "resubmit",
-            "deny",
-            "revoke",
-            "crl",
-            "view",
-        ],
+        &['p'],
     ));
     let stores =
         || -> Result<Stores> { Ok(Stores::open(&machine_dir(cli.machine.clone())?, !cli.user)?) };
