@@ -353,3 +353,26 @@ fn the_newest_qualifying_certificate_wins_and_other_names_and_missing_keys_are_r
     let entry = m.stores.find(StoreName::My, &newer.thumbprint).unwrap();
     assert!(!entry.has_key);
 }
+
+/// What the agent presents: nothing before MOMCertImport records a certificate, and an error
+/// naming the thumbprint when the recorded certificate has left My.
+#[test]
+fn channel_identity_is_none_unrecorded_and_an_error_when_the_certificate_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let machine = dir.path();
+    assert!(
+        opsmgr_ca::agent::channel_identity(machine)
+            .unwrap()
+            .is_none()
+    );
+    let settings = AgentSettings {
+        channel_certificate_hash: Some("00AA11BB22CC33DD44EE55FF66007788990011AA".into()),
+        ..Default::default()
+    };
+    settings.save(machine).unwrap();
+    let err = opsmgr_ca::agent::channel_identity(machine).unwrap_err();
+    assert!(
+        matches!(&err, opsmgr_ca::Error::NoSuchEntry { store: StoreName::My, id } if id.starts_with("00AA11")),
+        "{err:?}"
+    );
+}

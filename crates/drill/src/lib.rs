@@ -19,7 +19,7 @@ use opsmgr_ca::authority::{Authority, CaView, InitOptions, RevocationReason};
 use opsmgr_ca::cert::CertInfo;
 use opsmgr_ca::dropfolder::Outcome;
 use opsmgr_ca::request::PolicyOptions;
-use opsmgr_ca::store::{StoreName, Stores};
+use opsmgr_ca::store::Stores;
 use opsmgr_configfix::{Document, REPORTING_TARGETS, WEBCONSOLE_TARGET};
 use opsmgr_model::HostName;
 use opsmgr_model::balance::{Policy, plan};
@@ -796,14 +796,8 @@ type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 /// The channel certificate MOMCertImport recorded on `machine`, with its key: what the agent
 /// presents.
 fn channel_identity(machine: &Path) -> Result<Identity> {
-    let settings = AgentSettings::load(machine)?;
-    let thumb = settings
-        .channel_certificate_hash
+    let (cert, key) = opsmgr_ca::agent::channel_identity(machine)?
         .with_context(|| format!("{} has no channel certificate", machine.display()))?;
-    let stores = Stores::open(machine, true)?;
-    let entry = stores.find(StoreName::My, &thumb)?;
-    let cert = entry.cert.context("no certificate")?;
-    let key = stores.my_key(&thumb)?.context("no private key")?;
     Ok((
         vec![CertificateDer::from(cert.der)],
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_pkcs8_der()?.to_vec())),

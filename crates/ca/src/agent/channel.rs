@@ -12,7 +12,7 @@ use webpki::{ALL_VERIFICATION_ALGS, EndEntityCert, KeyUsage};
 
 use crate::cert::CertInfo;
 use crate::error::{Error, Result};
-use crate::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
+use crate::request::{EKU_CLIENT_AUTH, EKU_SERVER_AUTH, PrivateKey};
 use crate::store::{StoreLock, StoreName, Stores, Trust, write_private};
 use crate::time::{human, seconds, whole};
 
@@ -115,6 +115,26 @@ impl AgentSettings {
         }
         Ok((settings, changed))
     }
+}
+
+/// The certificate MOMCertImport recorded as `machine`'s channel certificate, with its private
+/// key: what the agent presents when it connects. `None` when none is recorded; an error when
+/// the recorded one is no longer in My, or has no key there.
+pub fn channel_identity(machine: &Path) -> Result<Option<(CertInfo, PrivateKey)>> {
+    let Some(thumb) = AgentSettings::load(machine)?.channel_certificate_hash else {
+        return Ok(None);
+    };
+    let stores = Stores::open(machine, true)?;
+    let cert = stores
+        .find(StoreName::My, &thumb)?
+        .cert
+        .ok_or_else(|| Error::certificate(format!("My's entry {thumb} holds no certificate")))?;
+    let key = stores.my_key(&thumb)?.ok_or_else(|| {
+        Error::key(format!(
+            "the channel certificate {thumb} has no private key in My"
+        ))
+    })?;
+    Ok(Some((cert, key)))
 }
 
 /// The serial number as MOMCertImport records it: the certificate's serial number bytes (as

@@ -17,6 +17,6 @@ pub use bundle::{
 };
 pub use channel::{
     AGENT_SETTINGS, AgentSettings, Candidate, Held, KeyState, NoChannel, Refusal, Selection,
-    channel_serial_number, choose_channel_certificate, held_certificates,
+    channel_identity, channel_serial_number, choose_channel_certificate, held_certificates,
     select_channel_certificate,
 };
