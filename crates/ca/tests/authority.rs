@@ -744,3 +744,39 @@ fn a_version_1_database_is_upgraded_and_its_rows_completed() {
         .unwrap();
     assert_eq!(version, 2);
 }
+
+/// verify_certificate says what kind of failure it met: not a certificate, a key of the wrong
+/// kind, a signature that does not match (with the verifier's error as its source).
+#[test]
+fn a_certificates_signature_failure_is_typed() {
+    use der::Decode;
+    use opsmgr_ca::cert::verify_certificate;
+    use opsmgr_ca::request::SignatureError;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::init(
+        &dir.path().join("ca"),
+        &InitOptions::default(),
+        SystemTime::now(),
+    )
+    .unwrap();
+    let root = ca.issuer().root().clone();
+    let own = spki::SubjectPublicKeyInfoOwned::from_der(&root.public_key).unwrap();
+    verify_certificate(&root.der, &own).unwrap();
+
+    assert!(matches!(
+        verify_certificate(b"not a certificate", &own),
+        Err(SignatureError::NotACertificate(_))
+    ));
+    let rsa = PrivateKey::generate(KeyType::Rsa(2048)).unwrap();
+    let rsa = spki::SubjectPublicKeyInfoOwned::from_der(&rsa.public_key_der().unwrap()).unwrap();
+    assert!(matches!(
+        verify_certificate(&root.der, &rsa),
+        Err(SignatureError::WrongKey { expected: "EC", .. })
+    ));
+    let mut tampered = root.der.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x01;
+    let err = verify_certificate(&tampered, &own).unwrap_err();
+    assert!(matches!(&err, SignatureError::Mismatch { .. }), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+}

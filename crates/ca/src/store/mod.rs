@@ -168,7 +168,8 @@ impl Stores {
         let id = key_id(&key.public_key_der()?);
         let dir = self.root.join("Request");
         write_private(&dir.join(format!("{id}.key")), &key.to_pkcs8_der()?)?;
-        let meta = serde_json::to_vec_pretty(info).map_err(|e| Error::key(e.to_string()))?;
+        let meta = serde_json::to_vec_pretty(info)
+            .map_err(|e| Error::key_from("encoding its metadata", e))?;
         write_private(&dir.join(format!("{id}.json")), &meta)?;
         Ok(id)
     }
@@ -192,7 +193,7 @@ impl Stores {
                 let key_path = dir.join(format!("{id}.key"));
                 let info: PendingInfo =
                     serde_json::from_slice(&fs::read(&meta_path).map_err(io_err(&meta_path))?)
-                        .map_err(|e| Error::key(format!("{}: {e}", meta_path.display())))?;
+                        .map_err(|e| Error::key_from(meta_path.display().to_string(), e))?;
                 let der = Zeroizing::new(fs::read(&key_path).map_err(io_err(&key_path))?);
                 let key = PrivateKey::from_pkcs8_der(&der)?;
                 Ok(Pending { id, info, key })
@@ -407,7 +408,7 @@ impl Stores {
         let bytes = fs::read(&path).map_err(io_err(&path))?;
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| Error::key(format!("{}: {e}", path.display())))
+            .map_err(|e| Error::key_from(path.display().to_string(), e))
     }
 
     /// The one entry of `store` that `id` names (see [`Entry::matches`]).
@@ -795,7 +796,8 @@ impl Stores {
                 friendly_name: pfx.friendly_name.clone(),
                 created: now,
             };
-            let meta = serde_json::to_vec_pretty(&info).map_err(|e| Error::key(e.to_string()))?;
+            let meta = serde_json::to_vec_pretty(&info)
+                .map_err(|e| Error::key_from("encoding its metadata", e))?;
             // Key and description first, the certificate last, as in accept.
             files.push((key_path, pfx.key.to_pkcs8_der()?));
             files.push((meta_path, Zeroizing::new(meta)));
