@@ -33,15 +33,20 @@ fn bad(what: impl std::fmt::Display) -> Error {
     Error::certificate(format!("bundle: {what}"))
 }
 
+/// A bundle the DER or CMS reader could not read or write, its error kept as the source.
+fn broken(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::certificate_from("bundle", e)
+}
+
 /// Writes the bundle for `leaf` (DER) issued by `root` (DER).
 pub fn write_bundle(leaf: &[u8], root: &[u8]) -> Result<String> {
     let certs = [leaf, root]
         .iter()
-        .map(|der| Certificate::from_der(der).map_err(bad))
+        .map(|der| Certificate::from_der(der).map_err(broken))
         .collect::<Result<Vec<_>>>()?;
-    let info = ContentInfo::try_from(certs).map_err(bad)?;
-    let der = info.to_der().map_err(bad)?;
-    der::pem::encode_string(BUNDLE_LABEL, der::pem::LineEnding::CRLF, &der).map_err(bad)
+    let info = ContentInfo::try_from(certs).map_err(broken)?;
+    let der = info.to_der().map_err(broken)?;
+    der::pem::encode_string(BUNDLE_LABEL, der::pem::LineEnding::CRLF, &der).map_err(broken)
 }
 
 /// Reads a bundle (PEM or DER): exactly one CA certificate and one certificate it issued, in
@@ -59,11 +64,11 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle> {
     } else {
         bytes.trim_ascii_start().to_vec()
     };
-    let info = ContentInfo::from_der(&der).map_err(bad)?;
+    let info = ContentInfo::from_der(&der).map_err(broken)?;
     if info.content_type != const_oid::db::rfc5911::ID_SIGNED_DATA {
         return Err(bad("not a PKCS#7 signed-data structure"));
     }
-    let signed: SignedData = info.content.decode_as().map_err(bad)?;
+    let signed: SignedData = info.content.decode_as().map_err(broken)?;
     let CertificateSet(set) = signed
         .certificates
         .ok_or_else(|| bad("it holds no certificates"))?;
@@ -71,7 +76,7 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle> {
         .iter()
         .map(|choice| match choice {
             cms::cert::CertificateChoices::Certificate(c) => {
-                CertInfo::parse(&c.to_der().map_err(bad)?)
+                CertInfo::parse(&c.to_der().map_err(broken)?)
             }
             cms::cert::CertificateChoices::Other(_) => Err(bad("an unknown certificate format")),
         })

@@ -32,10 +32,15 @@ fn bad(what: impl std::fmt::Display) -> Error {
     Error::request(format!("renewal: {what}"))
 }
 
+/// A renewal wrapper the DER or CMS encoder could not make, its error kept as the source.
+fn broken(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::request_from("renewal", e)
+}
+
 fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute> {
     Ok(Attribute {
         oid,
-        values: SetOfVec::try_from(vec![value]).map_err(bad)?,
+        values: SetOfVec::try_from(vec![value]).map_err(broken)?,
     })
 }
 
@@ -48,29 +53,31 @@ pub fn wrap_renewal(
     old_key: &PrivateKey,
     signing_time: std::time::SystemTime,
 ) -> Result<Vec<u8>> {
-    let request = &request.to_der().map_err(bad)?;
-    let cert = x509_cert::Certificate::from_der(old_certificate).map_err(bad)?;
+    let request = &request.to_der().map_err(broken)?;
+    let cert = x509_cert::Certificate::from_der(old_certificate).map_err(broken)?;
     let info = CertInfo::parse(old_certificate)?;
     if old_key.public_key_der()? != info.public_key {
         return Err(bad("the key is not the key of the certificate to renew"));
     }
     let digest = sha2::Sha256::digest(request);
     let signed_attrs: SetOfVec<Attribute> = SetOfVec::try_from(vec![
-        attribute(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(bad)?)?,
+        attribute(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(broken)?)?,
         attribute(
             ID_MESSAGE_DIGEST,
-            Any::encode_from(&OctetString::new(digest.to_vec()).map_err(bad)?).map_err(bad)?,
+            Any::encode_from(&OctetString::new(digest.to_vec()).map_err(broken)?)
+                .map_err(broken)?,
         )?,
         attribute(
             ID_SIGNING_TIME,
             Any::encode_from(
-                &x509_cert::time::Time::try_from(crate::time::whole(signing_time)).map_err(bad)?,
+                &x509_cert::time::Time::try_from(crate::time::whole(signing_time))
+                    .map_err(broken)?,
             )
-            .map_err(bad)?,
+            .map_err(broken)?,
         )?,
     ])
-    .map_err(bad)?;
-    let (signature_algorithm, signature) = old_key.sign(&signed_attrs.to_der().map_err(bad)?)?;
+    .map_err(broken)?;
+    let (signature_algorithm, signature) = old_key.sign(&signed_attrs.to_der().map_err(broken)?)?;
     let sha256 = AlgorithmIdentifierOwned {
         oid: SHA256,
         parameters: None,
@@ -84,30 +91,31 @@ pub fn wrap_renewal(
         digest_alg: sha256.clone(),
         signed_attrs: Some(signed_attrs),
         signature_algorithm,
-        signature: OctetString::new(signature).map_err(bad)?,
+        signature: OctetString::new(signature).map_err(broken)?,
         unsigned_attrs: None,
     };
     let signed = SignedData {
         version: CmsVersion::V1,
-        digest_algorithms: SetOfVec::try_from(vec![sha256]).map_err(bad)?,
+        digest_algorithms: SetOfVec::try_from(vec![sha256]).map_err(broken)?,
         encap_content_info: EncapsulatedContentInfo {
             econtent_type: ID_DATA,
             econtent: Some(
-                Any::encode_from(&OctetString::new(request.to_vec()).map_err(bad)?).map_err(bad)?,
+                Any::encode_from(&OctetString::new(request.to_vec()).map_err(broken)?)
+                    .map_err(broken)?,
             ),
         },
         certificates: Some(CertificateSet(
-            SetOfVec::try_from(vec![CertificateChoices::Certificate(cert)]).map_err(bad)?,
+            SetOfVec::try_from(vec![CertificateChoices::Certificate(cert)]).map_err(broken)?,
         )),
         crls: None,
-        signer_infos: SignerInfos(SetOfVec::try_from(vec![signer]).map_err(bad)?),
+        signer_infos: SignerInfos(SetOfVec::try_from(vec![signer]).map_err(broken)?),
     };
     ContentInfo {
         content_type: ID_SIGNED_DATA,
-        content: Any::encode_from(&signed).map_err(bad)?,
+        content: Any::encode_from(&signed).map_err(broken)?,
     }
     .to_der()
-    .map_err(bad)
+    .map_err(broken)
 }
 
 /// What a renewal's wrapper proves: that whoever made the request holds the key of
