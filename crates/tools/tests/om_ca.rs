@@ -676,6 +676,49 @@ fn copies_out_of_the_ca_replace_nothing_unasked_and_never_the_cas_own_files() {
     );
 }
 
+/// A switch the verb would ignore is refused, naming what it is for.
+#[test]
+fn certutil_refuses_a_switch_its_verb_would_ignore() {
+    let w = World::new();
+    let ca = s(&w.ca());
+    let machine = s(&w.machine("agent01.company.local"));
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["-config", &ca, "-view", "--machine", &machine],
+            "this verb works on a CA",
+        ),
+        (
+            &["-config", &ca, "-store", "My"],
+            "this verb works on a machine's stores",
+        ),
+        (
+            &["-store", "My", "-p", "secret", "--machine", &machine],
+            "-p is the password of",
+        ),
+        (
+            &["-config", &ca, "-crl", "-p", "secret"],
+            "-p is the password of",
+        ),
+    ];
+    for (args, why) in cases {
+        let out = run("certutil", args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            text(&out.stderr).contains(why),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // The same verbs without them run.
+    ok(&run("certutil", &["-config", &ca, "-view"]));
+    ok(&run("certutil", &["-store", "My", "--machine", &machine]));
+}
+
 #[test]
 fn a_batch_killed_at_random_moments_is_finished_by_running_it_again() {
     let w = World::new();

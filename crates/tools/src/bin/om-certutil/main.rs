@@ -259,6 +259,7 @@ fn run() -> Result<ExitCode> {
         &SWITCHES,
         &['p'],
     ));
+    refuse_unused(&cli)?;
     let stores =
         || -> Result<Stores> { Ok(Stores::open(&machine_dir(cli.machine.clone())?, !cli.user)?) };
     match &cli.verb {
@@ -310,6 +311,39 @@ fn run() -> Result<ExitCode> {
             view(&cli, &filter)
         }
     }
+}
+
+/// Refuses a switch the verb would ignore (`-view --machine M`, `-store -config CA`, `-p` for
+/// anything but a PFX): a switch given is one the operator expects to matter.
+fn refuse_unused(cli: &Cli) -> Result<()> {
+    let (on_ca, pfx) = match cli.verb {
+        Verb::Resubmit { .. }
+        | Verb::Deny { .. }
+        | Verb::Revoke { .. }
+        | Verb::Crl { .. }
+        | Verb::View { .. } => (true, false),
+        Verb::Exportpfx { .. } | Verb::Importpfx { .. } => (false, true),
+        Verb::Addstore { .. }
+        | Verb::Store { .. }
+        | Verb::Delstore { .. }
+        | Verb::Exportkey { .. } => (false, false),
+    };
+    let password_switch = cli.password.source() != opsmgr_tools::PasswordSource::Prompt;
+    if on_ca && (cli.machine.is_some() || cli.user) {
+        bail!("--machine and -user name a machine's stores; this verb works on a CA (-config)");
+    }
+    if !on_ca && cli.config.is_some() {
+        bail!("-config names a CA; this verb works on a machine's stores (--machine, -user)");
+    }
+    if cli.pfx_password.is_some() && !pfx {
+        bail!(
+            "-p is the password of -exportPFX's and -importPFX's PFX; give the CA key's with --password-file, --password-stdin or --password-env"
+        );
+    }
+    if password_switch && !on_ca && !pfx {
+        bail!("this verb takes no password");
+    }
+    Ok(())
 }
 
 /// A file named among a verb's arguments: a local path, never a Windows one.
