@@ -678,7 +678,7 @@ fn copies_out_of_the_ca_replace_nothing_unasked_and_never_the_cas_own_files() {
 
 /// A switch the verb would ignore is refused, naming what it is for.
 #[test]
-fn certutil_refuses_a_switch_its_verb_would_ignore() {
+fn certutil_and_certreq_refuse_a_switch_their_verb_would_ignore() {
     let w = World::new();
     let ca = s(&w.ca());
     let machine = s(&w.machine("agent01.company.local"));
@@ -717,6 +717,33 @@ fn certutil_refuses_a_switch_its_verb_would_ignore() {
     // The same verbs without them run.
     ok(&run("certutil", &["-config", &ca, "-view"]));
     ok(&run("certutil", &["-store", "My", "--machine", &machine]));
+    // certreq likewise.
+    let cer = s(&w.dir.path().join("x.cer"));
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["-retrieve", "-config", &ca, "1", &cer, "--crl", &cer],
+            "--crl is for -install only",
+        ),
+        (
+            &["-submit", "-config", &ca, &cer, "--machine", &machine],
+            "--machine is for -new, -accept and -install only",
+        ),
+        (&["-accept", &cer, "-renew"], "-renew is for -new only"),
+    ];
+    for (args, why) in cases {
+        let out = run("certreq", args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            text(&out.stderr).contains(why),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -143,6 +143,7 @@ fn run() -> Result<ExitCode> {
         &SWITCHES,
         &[],
     ));
+    refuse_unused(&cli)?;
     if cli.accept {
         return accept(&cli);
     }
@@ -214,6 +215,58 @@ struct AcceptReport {
     already_installed: bool,
     /// "machine" or "user": whose My the certificate went to.
     store: &'static str,
+}
+
+/// Refuses a switch the verb would ignore (`-retrieve --crl FILE`, `-submit --machine M`): a
+/// switch given is one the operator expects to matter.
+fn refuse_unused(cli: &Cli) -> Result<()> {
+    let on_ca = cli.submit || cli.retrieve;
+    let on_machine = cli.new || cli.accept || cli.install;
+    let password = cli.password.source() != opsmgr_tools::PasswordSource::Prompt;
+    let misplaced = [
+        (
+            cli.config.is_some() && !on_ca,
+            "-config",
+            "-submit and -retrieve",
+        ),
+        (cli.binary && !on_ca, "-binary", "-submit and -retrieve"),
+        (
+            password && !cli.submit,
+            "a password switch",
+            "-submit (the CA key's)",
+        ),
+        (
+            cli.machine.is_some() && !on_machine,
+            "--machine",
+            "-new, -accept and -install",
+        ),
+        (
+            cli.user && !(cli.accept || cli.install),
+            "-user",
+            "-accept and -install",
+        ),
+        (
+            cli.trust_root.is_some() && !(cli.accept || cli.install),
+            "--trust-root",
+            "-accept and -install",
+        ),
+        (cli.crl.is_some() && !cli.install, "--crl", "-install"),
+        (cli.renew && !cli.new, "-renew", "-new"),
+        (
+            cli.allow_legacy_rsa1024 && !cli.new,
+            "--allow-legacy-rsa1024",
+            "-new",
+        ),
+        (
+            cli.force && cli.install,
+            "-f",
+            "-new, -accept, -submit and -retrieve",
+        ),
+    ];
+    if let Some((_, switch, verbs)) = misplaced.iter().find(|(given, ..)| *given) {
+        bail!("{switch} is for {verbs} only; this verb would ignore it");
+    }
+    Ok(())
 }
 
 /// certreq -accept: the machine's store first, then the user's.
