@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{ok, text};
+use common::{ok, refused, text};
 
 fn tool(name: &str, args: &[&str], machine: &Path) -> Output {
     common::on_machine(name, args, machine)
@@ -28,11 +28,6 @@ use openssl::{OpensslCa, Sign, openssl};
 const HOST: &str = "agent01.company.local";
 const PASSWORD: &str = "Pfx pässword 42!";
 const CHANNEL: &str = "extendedKeyUsage = serverAuth, clientAuth\nsubjectAltName = DNS:agent01.company.local\nbasicConstraints = CA:FALSE";
-
-fn refused(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
-    text(&out.stderr)
-}
 
 struct Lab {
     dir: tempfile::TempDir,

@@ -52,6 +52,18 @@ pub(crate) fn ok(out: &Output) -> String {
     text(&out.stdout)
 }
 
+/// Standard error of a run that must have been refused (exit 2): the reason, to check.
+pub(crate) fn refused(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stderr)
+}
+
 /// A PKCS #10 request for `host` (ECDSA P-256, made here), PEM as certreq writes it.
 pub(crate) fn request_pem(host: &str) -> String {
     use opsmgr_ca::request::{
