@@ -404,6 +404,13 @@ pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::with_capacity(64 * 1024, io::stdout().lock())
 }
 
+/// Writes `value` as pretty JSON and a line end: every tool's `--json` report.
+pub fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// The environment variable that names the machine folder when `--machine` is not given.
 pub const MACHINE_ENV: &str = "OPSMGR_MACHINE";
 

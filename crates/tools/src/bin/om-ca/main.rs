@@ -296,8 +296,7 @@ fn run() -> Result<ExitCode> {
                     "not_after": rfc3339_utc(root.not_after),
                     "config": ca.issuer().config(),
                 });
-                serde_json::to_writer_pretty(&mut out, &report)?;
-                writeln!(out)?;
+                opsmgr_tools::write_json(&mut out, &report)?;
             } else {
                 writeln!(out, "Created the CA {} in {}", root.subject, dir.display())?;
                 writeln!(out, "  Root certificate: {}", dir.join(CA_CERT).display())?;
@@ -321,8 +320,7 @@ fn run() -> Result<ExitCode> {
             )?;
             let mut out = opsmgr_tools::stdout();
             if json {
-                serde_json::to_writer_pretty(&mut out, &records)?;
-                writeln!(out)?;
+                opsmgr_tools::write_json(&mut out, &records)?;
             } else {
                 for r in &records {
                     // Only records with an end passed the filter.
@@ -377,8 +375,7 @@ fn run() -> Result<ExitCode> {
                         "revoked": crl.revoked,
                         "files": crl.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                     });
-                    serde_json::to_writer_pretty(&mut out, &report)?;
-                    writeln!(out)?;
+                    opsmgr_tools::write_json(&mut out, &report)?;
                 }
                 (None, true) => writeln!(out, "null")?,
                 (Some(crl), false) => {
@@ -519,8 +516,7 @@ fn run() -> Result<ExitCode> {
                 value["seconds"] = serde_json::json!(seconds);
                 value["note"] = serde_json::json!(note);
                 value["installers"] = serde_json::json!(installers.display().to_string());
-                serde_json::to_writer_pretty(&mut out, &value)?;
-                writeln!(out)?;
+                opsmgr_tools::write_json(&mut out, &value)?;
             } else {
                 if let Some(note) = &note {
                     writeln!(out, "note: {note}")?;
@@ -755,8 +751,7 @@ fn status(ca: Option<PathBuf>, within: u32, html: Option<PathBuf>, json: bool) -
     }
     let mut out = opsmgr_tools::stdout();
     if json {
-        serde_json::to_writer_pretty(&mut out, &s)?;
-        writeln!(out)?;
+        opsmgr_tools::write_json(&mut out, &s)?;
         out.flush()?;
         return Ok(overdue(&s));
     }

@@ -187,8 +187,7 @@ fn run() -> Result<ExitCode> {
             renews: done.renews,
             notes: done.notes.clone(),
         };
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        opsmgr_tools::write_json(&mut out, &report)?;
     } else {
         writeln!(out, "CertReq: Request Created")?;
     }
@@ -302,8 +301,7 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
     };
     let mut out = opsmgr_tools::stdout();
     if cli.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        opsmgr_tools::write_json(&mut out, &report)?;
     } else {
         writeln!(out, "Installed Certificate:")?;
         writeln!(out, "  Serial Number: {}", report.serial)?;
@@ -335,10 +333,7 @@ fn accept(cli: &Cli) -> Result<ExitCode> {
 }
 
 fn print_json(value: &impl Serialize) -> Result<()> {
-    let mut out = opsmgr_tools::stdout();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
+    opsmgr_tools::write_json(&mut opsmgr_tools::stdout(), value)
 }
 
 /// The tool's hint on a root the machine does not trust.

@@ -346,11 +346,6 @@ fn refuse_unused(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-/// A file named among a verb's arguments: a local path, never a Windows one.
-fn local(text: &str) -> Result<PathBuf> {
-    Ok(opsmgr_tools::local_path(text)?)
-}
-
 /// What -addstore root FILE.crl says.
 fn crl_added(cli: &Cli, crl: &AddedCrl) -> Result<ExitCode> {
     let mut out = opsmgr_tools::stdout();
@@ -364,8 +359,7 @@ fn crl_added(cli: &Cli, crl: &AddedCrl) -> Result<ExitCode> {
             "revoked": crl.revoked,
             "stored": crl.stored,
         });
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        opsmgr_tools::write_json(&mut out, &report)?;
     } else {
         writeln!(out, "Root \"Trusted Root Certification Authorities\"")?;
         writeln!(out, "CRL signature matches {}", crl.issuer.subject)?;
@@ -410,8 +404,7 @@ fn add_store(cli: &Cli, stores: &Stores, store: StoreName, file: &Path) -> Resul
     let entry = stores.find(StoreName::Root, &added.cert.thumbprint)?;
     let mut out = opsmgr_tools::stdout();
     if cli.json {
-        serde_json::to_writer_pretty(&mut out, &EntryReport::from(&entry))?;
-        writeln!(out)?;
+        opsmgr_tools::write_json(&mut out, &EntryReport::from(&entry))?;
     } else {
         writeln!(out, "Root \"Trusted Root Certification Authorities\"")?;
         if added.self_signature_verified {
@@ -499,7 +492,7 @@ fn export_pfx(
     if rest.len() > 1 {
         bail!("-exportPFX takes [My] ID OUT.pfx [MODIFIERS]");
     }
-    let out_path = local(out_file)?;
+    let out_path = opsmgr_tools::local_path(out_file)?;
     opsmgr_tools::refuse_overwrite(&out_path, cli.force, "-f")?;
     // Refuse before asking for a password: the key must be here and exportable.
     let entry = stores.find(StoreName::My, id)?;
@@ -535,7 +528,7 @@ fn import_pfx(cli: &Cli, stores: &Stores, args: &[String]) -> Result<ExitCode> {
         _ => bail!("-importPFX takes [My] FILE.pfx [MODIFIERS]"),
     };
     let mods = modifiers(modifier_list, &["noexport", "noroot"])?;
-    let file = &local(file)?;
+    let file = &opsmgr_tools::local_path(file)?;
     let bytes = opsmgr_tools::read_bounded(file, MAX_PFX_BYTES)?;
     let password = pfx_password(cli, false)?;
     let pfx = read_pfx(&bytes, &password).with_context(|| file.display().to_string())?;
@@ -597,8 +590,7 @@ fn report(cli: &Cli, entries: &[Entry], verb: &str) -> Result<ExitCode> {
     let mut out = opsmgr_tools::stdout();
     if cli.json {
         let list: Vec<EntryReport> = entries.iter().map(EntryReport::from).collect();
-        serde_json::to_writer_pretty(&mut out, &list)?;
-        writeln!(out)?;
+        opsmgr_tools::write_json(&mut out, &list)?;
         return Ok(ExitCode::SUCCESS);
     }
     for (n, e) in entries.iter().enumerate() {
@@ -806,7 +798,6 @@ fn decided(cli: &Cli, record: &Record, verb: &str) -> Result<()> {
 
 /// Writes `value` as pretty JSON.
 fn json(mut out: impl Write, value: &impl Serialize) -> Result<ExitCode> {
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
+    opsmgr_tools::write_json(&mut out, value)?;
     Ok(ExitCode::SUCCESS)
 }

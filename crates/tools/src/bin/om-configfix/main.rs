@@ -113,8 +113,7 @@ fn report(done: &FileEdit, common: &Common, what: &str, value: &str) -> Result<(
                 })
                 .collect(),
         };
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        opsmgr_tools::write_json(&mut out, &report)?;
         return Ok(());
     }
     let total = done.edit.matches.len();

@@ -170,8 +170,7 @@ fn run() -> Result<ExitCode> {
                     settings: done.settings,
                     candidates: candidates.iter().map(CandidateReport::from).collect(),
                 };
-                serde_json::to_writer_pretty(&mut out, &report)?;
-                writeln!(out)?;
+                opsmgr_tools::write_json(&mut out, &report)?;
                 return Ok(ExitCode::from(exit::NO));
             }
             let refusal = opsmgr_ca::agent::NoChannel {
@@ -197,8 +196,7 @@ fn run() -> Result<ExitCode> {
                     settings: done.settings,
                     candidates: Vec::new(),
                 };
-                serde_json::to_writer_pretty(&mut out, &report)?;
-                writeln!(out)?;
+                opsmgr_tools::write_json(&mut out, &report)?;
             } else if done.changed {
                 writeln!(out, "Successfully removed the channel certificate setting.")?;
                 writeln!(
@@ -225,8 +223,7 @@ fn run() -> Result<ExitCode> {
                 .collect(),
             settings: done.settings,
         };
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        opsmgr_tools::write_json(&mut out, &report)?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(i) = &done.imported {

@@ -374,8 +374,7 @@ fn json_or(
 ) -> Result<()> {
     let mut out = opsmgr_tools::stdout();
     if json {
-        serde_json::to_writer_pretty(&mut out, report)?;
-        writeln!(out)?;
+        opsmgr_tools::write_json(&mut out, report)?;
     } else {
         text(&mut out)?;
     }

@@ -400,8 +400,7 @@ fn run() -> Result<ExitCode> {
                 ));
             }
             if json {
-                serde_json::to_writer_pretty(&mut out, &report)?;
-                writeln!(out)?;
+                opsmgr_tools::write_json(&mut out, &report)?;
             } else {
                 writeln!(
                     out,
