@@ -565,9 +565,9 @@ impl Database {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 
-    /// The request with this id.
-    pub(crate) fn get(&self, id: i64) -> Result<Option<Record>> {
-        self.one("id = ?1", id)
+    /// The request with this id; [`Error::NoSuchRequest`] when there is none.
+    pub(crate) fn record(&self, id: i64) -> Result<Record> {
+        self.one("id = ?1", id)?.ok_or(Error::NoSuchRequest(id))
     }
 
     /// The certificate with this serial number.
@@ -797,15 +797,7 @@ impl Batch<'_> {
         if n == 1 {
             return Ok(());
         }
-        let exists = self
-            .tx
-            .query_row("SELECT 1 FROM requests WHERE id = ?1", params![id], |_| {
-                Ok(())
-            })
-            .optional()
-            .map_err(db_err)?
-            .is_some();
-        Err(if exists {
+        Err(if self.get(id)?.is_some() {
             Error::NotPending(id)
         } else {
             Error::NoSuchRequest(id)

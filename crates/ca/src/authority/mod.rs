@@ -638,7 +638,7 @@ impl Authority {
 
     /// The record of request `id`.
     pub fn record(&self, id: i64) -> Result<Record> {
-        self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+        self.db.record(id)
     }
 
     /// Every request `filter` selects, by id (certutil -view).
@@ -869,7 +869,7 @@ impl CaView {
 
     /// The record of request `id`.
     pub fn record(&self, id: i64) -> Result<Record> {
-        self.db.get(id)?.ok_or(Error::NoSuchRequest(id))
+        self.db.record(id)
     }
 
     /// The requests matching `filter`, by request id.
