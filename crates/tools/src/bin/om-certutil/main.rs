@@ -287,14 +287,17 @@ fn run() -> Result<ExitCode> {
         Verb::Importpfx { args } => import_pfx(&cli, &stores()?, args),
         Verb::Resubmit { id } => {
             let record = jobs::resubmit(&mut authority(&cli)?, *id, SystemTime::now())?;
-            decided(&cli, &record, "-resubmit")?;
             // A denial under the current policy is a refusal of what was asked.
-            Ok(ExitCode::from(exit::for_request(record.disposition, false)))
+            decided(
+                &cli,
+                &record,
+                "-resubmit",
+                exit::for_request(record.disposition, false),
+            )
         }
         Verb::Deny { id, reason } => {
             let record = jobs::deny(&mut authority(&cli)?, *id, reason.as_deref())?;
-            decided(&cli, &record, "-deny")?;
-            Ok(ExitCode::SUCCESS)
+            decided(&cli, &record, "-deny", exit::OK)
         }
         Verb::Revoke { serial, reason } => revoke(&cli, serial, *reason),
         Verb::Crl { out } => crl(&cli, out.as_deref()),
@@ -776,24 +779,23 @@ fn revoke(cli: &Cli, serial: &str, reason: Option<RevocationReason>) -> Result<E
 }
 
 /// What -resubmit and -deny print: the request's new state, and certutil's closing line when
-/// the verb did what it was asked (a -resubmit denied under the policy did not).
-fn decided(cli: &Cli, record: &Record, verb: &str) -> Result<()> {
+/// the verb did what it was asked, as its exit `code` says (a -resubmit denied under the
+/// policy did not).
+fn decided(cli: &Cli, record: &Record, verb: &str, code: u8) -> Result<ExitCode> {
     let mut out = opsmgr_tools::stdout();
     if cli.json {
-        json(out, record)?;
-        return Ok(());
-    }
-    let done = if record.disposition == Disposition::Issued {
-        writeln!(out, "Certificate issued.")?;
-        true
+        opsmgr_tools::write_json(&mut out, record)?;
     } else {
-        writeln!(out, "Certificate not issued (Denied) {}", record.message)?;
-        verb == "-deny"
-    };
-    if done {
-        writeln!(out, "CertUtil: {verb} command completed successfully.")?;
+        if record.disposition == Disposition::Issued {
+            writeln!(out, "Certificate issued.")?;
+        } else {
+            writeln!(out, "Certificate not issued (Denied) {}", record.message)?;
+        }
+        if code == exit::OK {
+            writeln!(out, "CertUtil: {verb} command completed successfully.")?;
+        }
     }
-    Ok(())
+    Ok(ExitCode::from(code))
 }
 
 /// Writes `value` as pretty JSON.
