@@ -742,7 +742,7 @@ fn serve(args: &ShareArgs, sweep: std::time::Duration, json: bool) -> Result<Exi
 
 fn status(ca: Option<PathBuf>, within: u32, html: Option<PathBuf>, json: bool) -> Result<ExitCode> {
     // The public parts only: a monitoring account needs neither the key nor its password.
-    let view = opsmgr_ca::authority::CaView::open(&opsmgr_tools::ca_dir(ca)?)?;
+    let view = opsmgr_tools::open_view(&opsmgr_tools::ca_dir(ca)?)?;
     let s = opsmgr_tools::jobs::status(&view, within, SystemTime::now())?;
     if let Some(path) = &html {
         let page = opsmgr_tools::report::status_html(&s)?;
